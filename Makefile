@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh clone: `make report` and `make test`.
+# Each creates .venv from the system python3 (>= 3.11) and installs the project.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install report test unit notebooks check format lint types lab bench clean db-up db-down
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "need python >= 3.11, found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# The whole suite on the embedded database, every scenario on both layers.
+report: $(STAMP)
+	$(BIN)/coupon-chaos run --layer both
+
+# Every test, the chaos tests and the notebooks included.
+test: $(STAMP)
+	$(BIN)/python -m pytest --chaos tests
+	$(BIN)/python -m pytest --chaos --nbmake --nbmake-timeout=900 -p no:randomly notebooks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+check: $(STAMP) format lint types
+
+format: $(STAMP)
+	$(BIN)/ruff format --check coupon_core experiments tests benchmarks scripts
+
+lint: $(STAMP)
+	$(BIN)/ruff check coupon_core experiments tests benchmarks scripts
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(BIN)/coupon-chaos bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

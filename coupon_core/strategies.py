@@ -1,0 +1,194 @@
+"""Claim strategies: the same claim, made atomic four ways, chosen by name.
+
+Each strategy runs the whole claim on one autocommit connection and either returns
+(claimed) or raises a domain error. The check order is the service's contract:
+coupon exists, else ``CouponNotFound``; user has not claimed it, else
+``AlreadyClaimed``; stock left, else ``NoStock``; then insert and decrement in one
+transaction. Driver errors are left to the service, which translates them.
+
+``row_lock``      SELECT ... FOR UPDATE on the coupon row (the original design)
+``atomic``        one conditional statement (a data-modifying CTE), one round trip
+``serializable``  SERIALIZABLE isolation, bounded retries on 40001 / 40P01
+``advisory``      a transaction-scoped advisory lock on the coupon's name
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from coupon_core.errors import AlreadyClaimed, CouponNotFound, NoStock, Unavailable
+
+__all__ = [
+    "STRATEGIES",
+    "ClaimStrategy",
+    "FaultHook",
+    "available_strategies",
+    "get_strategy",
+    "register_strategy",
+]
+
+#: Called at named points inside a claim (``"after_insert"``); lab-only, None when off.
+FaultHook = Callable[[str], None]
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+class ClaimStrategy(Protocol):
+    """How a claim is made atomic."""
+
+    name: str
+
+    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        """Claim ``coupon_name`` for ``user_id`` on ``conn`` (autocommit) or raise."""
+        ...
+
+
+# Shared steps of the multi-statement strategies; each runs inside the caller's
+# transaction, after whatever serialises concurrent claims of the coupon.
+_HAS_CLAIMED = "SELECT 1 FROM claims WHERE user_id = %s AND coupon_name = %s"
+_INSERT_CLAIM = "INSERT INTO claims (user_id, coupon_name) VALUES (%s, %s)"
+_DECREMENT = "UPDATE coupons SET remaining_amount = remaining_amount - 1 WHERE name = %s"
+
+
+def _check_and_take(
+    conn: Conn,
+    remaining: tuple[object, ...] | None,
+    user_id: str,
+    coupon_name: str,
+    fault: FaultHook | None,
+) -> None:
+    if remaining is None:
+        raise CouponNotFound()
+    if conn.execute(_HAS_CLAIMED, (user_id, coupon_name)).fetchone() is not None:
+        raise AlreadyClaimed()
+    stock = remaining[0]
+    assert isinstance(stock, int)
+    if stock <= 0:
+        raise NoStock()
+    conn.execute(_INSERT_CLAIM, (user_id, coupon_name))
+    if fault is not None:
+        fault("after_insert")
+    conn.execute(_DECREMENT, (coupon_name,))
+
+
+@dataclass(frozen=True)
+class RowLock:
+    name: str = "row_lock"
+
+    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT remaining_amount FROM coupons WHERE name = %s FOR UPDATE", (coupon_name,)
+            ).fetchone()
+            _check_and_take(conn, row, user_id, coupon_name, fault)
+
+
+@dataclass(frozen=True)
+class Advisory:
+    name: str = "advisory"
+
+    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (coupon_name,))
+            row = conn.execute(
+                "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon_name,)
+            ).fetchone()
+            _check_and_take(conn, row, user_id, coupon_name, fault)
+
+
+# The decrement only happens when the coupon exists, the user has no claim in this
+# statement's snapshot, and stock is left; the insert only when the decrement did.
+# A concurrent claim by the same user that the snapshot could not see makes the
+# INSERT fail on UNIQUE(user_id, coupon_name), which aborts the whole statement,
+# decrement included: the constraint is part of the design, not a fallback.
+ATOMIC_CLAIM_SQL = """
+WITH target AS (
+    SELECT name FROM coupons WHERE name = %(coupon)s
+), prior AS (
+    SELECT 1 FROM claims WHERE user_id = %(user)s AND coupon_name = %(coupon)s
+), taken AS (
+    UPDATE coupons SET remaining_amount = remaining_amount - 1
+    WHERE name = %(coupon)s AND remaining_amount > 0 AND NOT EXISTS (SELECT 1 FROM prior)
+    RETURNING name
+), claimed AS (
+    INSERT INTO claims (user_id, coupon_name) SELECT %(user)s, name FROM taken
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM prior),
+       EXISTS (SELECT 1 FROM claimed)
+"""
+
+
+@dataclass(frozen=True)
+class Atomic:
+    name: str = "atomic"
+
+    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        # One statement: there is no point between insert and decrement to fault.
+        row = conn.execute(ATOMIC_CLAIM_SQL, {"user": user_id, "coupon": coupon_name}).fetchone()
+        assert row is not None
+        exists, prior, claimed = row
+        if not exists:
+            raise CouponNotFound()
+        if prior:
+            raise AlreadyClaimed()
+        if not claimed:
+            raise NoStock()
+
+
+@dataclass(frozen=True)
+class Serializable:
+    name: str = "serializable"
+    max_retries: int = 30
+    backoff_s: float = 0.002
+
+    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        for attempt in range(self.max_retries + 1):
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                    row = conn.execute(
+                        "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon_name,)
+                    ).fetchone()
+                    _check_and_take(conn, row, user_id, coupon_name, fault)
+                return
+            except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
+                if attempt == self.max_retries:
+                    raise Unavailable("service unavailable: too much contention") from err
+                # Jittered exponential backoff, capped: spreads the retries of a
+                # stampede so that each round lets someone commit.
+                time.sleep(random.uniform(0, min(0.05, self.backoff_s * 2**attempt)))
+
+
+STRATEGIES: dict[str, ClaimStrategy] = {
+    s.name: s for s in (RowLock(), Atomic(), Serializable(), Advisory())
+}
+_REAL = frozenset(STRATEGIES)
+
+
+def register_strategy(strategy: ClaimStrategy) -> None:
+    """Make another strategy selectable by name (the lab registers its mutants here)."""
+    if strategy.name in _REAL:
+        raise ValueError(f"cannot replace the built-in strategy {strategy.name!r}")
+    STRATEGIES[strategy.name] = strategy
+
+
+def available_strategies(*, include_registered: bool = False) -> list[str]:
+    """The built-in strategy names, and with ``include_registered`` the lab's too."""
+    return sorted(STRATEGIES if include_registered else _REAL)
+
+
+def get_strategy(name: str) -> ClaimStrategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {name!r}; choose one of {', '.join(available_strategies())}"
+        ) from None
