@@ -1,0 +1,1 @@
+"""Subcommands of coupon-chaos, one module each."""
