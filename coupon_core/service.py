@@ -124,7 +124,10 @@ class CouponService:
             max_size=max(config.pool_max, config.pool_min),
             timeout=config.pool_timeout,
             kwargs=kwargs,
-            reconnect_timeout=0,  # keep trying while the database is down; callers time out
+            # Give up a failed reconnection at once instead of backing off for minutes:
+            # the pool grows again on demand as soon as a caller waits, so after a
+            # database restart recovery is bounded by one connection attempt.
+            reconnect_timeout=0,
             open=False,
             name="coupon-service",
         )
