@@ -65,6 +65,8 @@ class ServiceConfig:
     statement_timeout_ms: int = 0  # 0: none
     lock_timeout_ms: int = 0  # 0: none
     apply_schema: bool = True
+    #: Names the service's backends in pg_stat_activity (the lab's faults find them by it).
+    application_name: str = "coupon-service"
 
     def conninfo_options(self) -> str:
         opts = []
@@ -115,6 +117,7 @@ class CouponService:
             "keepalives_idle": 5,
             "keepalives_interval": 2,
             "keepalives_count": 3,
+            "application_name": config.application_name,
         }
         if options := config.conninfo_options():
             kwargs["options"] = options
