@@ -47,7 +47,9 @@ class DatabaseError(RuntimeError):
 class DatabaseHandle(Protocol):
     """A database the lab can use: a URL, and whether it can be restarted."""
 
-    url: str
+    # Read-only, so EmbeddedPostgres (a computed URL) satisfies it.
+    @property
+    def url(self) -> str: ...
 
     @property
     def restartable(self) -> bool: ...

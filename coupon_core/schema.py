@@ -34,7 +34,6 @@ _SCHEMA_LOCK = 0x636F75706F6E  # "coupon"
 
 def apply_schema(url: str) -> None:
     """Create the tables and indexes if they are missing; safe to call any number of times."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            conn.execute(SCHEMA_SQL)
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        conn.execute(SCHEMA_SQL)

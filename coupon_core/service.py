@@ -98,7 +98,9 @@ class CouponService:
     _check_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
-    def connect(cls, url: str, config: ServiceConfig | None = None, **overrides: Any) -> CouponService:
+    def connect(
+        cls, url: str, config: ServiceConfig | None = None, **overrides: Any
+    ) -> CouponService:
         """Open a pool on ``url`` (applying the schema first) and return the service."""
         config = config or ServiceConfig()
         if overrides:
@@ -177,7 +179,9 @@ class CouponService:
         if row is None:
             raise CouponNotFound()
         cname, amount, remaining, claimed_by = row
-        assert isinstance(cname, str) and isinstance(amount, int) and isinstance(remaining, int)
+        assert isinstance(cname, str)
+        assert isinstance(amount, int)
+        assert isinstance(remaining, int)
         assert isinstance(claimed_by, list)
         return CouponView(cname, amount, remaining, [str(u) for u in claimed_by])
 

@@ -43,7 +43,9 @@ Conn = psycopg.Connection[tuple[object, ...]]
 class ClaimStrategy(Protocol):
     """How a claim is made atomic."""
 
-    name: str
+    # Read-only, so frozen dataclasses satisfy it.
+    @property
+    def name(self) -> str: ...
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
         """Claim ``coupon_name`` for ``user_id`` on ``conn`` (autocommit) or raise."""

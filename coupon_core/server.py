@@ -1,0 +1,173 @@
+"""Serve the HTTP API with uvicorn: in a background thread (the lab) or blocking (the CLI)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType, TracebackType
+
+import uvicorn
+
+from coupon_core.api import create_app
+from coupon_core.service import CouponService
+
+__all__ = ["RunningServer", "ServerError", "run_server", "serve_in_thread"]
+
+# A 500-client loopback stampede connects all at once; the default backlog (2048 in
+# uvicorn, capped by net.core.somaxconn) must not drop SYNs, which clients would see
+# as one-second retransmit stalls.
+BACKLOG = 4096
+STARTUP_TIMEOUT_S = 15.0
+# Bounded shutdown: in-flight requests get this long to finish (each service call is
+# itself bounded by the pool timeout), then connections are cut.
+GRACEFUL_SHUTDOWN_S = 5
+
+
+class ServerError(RuntimeError):
+    """The server could not start (port taken, startup failed or timed out)."""
+
+
+class RunningServer:
+    """A uvicorn server running in a daemon thread; ``stop()`` is bounded and idempotent."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int):
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+        self._stop_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = GRACEFUL_SHUTDOWN_S + 5.0) -> None:
+        """Shut down gracefully; cut connections if that takes longer than ``timeout``."""
+        with self._stop_lock:
+            if not self._thread.is_alive():
+                return
+            self._server.should_exit = True
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(5.0)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _config(service: CouponService, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(service),
+        host=host,
+        port=port,
+        backlog=BACKLOG,
+        access_log=False,  # a stampede would spend its time formatting log lines
+        log_level=log_level,
+        lifespan="on",
+        timeout_keep_alive=30,  # keep-alive on: load clients reuse their connections
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    # Bound here, not by uvicorn, so port 0 yields the kernel's choice before startup.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ServerError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+    return sock
+
+
+def _accepts(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def serve_in_thread(
+    service: CouponService,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log_level: str = "warning",
+    startup_timeout: float = STARTUP_TIMEOUT_S,
+) -> RunningServer:
+    """Serve the API for ``service`` in a background thread; returns once it accepts."""
+    sock = _bind(host, port)
+    bound_port = int(sock.getsockname()[1])
+    server = uvicorn.Server(_config(service, host, bound_port, log_level))
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as err:  # reported to the starting thread below
+            failure.append(err)
+        finally:
+            sock.close()
+
+    thread = threading.Thread(target=main, name=f"uvicorn-{bound_port}", daemon=True)
+    thread.start()
+    running = RunningServer(server, thread, host, bound_port)
+    deadline = time.monotonic() + startup_timeout
+    while not (server.started and _accepts(host, bound_port)):
+        if not thread.is_alive():
+            raise ServerError(f"server failed to start: {failure[0] if failure else 'exited'}")
+        if time.monotonic() > deadline:
+            running.stop()
+            raise ServerError(f"server did not start within {startup_timeout:.0f}s")
+        time.sleep(0.01)
+    return running
+
+
+def run_server(
+    service: CouponService,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    log_level: str = "warning",
+    on_ready: Callable[[RunningServer], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT (Ctrl-C), then shut down cleanly and return.
+
+    uvicorn's own signal handling re-raises the signal after shutdown, which would
+    kill the process before its caller can stop the database; so the server runs in
+    a thread and the main thread waits for the signal itself.
+    """
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with serve_in_thread(service, host, port, log_level=log_level) as running:
+            if on_ready is not None:
+                on_ready(running)
+            # A timed wait, so the signal handler runs promptly and a dead server ends us.
+            while not stop.wait(0.5):
+                if not running.running:
+                    raise ServerError("server stopped unexpectedly")
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
