@@ -1,0 +1,344 @@
+"""Charts and tables from a Result or History: outcomes, latency, throughput, timeline.
+
+Every chart is a ``Chart`` (a matplotlib ``Figure``) on the Agg canvas, built without
+pyplot: no global figure registry, nothing to close, safe from any thread, and the
+caller decides where the figure goes (a notebook displays it, the index embeds it as
+a PNG data URI with ``to_data_uri``). Each result kind has one colour in every chart
+(``RESULT_COLOURS``), so "no_stock" is the same orange in the bars, the ECDF and the
+timeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from experiments.history import OP_KINDS, RESULT_KINDS, History
+from experiments.result import Result
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "QUANTILES",
+    "RESULT_COLOURS",
+    "Chart",
+    "colour_of",
+    "latency_ecdf",
+    "latency_over_time",
+    "outcome_chart",
+    "outcome_table",
+    "rolling_stats",
+    "summary_table",
+    "timeline",
+    "to_data_uri",
+    "verdict_table",
+]
+
+#: One colour per result kind, the same in every chart (colour-blind safe where it can be).
+RESULT_COLOURS: dict[str, str] = {
+    "ok": "#2ca02c",
+    "no_stock": "#ff7f0e",
+    "already_claimed": "#9467bd",
+    "not_found": "#1f77b4",
+    "coupon_exists": "#8c564b",
+    "invalid": "#e377c2",
+    "unavailable": "#d62728",
+    "unknown": "#7f7f7f",
+    "server_error": "#000000",
+}
+#: A result kind this module does not know (a newer history) still gets a visible colour.
+_FALLBACK_COLOUR = "#bcbd22"
+
+#: The latency quantiles marked on every latency chart.
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
+_QUANTILE_MARKERS = {0.5: "o", 0.9: "s", 0.99: "^"}
+
+Source = Result | History
+
+
+class Chart(Figure):
+    """A figure that displays itself in a notebook (as PNG) without pyplot's inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
+def colour_of(result_kind: str) -> str:
+    return RESULT_COLOURS.get(result_kind, _FALLBACK_COLOUR)
+
+
+def _history(source: Source) -> History:
+    return source.history if isinstance(source, Result) else source
+
+
+def _title(source: Source, what: str) -> str:
+    if isinstance(source, Result):
+        return f"{source.scenario} ({source.layer}, {source.strategy}, seed {source.seed}): {what}"
+    return what
+
+
+def _figure(width: float = 7.5, height: float = 4.0, rows: int = 1) -> tuple[Chart, list[Axes]]:
+    fig = Chart(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas: savefig and inline display need one
+    axes = [fig.add_subplot(rows, 1, i + 1) for i in range(rows)]
+    return fig, axes
+
+
+def _ordered_results(present: set[str]) -> list[str]:
+    known = [r for r in RESULT_KINDS if r in present]
+    return known + sorted(present - set(RESULT_KINDS))
+
+
+# -- tables ------------------------------------------------------------------------------
+
+
+def outcome_table(source: Source) -> pd.DataFrame:
+    """Counts of each result kind (columns) per operation kind (rows), zeros filled in."""
+    import pandas as pd
+
+    counts = _history(source).counts()
+    kinds = [k for k in OP_KINDS if k in counts] + sorted(set(counts) - set(OP_KINDS))
+    results = _ordered_results({r for by_kind in counts.values() for r in by_kind})
+    frame = pd.DataFrame(
+        [[counts[k].get(r, 0) for r in results] for k in kinds], index=kinds, columns=results
+    )
+    frame.index.name = "operation"
+    frame["total"] = frame.sum(axis=1)
+    return frame
+
+
+def summary_table(result: Result) -> pd.DataFrame:
+    """The run's identity and the scenario's figures, one row per item."""
+    import pandas as pd
+
+    rows: list[tuple[str, str]] = [
+        ("scenario", result.scenario),
+        ("layer", result.layer),
+        ("strategy", result.strategy),
+        ("seed", str(result.seed)),
+        ("operations", str(len(result.history))),
+        ("duration_s", f"{result.duration_s:.3f}"),
+    ]
+    rows += [(f"param {k}", _short(v)) for k, v in sorted(result.params.items())]
+    rows += [(k, _short(v)) for k, v in result.summary.items()]
+    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
+
+
+def verdict_table(result: Result) -> pd.DataFrame:
+    """Every check with its verdict, detail and figures, so one look shows all that failed."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "check": v.name,
+                "verdict": v.label,
+                "detail": v.detail,
+                "figures": ", ".join(f"{k}={_short(x)}" for k, x in v.figures.items()),
+            }
+            for v in result.verdicts
+        ],
+        columns=["check", "verdict", "detail", "figures"],
+    )
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- charts ------------------------------------------------------------------------------
+
+
+def outcome_chart(source: Source) -> Figure:
+    """Stacked bars: for each operation kind, how many ops ended in each result kind."""
+    table = outcome_table(source).drop(columns="total")
+    fig, (ax,) = _figure(height=max(2.2, 0.9 + 0.7 * len(table.index)))
+    labels = [str(k) for k in table.index]
+    y = np.arange(len(labels))
+    left = np.zeros(len(labels))
+    for result_kind in table.columns:
+        widths = table[result_kind].to_numpy(dtype=float)
+        bars = ax.barh(
+            y, widths, left=left, color=colour_of(result_kind), label=result_kind, height=0.6
+        )
+        # Label a segment with its count when it is wide enough to hold it.
+        total = float(table.to_numpy().sum(axis=1).max() or 1)
+        ax.bar_label(
+            bars,
+            labels=[str(int(w)) if w / total > 0.04 else "" for w in widths],
+            label_type="center",
+            fontsize=8,
+            color="white",
+        )
+        left += widths
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("operations")
+    if len(table.columns):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="result")
+    ax.set_title(_title(source, "outcomes"), fontsize=10)
+    return fig
+
+
+def latency_ecdf(source: Source, kind: str | None = None) -> Figure:
+    """Empirical CDF of the exact latencies, one curve per result kind, p50/p90/p99 marked.
+
+    ``kind`` restricts the chart to one operation kind (``"claim"``, ...).
+    """
+    frame = _history(source).to_frame()
+    if kind is not None:
+        frame = frame[frame["kind"] == kind]
+    fig, (ax,) = _figure()
+    for result_kind in _ordered_results(set(frame["result"])):
+        lat = np.sort(frame.loc[frame["result"] == result_kind, "latency_ms"].to_numpy(float))
+        n = len(lat)
+        prob = np.arange(1, n + 1) / n
+        qs = {q: float(np.quantile(lat, q, method="inverted_cdf")) for q in QUANTILES}
+        label = f"{result_kind} (n={n}; " + ", ".join(
+            f"p{round(q * 100)} {_ms(v)}" for q, v in qs.items()
+        )
+        ax.step(lat, prob, where="post", color=colour_of(result_kind), label=label + ")")
+        for q, v in qs.items():
+            ax.plot([v], [q], marker=_QUANTILE_MARKERS[q], color=colour_of(result_kind), ls="")
+    for q in QUANTILES:
+        ax.axhline(q, color="#cccccc", lw=0.8, zorder=0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("fraction of operations ≤ latency")
+    if len(frame) and frame["latency_ms"].max() > 20 * max(frame["latency_ms"].min(), 1e-3):
+        ax.set_xscale("log")
+    if len(frame):
+        ax.legend(fontsize=8, loc="lower right")
+    what = "latency by outcome" + (f" ({kind})" if kind else "")
+    ax.set_title(_title(source, what), fontsize=10)
+    return fig
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def rolling_stats(source: Source, window_s: float | None = None) -> pd.DataFrame:
+    """At each completion: latency quantiles and throughput over the window ending there.
+
+    ``window_s`` defaults to a twentieth of the history's span (at least 1 ms).
+    """
+    import pandas as pd
+
+    frame = _history(source).to_frame().sort_values("t_complete_s")
+    t = frame["t_complete_s"].to_numpy(float)
+    lat = frame["latency_ms"].to_numpy(float)
+    if window_s is None:
+        span = float(t[-1] - frame["t_invoke_s"].min()) if len(t) else 0.0
+        window_s = max(span / 20, 1e-3)
+    starts = np.searchsorted(t, t - window_s, side="right")
+    rows = []
+    for i in range(len(t)):
+        window = lat[starts[i] : i + 1]
+        row = {"t_s": t[i], "ops_per_s": len(window) / window_s, "n": len(window)}
+        for q in QUANTILES:
+            row[f"p{round(q * 100)}_ms"] = float(np.quantile(window, q, method="inverted_cdf"))
+        rows.append(row)
+    columns = ["t_s", "ops_per_s", "n", *(f"p{round(q * 100)}_ms" for q in QUANTILES)]
+    out = pd.DataFrame(rows, columns=columns)
+    out.attrs["window_s"] = window_s
+    return out
+
+
+def latency_over_time(source: Source, window_s: float | None = None) -> Figure:
+    """Two panels along time: rolling p50/p90/p99 latency, and rolling throughput."""
+    stats = rolling_stats(source, window_s)
+    window = float(stats.attrs["window_s"])
+    fig, (top, bottom) = _figure(height=5.0, rows=2)
+    bottom.sharex(top)
+    for q, style in zip(QUANTILES, ("-", "--", ":"), strict=True):
+        column = f"p{round(q * 100)}_ms"
+        top.plot(
+            stats["t_s"],
+            stats[column],
+            ls=style,
+            drawstyle="steps-post",
+            color="#333333",
+            label=column[:-3],
+        )
+    top.set_ylabel("latency (ms)")
+    if len(stats):
+        top.legend(fontsize=8, loc="upper right")
+    bottom.plot(
+        stats["t_s"],
+        stats["ops_per_s"],
+        drawstyle="steps-post",
+        color="#1f77b4",
+        label="completed ops/s",
+    )
+    bottom.set_ylabel("ops/s")
+    bottom.set_xlabel("time since start (s)")
+    top.set_title(
+        _title(source, f"latency and throughput, {_ms(window * 1e3)} window"), fontsize=10
+    )
+    return fig
+
+
+def timeline(source: Source, fault_phase: str | None = None) -> Figure:
+    """One horizontal segment per operation, invoke to complete, one row per worker.
+
+    Segments are coloured by result kind. With ``fault_phase``, the span from the first
+    invoke to the last completion of the ops labelled with that phase is shaded.
+    """
+    frame = _history(source).to_frame()
+    workers = sorted(int(w) for w in set(frame["worker"]))
+    row_of = {w: i for i, w in enumerate(workers)}
+    fig, (ax,) = _figure(height=min(9.0, max(2.5, 1.2 + 0.06 * len(workers))))
+    segments = [
+        ((float(a), row_of[int(w)]), (float(b), row_of[int(w)]))
+        for a, b, w in zip(frame["t_invoke_s"], frame["t_complete_s"], frame["worker"], strict=True)
+    ]
+    colours = [colour_of(str(r)) for r in frame["result"]]
+    width = 2.5 if len(workers) < 60 else 1.2
+    ax.add_collection(LineCollection(segments, colors=colours, linewidths=width))
+    # A zero-latency op would be invisible as a line: a tick marks every completion.
+    ax.scatter(frame["t_complete_s"], [row_of[int(w)] for w in frame["worker"]], s=4, c=colours)
+    if fault_phase is not None:
+        phase = frame[frame["phase"] == fault_phase]
+        if len(phase):
+            ax.axvspan(
+                float(phase["t_invoke_s"].min()),
+                float(phase["t_complete_s"].max()),
+                color="#d62728",
+                alpha=0.12,
+                label=f"phase: {fault_phase}",
+                zorder=0,
+            )
+    ax.autoscale_view()
+    ax.set_ylim(-1, max(len(workers), 1))
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("worker")
+    if len(workers) <= 20:
+        ax.set_yticks(range(len(workers)), [str(w) for w in workers])
+    handles: list[Any] = [
+        Patch(color=colour_of(r), label=r) for r in _ordered_results(set(frame["result"]))
+    ]
+    handles += [h for h in ax.get_legend_handles_labels()[0] if h not in handles]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.set_title(_title(source, "timeline"), fontsize=10)
+    return fig
+
+
+def to_data_uri(fig: Figure, dpi: int = 80) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI, for a self-contained HTML page."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
