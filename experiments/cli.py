@@ -16,7 +16,7 @@ from types import ModuleType
 __all__ = ["CommandError", "main"]
 
 # Order is the order of ``coupon-chaos --help``.
-_COMMANDS: tuple[str, ...] = ()
+_COMMANDS: tuple[str, ...] = ("serve", "db")
 
 
 class CommandError(Exception):

@@ -1,0 +1,104 @@
+"""``coupon-chaos serve``: run the HTTP API on a database (embedded unless given a URL)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from coupon_core import CouponService, EmbeddedPostgres, available_strategies
+from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
+from coupon_core.errors import Unavailable
+from coupon_core.server import RunningServer, ServerError, run_server
+from experiments.cli import CommandError
+
+NAME = "serve"
+HELP = "serve the coupon HTTP API (starts an embedded PostgreSQL unless given a URL)"
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0..65535: {port}")
+    return port
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=None,
+        help="PostgreSQL URL (default: $DATABASE_URL, else an embedded database)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=_port, default=3000, help="port to listen on (0: any free port)"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=available_strategies(),
+        default="row_lock",
+        help="claim strategy (default: row_lock)",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=_positive,
+        default=20,
+        metavar="N",
+        help="database connections in the pool (default: 20)",
+    )
+
+
+def _database(url: str | None) -> DatabaseHandle:
+    if url:
+        print(f"database: {url}", flush=True)
+        return ExternalDatabase(url)
+    embedded = EmbeddedPostgres.create()
+    try:
+        embedded.start()
+    except DatabaseError as err:
+        embedded.close()
+        raise CommandError(f"cannot start the embedded database: {err}") from err
+    print(f"database: embedded PostgreSQL at {embedded.url}", flush=True)
+    return embedded
+
+
+def run(args: argparse.Namespace) -> int:
+    url = args.database_url or os.environ.get("DATABASE_URL") or None
+    database = _database(url)
+    try:
+        try:
+            service = CouponService.connect(
+                database.url,
+                strategy=args.strategy,
+                pool_max=args.pool_size,
+                pool_min=min(4, args.pool_size),
+            )
+        except Unavailable as err:
+            raise CommandError(f"cannot reach the database at {database.url}") from err
+
+        def ready(server: RunningServer) -> None:
+            print(f"serving on {server.url} (strategy {args.strategy})", flush=True)
+
+        try:
+            run_server(service, args.host, args.port, on_ready=ready)
+        except ServerError as err:
+            raise CommandError(str(err)) from err
+        finally:
+            service.close()
+        print("stopped", flush=True)
+    finally:
+        database.close()
+    return 0
