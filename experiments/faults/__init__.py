@@ -1,0 +1,55 @@
+"""The lab's nemesis: faults a scenario injects into the service, its database and the network.
+
+Each fault is a start/stop object (and a context manager), bounded in time, undone
+when it stops, seeded where it draws at random, and records the windows when it
+was active (``experiments.faults.window``) so ops can be labelled with a phase.
+
+    backends   terminate the service's backends, once, repeatedly, or mid-claim
+    restart    stop and start the database during a load
+    locks      hold a coupon's row lock from another session; slow queries
+    pool       hold the service's pool connections
+    proxy      a loopback TCP proxy: latency, throttling, resets, stalls
+    cancel     cancel statements in flight (server side, or psycopg's cancel)
+    partial    fail a claim between its insert and its decrement
+    leaks      after a run: pool idle, no stray threads, no stray backends
+"""
+
+from __future__ import annotations
+
+from experiments.faults.backends import BackendKiller, ClaimPause, backend_pids, terminate_backends
+from experiments.faults.cancel import CancelAfter, Canceller, cancel_backends
+from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
+from experiments.faults.locks import RowLockHolder, SlowQuery
+from experiments.faults.partial import FailAfterInsert, InjectedFault, chain_hooks
+from experiments.faults.pool import PoolHog
+from experiments.faults.proxy import PHASES, PhaseName, TcpProxy
+from experiments.faults.restart import DatabaseRestart, restart_skip_reason, time_to_recover
+from experiments.faults.window import Window, Windows, label_ops
+
+__all__ = [
+    "PHASES",
+    "BackendKiller",
+    "CancelAfter",
+    "Canceller",
+    "ClaimPause",
+    "DatabaseRestart",
+    "FailAfterInsert",
+    "InjectedFault",
+    "PhaseName",
+    "PoolHog",
+    "RowLockHolder",
+    "SlowQuery",
+    "TcpProxy",
+    "ThreadBaseline",
+    "Window",
+    "Windows",
+    "backend_pids",
+    "cancel_backends",
+    "chain_hooks",
+    "check_leaks",
+    "label_ops",
+    "pool_idle",
+    "restart_skip_reason",
+    "terminate_backends",
+    "time_to_recover",
+]

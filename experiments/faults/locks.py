@@ -1,0 +1,120 @@
+"""Hold a coupon's row lock from another session, and run slow queries (pg_sleep)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+
+from experiments.faults.window import Windows
+
+__all__ = ["RowLockHolder", "SlowQuery"]
+
+NEMESIS_APP = "coupon-lab-nemesis"
+
+
+@dataclass
+class RowLockHolder:
+    """``SELECT ... FOR UPDATE`` on a coupon's row in a session of ours, for ``hold_s`` seconds.
+
+    Every strategy's claim updates the row, so every claim on this coupon waits
+    while the lock is held (or times out: lock_timeout, statement_timeout). The
+    transaction rolls back at the end: the holder changes nothing. ``start()``
+    returns once the lock is held; ``stop()`` releases it early.
+    """
+
+    url: str
+    coupon: str
+    hold_s: float = 1.0
+    windows: Windows = field(default_factory=lambda: Windows("row_lock_held"))
+    holder_pid: int | None = None
+    found: bool = False
+    _release: threading.Event = field(default_factory=threading.Event, repr=False)
+    _held: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    error: BaseException | None = None
+
+    def start(self, timeout: float = 10.0) -> RowLockHolder:
+        self._thread = threading.Thread(target=self._hold, name="nemesis-row-lock", daemon=True)
+        self._thread.start()
+        if not self._held.wait(timeout):
+            raise RuntimeError(f"row lock on {self.coupon!r} not taken within {timeout}s")
+        if self.error is not None:
+            raise RuntimeError(f"row lock on {self.coupon!r} failed: {self.error}") from self.error
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.hold_s + 10)
+        self.windows.close_all()
+
+    def wait(self) -> None:
+        """Block until the hold time is over and the lock released."""
+        if self._thread is not None:
+            self._thread.join(timeout=self.hold_s + 10)
+
+    def __enter__(self) -> RowLockHolder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _hold(self) -> None:
+        try:
+            with psycopg.connect(
+                self.url, autocommit=True, connect_timeout=5, application_name=NEMESIS_APP
+            ) as conn:
+                with conn.transaction(force_rollback=True):
+                    row = conn.execute(
+                        "SELECT pg_backend_pid(), name FROM coupons WHERE name = %s FOR UPDATE",
+                        (self.coupon,),
+                    ).fetchone()
+                    self.found = row is not None
+                    self.holder_pid = int(str(row[0])) if row is not None else None
+                    self.windows.open("held")
+                    self._held.set()
+                    self._release.wait(self.hold_s)
+                self.windows.close("held")
+        except BaseException as err:  # reported by start() or the scenario, never swallowed
+            self.error = err
+        finally:
+            self._held.set()
+            self.windows.close_all()
+
+
+@dataclass
+class SlowQuery:
+    """``pg_sleep`` on a connection with the given statement timeout; records what happened.
+
+    Shows that a session opened with the service's options cancels a slow statement
+    at the timeout: ``run()`` returns the seconds it took and the error class name
+    (``QueryCanceled`` when the timeout fired, None when the sleep completed).
+    """
+
+    url: str
+    sleep_s: float
+    statement_timeout_ms: int = 0
+    lock_timeout_ms: int = 0
+
+    def run(self) -> tuple[float, str | None]:
+        opts = []
+        if self.statement_timeout_ms:
+            opts.append(f"-c statement_timeout={self.statement_timeout_ms}")
+        if self.lock_timeout_ms:
+            opts.append(f"-c lock_timeout={self.lock_timeout_ms}")
+        start = time.monotonic()
+        with psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=NEMESIS_APP,
+            options=" ".join(opts),
+        ) as conn:
+            try:
+                conn.execute("SELECT pg_sleep(%s)", (self.sleep_s,))
+            except psycopg.Error as err:
+                return time.monotonic() - start, type(err).__name__
+        return time.monotonic() - start, None
