@@ -1,0 +1,320 @@
+"""The lab: the environment one experiment runs in, opened and closed as one context.
+
+``open_lab(...)`` provides a database URL (given, ``DATABASE_URL``, or an embedded
+PostgreSQL it starts and stops itself), a ``CouponService`` for the chosen claim
+strategy with its pool sized for the run, a client for the chosen layer (for
+``"http"`` the API served by uvicorn on a free loopback port), a direct psycopg
+connection for reading the final state, and a run-unique coupon prefix. On exit
+nothing it started is left running: client, server, service pool, connection,
+database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+
+from coupon_core import CouponService, ServiceConfig
+from coupon_core.database import DatabaseHandle, provision
+from experiments.checks import FinalState, always_on, read_state
+from experiments.clients import Client, HttpClient, ServiceClient
+from experiments.history import History, Op
+from experiments.plans import Plan, draw_seed
+from experiments.result import Result, Verdict
+from experiments.runner import NOT_STARTED, PhaseLabel, RunReport, run_plan
+
+__all__ = [
+    "LAYERS",
+    "Lab",
+    "LabError",
+    "Layer",
+    "announce",
+    "common_params",
+    "experiment",
+    "latency_quantiles",
+    "load_figures",
+    "open_lab",
+    "run_prefix",
+    "state_figures",
+]
+
+Layer = Literal["service", "http"]
+LAYERS: tuple[Layer, ...] = ("service", "http")
+
+#: Connections a pool may hold: enough that claims queue in PostgreSQL's row lock,
+#: not in the pool, yet few enough that scenarios running side by side stay below
+#: max_connections (700 on the embedded server, often 100 elsewhere).
+DEFAULT_POOL_CAP = 32
+
+
+class LabError(RuntimeError):
+    """The lab could not set an experiment up (setup coupon refused, bad layer)."""
+
+
+def run_prefix(scenario: str) -> str:
+    """A coupon-name prefix unique to one run: ``<scenario>-<12 hex>``."""
+    return f"{scenario}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Lab:
+    """What a scenario needs; see ``open_lab``."""
+
+    database_url: str
+    layer: Layer
+    strategy: str
+    prefix: str
+    service: CouponService
+    client: Client
+    conn: psycopg.Connection[Any]
+    op_timeout_s: float
+    #: The database, when the lab started it (faults may restart it).
+    database: DatabaseHandle | None = None
+    #: The HTTP server, when ``layer == "http"``.
+    server: Any = None
+    history: History = field(default_factory=History)
+
+    def setup(self, plan: Plan) -> list[Op]:
+        """Create the plan's setup coupons through the client (phase ``setup``)."""
+        ops = []
+        for i, (name, amount) in enumerate(plan.setup):
+            op = Op(
+                op_id=-(i + 1), worker=-1, kind="create", coupon=name, amount=amount, phase="setup"
+            )
+            self.client.invoke(op, self.history)
+            if op.result != "ok":
+                raise LabError(f"setup: create {name} ended {op.result}: {op.message}")
+            ops.append(op)
+        return ops
+
+    def run(
+        self, plan: Plan, *, phase: PhaseLabel = "load", run_timeout_s: float = 60.0
+    ) -> RunReport:
+        return run_plan(
+            plan,
+            self.client,
+            self.history,
+            phase=phase,
+            run_timeout_s=run_timeout_s,
+            op_timeout_s=self.op_timeout_s,
+        )
+
+    def state(self) -> FinalState:
+        """The run's coupons and claims, read from the tables (only this run's prefix)."""
+        return read_state(self.conn, self.prefix)
+
+
+def _service_config(strategy: str, pool_max: int, op_timeout_s: float) -> ServiceConfig:
+    # The service call cannot be interrupted from outside: its bound is the pool wait
+    # and the statement timeout, both derived from the per-operation timeout.
+    return ServiceConfig(
+        strategy=strategy,
+        pool_min=min(4, pool_max),
+        pool_max=pool_max,
+        pool_timeout=min(op_timeout_s, 10.0),
+        statement_timeout_ms=int(op_timeout_s * 1000),
+    )
+
+
+@contextlib.contextmanager
+def open_lab(
+    *,
+    scenario: str = "lab",
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    workers: int = 10,
+    op_timeout_s: float = 10.0,
+    pool_max: int | None = None,
+    prefix: str | None = None,
+) -> Iterator[Lab]:
+    """Open everything an experiment needs, and close it all on exit (see the module)."""
+    if layer not in LAYERS:
+        raise LabError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+    pool = pool_max or max(2, min(workers, DEFAULT_POOL_CAP))
+    with contextlib.ExitStack() as stack:
+        url = database_url or os.environ.get("DATABASE_URL") or None
+        handle: DatabaseHandle | None = None
+        if url is None:
+            handle = provision(None)
+            stack.callback(handle.close)
+            url = handle.url
+        service = CouponService.connect(url, _service_config(strategy, pool, op_timeout_s))
+        stack.callback(service.close)
+        server: Any = None
+        client: Client
+        if layer == "http":
+            from coupon_core.server import serve_in_thread
+
+            server = serve_in_thread(service, host="127.0.0.1", port=0)
+            stack.callback(server.stop)
+            client = HttpClient(server.url, timeout_s=op_timeout_s, max_connections=max(workers, 1))
+        else:
+            client = ServiceClient(service)
+        stack.callback(client.close)
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        stack.enter_context(conn)
+        yield Lab(
+            database_url=url,
+            layer=layer,
+            strategy=strategy,
+            prefix=prefix or run_prefix(scenario),
+            service=service,
+            client=client,
+            conn=conn,
+            op_timeout_s=op_timeout_s,
+            database=handle,
+            server=server,
+        )
+
+
+def latency_quantiles(ops: list[Op]) -> dict[str, float | None]:
+    """p50, p90, p99 and max latency in ms of ``ops`` (None when there are none)."""
+    lat = sorted(o.latency_ns / 1e6 for o in ops)
+    if not lat:
+        return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
+    # statistics.quantiles needs two points; one latency is every quantile of itself.
+    q = [lat[0]] * 99 if len(lat) == 1 else statistics.quantiles(lat, n=100, method="inclusive")
+    return {
+        "p50_ms": round(q[49], 3),
+        "p90_ms": round(q[89], 3),
+        "p99_ms": round(q[98], 3),
+        "max_ms": round(lat[-1], 3),
+    }
+
+
+# -- one experiment, start to finish -------------------------------------------------
+
+PlanMaker = Callable[[int, str], Plan]
+Expectations = Callable[[History, FinalState, Plan], list[Verdict]]
+
+
+def _masked(url: str | None) -> str | None:
+    # Params land in reports: never a password.
+    return None if url is None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def common_params(
+    *,
+    seed: int,
+    layer: str,
+    strategy: str,
+    database_url: str | None,
+    op_timeout_s: float,
+    run_timeout_s: float,
+) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "layer": layer,
+        "strategy": strategy,
+        "database_url": _masked(database_url),
+        "op_timeout_s": op_timeout_s,
+        "run_timeout_s": run_timeout_s,
+    }
+
+
+def announce(scenario: str, seed: int, layer: str, strategy: str) -> None:
+    """Print the seed: one line, so any run can be replayed."""
+    print(f"[{scenario}] seed={seed} layer={layer} strategy={strategy}", flush=True)
+
+
+def load_figures(history: History, report: RunReport, phase: str | None = "load") -> dict[str, Any]:
+    """Counts, start spread, latency quantiles and throughput of one run's load ops."""
+    ops = [o for o in history.ops if phase is None or o.phase == phase]
+    run = [o for o in ops if o.message != NOT_STARTED]
+    return {
+        "ops": len(ops),
+        "start_spread_ms": None
+        if report.start_spread_ms is None
+        else round(report.start_spread_ms, 3),
+        "wall_s": round(report.wall_s, 4),
+        "throughput_ops_s": round(len(run) / report.wall_s, 1) if report.wall_s > 0 else None,
+        "latency": latency_quantiles(run),
+        "latency_ok": latency_quantiles([o for o in run if o.result == "ok"]),
+        "runner": report.to_dict(),
+    }
+
+
+def state_figures(state: FinalState) -> dict[str, Any]:
+    return {
+        "final_stock": {name: remaining for name, (_, remaining) in state.coupons.items()},
+        "claim_rows": {name: state.claim_rows(name) for name in state.coupons},
+        "coupons": len(state.coupons),
+    }
+
+
+def experiment(
+    scenario: str,
+    *,
+    make_plan: PlanMaker,
+    expect: Expectations,
+    params: dict[str, Any],
+    seed: int | None = None,
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 10.0,
+    run_timeout_s: float = 60.0,
+    pool_max: int | None = None,
+) -> Result:
+    """The common pipeline: seed, plan, lab, setup, run, final state, checks, result."""
+    seed = draw_seed(seed)
+    announce(scenario, seed, layer, strategy)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    prefix = run_prefix(scenario)
+    plan = make_plan(seed, prefix)
+    with open_lab(
+        scenario=scenario,
+        layer=layer,
+        strategy=strategy,
+        database_url=database_url,
+        workers=plan.workers,
+        op_timeout_s=op_timeout_s,
+        pool_max=pool_max,
+        prefix=prefix,
+    ) as lab:
+        lab.setup(plan)
+        report = lab.run(plan, run_timeout_s=run_timeout_s)
+        state = lab.state()
+    history = lab.history
+    verdicts = always_on(history, state) + expect(history, state, plan)
+    summary = {
+        "prefix": prefix,
+        "outcomes": history.counts(),
+        **state_figures(state),
+        **load_figures(history, report),
+    }
+    return Result(
+        scenario=scenario,
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        params={
+            **common_params(
+                seed=seed,
+                layer=layer,
+                strategy=strategy,
+                database_url=database_url,
+                op_timeout_s=op_timeout_s,
+                run_timeout_s=run_timeout_s,
+            ),
+            "pool_max": pool_max,
+            **params,
+        },
+        history=history,
+        verdicts=verdicts,
+        summary=summary,
+        started_at=started_at,
+        duration_s=time.monotonic() - t0,
+    )

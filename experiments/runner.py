@@ -1,0 +1,177 @@
+"""The runner: a plan's workers as threads, released together by a barrier.
+
+Threads are the project's concurrency model (the service and psycopg's pool are
+synchronous). Every worker waits at one ``threading.Barrier``, so a stampede is a
+real one; the first invoke time of each worker gives the start spread actually
+achieved. The whole run is bounded: past ``run_timeout_s`` no new operation starts
+(those left are recorded ``unknown``, "not started"), the in-flight ones end by
+their own timeout, and every thread is joined before ``run_plan`` returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from experiments.clients import Client
+from experiments.history import History, Op
+from experiments.plans import Plan, PlannedOp
+
+__all__ = ["PhaseLabel", "RunReport", "RunnerError", "run_plan"]
+
+#: A fixed phase label, or a callable read at each invoke (a fault running alongside
+#: the load can move it: "before", "during", "after").
+PhaseLabel = str | Callable[[], str | None] | None
+
+NOT_STARTED = "not started: the run's time bound passed"
+
+
+class RunnerError(RuntimeError):
+    """The run could not be carried out (a worker could not be joined, a broken barrier)."""
+
+
+@dataclass
+class RunReport:
+    """What the runner measured about the run itself (not about the system)."""
+
+    workers: int
+    ops_planned: int
+    ops_run: int
+    not_started: int
+    wall_s: float
+    #: max - min of the workers' first invoke, in ms: how "together" the release was.
+    start_spread_ms: float | None
+    timed_out: bool
+    first_invoke_ns: dict[int, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "workers": self.workers,
+            "ops_planned": self.ops_planned,
+            "ops_run": self.ops_run,
+            "not_started": self.not_started,
+            "wall_s": round(self.wall_s, 4),
+            "start_spread_ms": None
+            if self.start_spread_ms is None
+            else round(self.start_spread_ms, 3),
+            "timed_out": self.timed_out,
+        }
+
+
+def _label(phase: PhaseLabel) -> str | None:
+    return phase() if callable(phase) else phase
+
+
+def run_plan(
+    plan: Plan,
+    client: Client,
+    history: History,
+    *,
+    run_timeout_s: float = 60.0,
+    op_timeout_s: float = 10.0,
+    phase: PhaseLabel = None,
+    barrier_timeout_s: float = 30.0,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """Run ``plan`` through ``client``, recording into ``history``; return the run's figures.
+
+    ``stop`` lets a caller (a fault, a test) end the run early the same way the time
+    bound does. The join waits ``op_timeout_s`` plus a grace for in-flight calls
+    after the bound; a worker still alive then is a client that ignored its timeout,
+    and ``RunnerError`` says so instead of returning with a thread left behind.
+    """
+    stop = stop or threading.Event()
+    n = plan.workers
+    per_worker: dict[int, list[PlannedOp]] = {w: [] for w in range(n)}
+    for planned in plan.ops:
+        per_worker[planned.worker].append(planned)
+    # The bound on the run starts when the barrier releases the workers; until then
+    # it covers the wait for every thread to arrive.
+    deadline = time.monotonic() + barrier_timeout_s + run_timeout_s
+
+    def release() -> None:
+        nonlocal deadline
+        deadline = time.monotonic() + run_timeout_s
+
+    barrier = threading.Barrier(n, action=release, timeout=barrier_timeout_s)
+    first_invoke: dict[int, int] = {}
+    not_started: list[PlannedOp] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    ops_run = 0
+
+    def work(worker: int) -> None:
+        nonlocal ops_run
+        mine = per_worker[worker]
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError as err:
+            with lock:
+                errors.append(err)
+                not_started.extend(mine)
+            return
+        for i, planned in enumerate(mine):
+            if stop.is_set() or time.monotonic() >= deadline:
+                with lock:
+                    not_started.extend(mine[i:])
+                return
+            op = client.invoke(planned.to_op(_label(phase)), history)
+            with lock:
+                ops_run += 1
+                first_invoke.setdefault(worker, op.invoke_ns)
+
+    threads = [
+        threading.Thread(target=work, args=(w,), name=f"worker-{w}", daemon=True) for w in range(n)
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive() and time.monotonic() < deadline:
+            t.join(min(0.1, max(0.0, deadline - time.monotonic())))
+    timed_out = any(t.is_alive() for t in threads)
+    if timed_out:
+        stop.set()
+        grace = op_timeout_s + 5.0
+        end = time.monotonic() + grace
+        for t in threads:
+            t.join(max(0.0, end - time.monotonic()))
+    left = [t.name for t in threads if t.is_alive()]
+    if left:
+        raise RunnerError(f"{len(left)} worker(s) still running after the bound: {left[:5]}")
+    wall = time.monotonic() - started
+    if errors and not first_invoke:
+        raise RunnerError(f"the workers were never released: {errors[0]!r}")
+
+    cut = time.monotonic_ns()
+    for planned in not_started:
+        op = planned.to_op(_label(phase))
+        op.invoke_ns = op.complete_ns = cut
+        op.result = "unknown"
+        op.message = NOT_STARTED
+        history.append(op)
+
+    spread = None
+    if first_invoke:
+        spread = (max(first_invoke.values()) - min(first_invoke.values())) / 1e6
+    return RunReport(
+        workers=n,
+        ops_planned=len(plan.ops),
+        ops_run=ops_run,
+        not_started=len(not_started),
+        wall_s=wall,
+        start_spread_ms=spread,
+        timed_out=timed_out or bool(not_started),
+        first_invoke_ns=dict(first_invoke),
+    )
+
+
+def run_ops(
+    ops: list[Op],
+    client: Client,
+    history: History,
+) -> list[Op]:
+    """Run a few operations one after another on the calling thread (setup, probes)."""
+    return [client.invoke(op, history) for op in ops]

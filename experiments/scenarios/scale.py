@@ -1,0 +1,125 @@
+"""scale: stampedes of 100, 200 and 500 users on a tenth as much stock; latency by size."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from experiments.checks import always_on, expected_counts, remaining_equals, rows_equal
+from experiments.lab import (
+    announce,
+    common_params,
+    load_figures,
+    open_lab,
+    run_prefix,
+    state_figures,
+)
+from experiments.plans import draw_seed, stampede_plan
+from experiments.result import Result, Verdict
+
+NAME = "scale"
+TITLE = "Scale"
+DESCRIPTION = (
+    "Stampedes of 100, 200 and 500 users, one after another, each on its own coupon "
+    "with a tenth as much stock. Expected: exactly the stock succeeds, the rest out of "
+    "stock, no errors; latency quantiles p50/p90/p99/max by size."
+)
+DEFAULTS: dict[str, Any] = {"sizes": (100, 200, 500), "stock_ratio": 0.1}
+
+
+def run(
+    *,
+    seed: int | None = None,
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 10.0,
+    run_timeout_s: float = 60.0,
+    sizes: tuple[int, ...] | list[int] = (100, 200, 500),
+    stock_ratio: float = 0.1,
+) -> Result:
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes or min(sizes) < 1:
+        raise ValueError("sizes must be positive user counts")
+    seed = draw_seed(seed)
+    announce(NAME, seed, layer, strategy)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    prefix = run_prefix(NAME)
+    # One seed for the run; each size's plan gets its own, derived deterministically.
+    plans = [
+        stampede_plan(
+            seed + i, f"{prefix}-n{size}", stock=max(1, round(size * stock_ratio)), users=size
+        )
+        for i, size in enumerate(sizes)
+    ]
+    by_size: dict[str, Any] = {}
+    verdicts: list[Verdict] = []
+    with open_lab(
+        scenario=NAME,
+        layer=layer,
+        strategy=strategy,
+        database_url=database_url,
+        workers=max(sizes),
+        op_timeout_s=op_timeout_s,
+        prefix=prefix,
+    ) as lab:
+        for size, plan in zip(sizes, plans, strict=True):
+            lab.setup(plan)
+            phase = f"size-{size}"
+            report = lab.run(plan, phase=phase, run_timeout_s=run_timeout_s)
+            by_size[str(size)] = {
+                "stock": plan.setup[0][1],
+                **load_figures(lab.history, report, phase),
+            }
+        state = lab.state()
+    history = lab.history
+    verdicts.extend(always_on(history, state))
+    for size, plan in zip(sizes, plans, strict=True):
+        coupon, stock = plan.setup[0]
+        wins = min(stock, size)
+        verdicts += [
+            expected_counts(
+                history,
+                "claim",
+                {"ok": wins, "no_stock": size - wins},
+                name=f"claim_counts_{size}",
+                coupons=[coupon],
+            ),
+            remaining_equals(state, coupon, stock - wins, name=f"final_stock_{size}"),
+            rows_equal(state, coupon, wins, name=f"claim_rows_{size}"),
+        ]
+    summary = {
+        "prefix": prefix,
+        "outcomes": history.counts(),
+        **state_figures(state),
+        "by_size": by_size,
+        "latency_by_size": {k: v["latency"] for k, v in by_size.items()},
+        "start_spread_ms_by_size": {k: v["start_spread_ms"] for k, v in by_size.items()},
+        "throughput_by_size": {k: v["throughput_ops_s"] for k, v in by_size.items()},
+    }
+    params = {
+        **common_params(
+            seed=seed,
+            layer=layer,
+            strategy=strategy,
+            database_url=database_url,
+            op_timeout_s=op_timeout_s,
+            run_timeout_s=run_timeout_s,
+        ),
+        "sizes": list(sizes),
+        "stock_ratio": stock_ratio,
+    }
+    return Result(
+        scenario=NAME,
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        params=params,
+        history=history,
+        verdicts=verdicts,
+        summary=summary,
+        started_at=started_at,
+        duration_s=time.monotonic() - t0,
+    )
