@@ -32,7 +32,12 @@ class Verdict:
         return {True: "pass", False: "FAIL", None: "unknown"}[self.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail, "figures": self.figures}
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "detail": self.detail,
+            "figures": self.figures,
+        }
 
 
 @dataclass
