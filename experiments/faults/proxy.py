@@ -267,6 +267,9 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
 
+    def _stalled(self) -> bool:
+        return self.phase == "stall"
+
     def _delay(self) -> float:
         with self._lock:
             if self.phase != "latency":
@@ -276,7 +279,7 @@ class TcpProxy:
     def _pump(self, link: _Link, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
         try:
             while not self._stopping.is_set() and not link.closed:
-                if self.phase == "stall":
+                if self._stalled():
                     time.sleep(_TICK)
                     continue
                 ready, _, _ = select.select([src], [], [], _TICK)
@@ -285,6 +288,9 @@ class TcpProxy:
                 data = src.recv(_CHUNK)
                 if not data:
                     break
+                # Read just as the stall began: hold it, a stalled peer forwards nothing.
+                while self._stalled() and not self._stopping.is_set() and not link.closed:
+                    time.sleep(_TICK)
                 if upstream and (delay := self._delay()) > 0:
                     time.sleep(delay)
                 self._send(dst, data)

@@ -1,0 +1,114 @@
+"""Row lock holder, slow queries and timeouts on a real database."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from coupon_core import CouponService, ServiceConfig
+from coupon_core.errors import Unavailable
+from experiments.faults import CancelAfter, RowLockHolder, SlowQuery, cancel_backends
+
+
+def test_held_row_lock_blocks_claims_until_released(db_url: str, unique: str) -> None:
+    coupon = f"{unique}-c"
+    with CouponService.connect(db_url, ServiceConfig(pool_min=1)) as svc:
+        svc.create(coupon, 5)
+        with RowLockHolder(db_url, coupon, hold_s=0.6) as holder:
+            assert holder.found
+            assert holder.holder_pid
+            t0 = time.monotonic()
+            svc.claim("u", coupon)  # waits for the holder's rollback
+            waited = time.monotonic() - t0
+        assert 0.4 <= waited <= 3.0, waited
+        assert svc.get(coupon).remaining_amount == 4
+    assert holder.windows.windows[0].duration_s >= 0.5
+
+
+@pytest.mark.parametrize(
+    ("lock_ms", "stmt_ms"), [(200, 0), (0, 200)], ids=["lock_timeout", "statement_timeout"]
+)
+def test_timeouts_turn_a_lock_wait_into_unavailable(
+    db_url: str, unique: str, lock_ms: int, stmt_ms: int
+) -> None:
+    coupon = f"{unique}-c"
+    cfg = ServiceConfig(pool_min=1, lock_timeout_ms=lock_ms, statement_timeout_ms=stmt_ms)
+    with CouponService.connect(db_url, cfg) as svc:
+        svc.create(coupon, 5)
+        with RowLockHolder(db_url, coupon, hold_s=3.0):
+            t0 = time.monotonic()
+            with pytest.raises(Unavailable, match="timed out"):
+                svc.claim("u", coupon)
+            took = time.monotonic() - t0
+        assert 0.15 <= took <= 1.5, took
+        view = svc.get(coupon)
+    assert view.remaining_amount == 5
+    assert view.claimed_by == []
+
+
+def test_slow_query_is_cancelled_at_the_statement_timeout(db_url: str) -> None:
+    took, err = SlowQuery(db_url, sleep_s=3, statement_timeout_ms=250).run()
+    assert err == "QueryCanceled"
+    assert 0.2 <= took <= 1.5
+    took, err = SlowQuery(db_url, sleep_s=0.2).run()
+    assert err is None
+    assert took >= 0.2
+
+
+def test_psycopg_cancel_during_a_lock_wait(db_url: str, unique: str) -> None:
+    coupon = f"{unique}-c"
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(
+            "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, 3, 3)", (coupon,)
+        )
+    with RowLockHolder(db_url, coupon, hold_s=5), psycopg.connect(db_url, autocommit=True) as conn:
+        t0 = time.monotonic()
+        with (
+            CancelAfter(conn, 0.3) as c,
+            pytest.raises(psycopg.errors.QueryCanceled),
+            conn.transaction(),
+        ):
+            conn.execute(
+                "UPDATE coupons SET remaining_amount = remaining_amount - 1 WHERE name = %s",
+                (coupon,),
+            )
+        assert c.fired_at is not None
+        assert time.monotonic() - t0 < 2
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # still usable after a cancel
+    with psycopg.connect(db_url, autocommit=True) as check:
+        assert check.execute(
+            "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon,)
+        ).fetchone() == (3,)
+
+
+def test_server_side_cancel_of_the_service_claim_waiting_on_a_lock(
+    db_url: str, unique: str
+) -> None:
+    coupon, app = f"{unique}-c", f"svc-{unique}"
+    with CouponService.connect(db_url, ServiceConfig(pool_min=1, application_name=app)) as svc:
+        svc.create(coupon, 3)
+        out: list[BaseException | None] = []
+
+        def claim() -> None:
+            try:
+                svc.claim("u", coupon)
+                out.append(None)
+            except BaseException as err:
+                out.append(err)
+
+        with RowLockHolder(db_url, coupon, hold_s=5):
+            t = threading.Thread(target=claim)
+            t.start()
+            cancelled: list[int] = []
+            deadline = time.monotonic() + 3
+            while not cancelled and time.monotonic() < deadline:
+                time.sleep(0.05)
+                cancelled = cancel_backends(db_url, app, waiting_only=True)
+            t.join(5)
+        assert len(cancelled) == 1
+        assert len(out) == 1
+        assert isinstance(out[0], Unavailable)
+        assert svc.get(coupon).remaining_amount == 3

@@ -1,0 +1,63 @@
+"""Restarting the real database under a service: acknowledged claims survive, it recovers."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from coupon_core import CouponService, ServiceConfig
+from coupon_core.database import DatabaseHandle, ExternalDatabase
+from coupon_core.errors import Unavailable
+from experiments.faults import DatabaseRestart, restart_skip_reason, time_to_recover
+
+
+def test_a_database_by_url_is_not_restartable() -> None:
+    reason = restart_skip_reason(ExternalDatabase("postgresql://x@127.0.0.1:1/x"))
+    assert reason is not None
+    assert "given by URL" in reason
+    with pytest.raises(RuntimeError, match="cannot be restarted"):
+        DatabaseRestart(ExternalDatabase("postgresql://x@127.0.0.1:1/x"))
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_restart_during_claims_loses_nothing_acknowledged(
+    database: DatabaseHandle, unique: str
+) -> None:
+    if reason := restart_skip_reason(database):
+        pytest.skip(reason)
+    coupon = f"{unique}-c"
+    cfg = ServiceConfig(pool_min=2, pool_timeout=1.0, application_name=f"svc-{unique}")
+    acked: list[str] = []
+    failed = 0
+    with CouponService.connect(database.url, cfg) as svc:
+        svc.create(coupon, 500)
+        with DatabaseRestart(database, delay_s=0.2, down_s=0.8) as r:
+            deadline = time.monotonic() + 20
+            i = 0
+            while time.monotonic() < deadline and not (
+                r.wait(0) and len(acked) > i // 2 and i > 60
+            ):
+                try:
+                    svc.claim(f"u{i}", coupon)
+                    acked.append(f"u{i}")
+                except Unavailable:
+                    failed += 1
+                i += 1
+                time.sleep(0.005)
+        assert r.started_s is not None
+        assert failed > 0, "the restart did not disturb a single claim"
+        recovery = time_to_recover(lambda: svc.health()[0], timeout_s=30)
+        assert recovery is not None
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        rows = {
+            str(r[0])
+            for r in conn.execute("SELECT user_id FROM claims WHERE coupon_name = %s", (coupon,))
+        }
+        remaining = conn.execute(
+            "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon,)
+        ).fetchone()
+    assert set(acked) <= rows  # nothing acknowledged is lost
+    assert remaining == (500 - len(rows),)  # and nothing half-done
