@@ -1,0 +1,33 @@
+"""``coupon-chaos list``: the scenarios, their parameters and defaults, and their notebooks."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "list"
+HELP = "list the scenarios with their parameters and defaults"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notebooks", action="store_true", help="list the suite's notebooks and layers instead"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.notebooks:
+        from experiments import suite
+
+        for nb in suite.discover():
+            print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
+        return 0
+    from experiments.scenarios import COMMON_DEFAULTS, SCENARIOS
+
+    common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
+    print(f"every scenario takes: {common}\n")
+    for scenario in SCENARIOS.values():
+        own = ", ".join(f"{k}={v!r}" for k, v in scenario.defaults.items()) or "(none)"
+        print(f"{scenario.name}: {scenario.title}")
+        print(f"    {scenario.description}")
+        print(f"    parameters: {own}")
+    return 0

@@ -1,0 +1,80 @@
+"""``coupon-chaos run``: execute the scenario notebooks headless and write the report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from experiments import suite
+from experiments.cli import CommandError
+
+NAME = "run"
+HELP = "run the scenario notebooks against one database; write results/<run-id>/"
+
+_LAYER_CHOICES = {"service": ("service",), "http": ("http",), "both": suite.LAYERS}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)"
+    )
+    parser.add_argument(
+        "--layer",
+        choices=tuple(_LAYER_CHOICES),
+        default="service",
+        help="call the service in-process, over HTTP, or both (default: service)",
+    )
+    parser.add_argument("--strategy", default="row_lock", help="claim strategy (default: row_lock)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="run seed (default: drawn; printed and recorded)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="use this PostgreSQL (default: $DATABASE_URL, else one embedded for the run)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("results"), help="results folder (default: results)"
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at a time (default: 2)")
+    parser.add_argument(
+        "--hide-code",
+        action="store_true",
+        help="also render each report without its code cells",
+    )
+    parser.add_argument(
+        "--notebooks",
+        type=Path,
+        default=suite.NOTEBOOKS_DIR,
+        help="folder of notebooks (default: the project's notebooks/)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise CommandError("--jobs must be at least 1")
+    with suite.progress_reporter() as progress:
+        try:
+            report = suite.run_suite(
+                args.scenarios or None,
+                layers=_LAYER_CHOICES[args.layer],
+                strategy=args.strategy,
+                seed=args.seed,
+                database_url=args.database_url,
+                out=args.out,
+                jobs=args.jobs,
+                hide_code=args.hide_code,
+                notebooks_dir=args.notebooks,
+                progress=progress,
+            )
+        except ValueError as err:
+            raise CommandError(str(err)) from err
+    passed = sum(j.passed for j in report.jobs)
+    print(
+        f"run {report.run_id} (seed {report.seed}): {passed} of {len(report.jobs)} passed "
+        f"in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
+    )
+    for job in report.jobs:
+        for check in job.failures:
+            print(f"FAILED {job.name} [{job.layer}]: {check['name']}: {check['detail']}")
+    return 0 if report.passed else 1
