@@ -1,0 +1,121 @@
+"""A database outage under a running server: 503s within the pool timeout, then recovery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from coupon_core import CouponService, EmbeddedPostgres
+from coupon_core.server import serve_in_thread
+
+POOL_TIMEOUT_S = 2.0
+# A request during the outage may wait the pool timeout, plus a health check's 2 s,
+# plus scheduling on a busy 2-core machine; it must never hang beyond this.
+REQUEST_BOUND_S = POOL_TIMEOUT_S + 4.0
+RECOVERY_BOUND_S = 30.0
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def own_database() -> Iterator[EmbeddedPostgres]:
+    # Its own cluster, not the session's: this test stops it.
+    db = EmbeddedPostgres.create()
+    db.start()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def timed(client: httpx.Client, method: str, url: str, **kwargs: object) -> httpx.Response:
+    start = time.monotonic()
+    r = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    elapsed = time.monotonic() - start
+    assert elapsed < REQUEST_BOUND_S, f"{method} {url} took {elapsed:.1f}s"
+    return r
+
+
+def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
+    db = own_database
+    port = db.port
+    svc = CouponService.connect(
+        db.url, strategy="row_lock", pool_max=8, pool_timeout=POOL_TIMEOUT_S
+    )
+    try:
+        with (
+            serve_in_thread(svc) as server,
+            httpx.Client(base_url=server.url, timeout=REQUEST_BOUND_S + 5) as client,
+        ):
+            assert client.post("/api/coupons", json={"name": "c", "amount": 100}).status_code == 201
+            acknowledged = []
+            for i in range(5):
+                r = client.post(
+                    "/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"}
+                )
+                assert r.status_code == 200
+                acknowledged.append(f"before-{i}")
+
+            db.stop()
+            assert not db.is_running()
+            r = timed(client, "GET", "/health")
+            assert r.status_code == 503
+            assert r.json()["status"] == "unhealthy"
+            requests = [
+                ("POST", "/api/coupons/claim", {"user_id": "during", "coupon_name": "c"}),
+                ("POST", "/api/coupons", {"name": "during", "amount": 1}),
+                ("GET", "/api/coupons/c", None),
+                ("POST", "/api/coupons/claim", {"user_id": "during-2", "coupon_name": "c"}),
+            ]
+            for method, url, body in requests:
+                r = timed(client, method, url, json=body)
+                assert (r.status_code, r.json()) == (503, {"error": "service unavailable"})
+            # Invalid input is still judged without the database.
+            r = timed(client, "POST", "/api/coupons", json={"name": "x"})
+            assert r.status_code == 400
+
+            db.start()
+            assert db.port == port
+            deadline = time.monotonic() + RECOVERY_BOUND_S
+            while True:
+                r = timed(client, "GET", "/health")
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503
+                assert time.monotonic() < deadline, "no recovery within 30 s"
+                time.sleep(0.2)
+            recovered_after = RECOVERY_BOUND_S - (deadline - time.monotonic())
+
+            # Claims work again without restarting the server (the pool may still
+            # hand out a stale connection once: retried within the recovery bound).
+            while True:
+                r = timed(
+                    client,
+                    "POST",
+                    "/api/coupons/claim",
+                    json={"user_id": "after", "coupon_name": "c"},
+                )
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503
+                assert time.monotonic() < deadline
+            acknowledged.append("after")
+            assert server.running
+    finally:
+        svc.close()
+
+    with psycopg.connect(db.url) as conn:
+        users = [
+            row[0]
+            for row in conn.execute(
+                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
+            ).fetchall()
+        ]
+        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
+    assert users == acknowledged
+    assert remaining == (100 - len(acknowledged),)
+    print(f"recovered {recovered_after:.2f}s after restart")
