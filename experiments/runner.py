@@ -45,6 +45,9 @@ class RunReport:
     start_spread_ms: float | None
     timed_out: bool
     first_invoke_ns: dict[int, int] = field(default_factory=dict)
+    #: When the barrier released the workers, and when the runner began starting the last one.
+    released_ns: int = 0
+    last_started_ns: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -91,8 +94,11 @@ def run_plan(
     # it covers the wait for every thread to arrive.
     deadline = time.monotonic() + barrier_timeout_s + run_timeout_s
 
+    released_ns = 0
+
     def release() -> None:
-        nonlocal deadline
+        nonlocal deadline, released_ns
+        released_ns = time.monotonic_ns()
         deadline = time.monotonic() + run_timeout_s
 
     barrier = threading.Barrier(n, action=release, timeout=barrier_timeout_s)
@@ -126,7 +132,10 @@ def run_plan(
         threading.Thread(target=work, args=(w,), name=f"worker-{w}", daemon=True) for w in range(n)
     ]
     started = time.monotonic()
+    last_started_ns = 0
     for t in threads:
+        # Taken before each start: the barrier cannot release before the last one.
+        last_started_ns = time.monotonic_ns()
         t.start()
     for t in threads:
         while t.is_alive() and time.monotonic() < deadline:
@@ -165,6 +174,8 @@ def run_plan(
         start_spread_ms=spread,
         timed_out=timed_out or bool(not_started),
         first_invoke_ns=dict(first_invoke),
+        released_ns=released_ns,
+        last_started_ns=last_started_ns,
     )
 
 
