@@ -12,6 +12,7 @@ database.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import statistics
@@ -137,8 +138,13 @@ def open_lab(
     op_timeout_s: float = 10.0,
     pool_max: int | None = None,
     prefix: str | None = None,
+    service_overrides: dict[str, Any] | None = None,
 ) -> Iterator[Lab]:
-    """Open everything an experiment needs, and close it all on exit (see the module)."""
+    """Open everything an experiment needs, and close it all on exit (see the module).
+
+    ``service_overrides`` replaces fields of the service's config (fault scenarios:
+    a run-unique ``application_name``, a short ``pool_timeout``, lock timeouts).
+    """
     if layer not in LAYERS:
         raise LabError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
     pool = pool_max or max(2, min(workers, DEFAULT_POOL_CAP))
@@ -149,7 +155,10 @@ def open_lab(
             handle = provision(None)
             stack.callback(handle.close)
             url = handle.url
-        service = CouponService.connect(url, _service_config(strategy, pool, op_timeout_s))
+        config = _service_config(strategy, pool, op_timeout_s)
+        if service_overrides:
+            config = dataclasses.replace(config, **service_overrides)
+        service = CouponService.connect(url, config)
         stack.callback(service.close)
         server: Any = None
         client: Client
