@@ -56,4 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m experiments.cli``: call the importable module's main, so the
+    # CommandError the commands raise (from experiments.cli) is the one caught there.
+    from experiments.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,167 @@
+"""The ``serve`` and ``db`` subcommands as a user runs them: real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from coupon_core.database import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "experiments.cli"]
+START_BOUND_S = 30.0
+STOP_BOUND_S = 15.0
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    e["PYTHONPATH"] = str(ROOT)
+    e.update(extra)
+    return e
+
+
+def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=60, env=env(**extra), cwd=ROOT
+    )
+
+
+@pytest.fixture
+def serve() -> Iterator[list[subprocess.Popen[str]]]:
+    """Started servers; any still running at the end is killed."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def start(procs: list[subprocess.Popen[str]], *args: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    p = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
+    procs.append(p)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_BOUND_S
+    while True:
+        assert p.poll() is None, f"serve exited: {p.communicate()}"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return p, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not come up"
+        time.sleep(0.1)
+
+
+def stop(p: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, str, str]:
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=STOP_BOUND_S)
+    return p.returncode, out, err
+
+
+def test_serve_on_url_then_sigterm(
+    serve: list[subprocess.Popen[str]], db_url: str, unique: str
+) -> None:
+    p, url = start(serve, "--database-url", db_url, "--strategy", "atomic", "--pool-size", "5")
+    with httpx.Client(base_url=url) as c:
+        assert c.post("/api/coupons", json={"name": unique, "amount": 2}).status_code == 201
+        r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": unique})
+        assert r.status_code == 200
+        assert c.get(f"/api/coupons/{unique}").json()["claimed_by"] == ["u"]
+    code, out, err = stop(p, signal.SIGTERM)
+    assert code == 0, err
+    assert f"serving on {url} (strategy atomic)" in out
+    assert "Traceback" not in err
+
+
+def test_serve_embedded_then_ctrl_c(serve: list[subprocess.Popen[str]], unique: str) -> None:
+    p, url = start(serve)
+    assert httpx.post(f"{url}/api/coupons", json={"name": unique, "amount": 1}).status_code == 201
+    code, out, err = stop(p, signal.SIGINT)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("database: embedded PostgreSQL at postgresql://")
+    assert lines[1] == f"serving on {url} (strategy row_lock)"
+    assert "Traceback" not in err
+    # The embedded database went with it: its port no longer answers.
+    db_port = int(lines[0].rsplit(":", 1)[1].split("/")[0])
+    import socket
+
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", db_port), timeout=2):
+        pass
+
+
+def test_db_up_url_down(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    r = cli("db", "url", COUPON_CHAOS_HOME=home)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "no database running" in r.stderr
+    assert "Traceback" not in r.stderr
+    try:
+        r = cli("db", "up", COUPON_CHAOS_HOME=home)
+        assert r.returncode == 0, r.stderr
+        url = r.stdout.strip()
+        assert url.startswith("postgresql://postgres@127.0.0.1:")
+        assert (tmp_path / "home" / "db" / "data" / "PG_VERSION").exists()
+        # Between commands it keeps running, and `db url` prints only the URL.
+        r = cli("db", "url", COUPON_CHAOS_HOME=home)
+        assert (r.returncode, r.stdout) == (0, url + "\n")
+        assert cli("db", "up", COUPON_CHAOS_HOME=home).stdout.strip() == url
+        r = cli("db", "status", COUPON_CHAOS_HOME=home)
+        assert r.returncode == 0
+        assert url in r.stdout
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        r = cli("db", "down", COUPON_CHAOS_HOME=home)
+    assert (r.returncode, r.stdout) == (0, "stopped\n")
+    assert cli("db", "url", COUPON_CHAOS_HOME=home).returncode == 1
+    assert cli("db", "status", COUPON_CHAOS_HOME=home).returncode == 1
+    assert cli("db", "down", COUPON_CHAOS_HOME=home).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--port", "abc"],
+        ["serve", "--port", "70000"],
+        ["serve", "--strategy", "nope"],
+        ["serve", "--pool-size", "0"],
+        ["serve", "--bogus"],
+        ["db"],
+        ["db", "sideways"],
+        ["nosuchcommand"],
+    ],
+)
+def test_bad_arguments_exit_2_with_usage(args: list[str]) -> None:
+    r = cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("usage: coupon-chaos")
+    assert "error:" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    r = cli("serve", "--port", str(free_port()), "--database-url", url)
+    assert r.returncode == 1
+    assert r.stderr == f"coupon-chaos: cannot reach the database at {url}\n"
