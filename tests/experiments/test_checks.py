@@ -1,0 +1,287 @@
+"""Checks: each one passes on a good history or state and fails on a bad one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from experiments import checks
+from experiments.checks import FinalState, read_state
+from experiments.history import History, Op
+from experiments.result import Verdict
+
+P = "run1"
+
+
+def op(
+    op_id: int,
+    kind: str,
+    result: str,
+    *,
+    coupon: str = f"{P}-a",
+    user: str | None = "u1",
+    t: tuple[int, int] = (0, 1),
+    status: int | None = None,
+    message: str | None = None,
+    value: dict[str, object] | None = None,
+) -> Op:
+    return Op(
+        op_id=op_id,
+        worker=0,
+        kind=kind,  # type: ignore[arg-type]
+        coupon=coupon,
+        user=user,
+        invoke_ns=t[0],
+        complete_ns=t[1],
+        result=result,  # type: ignore[arg-type]
+        http_status=status,
+        message=message,
+        value=value,
+    )
+
+
+def hist(*ops: Op) -> History:
+    return History(ops=list(ops), origin_ns=0)
+
+
+def state(coupons: dict[str, tuple[int, int]], claims: list[tuple[int, str, str]]) -> FinalState:
+    return FinalState(prefix=P, coupons=coupons, claims=claims)
+
+
+GOOD = state({f"{P}-a": (2, 1)}, [(1, "u1", f"{P}-a")])
+
+
+def test_conservation() -> None:
+    assert checks.conservation(GOOD).passed is True
+    bad = state({f"{P}-a": (2, 0)}, [(1, "u1", f"{P}-a")])
+    v = checks.conservation(bad)
+    assert v.passed is False
+    assert "amount 2" in v.detail
+
+
+def test_one_claim_per_user() -> None:
+    assert checks.one_claim_per_user(GOOD).passed is True
+    bad = state({f"{P}-a": (2, 0)}, [(1, "u1", f"{P}-a"), (2, "u1", f"{P}-a")])
+    assert checks.one_claim_per_user(bad).passed is False
+
+
+def test_no_orphan_claims() -> None:
+    assert checks.no_orphan_claims(GOOD).passed is True
+    bad = state({f"{P}-a": (2, 1)}, [(1, "u1", f"{P}-a"), (2, "u2", f"{P}-gone")])
+    assert checks.no_orphan_claims(bad).passed is False
+
+
+def test_no_negative_stock() -> None:
+    assert checks.no_negative_stock(GOOD).passed is True
+    assert checks.no_negative_stock(state({f"{P}-a": (2, -1)}, [])).passed is False
+    assert checks.no_negative_stock(state({f"{P}-a": (2, 3)}, [])).passed is False
+
+
+def test_claims_match_history_exact_without_indeterminate_ops() -> None:
+    h = hist(op(1, "claim", "ok"), op(2, "claim", "no_stock", user="u2"))
+    assert checks.claims_match_history(h, GOOD).passed is True
+    # One ok claim, no row: an acknowledged claim was lost.
+    lost = checks.claims_match_history(h, state({f"{P}-a": (2, 2)}, []))
+    assert lost.passed is False
+    # A row nobody was told about, with no indeterminate op to explain it.
+    extra = state({f"{P}-a": (3, 1)}, [(1, "u1", f"{P}-a"), (2, "u2", f"{P}-a")])
+    assert checks.claims_match_history(h, extra).passed is False
+
+
+def test_claims_match_history_with_indeterminate_ops() -> None:
+    h = hist(op(1, "claim", "ok"), op(2, "claim", "unknown", user="u2"))
+    one_row = checks.claims_match_history(h, GOOD)
+    assert one_row.passed is True
+    two = state({f"{P}-a": (3, 1)}, [(1, "u1", f"{P}-a"), (2, "u2", f"{P}-a")])
+    assert checks.claims_match_history(h, two).passed is True
+    three = state(
+        {f"{P}-a": (3, 0)},
+        [(1, "u1", f"{P}-a"), (2, "u2", f"{P}-a"), (3, "u3", f"{P}-a")],
+    )
+    assert checks.claims_match_history(h, three).passed is False
+
+
+def test_statuses_allowed() -> None:
+    good = hist(
+        op(1, "create", "ok", status=201),
+        op(2, "claim", "no_stock", status=400),
+        op(3, "get", "not_found", status=404),
+        op(4, "claim", "ok"),
+    )
+    assert checks.statuses_allowed(good).passed is True
+    assert checks.statuses_allowed(hist(op(1, "get", "already_claimed"))).passed is False
+    assert checks.statuses_allowed(hist(op(1, "create", "ok", status=200))).passed is False
+    assert checks.statuses_allowed(hist(op(1, "claim", "invalid", status=422))).passed is False
+
+
+def test_no_server_errors() -> None:
+    assert checks.no_server_errors(hist(op(1, "claim", "ok", status=200))).passed is True
+    assert checks.no_server_errors(hist(op(1, "claim", "server_error", status=500))).passed is False
+    assert checks.no_server_errors(hist(op(1, "claim", "server_error"))).passed is False
+    busy = hist(op(1, "claim", "unavailable", status=503))
+    assert checks.no_server_errors(busy).passed is False
+    assert checks.no_server_errors(busy, allow_unavailable=True).passed is True
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        'duplicate key value violates unique constraint "claims_user_id_coupon_name_key"',
+        "psycopg.errors.UniqueViolation: ...",
+        "ERROR:  new row for relation",
+        'insert or update on table "claims" violates foreign key constraint',
+    ],
+)
+def test_no_driver_text_fails_on_driver_text(message: str) -> None:
+    h = hist(op(1, "claim", "already_claimed", status=409, message=message))
+    assert checks.no_driver_text(h).passed is False
+
+
+def test_no_driver_text_passes_on_the_contract_messages() -> None:
+    messages = [
+        "coupon already exists",
+        "coupon not found",
+        "coupon already claimed by user",
+        "coupon out of stock",
+        "invalid request: amount must be between 1 and 2147483647",
+        "invalid request: name is required",
+        "service unavailable",
+    ]
+    h = hist(*(op(i, "claim", "invalid", message=m) for i, m in enumerate(messages)))
+    assert checks.no_driver_text(h).passed is True
+
+
+def test_no_timeouts() -> None:
+    assert checks.no_timeouts(hist(op(1, "claim", "ok"))).passed is True
+    assert (
+        checks.no_timeouts(hist(op(1, "claim", "unknown", message="ReadTimeout"))).passed is False
+    )
+
+
+def test_expected_counts_exact() -> None:
+    h = hist(op(1, "claim", "ok"), *(op(i, "claim", "no_stock") for i in range(2, 5)))
+    assert checks.expected_counts(h, "claim", {"ok": 1, "no_stock": 3}).passed is True
+    assert checks.expected_counts(h, "claim", {"ok": 1, "no_stock": 2}).passed is False
+    extra = hist(op(1, "claim", "ok"), op(2, "claim", "no_stock"), op(3, "claim", "invalid"))
+    assert checks.expected_counts(extra, "claim", {"ok": 1, "no_stock": 1}).passed is False
+    # Filtering by coupon: another coupon's ops do not count.
+    other = hist(op(1, "claim", "ok"), op(2, "claim", "ok", coupon=f"{P}-b"))
+    assert checks.expected_counts(other, "claim", {"ok": 1}, coupons=[f"{P}-a"]).passed is True
+
+
+def test_remaining_and_rows() -> None:
+    assert checks.remaining_equals(GOOD, f"{P}-a", 1).passed is True
+    assert checks.remaining_equals(GOOD, f"{P}-a", 0).passed is False
+    assert checks.remaining_equals(GOOD, f"{P}-missing", 0).passed is False
+    assert checks.rows_equal(GOOD, f"{P}-a", 1).passed is True
+    assert checks.rows_equal(GOOD, f"{P}-a", 2).passed is False
+
+
+def test_results_within_and_at_least() -> None:
+    h = hist(op(1, "claim", "ok"), op(2, "claim", "not_found"))
+    assert checks.results_within(h, "claim", ("ok", "not_found")).passed is True
+    assert checks.results_within(h, "claim", ("ok",)).passed is False
+    assert checks.at_least(h, "claim", "not_found", 1, name="nf").passed is True
+    assert checks.at_least(h, "claim", "not_found", 2, name="nf").passed is False
+
+
+def test_gets_consistent() -> None:
+    good = {"amount": 3, "remaining_amount": 1, "claimed_by": ["a", "b"]}
+    assert checks.gets_consistent(hist(op(1, "get", "ok", value=good))).passed is True
+    torn = {"amount": 3, "remaining_amount": 2, "claimed_by": ["a", "b"]}
+    assert checks.gets_consistent(hist(op(1, "get", "ok", value=torn))).passed is False
+    assert checks.gets_consistent(hist(op(1, "get", "ok", value=None))).passed is False
+
+
+# Creates and claims of one name: create 10 wins over [100, 200] ns.
+def _interleaved(*extra: Op) -> History:
+    return hist(
+        op(10, "create", "ok", user=None, t=(100, 200)),
+        op(11, "create", "coupon_exists", user=None, t=(110, 250)),
+        *extra,
+    )
+
+
+def test_no_success_before_create() -> None:
+    good = _interleaved(op(1, "claim", "ok", t=(50, 210)), op(2, "claim", "ok", t=(150, 190)))
+    assert checks.no_success_before_create(good, f"{P}-a").passed is True
+    bad = _interleaved(op(1, "claim", "ok", t=(10, 90)))
+    assert checks.no_success_before_create(bad, f"{P}-a").passed is False
+    no_winner = hist(op(1, "claim", "ok", t=(10, 90)))
+    assert checks.no_success_before_create(no_winner, f"{P}-a").passed is False
+
+
+def test_no_not_found_after_create() -> None:
+    good = _interleaved(
+        op(1, "claim", "not_found", t=(150, 260)), op(2, "get", "not_found", t=(5, 9))
+    )
+    assert checks.no_not_found_after_create(good, f"{P}-a").passed is True
+    bad = _interleaved(op(1, "claim", "not_found", t=(201, 260)))
+    assert checks.no_not_found_after_create(bad, f"{P}-a").passed is False
+
+
+def test_two_winning_creates_make_the_order_check_unknown() -> None:
+    h = hist(op(1, "create", "ok", t=(1, 2)), op(2, "create", "ok", t=(3, 4)))
+    v = checks.no_success_before_create(h, f"{P}-a")
+    assert v.passed is None
+    assert "crashed" in v.detail
+
+
+def test_a_crashing_check_is_unknown_never_a_pass() -> None:
+    @checks.check("explodes")
+    def explodes() -> Verdict:
+        raise RuntimeError("boom")
+
+    v = explodes()
+    assert v.passed is None
+    assert v.name == "explodes"
+    assert "boom" in v.detail
+    # A malformed value in the state makes a real check crash: unknown, not pass.
+    broken = FinalState(prefix=P, coupons={f"{P}-a": (2, None)}, claims=[])  # type: ignore[dict-item]
+    assert checks.conservation(broken).passed is None
+
+
+def test_always_on_passes_and_fails() -> None:
+    h = hist(op(1, "claim", "ok", status=200))
+    assert all(v.passed is True for v in checks.always_on(h, GOOD))
+    names = [v.name for v in checks.always_on(h, GOOD)]
+    assert "conservation" in names
+    assert "no_timeouts" in names
+    bad = checks.always_on(hist(op(1, "claim", "unknown")), GOOD)
+    assert any(v.passed is False for v in bad)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    from coupon_core import apply_schema
+
+    apply_schema(db_url)
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
+
+
+def test_read_state_reads_only_the_prefix(
+    conn: psycopg.Connection[tuple[object, ...]], unique: str
+) -> None:
+    # "_" is a LIKE wildcard: a neighbour whose name differs there must not match.
+    prefix = f"{unique}_x"
+    neighbour = f"{unique}Yx-a"
+    conn.execute(
+        "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, 3, 2), (%s, 5, 5), (%s, 1, 1)",
+        (f"{prefix}-a", f"{prefix}-b", neighbour),
+    )
+    conn.execute(
+        "INSERT INTO claims (user_id, coupon_name) VALUES ('u1', %s), ('u9', %s)",
+        (f"{prefix}-a", neighbour),
+    )
+    s = read_state(conn, prefix)
+    assert s.coupons == {f"{prefix}-a": (3, 2), f"{prefix}-b": (5, 5)}
+    assert [(u, c) for _, u, c in s.claims] == [("u1", f"{prefix}-a")]
+    assert checks.conservation(s).passed is True
+    # Break conservation with plain SQL, as a buggy service would: the check sees it.
+    conn.execute("UPDATE coupons SET remaining_amount = 3 WHERE name = %s", (f"{prefix}-a",))
+    assert checks.conservation(read_state(conn, prefix)).passed is False
+    with pytest.raises(ValueError, match="prefix"):
+        read_state(conn, "")
