@@ -192,26 +192,37 @@ def outcome_chart(source: Source) -> Figure:
     return fig
 
 
-def latency_ecdf(source: Source, kind: str | None = None) -> Figure:
-    """Empirical CDF of the exact latencies, one curve per result kind, p50/p90/p99 marked.
+def latency_ecdf(source: Source, kind: str | None = None, by: str = "result") -> Figure:
+    """Empirical CDF of the exact latencies, one curve per group, p50/p90/p99 marked.
 
-    ``kind`` restricts the chart to one operation kind (``"claim"``, ...).
+    ``by="result"`` draws one curve per result kind (in its colour); ``by="phase"`` one
+    per phase label (e.g. the sizes of a scale run). ``kind`` restricts the chart to one
+    operation kind (``"claim"``, ...).
     """
+    if by not in ("result", "phase"):
+        raise ValueError(f"by must be 'result' or 'phase', not {by!r}")
     frame = _history(source).to_frame()
     if kind is not None:
         frame = frame[frame["kind"] == kind]
     fig, (ax,) = _figure()
-    for result_kind in _ordered_results(set(frame["result"])):
-        lat = np.sort(frame.loc[frame["result"] == result_kind, "latency_ms"].to_numpy(float))
+    if by == "result":
+        groups = _ordered_results(set(frame["result"]))
+        colours = {g: colour_of(g) for g in groups}
+    else:
+        frame = frame.assign(phase=frame["phase"].fillna("(none)").astype(str))
+        groups = sorted(set(frame["phase"]), key=_natural)
+        colours = {g: f"C{i % 10}" for i, g in enumerate(groups)}
+    for group in groups:
+        lat = np.sort(frame.loc[frame[by] == group, "latency_ms"].to_numpy(float))
         n = len(lat)
         prob = np.arange(1, n + 1) / n
         qs = {q: float(np.quantile(lat, q, method="inverted_cdf")) for q in QUANTILES}
-        label = f"{result_kind} (n={n}; " + ", ".join(
+        label = f"{group} (n={n}; " + ", ".join(
             f"p{round(q * 100)} {_ms(v)}" for q, v in qs.items()
         )
-        ax.step(lat, prob, where="post", color=colour_of(result_kind), label=label + ")")
+        ax.step(lat, prob, where="post", color=colours[group], label=label + ")")
         for q, v in qs.items():
-            ax.plot([v], [q], marker=_QUANTILE_MARKERS[q], color=colour_of(result_kind), ls="")
+            ax.plot([v], [q], marker=_QUANTILE_MARKERS[q], color=colours[group], ls="")
     for q in QUANTILES:
         ax.axhline(q, color="#cccccc", lw=0.8, zorder=0)
     ax.set_ylim(0, 1.02)
@@ -221,9 +232,16 @@ def latency_ecdf(source: Source, kind: str | None = None) -> Figure:
         ax.set_xscale("log")
     if len(frame):
         ax.legend(fontsize=8, loc="lower right")
-    what = "latency by outcome" + (f" ({kind})" if kind else "")
+    what = f"latency by {'outcome' if by == 'result' else 'phase'}" + (f" ({kind})" if kind else "")
     ax.set_title(_title(source, what), fontsize=10)
     return fig
+
+
+def _natural(label: str) -> tuple[str, int]:
+    # "size-100" < "size-500" < "size-1000": the number sorts as a number.
+    head = label.rstrip("0123456789")
+    tail = label[len(head) :]
+    return (head, int(tail) if tail else -1)
 
 
 def _ms(value: float) -> str:

@@ -1,0 +1,295 @@
+"""Write the scenario notebooks of notebooks/ from one table (run again after editing it).
+
+Each notebook is thin by construction: a title and its hypothesis, a ``parameters``
+cell of literals (the common knobs and the scenario's defaults, read from the
+registry), one ``scenarios.run`` call, tables, charts, the verdict table, one
+assertion cell per expectation, and a last cell that records the result. Notebooks
+are written without outputs; ``--check`` exits 1 when a committed one differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat as _nbformat
+
+from experiments.scenarios import SCENARIOS
+
+# nbformat's functions are untyped; one Any here instead of an ignore at every call.
+nbformat: Any = _nbformat
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+#: Checks every scenario runs (experiments.checks.always_on), asserted one cell each.
+INVARIANTS: tuple[str, ...] = (
+    "conservation",
+    "one_claim_per_user",
+    "no_orphan_claims",
+    "no_negative_stock",
+    "claims_match_history",
+    "statuses_allowed",
+    "no_server_errors",
+    "no_driver_text",
+    "no_timeouts",
+)
+
+_COUNTS = """wins = min(stock, users)
+expected = {k: n for k, n in {"ok": wins, "no_stock": users - wins}.items() if n}
+claims = result.outcomes()["claim"]
+assert claims == expected, f"expected claims {expected}, got {claims}\""""
+
+_ONE_WINNER = """expected = {k: n for k, n in {"ok": 1, "already_claimed": requests - 1}.items() if n}
+claims = result.outcomes()["claim"]
+assert claims == expected, f"expected claims {expected}, got {claims}\""""
+
+_STOCK = """final = list(result.summary["final_stock"].values())
+expected = [{expected}]
+assert final == expected, f"expected remaining stock {{expected}}, got {{final}}\""""
+
+_BY_SIZE = """checks = [result.verdict(f"{check}_{{n}}") for n in sizes]
+failed = [c.detail for c in checks if not c.passed]
+assert not failed, f"expected {what} at every size: {{failed}}\""""
+
+
+def _verdict(name: str) -> str:
+    return f'check = result.verdict("{name}")\nassert check.passed, check.detail'
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a scenario's notebook says and asserts beyond the common cells."""
+
+    file: str
+    hypothesis: str
+    breaks: str
+    expectations: tuple[str, ...]
+    charts: tuple[str, ...] = (
+        "report.outcome_chart(result)",
+        "report.latency_ecdf(result)",
+        "report.latency_over_time(result)",
+        "report.timeline(result)",
+    )
+    extra_tables: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ("service", "http")
+
+
+SPECS: dict[str, Spec] = {
+    "mixed_load": Spec(
+        "01_mixed_load.ipynb",
+        "Under a seeded mix of creates (20%), claims (50%) and reads (30%) on three "
+        "coupons of 100, spread over concurrent workers, every operation answers with a "
+        "status its kind allows, nothing times out, every read is consistent with the "
+        "claims before it, and every invariant holds at the end.",
+        "a 5xx, a timeout or lost connection, a status outside an operation's allowed "
+        "set, an inconsistent read, or any invariant violated.",
+        (
+            'unknown = {k: by["unknown"] for k, by in result.outcomes().items() if "unknown" in by}\n'
+            'assert not unknown, f"expected no operation with an unknown outcome, got {unknown}"',
+            _verdict("gets_consistent"),
+        ),
+    ),
+    "zero_stock_stampede": Spec(
+        "02_zero_stock_stampede.ipynb",
+        "One coupon with stock 1 and 100 users released together by a barrier: exactly "
+        "one claim succeeds and the 99 others are told the coupon is out of stock; the "
+        "stock ends at 0 with exactly one claim row.",
+        "two winners (oversell), a winner without a row, any answer other than success "
+        "or out of stock, or stock left over.",
+        (
+            _COUNTS,
+            _STOCK.format(expected="stock - min(stock, users)"),
+            _verdict("claim_rows"),
+        ),
+    ),
+    "constraint_storm": Spec(
+        "03_constraint_storm.ipynb",
+        "One user sends 50 claims for the same coupon (stock 100) at once: the UNIQUE "
+        "(user, coupon) constraint lets exactly one through, the 49 others are told "
+        "'already claimed' (409 over HTTP) with no driver text, and the stock drops by one.",
+        "two claims for one user, a unique-violation leaking as a 500 or as driver text, "
+        "or stock that moved by anything but one.",
+        (
+            _ONE_WINNER,
+            _STOCK.format(expected="stock - 1"),
+            _verdict("claim_rows"),
+        ),
+    ),
+    "interleaved_create_claim": Spec(
+        "04_interleaved_create_claim.ipynb",
+        "Thirty concurrent operations alternate creating one new coupon (amount 50) and "
+        "claiming it: exactly one create wins and the rest are told the coupon exists; "
+        "a claim succeeds only after the winning create began, 'not found' only before "
+        "it ended; the stock ends at 50 minus the successful claims.",
+        "two creates winning, a claim succeeding before the coupon could exist, a "
+        "'not found' after it surely existed, or stock that does not add up.",
+        (
+            'creates = result.outcomes()["create"]\n'
+            'assert creates.get("ok") == 1, f"expected exactly 1 successful create, got {creates}"',
+            'claims = result.outcomes().get("claim", {})\n'
+            'assert set(claims) <= {"ok", "not_found"}, f"expected claims to end ok or not_found, got {claims}"',
+            'final = list(result.summary["final_stock"].values())\n'
+            'expected = [amount - result.outcomes().get("claim", {}).get("ok", 0)]\n'
+            'assert final == expected, f"expected remaining stock {expected}, got {final}"',
+            _verdict("no_success_before_create"),
+            _verdict("no_not_found_after_create"),
+        ),
+    ),
+    "flash_sale": Spec(
+        "05_flash_sale.ipynb",
+        "Fifty users rush a coupon with stock 5: exactly five succeed, the 45 others "
+        "are told it is out of stock, and the stock ends at 0.",
+        "more or fewer than five winners, any other answer, or stock left over.",
+        (
+            _COUNTS,
+            _STOCK.format(expected="stock - min(stock, users)"),
+            _verdict("claim_rows"),
+        ),
+    ),
+    "double_dip": Spec(
+        "06_double_dip.ipynb",
+        "One user sends 10 claims for a coupon with stock 100: one succeeds, nine are "
+        "told 'already claimed', and the stock drops by exactly one.",
+        "a second success for the same user, another kind of answer, or stock that "
+        "moved by anything but one.",
+        (
+            _ONE_WINNER,
+            _STOCK.format(expected="stock - 1"),
+            _verdict("claim_rows"),
+        ),
+    ),
+    "scale": Spec(
+        "07_scale.ipynb",
+        "Stampedes of 100, 200 and 500 users, one after another, each on its own coupon "
+        "with a tenth as much stock: at every size exactly the stock succeeds, the rest "
+        "are out of stock, nothing errors; the latency quantiles show how waiting grows "
+        "with the crowd.",
+        "at any size, a success count other than the stock, an error or timeout, or "
+        "stock left over.",
+        (
+            _BY_SIZE.format(check="claim_counts", what="exactly the stock to succeed"),
+            _BY_SIZE.format(check="final_stock", what="no stock left"),
+            _BY_SIZE.format(check="claim_rows", what="one claim row per success"),
+        ),
+        charts=(
+            "report.outcome_chart(result)",
+            'report.latency_ecdf(result, kind="claim", by="phase")',
+            'report.latency_ecdf(result, kind="claim")',
+            "report.latency_over_time(result)",
+            "report.timeline(result)",
+        ),
+        extra_tables=(
+            'pd.DataFrame(result.summary["latency_by_size"]).T.rename_axis("users")',
+            'pd.Series(result.summary["throughput_by_size"], name="claims/s").rename_axis("users")',
+        ),
+    ),
+}
+
+
+def _literal(value: Any) -> str:
+    # Literals only in the parameters cell; tuples stay tuples (papermill injects repr).
+    return repr(value)
+
+
+def _code(source: str, tags: tuple[str, ...] = ()) -> Any:
+    cell = nbformat.v4.new_code_cell(source)
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def build(name: str, spec: Spec) -> Any:
+    scenario = SCENARIOS[name]
+    md = nbformat.v4.new_markdown_cell
+    knobs = "\n".join(f"{k} = {_literal(v)}" for k, v in scenario.defaults.items())
+    parameters = (
+        "# Common knobs; None: drawn seed, DATABASE_URL or an embedded PostgreSQL, no record.\n"
+        'seed = None\nlayer = "service"  # or "http"\nstrategy = "row_lock"\n'
+        "database_url = None\nout_dir = None\n"
+        f"# {scenario.title}: the catalog's figures\n{knobs}"
+    )
+    # One argument a line with a trailing comma: the cell is already ruff-formatted.
+    call_args = "".join(
+        f"    {k}={k},\n" for k in ("seed", "layer", "strategy", "database_url", *scenario.defaults)
+    )
+    imports = "from experiments import report, scenarios"
+    if spec.extra_tables:
+        imports = "import pandas as pd\n\n" + imports
+    cells = [
+        md(
+            f"# {scenario.title}\n\n**Hypothesis.** {spec.hypothesis}\n\n"
+            f"**What would break it:** {spec.breaks}\n\n"
+            "Run it as it is (an embedded PostgreSQL starts by itself), or through "
+            "`coupon-chaos run` which injects the parameters below. The seed is printed: "
+            "give it back to replay the same plan."
+        ),
+        _code(parameters, ("parameters",)),
+        _code(imports),
+        _code(f'result = scenarios.run(\n    "{name}",\n{call_args})'),
+        md("## Summary"),
+        _code("report.summary_table(result)"),
+        _code("report.outcome_table(result)"),
+        *(_code(t) for t in spec.extra_tables),
+        md("## Charts"),
+        *(_code(c) for c in spec.charts),
+        md("## Verdicts\n\nEvery check, with the figures behind it."),
+        _code("report.verdict_table(result)"),
+        md(
+            "## Expectations\n\nOne assertion per expectation; each says what was "
+            "expected and what happened."
+        ),
+        *(
+            _code(f'assert result.verdict("{c}").passed, result.verdict("{c}").detail')
+            for c in INVARIANTS
+        ),
+        *(_code(e) for e in spec.expectations),
+        _code(
+            'assert result.passed, f"failed checks: {[(v.name, v.detail) for v in result.failed]}"'
+        ),
+        md("## Record"),
+        _code('if out_dir:\n    print("saved", result.save(out_dir))'),
+    ]
+    for i, cell in enumerate(cells):
+        cell.id = f"cell-{i:02d}"  # stable ids: regenerating changes nothing, --check works
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["coupon_chaos"] = {"scenario": name, "layers": list(spec.layers)}
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a notebook is stale")
+    parser.add_argument("--out", type=Path, default=NOTEBOOKS)
+    args = parser.parse_args(argv)
+    missing = set(SPECS) - set(SCENARIOS)
+    if missing:
+        print(f"not in the scenario registry: {sorted(missing)}", file=sys.stderr)
+        return 2
+    stale = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, spec in SPECS.items():
+        path = args.out / spec.file
+        text = nbformat.writes(build(name, spec)) + "\n"
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    if stale:
+        print(f"stale notebooks (run scripts/make_notebooks.py): {stale}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
