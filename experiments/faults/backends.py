@@ -9,9 +9,16 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from experiments.faults.window import Window, Windows
+from experiments.faults.window import Windows
 
-__all__ = ["BackendKiller", "ClaimPause", "backend_pids", "terminate_backends"]
+__all__ = [
+    "BackendKiller",
+    "ClaimPause",
+    "SlowAfterInsert",
+    "backend_pids",
+    "backend_states",
+    "terminate_backends",
+]
 
 NEMESIS_APP = "coupon-lab-nemesis"
 
@@ -29,6 +36,17 @@ def backend_pids(url: str, application_name: str, *, state: str | None = None) -
         args.append(state)
     with _admin(url) as conn:
         return sorted(int(str(r[0])) for r in conn.execute(sql + " ORDER BY pid", args).fetchall())
+
+
+def backend_states(url: str, application_name: str) -> dict[int, str]:
+    """pid -> state (``active``, ``idle``, ``idle in transaction``) of the service's backends."""
+    with _admin(url) as conn:
+        rows = conn.execute(
+            "SELECT pid, coalesce(state, '') FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (application_name,),
+        ).fetchall()
+    return {int(str(pid)): str(state) for pid, state in rows}
 
 
 def terminate_backends(
@@ -70,6 +88,8 @@ class BackendKiller:
     seed: int = 0
     windows: Windows = field(default_factory=lambda: Windows("backend_kill"))
     killed: list[int] = field(default_factory=list)
+    #: State of each backend when it was killed: how many died mid-transaction.
+    killed_states: dict[str, int] = field(default_factory=dict)
     rounds: int = 0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -100,15 +120,15 @@ class BackendKiller:
                 return
             with self.windows.active("kill"):
                 try:
+                    states = backend_states(self.url, self.application_name)
                     pids = terminate_backends(self.url, self.application_name, limit=self.per_round)
                 except psycopg.Error:  # the database itself may be down: try next round
-                    pids = []
+                    states, pids = {}, []
             self.killed.extend(pids)
+            for pid in pids:
+                st = states.get(pid, "unknown")
+                self.killed_states[st] = self.killed_states.get(st, 0) + 1
             self.rounds += 1
-
-    @property
-    def window_list(self) -> list[Window]:
-        return self.windows.windows
 
 
 @dataclass
@@ -143,3 +163,18 @@ class ClaimPause:
 
     def release(self) -> None:
         self._release.set()
+
+
+@dataclass
+class SlowAfterInsert:
+    """A fault hook that keeps each claim's transaction open ``delay_s`` after its insert.
+
+    It widens the window in which a kill or a reset lands mid-transaction, so a
+    connection drop tests the rollback of a half-made claim, not only idle sockets.
+    """
+
+    delay_s: float = 0.005
+
+    def __call__(self, point: str) -> None:
+        if point == "after_insert":
+            time.sleep(self.delay_s)

@@ -1,0 +1,275 @@
+"""The fault-scenario pipeline: the lab's experiment with a nemesis running alongside the load.
+
+seed -> plan -> lab (run-unique application_name) -> setup -> fault on, load, fault
+off -> the load goes on ``after_s`` to show recovery -> time to recover -> final
+state -> the lab's always-on checks, the scenario's own, the leak check -> Result
+with figures per fault (ops affected, errors by kind, time to recover, windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from coupon_core.database import provision
+from experiments.checks import FinalState, always_on
+from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
+from experiments.faults.restart import time_to_recover
+from experiments.faults.window import Window, Windows, label_ops
+from experiments.history import History
+from experiments.lab import (
+    Lab,
+    announce,
+    common_params,
+    latency_quantiles,
+    open_lab,
+    run_prefix,
+    state_figures,
+)
+from experiments.plans import Plan, draw_seed
+from experiments.result import Result, Verdict
+from experiments.runner import NOT_STARTED, run_plan
+
+__all__ = ["FaultRun", "Nemesis", "fault_experiment", "fault_figures"]
+
+
+class Nemesis(Protocol):
+    """What a fault scenario needs of a fault: start, stop, and the windows it was on."""
+
+    @property
+    def windows(self) -> Windows: ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+class FaultRun:
+    """What the scenario's callbacks see: the lab, the plan, and room for figures and verdicts."""
+
+    def __init__(self, lab: Lab, plan: Plan, application_name: str, database_url: str) -> None:
+        self.lab = lab
+        self.plan = plan
+        self.application_name = application_name
+        #: The database itself (not a proxy in front of it): faults and leak checks use it.
+        self.database_url = database_url
+        self.figures: dict[str, Any] = {}
+        self.verdicts: list[Verdict] = []
+
+
+MakeFaults = Callable[[FaultRun], list[Nemesis]]
+Expect = Callable[[History, FinalState, FaultRun], list[Verdict]]
+
+
+def _wait_idle(lab: Lab, timeout_s: float = 5.0) -> dict[str, int]:
+    # A claim cut by a fault may still be handing its connection back: give it a moment.
+    deadline = time.monotonic() + timeout_s
+    stats = lab.service.pool_stats()
+    while not pool_idle(stats) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = lab.service.pool_stats()
+    return stats
+
+
+def fault_figures(history: History, windows: list[Window]) -> dict[str, Any]:
+    """Per fault: ops affected, errors by kind, outcomes by phase, first success after it."""
+    load = [o for o in history.ops if o.phase not in (None, "setup")]
+    errors: dict[str, int] = {}
+    by_phase: dict[str, dict[str, int]] = {}
+    for o in load:
+        if o.result != "ok":
+            errors[o.result] = errors.get(o.result, 0) + 1
+        ph = by_phase.setdefault(o.phase or "-", {})
+        ph[o.result] = ph.get(o.result, 0) + 1
+    in_window = [o for o in load if any(w.overlaps(o.invoke_ns, o.complete_ns) for w in windows)]
+    end = max((w.end_ns for w in windows), default=None)
+    first_ok_after = None
+    if end is not None:
+        oks = sorted(o.complete_ns for o in load if o.result == "ok" and o.invoke_ns >= end)
+        first_ok_after = round((oks[0] - end) / 1e9, 4) if oks else None
+    return {
+        "ops": len(load),
+        "ops_in_fault": len(in_window),
+        "ops_affected": sum(
+            1 for o in load if o.result in ("unavailable", "unknown", "server_error")
+        ),
+        "errors_by_kind": dict(sorted(errors.items())),
+        "outcomes_by_phase": {k: dict(sorted(v.items())) for k, v in sorted(by_phase.items())},
+        "first_ok_after_fault_s": first_ok_after,
+        "windows": [w.to_dict(history.origin_ns) for w in windows],
+        "latency_by_phase": {
+            ph: latency_quantiles([o for o in load if o.phase == ph]) for ph in sorted(by_phase)
+        },
+    }
+
+
+def fault_experiment(
+    scenario: str,
+    *,
+    make_plan: Callable[[int, str], Plan],
+    make_faults: MakeFaults,
+    expect: Expect,
+    params: dict[str, Any],
+    seed: int | None,
+    layer: str,
+    strategy: str,
+    database_url: str | None,
+    op_timeout_s: float,
+    run_timeout_s: float,
+    fault_s: float = 1.0,
+    after_s: float = 0.5,
+    service_overrides: dict[str, Any] | None = None,
+    pool_max: int | None = None,
+    through: Callable[[str], tuple[str, Nemesis]] | None = None,
+    recover_timeout_s: float = 30.0,
+) -> Result:
+    """Run ``scenario``: see the module docstring.
+
+    ``make_faults(run)`` builds the faults (it may set ``run.lab.service.fault``);
+    they start in order just before the load, stop in reverse ``fault_s`` seconds
+    into it (or when the plan runs out), and the load goes on ``after_s`` more.
+    ``through(url)`` puts something (a proxy) between service and database: it
+    returns the URL the service uses, and the thing to start first and stop last.
+    """
+    seed = draw_seed(seed)
+    announce(scenario, seed, layer, strategy)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    prefix = run_prefix(scenario)
+    app = f"coupon-{prefix}"[:63]  # PostgreSQL keeps 63 bytes of application_name
+    plan = make_plan(seed, prefix)
+    baseline = ThreadBaseline()
+    overrides = {"application_name": app, **(service_overrides or {})}
+    windows: list[Window] = []
+    with contextlib.ExitStack() as outer:
+        db_url = database_url
+        if db_url is None:
+            # The lab would start a database of its own; start it here instead, so a
+            # proxy can stand in front of it and a restart fault can reach it.
+            handle = provision(None)
+            outer.callback(handle.close)
+            db_url = handle.url
+        else:
+            handle = None
+        service_url = db_url
+        middle: Nemesis | None = None
+        if through is not None:
+            service_url, middle = through(db_url)
+            middle.start()
+            outer.callback(middle.stop)
+        with open_lab(
+            scenario=scenario,
+            layer=layer,
+            strategy=strategy,
+            database_url=service_url,
+            workers=plan.workers,
+            op_timeout_s=op_timeout_s,
+            pool_max=pool_max,
+            prefix=prefix,
+            service_overrides=overrides,
+        ) as lab:
+            lab.database = handle
+            fr = FaultRun(lab, plan, app, db_url)
+            lab.setup(plan)
+            faults = make_faults(fr)
+            stop_load = threading.Event()
+            load_done = threading.Event()
+
+            def control() -> None:
+                load_done.wait(fault_s)
+                for f in reversed(faults):
+                    f.stop()
+                load_done.wait(after_s)
+                stop_load.set()
+
+            for f in faults:
+                f.start()
+            controller = threading.Thread(target=control, name="nemesis-control", daemon=True)
+            controller.start()
+            try:
+                report = run_plan(
+                    plan,
+                    lab.client,
+                    lab.history,
+                    phase="load",
+                    run_timeout_s=run_timeout_s,
+                    op_timeout_s=op_timeout_s,
+                    stop=stop_load,
+                )
+            finally:
+                load_done.set()
+                controller.join(timeout=fault_s + after_s + 180)
+            lab.service.fault = None
+            for f in [*faults, *([middle] if middle else [])]:
+                windows.extend(f.windows.windows)
+            recover_s = time_to_recover(
+                lambda: lab.service.health()[0], timeout_s=recover_timeout_s
+            )
+            pool_stats = _wait_idle(lab)
+            state = lab.state()
+        history = lab.history
+        # After the lab closed the service and server, before the database goes.
+        leaks = check_leaks(
+            baseline,
+            pool_stats=pool_stats,
+            db_url=db_url,
+            application_name=app,
+            ignore_threads=["proxy-"] if middle else [],
+        )
+    # Ops the time bound never started did not run: keep them out of every figure.
+    with history._lock:
+        history.ops = [o for o in history.ops if o.message != NOT_STARTED]
+    load_ops = [o for o in history.ops if o.phase == "load"]
+    phases = label_ops(load_ops, windows)
+    verdicts = [
+        *always_on(history, state, allow_unavailable=True, expect_no_timeouts=False),
+        *expect(history, state, fr),
+        *fr.verdicts,
+        Verdict(
+            "recovered",
+            recover_s is not None,
+            f"service healthy {recover_s:.3f}s after the faults ended"
+            if recover_s is not None
+            else f"service still unhealthy {recover_timeout_s:.0f}s after the faults ended",
+            {"time_to_recover_s": recover_s},
+        ),
+        leaks,
+    ]
+    summary = {
+        "prefix": prefix,
+        "application_name": app,
+        "outcomes": history.counts(),
+        "phases": phases,
+        "time_to_recover_s": None if recover_s is None else round(recover_s, 4),
+        "not_started": report.not_started,
+        "wall_s": round(report.wall_s, 4),
+        **fault_figures(history, windows),
+        **state_figures(state),
+        **fr.figures,
+    }
+    return Result(
+        scenario=scenario,
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        params={
+            **common_params(
+                seed=seed,
+                layer=layer,
+                strategy=strategy,
+                database_url=database_url,
+                op_timeout_s=op_timeout_s,
+                run_timeout_s=run_timeout_s,
+            ),
+            **params,
+        },
+        history=history,
+        verdicts=verdicts,
+        summary=summary,
+        started_at=started_at,
+        duration_s=time.monotonic() - t0,
+    )
