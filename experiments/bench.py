@@ -17,17 +17,19 @@ pgbench can only compute numbers and its statements must be the service's, uncha
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import importlib.util
-import multiprocessing
+import json
 import os
 import random
 import re
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +48,6 @@ __all__ = [
     "BenchConfig",
     "BenchRun",
     "CellResult",
-    "HttpLoadGenerator",
     "LoadResult",
     "Target",
     "check_conservation",
@@ -284,26 +285,80 @@ def service_load(
     return _threaded(workers, duration_s, claim)
 
 
+class _KeepAliveClient:
+    """A minimal HTTP/1.1 client on one keep-alive connection: POST JSON, read the status.
+
+    httpx spent about 400 us of CPU per request here, as much as the server itself: on
+    two cores the load generator would have been the bottleneck. This one sends bytes
+    it has mostly prepared and reads only the status line and Content-Length.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._head = (
+            f"POST /api/coupons/claim HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self._address, timeout=30.0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock, self._buffer = sock, b""
+        return sock
+
+    def post(self, body: bytes) -> int:
+        """POST ``body``; the response's status (the body is read and dropped)."""
+        sock = self._sock or self._connect()
+        sock.sendall(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            self._buffer += self._recv(sock)
+        head, rest = self._buffer[:end].decode("latin-1"), self._buffer[end + 4 :]
+        lines = head.split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        length = int(fields.get("content-length", "0"))
+        while len(rest) < length:
+            rest += self._recv(sock)
+        self._buffer = rest[length:]
+        if fields.get("connection", "").lower() == "close":
+            self.close()
+        return status
+
+    def _recv(self, sock: socket.socket) -> bytes:
+        chunk = sock.recv(65536)
+        if not chunk:
+            self.close()
+            raise ConnectionError("server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
 def _http_load_here(
     url: str, names: Sequence[str], workers: int, duration_s: float, tag: str
 ) -> LoadResult:
-    import httpx
-
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.Client(base_url=url, timeout=30.0, limits=limits) for _ in range(workers)]
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    clients = [_KeepAliveClient(host, port) for _ in range(workers)]
     rngs = [random.Random(f"{tag}-{w}") for w in range(workers)]
 
     def claim(worker: int, i: int) -> str | None:
         body = {"user_id": f"{tag}-{worker}-{i}", "coupon_name": rngs[worker].choice(names)}
         try:
-            status = clients[worker].post("/api/coupons/claim", json=body).status_code
-        except httpx.HTTPError as err:
+            status = clients[worker].post(json.dumps(body).encode())
+        except OSError as err:
+            clients[worker].close()
             return type(err).__name__
         return None if status == 200 else f"http_{status}"
 
     try:
         for client in clients:  # connect before the clock starts, as pgbench does
-            client.get("/health")
+            client._connect()
         cpu0 = time.process_time()
         result = _threaded(workers, duration_s, claim)
         result.client_cpu_s = time.process_time() - cpu0
@@ -313,22 +368,13 @@ def _http_load_here(
     return result
 
 
-class HttpLoadGenerator:
-    """A second process that runs HTTP load on request (spawned once, reused per cell)."""
-
-    def __init__(self) -> None:
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
-        )
-
-    def run(
-        self, url: str, names: Sequence[str], workers: int, duration_s: float, tag: str
-    ) -> LoadResult:
-        future = self._pool.submit(_http_load_here, url, list(names), workers, duration_s, tag)
-        return future.result(timeout=duration_s + 120)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+def _http_load_child() -> None:
+    """Entry of the load generator process: arguments as JSON on stdin, result on stdout."""
+    args = json.loads(sys.stdin.read())
+    result = _http_load_here(
+        args["url"], args["names"], args["workers"], args["duration_s"], args["tag"]
+    )
+    json.dump(asdict(result), sys.stdout)
 
 
 def http_load(
@@ -337,12 +383,28 @@ def http_load(
     workers: int,
     duration_s: float,
     tag: str,
-    generator: HttpLoadGenerator | None = None,
+    *,
+    in_process: bool = False,
 ) -> LoadResult:
-    """HTTP claims against ``url`` from a second process (or this one without a generator)."""
-    if generator is None:
+    """HTTP claims against ``url`` from a second Python process (or this one if asked).
+
+    A plain ``python -m experiments.bench`` child, not multiprocessing: spawn would
+    re-import the caller's main module, which scripts and notebooks do not guard.
+    """
+    if in_process:
         return _http_load_here(url, names, workers, duration_s, tag)
-    return generator.run(url, names, workers, duration_s, tag)
+    args = {"url": url, "names": list(names), "workers": workers, "duration_s": duration_s}
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.bench"],
+        input=json.dumps({**args, "tag": tag}),
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"HTTP load generator failed: {proc.stderr.strip()[-800:]}")
+    return LoadResult(**json.loads(proc.stdout))
 
 
 _PROCESSED = re.compile(r"number of transactions actually processed: (\d+)")
@@ -506,7 +568,6 @@ def run_bench(
             stack.callback(svc.close)
             svc.pool.wait(timeout=30)
             services[strategy] = svc
-        generator: HttpLoadGenerator | None = None
         if "http" in config.layers:
             from coupon_core.server import serve_in_thread
 
@@ -514,8 +575,6 @@ def run_bench(
                 server = serve_in_thread(svc, port=0)
                 stack.callback(server.stop)
                 servers[strategy] = server
-            generator = HttpLoadGenerator()
-            stack.callback(generator.close)
         for order, (rnd, coupons, workers, strategy, layer) in enumerate(_schedule(config)):
             base = base0 + order * 100
             names = create_coupons(url, base, coupons)
@@ -527,9 +586,7 @@ def run_bench(
             elif layer == "service":
                 load = service_load(services[strategy], names, workers, config.duration_s, tag)
             else:
-                load = http_load(
-                    servers[strategy].url, names, workers, config.duration_s, tag, generator
-                )
+                load = http_load(servers[strategy].url, names, workers, config.duration_s, tag)
             db_claims, conserved = check_conservation(url, names)
             # pgbench counts transactions; the database counts claims: use the rows.
             claims = db_claims if layer == "pgbench" else load.claims
@@ -727,3 +784,7 @@ def write_outputs(run: BenchRun, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+if __name__ == "__main__":
+    _http_load_child()
