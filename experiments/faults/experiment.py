@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import psycopg
+
 from coupon_core.database import provision
 from experiments.checks import FinalState, always_on
 from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
@@ -126,6 +128,7 @@ def fault_experiment(
     pool_max: int | None = None,
     through: Callable[[str], tuple[str, Nemesis]] | None = None,
     recover_timeout_s: float = 30.0,
+    faults_done: Callable[[], bool] | None = None,
 ) -> Result:
     """Run ``scenario``: see the module docstring.
 
@@ -134,6 +137,7 @@ def fault_experiment(
     into it (or when the plan runs out), and the load goes on ``after_s`` more.
     ``through(url)`` puts something (a proxy) between service and database: it
     returns the URL the service uses, and the thing to start first and stop last.
+    ``faults_done()`` ends the fault phase early once a self-timed fault finished.
     """
     seed = draw_seed(seed)
     announce(scenario, seed, layer, strategy)
@@ -180,7 +184,12 @@ def fault_experiment(
             load_done = threading.Event()
 
             def control() -> None:
-                load_done.wait(fault_s)
+                # The faults stay on fault_s, or until they say they are done.
+                end = time.monotonic() + fault_s
+                while time.monotonic() < end and not load_done.is_set():
+                    if faults_done is not None and faults_done():
+                        break
+                    load_done.wait(0.05)
                 for f in reversed(faults):
                     f.stop()
                 load_done.wait(after_s)
@@ -210,6 +219,12 @@ def fault_experiment(
                 lambda: lab.service.health()[0], timeout_s=recover_timeout_s
             )
             pool_stats = _wait_idle(lab)
+            try:
+                lab.conn.execute("SELECT 1")
+            except psycopg.Error:
+                # The lab's own reading connection died with the fault (a restart, a kill).
+                lab.conn = psycopg.connect(lab.database_url, autocommit=True, connect_timeout=10)
+                outer.enter_context(lab.conn)
             state = lab.state()
         history = lab.history
         # After the lab closed the service and server, before the database goes.

@@ -1,0 +1,137 @@
+"""database_restart: the database is stopped and started again while claims run."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from coupon_core.database import ExternalDatabase
+from experiments.checks import FinalState, results_within
+from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
+from experiments.faults.loads import claim_stream_plan
+from experiments.faults.restart import DatabaseRestart, restart_skip_reason
+from experiments.history import History
+from experiments.lab import common_params
+from experiments.plans import draw_seed
+from experiments.result import Result, Verdict
+
+NAME = "database_restart"
+TITLE = "Database restart"
+DESCRIPTION = (
+    "8 workers claim while the database is stopped (fast shutdown), kept down 1 s and "
+    "started again on the same port. Expected: ops during the outage end unavailable "
+    "within the pool timeout, never hang or 5xx; no acknowledged claim is lost; the "
+    "service serves again without a restart, within 30 s (time to recover measured). "
+    "Needs a database the lab can restart: with database_url=None it starts its own."
+)
+DEFAULTS: dict[str, Any] = {"workers": 8, "down_s": 1.0, "mode": "fast"}
+RECOVERY_BOUND_S = 30.0
+
+
+def run(
+    *,
+    seed: int | None = None,
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 5.0,
+    run_timeout_s: float = 40.0,
+    workers: int = 8,
+    down_s: float = 1.0,
+    mode: str = "fast",
+) -> Result:
+    restarts: list[DatabaseRestart] = []
+    params = {"workers": workers, "down_s": down_s, "mode": mode}
+
+    def faults(fr: FaultRun) -> list[Nemesis]:
+        handle = fr.lab.database
+        if handle is None or restart_skip_reason(handle) is not None:
+            raise RuntimeError("unreachable: checked before the run")
+        r = DatabaseRestart(handle, delay_s=0.3, down_s=down_s, mode=mode)
+        restarts.append(r)
+        return [r]
+
+    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+        r = restarts[0]
+        ws = r.windows.windows
+        end = ws[-1].end_ns if ws else None
+        load = [o for o in history.ops if o.phase not in (None, "setup")]
+        after_ok = sorted(
+            o.complete_ns for o in load if o.result == "ok" and end and o.invoke_ns >= end
+        )
+        recover = None if not after_ok or end is None else (after_ok[0] - end) / 1e9
+        fr.figures.update(
+            {
+                "db_stop_s": None if r.stopped_s is None else round(r.stopped_s, 4),
+                "db_start_s": None if r.started_s is None else round(r.started_s, 4),
+                "service_recovery_s": None if recover is None else round(recover, 4),
+            }
+        )
+        bound_ns = int((op_timeout_s + 2.0) * 1e9)
+        slow = [o.op_id for o in load if o.latency_ns > bound_ns]
+        return [
+            results_within(history, "claim", {"ok", "unavailable"}),
+            results_within(history, "get", {"ok", "unavailable"}),
+            Verdict(
+                "outage_observed",
+                any(o.result == "unavailable" for o in load),
+                f"{sum(1 for o in load if o.result == 'unavailable')} ops refused during the outage",
+            ),
+            Verdict(
+                "service_recovered_in_bound",
+                recover is not None and recover <= RECOVERY_BOUND_S,
+                f"first success {recover:.3f}s after the database was back"
+                if recover is not None
+                else "no success after the database came back",
+                {"recovery_s": recover, "bound_s": RECOVERY_BOUND_S},
+            ),
+            Verdict("ops_bounded", not slow, f"{len(slow)} ops took longer than op timeout + 2 s"),
+        ]
+
+    if database_url is not None:
+        reason = restart_skip_reason(ExternalDatabase(database_url))
+        seed = draw_seed(seed)
+        print(f"[{NAME}] skipped: {reason}", flush=True)
+        return Result(
+            scenario=NAME,
+            seed=seed,
+            layer=layer,
+            strategy=strategy,
+            params={
+                **common_params(
+                    seed=seed,
+                    layer=layer,
+                    strategy=strategy,
+                    database_url=database_url,
+                    op_timeout_s=op_timeout_s,
+                    run_timeout_s=run_timeout_s,
+                ),
+                **params,
+            },
+            history=History(),
+            verdicts=[Verdict("restartable", None, f"skipped: {reason}")],
+            summary={"skipped": reason},
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            duration_s=0.0,
+        )
+    t0 = time.monotonic()
+    result = fault_experiment(
+        NAME,
+        make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
+        make_faults=faults,
+        expect=expect,
+        params=params,
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        database_url=None,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        fault_s=run_timeout_s / 2,
+        after_s=1.0,
+        service_overrides={"pool_timeout": 1.0},
+        faults_done=lambda: bool(restarts) and restarts[0].wait(0),
+    )
+    result.duration_s = time.monotonic() - t0
+    return result

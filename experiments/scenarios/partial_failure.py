@@ -1,0 +1,118 @@
+"""partial_failure: claims fail between their insert and their stock decrement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.checks import FinalState, results_within
+from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
+from experiments.faults.loads import claim_stream_plan
+from experiments.faults.partial import FailAfterInsert
+from experiments.faults.window import Windows
+from experiments.history import History
+from experiments.result import Result, Verdict
+
+NAME = "partial_failure"
+TITLE = "Failure between insert and decrement"
+DESCRIPTION = (
+    "A seeded 30% of claims raise a connection-like error after inserting the claim row "
+    "and before decrementing stock. Expected: each such claim is unavailable and rolled "
+    "back entirely (claim rows equal successful claims exactly, stock = amount - rows); "
+    "for the one-statement 'atomic' strategy the point does not exist and is never reached."
+)
+DEFAULTS: dict[str, Any] = {"rate": 0.3, "workers": 6, "claims_per_worker": 40}
+
+
+class _HookFault:
+    """The hook as a nemesis: on from start() to stop(), one window ``failing``."""
+
+    def __init__(self, fr: FaultRun, hook: FailAfterInsert) -> None:
+        self.fr, self.hook = fr, hook
+        self.windows = Windows("after_insert_failure")
+
+    def start(self) -> object:
+        self.fr.lab.service.fault = self.hook
+        self.windows.open("failing")
+        return self
+
+    def stop(self) -> None:
+        self.fr.lab.service.fault = None
+        self.windows.close("failing")
+
+
+def run(
+    *,
+    seed: int | None = None,
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 5.0,
+    run_timeout_s: float = 30.0,
+    rate: float = 0.3,
+    workers: int = 6,
+    claims_per_worker: int = 40,
+) -> Result:
+    hooks: list[FailAfterInsert] = []
+
+    def faults(fr: FaultRun) -> list[Nemesis]:
+        hook = FailAfterInsert(rate=rate, seed=fr.plan.seed)
+        hooks.append(hook)
+        return [_HookFault(fr, hook)]
+
+    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+        hook = hooks[0]
+        claims = [o for o in history.ops if o.kind == "claim" and o.phase not in (None, "setup")]
+        ok = sum(1 for o in claims if o.result == "ok")
+        unavailable = sum(1 for o in claims if o.result == "unavailable")
+        rows = state.claim_rows()
+        fr.figures.update({"hook_reached": hook.reached, "injected": hook.failed})
+        verdicts = [
+            results_within(history, "claim", {"ok", "unavailable"}),
+            Verdict(
+                "no_partial_claim",
+                rows == ok,
+                f"{rows} claim rows for {ok} successful claims ({hook.failed} failed after insert)",
+                {"rows": rows, "ok": ok, "injected": hook.failed},
+            ),
+            Verdict(
+                "failures_are_the_injected_ones",
+                unavailable == hook.failed,
+                f"{unavailable} claims unavailable, {hook.failed} failures injected",
+                {"unavailable": unavailable},
+            ),
+        ]
+        if strategy == "atomic":
+            verdicts.append(
+                Verdict(
+                    "fault_point_absent",
+                    hook.reached == 0,
+                    f"atomic claims reached the after_insert point {hook.reached} times",
+                )
+            )
+        else:
+            verdicts.append(
+                Verdict(
+                    "fault_injected",
+                    hook.failed > 0,
+                    f"{hook.failed} of {hook.reached} claims failed after their insert",
+                )
+            )
+        return verdicts
+
+    return fault_experiment(
+        NAME,
+        make_plan=lambda s, p: claim_stream_plan(
+            s, p, workers=workers, ops_per_worker=claims_per_worker, get_ratio=0.0
+        ),
+        make_faults=faults,
+        expect=expect,
+        params={"rate": rate, "workers": workers, "claims_per_worker": claims_per_worker},
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        fault_s=run_timeout_s,
+        after_s=0.0,
+    )

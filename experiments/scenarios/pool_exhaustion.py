@@ -1,0 +1,101 @@
+"""pool_exhaustion: far more callers than pool connections, and every connection taken for a while."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.checks import FinalState, results_within
+from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
+from experiments.faults.loads import claim_stream_plan
+from experiments.faults.pool import PoolHog
+from experiments.history import History
+from experiments.result import Result, Verdict
+
+NAME = "pool_exhaustion"
+TITLE = "Pool exhaustion"
+DESCRIPTION = (
+    "40 workers on a pool of 4 connections with a 0.25 s pool timeout; for 0.8 s every "
+    "connection is held by the nemesis. Expected: each op ends ok or unavailable within "
+    "the pool timeout (plus slack), never hangs or 5xxs; unavailable only while the pool "
+    "is exhausted; nothing lost; the pool is idle afterwards."
+)
+DEFAULTS: dict[str, Any] = {"workers": 40, "pool_max": 4, "pool_timeout_s": 0.25, "hold_s": 0.8}
+
+
+def run(
+    *,
+    seed: int | None = None,
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 5.0,
+    run_timeout_s: float = 30.0,
+    workers: int = 40,
+    pool_max: int = 4,
+    pool_timeout_s: float = 0.25,
+    hold_s: float = 0.8,
+) -> Result:
+    hogs: list[PoolHog] = []
+
+    def faults(fr: FaultRun) -> list[Nemesis]:
+        hog = PoolHog(fr.lab.service.pool, count=pool_max, hold_s=hold_s)
+        hogs.append(hog)
+        return [hog]
+
+    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+        windows = hogs[0].windows.windows
+        slack_ns = int((pool_timeout_s + 1.0) * 1e9)
+        load = [o for o in history.ops if o.phase not in (None, "setup")]
+        unavailable = [o for o in load if o.result == "unavailable"]
+        stray = [
+            o.op_id
+            for o in unavailable
+            if not any(o.invoke_ns < w.end_ns and o.complete_ns > w.start_ns for w in windows)
+        ]
+        slow = [o.op_id for o in unavailable if o.latency_ns > slack_ns]
+        fr.figures["pool_held"] = hogs[0].held
+        return [
+            results_within(history, "claim", {"ok", "unavailable"}),
+            results_within(history, "get", {"ok", "unavailable"}),
+            Verdict(
+                "exhaustion_observed",
+                len(unavailable) > 0 and hogs[0].held == pool_max,
+                f"{len(unavailable)} ops refused while all {hogs[0].held} connections were held",
+                {"unavailable": len(unavailable)},
+            ),
+            Verdict(
+                "unavailable_only_when_exhausted",
+                not stray,
+                f"{len(stray)} ops unavailable outside the exhaustion window",
+                {"stray": stray[:20]},
+            ),
+            Verdict(
+                "refusals_fast",
+                not slow,
+                f"{len(slow)} refusals slower than pool timeout + 1 s",
+                {"slow": slow[:20], "bound_s": pool_timeout_s + 1.0},
+            ),
+        ]
+
+    return fault_experiment(
+        NAME,
+        make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=60),
+        make_faults=faults,
+        expect=expect,
+        params={
+            "workers": workers,
+            "pool_max": pool_max,
+            "pool_timeout_s": pool_timeout_s,
+            "hold_s": hold_s,
+        },
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        fault_s=hold_s + 0.2,
+        after_s=0.5,
+        pool_max=pool_max,
+        service_overrides={"pool_timeout": pool_timeout_s, "pool_min": pool_max},
+    )
