@@ -136,7 +136,7 @@ def fault_experiment(
     they start in order just before the load, stop in reverse ``fault_s`` seconds
     into it (or when the plan runs out), and the load goes on ``after_s`` more.
     ``through(url)`` puts something (a proxy) between service and database: it
-    returns the URL the service uses, and the thing to start first and stop last.
+    returns the URL the service uses and the thing, started, to stop last.
     ``faults_done()`` ends the fault phase early once a self-timed fault finished.
     """
     seed = draw_seed(seed)
@@ -162,8 +162,7 @@ def fault_experiment(
         service_url = db_url
         middle: Nemesis | None = None
         if through is not None:
-            service_url, middle = through(db_url)
-            middle.start()
+            service_url, middle = through(db_url)  # started: its URL needs its port
             outer.callback(middle.stop)
         with open_lab(
             scenario=scenario,

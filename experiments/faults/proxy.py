@@ -100,6 +100,12 @@ class TcpProxy:
             )
         return cls(host, int(str(params.get("port") or 5432)), **kwargs)  # type: ignore[arg-type]
 
+    def reseed(self, seed: int) -> None:
+        """Draw the jitter from ``seed`` from now on (replays a run's network faults)."""
+        with self._lock:
+            self.seed = seed
+            self._rng.seed(seed)
+
     def conninfo(self, url: str) -> str:
         """``url`` rewritten to reach the database through this proxy."""
         params = conninfo_to_dict(url)

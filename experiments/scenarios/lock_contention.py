@@ -1,0 +1,140 @@
+"""lock_contention: a hot coupon's row held by another session; some waiters cancelled mid-wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from experiments.checks import FinalState, results_within
+from experiments.faults.cancel import cancel_backends
+from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
+from experiments.faults.loads import claim_stream_plan
+from experiments.faults.locks import RowLockHolder
+from experiments.faults.window import Windows
+from experiments.history import History
+from experiments.result import Result, Verdict
+
+NAME = "lock_contention"
+TITLE = "Lock contention and lock-wait cancellation"
+DESCRIPTION = (
+    "12 workers claim one hot coupon while another session holds its row lock for 1.2 s; "
+    "0.5 s in, the claims waiting on the lock are cancelled (pg_cancel_backend). Expected: "
+    "the cancelled claims end unavailable and leave no row; the others wait and succeed "
+    "once the lock is released; no claim succeeds while the lock is held; stock conserved."
+)
+DEFAULTS: dict[str, Any] = {"workers": 12, "hold_s": 1.2, "cancel_after_s": 0.5}
+
+
+class _CancelOnce:
+    """After ``delay_s``, cancel the service's statements waiting on a lock, once."""
+
+    def __init__(self, fr: FaultRun, delay_s: float) -> None:
+        self.fr, self.delay_s = fr, delay_s
+        self.windows = Windows("lock_wait_cancel")
+        self.cancelled: list[int] = []
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nemesis-cancel-once", daemon=True)
+
+    def start(self) -> object:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._abort.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        if self._abort.wait(self.delay_s):
+            return
+        with self.windows.active("cancel"):
+            self.cancelled = cancel_backends(
+                self.fr.database_url, self.fr.application_name, waiting_only=True
+            )
+
+
+def run(
+    *,
+    seed: int | None = None,
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 5.0,
+    run_timeout_s: float = 30.0,
+    workers: int = 12,
+    hold_s: float = 1.2,
+    cancel_after_s: float = 0.5,
+) -> Result:
+    parts: dict[str, Any] = {}
+
+    def faults(fr: FaultRun) -> list[Nemesis]:
+        holder = RowLockHolder(fr.database_url, fr.plan.setup[0][0], hold_s=hold_s)
+        canceller = _CancelOnce(fr, cancel_after_s)
+        parts.update(holder=holder, canceller=canceller, t0=time.monotonic())
+        return [holder, canceller]
+
+    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+        holder: RowLockHolder = parts["holder"]
+        canceller: _CancelOnce = parts["canceller"]
+        ws = holder.windows.windows
+        claims = [o for o in history.ops if o.kind == "claim" and o.phase not in (None, "setup")]
+        unavailable = [o for o in claims if o.result == "unavailable"]
+        ok_in_lock = (
+            [
+                o.op_id
+                for o in claims
+                if o.result == "ok" and ws[0].start_ns < o.complete_ns < ws[0].end_ns
+            ]
+            if ws
+            else []
+        )
+        waited_ok = (
+            [o for o in claims if o.result == "ok" and ws and o.invoke_ns < ws[0].end_ns]
+            if ws
+            else []
+        )
+        fr.figures.update(
+            {
+                "cancelled_waiters": len(canceller.cancelled),
+                "waited_then_ok": len(waited_ok),
+                "lock_held_s": round(ws[0].duration_s, 4) if ws else None,
+            }
+        )
+        return [
+            results_within(history, "claim", {"ok", "unavailable"}),
+            Verdict("lock_taken", holder.found, f"row lock held on {fr.plan.setup[0][0]}"),
+            Verdict(
+                "waiters_cancelled",
+                len(canceller.cancelled) > 0 and len(unavailable) >= len(canceller.cancelled),
+                f"{len(canceller.cancelled)} lock waiters cancelled, {len(unavailable)} claims unavailable",
+                {"cancelled": len(canceller.cancelled), "unavailable": len(unavailable)},
+            ),
+            Verdict(
+                "no_success_while_locked",
+                not ok_in_lock,
+                f"{len(ok_in_lock)} claims completed ok while the row was locked",
+            ),
+            Verdict(
+                "waiters_succeed_after_release",
+                len(waited_ok) > 0,
+                f"{len(waited_ok)} claims that waited on the lock succeeded after it was released",
+            ),
+        ]
+
+    return fault_experiment(
+        NAME,
+        make_plan=lambda s, p: claim_stream_plan(
+            s, p, coupons=1, workers=workers, ops_per_worker=200, hot=True, get_ratio=0.0
+        ),
+        make_faults=faults,
+        expect=expect,
+        params={"workers": workers, "hold_s": hold_s, "cancel_after_s": cancel_after_s},
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        fault_s=hold_s + 0.3,
+        after_s=0.4,
+    )

@@ -1,0 +1,134 @@
+"""network_faults: a TCP proxy between service and database goes through latency, throttle, stall, reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.checks import FinalState, results_within
+from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
+from experiments.faults.loads import claim_stream_plan
+from experiments.faults.proxy import TcpProxy
+from experiments.faults.schedule import ProxySchedule, Step
+from experiments.history import History
+from experiments.result import Result, Verdict
+
+NAME = "network_faults"
+TITLE = "Network faults"
+DESCRIPTION = (
+    "The service reaches PostgreSQL through a loopback TCP proxy that goes, on a seeded "
+    "timetable: pass, latency 40 ms ±15, throttle 20 kB/s, stall 0.4 s, reset (live "
+    "connections cut, new ones refused), pass. Expected: outcomes by phase: ok in pass, "
+    "slower in latency/throttle/stall, clean unavailable around the reset; no 5xx, no "
+    "partial claim, recovery after the proxy passes again."
+)
+DEFAULTS: dict[str, Any] = {
+    "workers": 6,
+    "latency_s": 0.04,
+    "jitter_s": 0.015,
+    "bytes_per_s": 20_000,
+    "stall_s": 0.4,
+    "reset_s": 0.4,
+}
+
+
+def run(
+    *,
+    seed: int | None = None,
+    layer: str = "service",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 5.0,
+    run_timeout_s: float = 40.0,
+    workers: int = 6,
+    latency_s: float = 0.04,
+    jitter_s: float = 0.015,
+    bytes_per_s: int = 20_000,
+    stall_s: float = 0.4,
+    reset_s: float = 0.4,
+) -> Result:
+    proxies: list[TcpProxy] = []
+    schedules: list[ProxySchedule] = []
+    steps = [
+        Step("pass", 0.3),
+        Step("latency", 0.6, {"latency_s": latency_s, "jitter_s": jitter_s}),
+        Step("throttle", 0.5, {"bytes_per_s": bytes_per_s}),
+        Step("stall", stall_s),
+        Step("reset", reset_s),
+    ]
+
+    def through(url: str) -> tuple[str, Nemesis]:
+        proxy = TcpProxy.for_url(url)
+        proxies.append(proxy)
+        proxy.start()
+        return proxy.conninfo(url), proxy
+
+    def faults(fr: FaultRun) -> list[Nemesis]:
+        proxies[0].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
+        sched = ProxySchedule(proxies[0], steps)
+        schedules.append(sched)
+        return [sched]
+
+    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+        p = proxies[0]
+        load = [o for o in history.ops if o.phase not in (None, "setup")]
+        lat = {
+            ph: sorted(o.latency_ns / 1e6 for o in load if o.phase == ph and o.result == "ok")
+            for ph in ("before", "latency", "after")
+        }
+        med = {ph: (v[len(v) // 2] if v else None) for ph, v in lat.items()}
+        fr.figures.update(
+            {
+                "proxy": {
+                    "accepted": p.accepted,
+                    "refused": p.refused,
+                    "resets": p.resets,
+                    "bytes_up": p.bytes_up,
+                    "bytes_down": p.bytes_down,
+                },
+                "median_ok_latency_ms": med,
+            }
+        )
+        slowed = med["latency"] is not None and med["latency"] >= latency_s * 1000 * 0.8
+        return [
+            results_within(history, "claim", {"ok", "unavailable"}),
+            results_within(history, "get", {"ok", "unavailable"}),
+            Verdict(
+                "latency_applied",
+                slowed,
+                f"median ok latency in the latency phase {med['latency']} ms "
+                f"(before: {med['before']} ms, injected {latency_s * 1000:.0f} ms)",
+                {"median_ms": med},
+            ),
+            Verdict(
+                "reset_cut_connections",
+                p.resets > 0 or p.refused > 0,
+                f"{p.resets} live connections reset, {p.refused} refused",
+            ),
+        ]
+
+    return fault_experiment(
+        NAME,
+        make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
+        make_faults=faults,
+        expect=expect,
+        params={
+            "workers": workers,
+            "latency_s": latency_s,
+            "jitter_s": jitter_s,
+            "bytes_per_s": bytes_per_s,
+            "stall_s": stall_s,
+            "reset_s": reset_s,
+        },
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        fault_s=sum(s.duration_s for s in steps) + 5,
+        # Longer than the pool timeout: ops cut by the reset end first, then recovery shows.
+        after_s=3.0,
+        through=through,
+        faults_done=lambda: bool(schedules) and schedules[0].done.is_set(),
+        service_overrides={"pool_timeout": 2.0, "connect_timeout": 2.0},
+    )
