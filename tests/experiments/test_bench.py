@@ -1,0 +1,188 @@
+"""The benchmark harness: pgbench scripts against a real database, and the harness's table."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import inspect
+import re
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import coupon_core.strategies
+from coupon_core import (
+    CouponError,
+    CouponService,
+    ServiceConfig,
+    apply_schema,
+    available_strategies,
+)
+from experiments.bench import (
+    PGBENCH_SCRIPTS,
+    BenchConfig,
+    check_conservation,
+    create_coupons,
+    format_table,
+    pgbench_load,
+    quantile_ms,
+    run_bench,
+    summarize,
+    targets,
+    write_outputs,
+)
+
+
+@pytest.fixture
+def db_url(db_url: str) -> str:
+    """The session database with the schema (the service applies it; pgbench does not)."""
+    apply_schema(db_url)
+    return db_url
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    return str(info.get("host") or "127.0.0.1"), int(str(info.get("port") or 5432))
+
+
+def _base() -> int:
+    """A run-unique numeric base for coupon names (pgbench can only compute numbers)."""
+    return (2 * 10**8 + uuid.uuid4().int % 10**8) * 10**6
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL of a pgbench script, without meta commands and transaction control."""
+    sql = "\n".join(line for line in script.splitlines() if not line.startswith("\\"))
+    found = []
+    for raw in re.split(r";\s*\n|\\aset\s*\n", sql + "\n"):
+        statement = " ".join(raw.split())
+        if statement and statement not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            found.append(statement)
+    return found
+
+
+def _normalise(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def test_every_strategy_has_a_script() -> None:
+    assert sorted(PGBENCH_SCRIPTS) == available_strategies()
+
+
+@pytest.mark.parametrize("strategy", ["row_lock", "advisory", "serializable"])
+def test_scripts_run_the_strategies_statements(strategy: str) -> None:
+    # pgbench variables stand where the service binds parameters; the one other
+    # difference is the alias `AS prior`, which names the column for \aset.
+    source = _normalise(inspect.getsource(coupon_core.strategies))
+    for statement in _statements(PGBENCH_SCRIPTS[strategy]):
+        as_service = re.sub(r":(coupon|user)\b", "%s", statement.replace(" AS prior", ""))
+        assert as_service in source, statement
+
+
+def test_atomic_script_is_the_one_cte_statement() -> None:
+    (statement,) = _statements(PGBENCH_SCRIPTS["atomic"])
+    as_service = re.sub(r":(coupon|user)\b", r"%(\1)s", statement)
+    assert as_service == _normalise(coupon_core.strategies.ATOMIC_CLAIM_SQL)
+
+
+def test_quantiles_use_nearest_rank() -> None:
+    assert quantile_ms([3_000_000, 1_000_000, 2_000_000], 0.5) == 2.0
+    assert quantile_ms(list(range(1, 101)), 0.99) == 99 / 1e6
+    assert quantile_ms([], 0.5) != quantile_ms([], 0.5)  # NaN when nothing was measured
+
+
+def _service_outcomes(url: str, strategy: str, coupon: str, users: int) -> dict[str, int]:
+    outcomes: dict[str, int] = {}
+    with CouponService.connect(url, ServiceConfig(strategy=strategy, pool_max=5)) as svc:
+
+        def claim(i: int) -> str:
+            try:
+                svc.claim(f"user-{i}", coupon)
+            except CouponError as err:
+                return err.kind
+            return "ok"
+
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            for kind in pool.map(claim, range(users)):
+                outcomes[kind] = outcomes.get(kind, 0) + 1
+    return outcomes
+
+
+@pytest.mark.parametrize("strategy", sorted(PGBENCH_SCRIPTS))
+def test_pgbench_script_gives_the_services_outcome_on_a_stock_limited_coupon(
+    db_url: str, strategy: str
+) -> None:
+    host, port = _host_port(db_url)
+    base = _base()
+    (by_pgbench,) = create_coupons(db_url, base, 1, amount=10)
+    (by_service,) = create_coupons(db_url, base + 1, 1, amount=10)
+
+    # 5 clients x 10 transactions: 50 claims by distinct users on a stock of 10.
+    load = pgbench_load(host, port, strategy, base, 1, 5, transactions=10)
+    service = _service_outcomes(db_url, strategy, by_service, 50)
+
+    assert load.claims == 50
+    assert load.errors == {}
+    rows, conserved = check_conservation(db_url, [by_pgbench])
+    assert conserved
+    assert rows == 10
+    assert service == {"ok": 10, "no_stock": 40}
+    with psycopg.connect(db_url) as conn:
+        remaining = conn.execute(
+            "SELECT remaining_amount FROM coupons WHERE name = ANY(%s) ORDER BY name",
+            ([by_pgbench, by_service],),
+        ).fetchall()
+    assert remaining == [(0,), (0,)]
+
+
+def test_pgbench_script_claims_nothing_on_a_missing_coupon(db_url: str) -> None:
+    host, port = _host_port(db_url)
+    base = _base()  # no coupon by these names: every transaction takes the not-found branch
+    load = pgbench_load(host, port, "row_lock", base, 4, 2, transactions=5)
+    assert load.claims == 10
+    assert check_conservation(db_url, []) == (0, True)
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM claims WHERE coupon_name = ANY(%s)",
+            ([str(base + i) for i in range(4)],),
+        ).fetchone()
+    assert row == (0,)
+
+
+@pytest.mark.slow
+def test_harness_table_has_a_row_per_layer_and_writes_its_files(
+    db_url: str, tmp_path: Path
+) -> None:
+    config = BenchConfig(
+        strategies=("atomic",), workloads=(1,), workers=(2,), duration_s=1.0, rounds=1
+    )
+    run = run_bench(db_url, config)
+
+    summary = summarize(run.frame())
+    assert [(r.strategy, r.workload, r.workers, r.layer) for r in summary.itertuples()] == [
+        ("atomic", "hot", 2, "pgbench"),
+        ("atomic", "hot", 2, "service"),
+        ("atomic", "hot", 2, "http"),
+    ]
+    assert summary["conserved"].all()
+    assert (summary["claims_per_s"] > 0).all()
+    assert (summary["errors"] == 0).all()
+    pgbench_row = summary[summary["layer"] == "pgbench"].iloc[0]
+    assert pgbench_row["ratio"] == 1.0
+    for cell in run.cells:
+        assert cell.claims == cell.db_claims  # every claim counted is a row, and back
+    table = format_table(summary)
+    assert len(table.splitlines()) == 2 + 3
+    assert {t.name for t in targets(summary, workers=2)} >= {
+        "atomic service/pgbench, hot, 2 workers",
+        "atomic http/pgbench, hot, 2 workers",
+    }
+    written = write_outputs(run, tmp_path)
+    assert {p.name for p in written} == {
+        "cells.csv",
+        "summary.csv",
+        "summary.txt",
+        "throughput-hot.png",
+    }
+    assert all(p.stat().st_size > 0 for p in written)
