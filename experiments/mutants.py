@@ -509,3 +509,131 @@ def expose_all(
     """``expose`` each mutant in turn."""
     for m in mutants:
         yield expose(m, database_url, **kwargs)
+
+
+# -- the detection matrix: every scenario against every mutant and real strategy -------------
+
+Status = str  # "caught", "missed", "equivalent", "pass", "FAIL", "unknown", "error"
+
+
+@dataclass
+class Cell:
+    """One scenario run against one mutant (or real strategy) and what it concluded."""
+
+    mutant: str
+    scenario: str
+    status: Status
+    #: The checks that failed (the linearizability check included), or the error.
+    by: list[str] = field(default_factory=list)
+    seed: int | None = None
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mutant": self.mutant,
+            "scenario": self.scenario,
+            "status": self.status,
+            "by": list(self.by),
+            "seed": self.seed,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def controls() -> tuple[Mutant, ...]:
+    """The real strategies as rows of the matrix: each must pass every scenario."""
+    from coupon_core import available_strategies
+
+    return tuple(Mutant(f"real:{s}", s, "none: the real strategy") for s in available_strategies())
+
+
+def _status(m: Mutant, failed: list[str], unknown: list[str]) -> Status:
+    if m.name.startswith("real:"):
+        return "FAIL" if failed else "unknown" if unknown else "pass"
+    if m.equivalent is not None:
+        # Still run: a failure here would mean the equivalence argument is wrong.
+        return "caught" if failed else "equivalent"
+    return "caught" if failed else "unknown" if unknown else "missed"
+
+
+def detection_matrix(
+    database_url: str,
+    *,
+    mutants: Sequence[Mutant] | None = None,
+    scenarios: Sequence[str] | None = None,
+    seed: int | None = None,
+    scenario_params: dict[str, dict[str, Any]] | None = None,
+    time_limit_s: float = 10.0,
+    on_cell: Any = None,
+) -> list[Cell]:
+    """Run each scenario against each mutant and real strategy; one ``Cell`` per pair.
+
+    Each run is ``experiments.scenarios.run(name, strategy=..., database_url=...,
+    seed=...)`` with the mutant's strategy on its schema's database; the scenario's
+    verdicts are joined by ``check_linearizable`` on its history. ``on_cell`` (a
+    callable) is told of each cell as it lands.
+    """
+    from experiments import scenarios as catalog
+
+    install()
+    rows = [*(mutants if mutants is not None else MUTANTS), *controls()]
+    names = list(scenarios) if scenarios is not None else list(catalog.SCENARIOS)
+    extra = scenario_params or {}
+    cells: list[Cell] = []
+    for m in rows:
+        strategy, url = prepare(m, database_url)
+        for name in names:
+            started = time.monotonic()
+            try:
+                result = catalog.run(
+                    name, strategy=strategy, database_url=url, seed=seed, **extra.get(name, {})
+                )
+            except Exception as err:  # a crashed run is reported, never counted as a pass
+                cell = Cell(m.name, name, "error", [f"{type(err).__name__}: {err}"], seed)
+            else:
+                verdicts = [*result.verdicts, check_linearizable(result.history, time_limit_s)]
+                failed = [v.name for v in verdicts if v.passed is False]
+                unknown = [v.name for v in verdicts if v.passed is None]
+                cell = Cell(
+                    m.name, name, _status(m, failed, unknown), failed or unknown, result.seed
+                )
+            cell.duration_s = time.monotonic() - started
+            cells.append(cell)
+            if on_cell is not None:
+                on_cell(cell)
+    return cells
+
+
+def matrix_table(cells: Sequence[Cell]) -> list[list[str]]:
+    """Rows of text: a header of scenarios, then one row per mutant (status and first check)."""
+    scenarios = list(dict.fromkeys(c.scenario for c in cells))
+    mutants = list(dict.fromkeys(c.mutant for c in cells))
+    at = {(c.mutant, c.scenario): c for c in cells}
+    table = [["mutant", *scenarios]]
+    for m in mutants:
+        row = [m]
+        for s in scenarios:
+            c = at.get((m, s))
+            if c is None:
+                row.append("")
+            elif c.status in ("caught", "FAIL", "unknown", "error") and c.by:
+                row.append(f"{c.status} ({c.by[0]}{'+' if len(c.by) > 1 else ''})")
+            else:
+                row.append(c.status)
+        table.append(row)
+    return table
+
+
+def mutant_summary(cells: Sequence[Cell]) -> dict[str, str]:
+    """Per row: ``caught`` by any scenario, ``missed``, ``equivalent``, or a real strategy's verdict."""
+    out: dict[str, str] = {}
+    for name in dict.fromkeys(c.mutant for c in cells):
+        statuses = {c.status for c in cells if c.mutant == name}
+        if name.startswith("real:"):
+            out[name] = "pass" if statuses == {"pass"} else "FAIL"
+        elif "caught" in statuses:
+            out[name] = "caught"
+        elif statuses == {"equivalent"}:
+            out[name] = "equivalent"
+        else:
+            out[name] = "missed"
+    return out

@@ -1,0 +1,85 @@
+"""``coupon-chaos mutants``: run the scenarios against every mutant and real strategy, print the matrix."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from experiments.cli import CommandError
+from experiments.mutants import (
+    MUTANTS,
+    Cell,
+    detection_matrix,
+    matrix_table,
+    mutant,
+    mutant_summary,
+)
+
+NAME = "mutants"
+HELP = "run each scenario against each mutant and real strategy: caught / missed / equivalent"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)"
+    )
+    parser.add_argument(
+        "--mutant",
+        action="append",
+        dest="mutants",
+        metavar="NAME",
+        help=f"only this mutant (repeatable; default: all of {', '.join(m.name for m in MUTANTS)})",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of every run (default: drawn)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="use this PostgreSQL (default: $DATABASE_URL, else one embedded for the run)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the cells here")
+
+
+def _print_cell(cell: Cell) -> None:
+    why = f" by {', '.join(cell.by)}" if cell.by else ""
+    print(f"  {cell.mutant:28} {cell.scenario:26} {cell.status}{why}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coupon_core.database import provision
+    from experiments import scenarios as catalog
+
+    unknown = sorted(set(args.scenarios) - set(catalog.SCENARIOS))
+    if unknown:
+        raise CommandError(f"unknown scenario(s) {', '.join(unknown)}")
+    try:
+        chosen = [mutant(n) for n in args.mutants] if args.mutants else list(MUTANTS)
+    except KeyError as err:
+        raise CommandError(str(err.args[0])) from None
+    with contextlib.ExitStack() as stack:
+        handle = provision(args.database_url)
+        stack.callback(handle.close)
+        cells = detection_matrix(
+            handle.url,
+            mutants=chosen,
+            scenarios=args.scenarios or None,
+            seed=args.seed,
+            on_cell=_print_cell,
+        )
+    table = matrix_table(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    summary = mutant_summary(cells)
+    print()
+    for name, verdict in summary.items():
+        print(f"{name:28} {verdict}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([c.to_dict() for c in cells], indent=2))
+    bad = [n for n, v in summary.items() if v in ("missed", "FAIL")]
+    if bad:
+        print(f"not as expected: {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
