@@ -14,7 +14,7 @@ _TEXT: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_NAME_LENGTH,
-    "pattern": "^[^\\x00]*\\S[^\\x00]*$",
+    "pattern": "^[^\\x00]*[^\\s\\x00][^\\x00]*$",
 }
 
 _ERROR: dict[str, Any] = {

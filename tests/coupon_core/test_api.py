@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ import httpx
 import psycopg
 import pytest
 
-from coupon_core import CouponService
+from coupon_core import CouponService, InvalidRequest
 from coupon_core.server import RunningServer, serve_in_thread
+from coupon_core.validation import validate_text
 
 MAX = 2_147_483_647
 MIB = 1024 * 1024
@@ -360,6 +362,15 @@ def test_openapi_document(client: httpx.Client) -> None:
     schema = doc["components"]["schemas"]["CreateCoupon"]
     assert schema["properties"]["amount"] == {"type": "integer", "minimum": 1, "maximum": MAX}
     assert schema["properties"]["name"]["maxLength"] == 255
+    # The document's pattern agrees with the service's rules (generated cases rely on it).
+    pattern = re.compile(schema["properties"]["name"]["pattern"])
+    for text in ["a", " a ", "🎉", "  ", "", "a\x00", "\x00", "\t\n"]:
+        try:
+            validate_text("name", text)
+            valid = True
+        except InvalidRequest:
+            valid = False
+        assert bool(pattern.search(text)) == valid, repr(text)
 
 
 def test_http_stampede_beyond_40_threads(server: RunningServer, unique: str) -> None:

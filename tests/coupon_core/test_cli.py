@@ -103,7 +103,10 @@ def test_serve_embedded_then_ctrl_c(serve: list[subprocess.Popen[str]], unique: 
     db_port = int(lines[0].rsplit(":", 1)[1].split("/")[0])
     import socket
 
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", db_port), timeout=2):
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", db_port), timeout=2),
+    ):
         pass
 
 
