@@ -27,6 +27,15 @@ _MODULES: tuple[str, ...] = (
     "flash_sale",
     "double_dip",
     "scale",
+    # Faults (issue 4).
+    "pool_exhaustion",
+    "query_timeout",
+    "connection_drop",
+    "database_restart",
+    "partial_failure",
+    "lock_contention",
+    "network_faults",
+    "negative_stock",
 )
 
 COMMON_DEFAULTS: dict[str, Any] = {
