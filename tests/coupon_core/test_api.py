@@ -398,3 +398,26 @@ def test_http_stampede_beyond_40_threads(server: RunningServer, unique: str) -> 
     for t in threads:
         t.join(60)
     assert Counter(statuses) == Counter({200: 10, 400: 110})
+
+
+def test_unexpected_error_is_500_and_claim_rolled_back(db_url: str, unique: str) -> None:
+    def fault(point: str) -> None:
+        # A bug between the claim's insert and its decrement.
+        raise RuntimeError(f"boom at {point} with secret detail")
+
+    svc = CouponService.connect(db_url, strategy="row_lock", pool_max=2)
+    try:
+        with serve_in_thread(svc) as srv, httpx.Client(base_url=srv.url) as c:
+            name = f"{unique}-bug"
+            assert c.post("/api/coupons", json={"name": name, "amount": 3}).status_code == 201
+            svc.fault = fault
+            before = snapshot(db_url)
+            r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": name})
+            assert (r.status_code, r.json()) == (500, {"error": "internal server error"})
+            assert snapshot(db_url) == before
+            svc.fault = None
+            r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": name})
+            assert r.status_code == 200
+            assert c.get(path(name)).json()["remaining_amount"] == 2
+    finally:
+        svc.close()
