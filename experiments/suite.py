@@ -182,6 +182,27 @@ class JobReport:
 
 
 def _execute(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> JobReport:
+    try:
+        return _execute_in_thread(job, run_dir, database_url, hide_code)
+    finally:
+        _close_thread_loop()
+
+
+def _close_thread_loop() -> None:
+    # nbclient runs its coroutines on an event loop it creates for each thread and never
+    # closes; close it here, in the worker thread that owns it, so no loop (and its
+    # socket pair) is left for the garbage collector to warn about.
+    import asyncio
+
+    policy = asyncio.get_event_loop_policy()
+    with contextlib.suppress(RuntimeError):
+        loop = policy.get_event_loop()
+        if not loop.is_running():
+            loop.close()
+    policy.set_event_loop(None)
+
+
+def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> JobReport:
     import nbformat
     import papermill
 

@@ -1,0 +1,199 @@
+"""The suite end to end: papermill really runs notebooks, HTML and summary.json are written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from experiments import suite
+from experiments.cli import main
+
+# A tiny notebook of the suite's shape: it reaches the run's database, records a Result
+# with a hand-made history, and asserts a claim count given as a literal.
+_RUN = """import time
+
+import psycopg
+
+from experiments.history import History, Op
+from experiments.result import Result, Verdict
+
+t0 = time.perf_counter()
+with psycopg.connect(database_url) as conn:
+    one = conn.execute("SELECT 1").fetchone()[0]
+{crash}history = History(origin_ns=0)
+history.append(Op(0, 0, "claim", "c", invoke_ns=0, complete_ns=2_000_000, result="ok"))
+history.append(Op(1, 1, "claim", "c", invoke_ns=0, complete_ns=3_000_000, result="no_stock"))
+result = Result(
+    scenario="tiny", seed=seed, layer=layer, strategy=strategy, params={{}}, history=history,
+    verdicts=[Verdict("database_answers", one == 1, f"SELECT 1 returned {{one}}")],
+    duration_s=time.perf_counter() - t0,
+)"""
+
+
+def write_notebook(
+    path: Path, expect_ok: int = 1, crash: bool = False, layers: tuple[str, ...] = ("service",)
+) -> Path:
+    nb: Any = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["coupon_chaos"] = {"scenario": path.stem, "layers": list(layers)}
+    params = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
+        'seed = None\nlayer = "service"\nstrategy = "row_lock"\ndatabase_url = None\n'
+        f"out_dir = None\nexpect_ok = {expect_ok}"
+    )
+    params.metadata["tags"] = ["parameters"]
+    code = nbformat.v4.new_code_cell  # type: ignore[no-untyped-call]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"# {path.stem}\n\nA notebook for the suite's tests."),  # type: ignore[no-untyped-call]
+        params,
+        code(_RUN.format(crash='raise RuntimeError("the experiment crashed")\n' if crash else "")),
+        code(
+            'ok = result.outcomes()["claim"].get("ok", 0)\n'
+            'assert ok == expect_ok, f"expected {expect_ok} successful claims, got {ok}"'
+        ),
+        code("if out_dir:\n    result.save(out_dir)"),
+    ]
+    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+    return path
+
+
+def test_derived_seeds_are_stable_and_distinct() -> None:
+    assert suite.derive_seed(7, "flash_sale") == suite.derive_seed(7, "flash_sale")
+    assert suite.derive_seed(7, "flash_sale") != suite.derive_seed(8, "flash_sale")
+    assert suite.derive_seed(7, "flash_sale") != suite.derive_seed(7, "double_dip")
+    assert 0 <= suite.derive_seed(123, "scale") < 2**31
+
+
+def test_discover_reads_scenario_layers_and_parameters(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "b_two.ipynb", layers=("service", "http"))
+    write_notebook(tmp_path / "a_one.ipynb")
+    found = suite.discover(tmp_path)
+    assert [nb.scenario for nb in found] == ["a_one", "b_two"]
+    assert found[0].layers == ("service",)
+    assert found[1].layers == ("service", "http")
+    assert found[0].parameters == {
+        "seed",
+        "layer",
+        "strategy",
+        "database_url",
+        "out_dir",
+        "expect_ok",
+    }
+    assert found[0].title == "a_one"
+
+
+def test_plan_jobs_keeps_supported_layers_and_rejects_unknown_names(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "one.ipynb", layers=("service",))
+    write_notebook(tmp_path / "two.ipynb", layers=("service", "http"))
+    notebooks = suite.discover(tmp_path)
+    jobs = suite.plan_jobs(notebooks, None, suite.LAYERS, "atomic", 5)
+    assert [(j.notebook.scenario, j.layer) for j in jobs] == [
+        ("one", "service"),
+        ("two", "service"),
+        ("two", "http"),
+    ]
+    # Both layers of a scenario run the same plan: one seed per scenario.
+    assert jobs[1].seed == jobs[2].seed == suite.derive_seed(5, "two")
+    assert jobs[0].parameters("postgresql://x", Path("/o")) == {
+        "seed": jobs[0].seed,
+        "layer": "service",
+        "strategy": "atomic",
+        "database_url": "postgresql://x",
+        "out_dir": "/o",
+    }
+    assert suite.plan_jobs(notebooks, ["two"], ("http",), "atomic", 5)[0].layer == "http"
+    with pytest.raises(ValueError, match="no notebook for nope"):
+        suite.plan_jobs(notebooks, ["nope"], suite.LAYERS, "atomic", 5)
+
+
+@pytest.mark.slow
+def test_failed_assertion_and_crash_fail_the_run_and_are_named(
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "good.ipynb", expect_ok=1)
+    write_notebook(notebooks / "bad.ipynb", expect_ok=2)
+    write_notebook(notebooks / "crash.ipynb", crash=True)
+    out = tmp_path / "results"
+    argv = ["run", "--notebooks", str(notebooks), "--out", str(out)]
+    code = main([*argv, "--database-url", db_url, "--seed", "11", "--jobs", "2", "--hide-code"])
+    printed = capsys.readouterr().out
+
+    assert code == 1
+    assert "FAILED bad [service]" in printed
+    assert "expected 2 successful claims, got 1" in printed
+    assert "FAILED crash [service]: notebook: RuntimeError: the experiment crashed" in printed
+    assert "FAILED good" not in printed
+
+    run_dir = (out / "latest").resolve()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["seed"] == 11
+    by_name = {s["name"]: s for s in summary["scenarios"]}
+    assert [s["name"] for s in summary["scenarios"]] == ["bad", "crash", "good"]
+    assert by_name["good"]["passed"] is True
+    assert by_name["good"]["outcomes"] == {"claim": {"no_stock": 1, "ok": 1}}
+    assert by_name["good"]["checks"] == [
+        {"name": "database_answers", "passed": True, "detail": "SELECT 1 returned 1"}
+    ]
+    assert by_name["good"]["seed"] == suite.derive_seed(11, "good")
+    bad_checks = [c for c in by_name["bad"]["checks"] if not c["passed"]]
+    assert len(bad_checks) == 1
+    assert bad_checks[0]["name"].startswith("cell [4] assert ok == expect_ok")
+    assert bad_checks[0]["detail"] == "AssertionError: expected 2 successful claims, got 1"
+    assert by_name["crash"]["passed"] is False
+    assert by_name["crash"]["error"].startswith("RuntimeError: the experiment crashed")
+    assert by_name["crash"]["outcomes"] == {}
+    for entry in summary["scenarios"]:
+        html = (run_dir / entry["html"]).read_text()
+        assert 'src="http' not in html
+        assert (run_dir / entry["html_no_code"]).exists()
+        assert entry["timing"]["wall_s"] >= entry["timing"]["kernel_s"] > 0
+    index = (run_dir / "index.html").read_text()
+    assert index.count("<tr class=") == 3
+    assert 'src="http' not in index
+    assert index.count('src="data:image/png;base64,') == 2  # the crash recorded no history
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_a_real_scenario_runs_end_to_end_on_both_layers(tmp_path: Path) -> None:
+    # database_url=None: the suite provisions its own database (DATABASE_URL if set).
+    report = suite.run_suite(
+        ["double_dip"], layers=suite.LAYERS, seed=3, out=tmp_path, jobs=2, database_url=None
+    )
+    assert report.passed, [j.failures for j in report.jobs]
+    assert (tmp_path / "latest").resolve() == report.run_dir
+    summary = json.loads((report.run_dir / "summary.json").read_text())
+    assert set(summary) >= {"run_id", "seed", "started_at", "duration_s", "scenarios"}
+    assert summary["run_id"] == report.run_id
+    assert [(s["name"], s["layer"]) for s in summary["scenarios"]] == [
+        ("double_dip", "service"),
+        ("double_dip", "http"),
+    ]
+    for entry in summary["scenarios"]:
+        assert set(entry) >= {
+            "name",
+            "layer",
+            "strategy",
+            "seed",
+            "passed",
+            "duration_s",
+            "outcomes",
+            "checks",
+            "html",
+        }
+        assert entry["outcomes"]["claim"] == {"already_claimed": 9, "ok": 1}
+        assert {c["name"] for c in entry["checks"]} >= {"conservation", "claim_counts"}
+        assert all(set(c) == {"name", "passed", "detail"} for c in entry["checks"])
+        assert entry["timing"]["experiment_s"] > 0
+        html = (report.run_dir / entry["html"]).read_text()
+        assert 'src="http' not in html
+        assert "data:image/png;base64," in html
