@@ -29,9 +29,9 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -53,17 +53,26 @@ from experiments.history import History, Op
 from experiments.linearizability import check_linearizable
 from experiments.result import Verdict
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "MUTANTS",
     "MUTANT_STRATEGIES",
     "SCHEMA_MUTANTS",
+    "Cell",
     "Exposure",
     "Mutant",
+    "controls",
+    "detection_matrix",
     "expose",
     "expose_all",
     "install",
+    "matrix_frame",
+    "matrix_table",
     "mutant",
     "mutant_database",
+    "mutant_summary",
     "prepare",
     "symptoms",
 ]
@@ -526,6 +535,8 @@ class Cell:
     #: The checks that failed (the linearizability check included), or the error.
     by: list[str] = field(default_factory=list)
     seed: int | None = None
+    #: Runs it took (a missed mutant is run again, up to the matrix's ``attempts``).
+    attempts: int = 1
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -535,6 +546,7 @@ class Cell:
             "status": self.status,
             "by": list(self.by),
             "seed": self.seed,
+            "attempts": self.attempts,
             "duration_s": round(self.duration_s, 3),
         }
 
@@ -556,51 +568,99 @@ def _status(m: Mutant, failed: list[str], unknown: list[str]) -> Status:
 
 
 def detection_matrix(
-    database_url: str,
+    database_url: str | None = None,
     *,
     mutants: Sequence[Mutant] | None = None,
     scenarios: Sequence[str] | None = None,
     seed: int | None = None,
+    attempts: int = 1,
     scenario_params: dict[str, dict[str, Any]] | None = None,
     time_limit_s: float = 10.0,
-    on_cell: Any = None,
+    on_cell: Callable[[Cell], None] | None = None,
 ) -> list[Cell]:
     """Run each scenario against each mutant and real strategy; one ``Cell`` per pair.
 
     Each run is ``experiments.scenarios.run(name, strategy=..., database_url=...,
     seed=...)`` with the mutant's strategy on its schema's database; the scenario's
-    verdicts are joined by ``check_linearizable`` on its history. ``on_cell`` (a
-    callable) is told of each cell as it lands.
+    verdicts are joined by ``check_linearizable`` on its history. A mutant a run
+    missed is run again, up to ``attempts`` runs (seed, seed+1, ...): its bug is a
+    race. Real strategies run once. ``database_url`` None: ``DATABASE_URL`` or an
+    embedded PostgreSQL started and stopped here. ``on_cell`` hears of each cell.
     """
+    from coupon_core.database import provisioned
+
+    with provisioned(database_url) as handle:
+        return _matrix(
+            handle.url,
+            list(mutants) if mutants is not None else list(MUTANTS),
+            scenarios,
+            seed,
+            max(1, attempts),
+            scenario_params or {},
+            time_limit_s,
+            on_cell,
+        )
+
+
+def _matrix(
+    database_url: str,
+    mutants: list[Mutant],
+    scenarios: Sequence[str] | None,
+    seed: int | None,
+    attempts: int,
+    extra: dict[str, dict[str, Any]],
+    time_limit_s: float,
+    on_cell: Callable[[Cell], None] | None,
+) -> list[Cell]:
     from experiments import scenarios as catalog
+    from experiments.plans import draw_seed
 
     install()
-    rows = [*(mutants if mutants is not None else MUTANTS), *controls()]
+    rows = [*mutants, *controls()]
     names = list(scenarios) if scenarios is not None else list(catalog.SCENARIOS)
-    extra = scenario_params or {}
+    base_seed = draw_seed(seed)
     cells: list[Cell] = []
     for m in rows:
         strategy, url = prepare(m, database_url)
+        tries = attempts if m.equivalent is None and not m.name.startswith("real:") else 1
         for name in names:
             started = time.monotonic()
-            try:
-                result = catalog.run(
-                    name, strategy=strategy, database_url=url, seed=seed, **extra.get(name, {})
-                )
-            except Exception as err:  # a crashed run is reported, never counted as a pass
-                cell = Cell(m.name, name, "error", [f"{type(err).__name__}: {err}"], seed)
-            else:
+            cell = Cell(m.name, name, "error", ["not run"], base_seed)
+            for k in range(tries):
+                run_seed = base_seed + k
+                try:
+                    result = catalog.run(
+                        name,
+                        strategy=strategy,
+                        database_url=url,
+                        seed=run_seed,
+                        **extra.get(name, {}),
+                    )
+                except Exception as err:  # a crashed run is reported, never counted as a pass
+                    cell = Cell(m.name, name, "error", [f"{type(err).__name__}: {err}"], run_seed)
+                    break
                 verdicts = [*result.verdicts, check_linearizable(result.history, time_limit_s)]
                 failed = [v.name for v in verdicts if v.passed is False]
                 unknown = [v.name for v in verdicts if v.passed is None]
-                cell = Cell(
-                    m.name, name, _status(m, failed, unknown), failed or unknown, result.seed
-                )
+                status = _status(m, failed, unknown)
+                cell = Cell(m.name, name, status, failed or unknown, run_seed, attempts=k + 1)
+                if status != "missed":
+                    break
             cell.duration_s = time.monotonic() - started
             cells.append(cell)
             if on_cell is not None:
                 on_cell(cell)
     return cells
+
+
+def matrix_frame(cells: Sequence[Cell]) -> pd.DataFrame:
+    """One row per cell: mutant, scenario, status, the checks that decided, seed, runs, time."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [{**c.to_dict(), "by": ", ".join(c.by)} for c in cells],
+        columns=["mutant", "scenario", "status", "by", "seed", "attempts", "duration_s"],
+    )
 
 
 def matrix_table(cells: Sequence[Cell]) -> list[list[str]]:

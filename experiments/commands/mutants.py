@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -39,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="use this PostgreSQL (default: $DATABASE_URL, else one embedded for the run)",
     )
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        help="runs of a scenario before a mutant counts as missed (default: 3; races)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the cells here")
 
 
@@ -48,7 +53,6 @@ def _print_cell(cell: Cell) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coupon_core.database import provision
     from experiments import scenarios as catalog
 
     unknown = sorted(set(args.scenarios) - set(catalog.SCENARIOS))
@@ -58,16 +62,14 @@ def run(args: argparse.Namespace) -> int:
         chosen = [mutant(n) for n in args.mutants] if args.mutants else list(MUTANTS)
     except KeyError as err:
         raise CommandError(str(err.args[0])) from None
-    with contextlib.ExitStack() as stack:
-        handle = provision(args.database_url)
-        stack.callback(handle.close)
-        cells = detection_matrix(
-            handle.url,
-            mutants=chosen,
-            scenarios=args.scenarios or None,
-            seed=args.seed,
-            on_cell=_print_cell,
-        )
+    cells = detection_matrix(
+        args.database_url,
+        mutants=chosen,
+        scenarios=args.scenarios or None,
+        seed=args.seed,
+        attempts=args.attempts,
+        on_cell=_print_cell,
+    )
     table = matrix_table(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
