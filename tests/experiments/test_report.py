@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_hex, to_rgba
+from matplotlib.patches import Rectangle
 
 from experiments import report
 from experiments.history import History, Op, ResultKind
@@ -156,13 +157,14 @@ def test_timeline_has_one_segment_per_op_coloured_by_result(history: History) ->
         assert tuple(colour) == pytest.approx(to_rgba(report.RESULT_COLOURS[op.result]))
     # The fault phase spans 3 ms (first invoke) to 19 ms (last no_stock completes).
     (shade,) = [p for p in ax.patches if p.get_label() == "phase: fault"]
+    assert isinstance(shade, Rectangle)
     assert shade.get_x() == pytest.approx(0.003)
     assert shade.get_x() + shade.get_width() == pytest.approx(0.019)
 
 
 def test_timeline_without_fault_phase_shades_nothing(history: History) -> None:
     fig = report.timeline(history)
-    assert not [p for p in fig.axes[0].patches if p.get_label().startswith("phase")]
+    assert not [p for p in fig.axes[0].patches if str(p.get_label()).startswith("phase")]
 
 
 def test_unknown_result_kind_still_gets_a_colour() -> None:

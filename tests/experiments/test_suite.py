@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import nbformat
+import nbformat as _nbformat
 import pytest
 
 from experiments import suite
 from experiments.cli import main
+
+# nbformat's functions are untyped; one Any instead of an ignore at every call.
+nbformat: Any = _nbformat
 
 # A tiny notebook of the suite's shape: it reaches the run's database, records a Result
 # with a hand-made history, and asserts a claim count given as a literal.
@@ -37,21 +40,21 @@ result = Result(
 def write_notebook(
     path: Path, expect_ok: int = 1, crash: bool = False, layers: tuple[str, ...] = ("service",)
 ) -> Path:
-    nb: Any = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    nb: Any = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
     nb.metadata["coupon_chaos"] = {"scenario": path.stem, "layers": list(layers)}
-    params = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
+    params = nbformat.v4.new_code_cell(
         'seed = None\nlayer = "service"\nstrategy = "row_lock"\ndatabase_url = None\n'
         f"out_dir = None\nexpect_ok = {expect_ok}"
     )
     params.metadata["tags"] = ["parameters"]
-    code = nbformat.v4.new_code_cell  # type: ignore[no-untyped-call]
+    code = nbformat.v4.new_code_cell
     nb.cells = [
-        nbformat.v4.new_markdown_cell(f"# {path.stem}\n\nA notebook for the suite's tests."),  # type: ignore[no-untyped-call]
+        nbformat.v4.new_markdown_cell(f"# {path.stem}\n\nA notebook for the suite's tests."),
         params,
         code(_RUN.format(crash='raise RuntimeError("the experiment crashed")\n' if crash else "")),
         code(
@@ -60,7 +63,7 @@ def write_notebook(
         ),
         code("if out_dir:\n    result.save(out_dir)"),
     ]
-    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+    nbformat.write(nb, path)
     return path
 
 
