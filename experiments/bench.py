@@ -41,6 +41,7 @@ from coupon_core import CouponError, CouponService, ServiceConfig
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 __all__ = [
     "LAYERS",
@@ -57,10 +58,12 @@ __all__ = [
     "pgbench_load",
     "pgbench_path",
     "quantile_ms",
+    "run",
     "run_bench",
     "service_load",
     "summarize",
     "targets",
+    "throughput_chart",
     "workload_name",
     "write_outputs",
 ]
@@ -526,16 +529,44 @@ class BenchRun:
         return pd.DataFrame([asdict(c) for c in self.cells])
 
 
-def _schedule(config: BenchConfig) -> Iterator[tuple[int, int, int, str, Layer]]:
-    """(round, coupons, workers, strategy, layer), interleaved; layer order rotates per round."""
+def _schedule(
+    config: BenchConfig,
+) -> Iterator[tuple[int, int, int, list[tuple[str, Layer]]]]:
+    """Blocks of (round, coupons, workers) with their (strategy, layer) cells, interleaved;
+    the layer order rotates per round so no layer always runs first."""
     for rnd in range(config.rounds):
         k = rnd % len(config.layers)
         layers = config.layers[k:] + config.layers[:k]
         for coupons in config.workloads:
             for workers in config.workers:
-                for strategy in config.strategies:
-                    for layer in layers:
-                        yield rnd, coupons, workers, strategy, layer
+                cells = [(s, layer) for s in config.strategies for layer in layers]
+                yield rnd, coupons, workers, cells
+
+
+@contextlib.contextmanager
+def _doors(
+    url: str, strategies: Sequence[str], workers: int, http: bool
+) -> Iterator[tuple[dict[str, CouponService], dict[str, str]]]:
+    """A service per strategy with a pool of exactly ``workers`` connections, and its server.
+
+    Sized like pgbench (one connection per client): psycopg_pool hands out its idle
+    connections first in, first out, so a pool larger than the load rotates through
+    backends gone cold; measured here, 1 worker on a pool of 64 claimed 4x slower than
+    on a pool of 1, and 16 workers on 64 about 0.6x of 16 on 16.
+    """
+    with contextlib.ExitStack() as stack:
+        services: dict[str, CouponService] = {}
+        urls: dict[str, str] = {}
+        for strategy in strategies:
+            config = ServiceConfig(strategy=strategy, pool_min=workers, pool_max=workers)
+            svc = stack.enter_context(CouponService.connect(url, config))
+            svc.pool.wait(timeout=30)
+            services[strategy] = svc
+            if http:
+                from coupon_core.server import serve_in_thread
+
+                urls[strategy] = stack.enter_context(serve_in_thread(svc, port=0)).url
+        yield services, urls
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -553,66 +584,82 @@ def run_bench(
     config = config or BenchConfig()
     seed = config.seed or random.SystemRandom().randrange(1, 10**6)
     host, port = _host_port(url)
-    max_workers = max(config.workers)
     run = BenchRun(seed, config, [])
     # Coupon names: base + i, where base is run-unique (seed) and cell-unique (cell no).
     base0 = (10**8 + seed) * 10**6
-    with contextlib.ExitStack() as stack:
-        services: dict[str, CouponService] = {}
-        servers: dict[str, Any] = {}
-        for strategy in config.strategies:
-            svc = CouponService.connect(
-                url,
-                ServiceConfig(strategy=strategy, pool_min=max_workers, pool_max=max_workers),
-            )
-            stack.callback(svc.close)
-            svc.pool.wait(timeout=30)
-            services[strategy] = svc
-        if "http" in config.layers:
-            from coupon_core.server import serve_in_thread
-
-            for strategy, svc in services.items():
-                server = serve_in_thread(svc, port=0)
-                stack.callback(server.stop)
-                servers[strategy] = server
-        for order, (rnd, coupons, workers, strategy, layer) in enumerate(_schedule(config)):
-            base = base0 + order * 100
-            names = create_coupons(url, base, coupons)
-            tag = f"b{seed}-{order}"
-            if layer == "pgbench":
-                load = pgbench_load(
-                    host, port, strategy, base, coupons, workers, duration_s=config.duration_s
+    order = -1
+    for rnd, coupons, workers, cells in _schedule(config):
+        with _doors(url, config.strategies, workers, "http" in config.layers) as (services, urls):
+            for strategy, layer in cells:
+                order += 1
+                run.cells.append(
+                    _cell(
+                        url,
+                        host,
+                        port,
+                        config,
+                        services,
+                        urls,
+                        (rnd, order, coupons, workers),
+                        strategy,
+                        layer,
+                        base0 + order * 100,
+                        seed,
+                    )
                 )
-            elif layer == "service":
-                load = service_load(services[strategy], names, workers, config.duration_s, tag)
-            else:
-                load = http_load(servers[strategy].url, names, workers, config.duration_s, tag)
-            db_claims, conserved = check_conservation(url, names)
-            # pgbench counts transactions; the database counts claims: use the rows.
-            claims = db_claims if layer == "pgbench" else load.claims
-            per_s = claims / load.elapsed_s if load.elapsed_s > 0 else 0.0
-            cell = CellResult(
-                round=rnd,
-                order=order,
-                strategy=strategy,
-                workload=workload_name(coupons),
-                coupons=coupons,
-                workers=workers,
-                layer=layer,
-                claims=claims,
-                claims_per_s=per_s,
-                p50_ms=quantile_ms(load.latencies_ns, 0.50),
-                p99_ms=quantile_ms(load.latencies_ns, 0.99),
-                errors=sum(load.errors.values()),
-                db_claims=db_claims,
-                conserved=conserved,
-                client_cpu_share=load.client_cpu_s / load.elapsed_s if load.elapsed_s else 0.0,
-                detail=" ".join(f"{k}={v}" for k, v in sorted(load.errors.items())) or load.detail,
-            )
-            run.cells.append(cell)
-            if progress is not None:
-                progress(cell)
+                if progress is not None:
+                    progress(run.cells[-1])
     return run
+
+
+def _cell(
+    url: str,
+    host: str,
+    port: int,
+    config: BenchConfig,
+    services: dict[str, CouponService],
+    urls: dict[str, str],
+    where: tuple[int, int, int, int],
+    strategy: str,
+    layer: Layer,
+    base: int,
+    seed: int,
+) -> CellResult:
+    """Run one cell on fresh coupons and check conservation on them afterwards."""
+    rnd, order, coupons, workers = where
+    names = create_coupons(url, base, coupons)
+    tag = f"b{seed}-{order}"
+    if layer == "pgbench":
+        load = pgbench_load(
+            host, port, strategy, base, coupons, workers, duration_s=config.duration_s
+        )
+    elif layer == "service":
+        load = service_load(services[strategy], names, workers, config.duration_s, tag)
+    else:
+        load = http_load(urls[strategy], names, workers, config.duration_s, tag)
+    db_claims, conserved = check_conservation(url, names)
+    # pgbench counts transactions; the database counts claims: use the rows.
+    claims = db_claims if layer == "pgbench" else load.claims
+    per_s = claims / load.elapsed_s if load.elapsed_s > 0 else 0.0
+    cell = CellResult(
+        round=rnd,
+        order=order,
+        strategy=strategy,
+        workload=workload_name(coupons),
+        coupons=coupons,
+        workers=workers,
+        layer=layer,
+        claims=claims,
+        claims_per_s=per_s,
+        p50_ms=quantile_ms(load.latencies_ns, 0.50),
+        p99_ms=quantile_ms(load.latencies_ns, 0.99),
+        errors=sum(load.errors.values()),
+        db_claims=db_claims,
+        conserved=conserved,
+        client_cpu_share=load.client_cpu_s / load.elapsed_s if load.elapsed_s else 0.0,
+        detail=" ".join(f"{k}={v}" for k, v in sorted(load.errors.items())) or load.detail,
+    )
+    return cell
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
@@ -737,6 +784,47 @@ def format_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def throughput_chart(summary: pd.DataFrame, workload: str) -> Figure:
+    """Claims/s by workers (left) and each layer's ratio to pgbench (right), one workload."""
+    import matplotlib.pyplot as plt
+
+    part = summary[summary["workload"] == workload]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (strategy, layer), rows in part.groupby(["strategy", "layer"], sort=False):
+        style = {"pgbench": "-", "service": "--", "http": ":"}.get(str(layer), "-")
+        label = f"{strategy} {layer}"
+        axes[0].plot(rows["workers"], rows["claims_per_s"], style, marker="o", label=label)
+        if layer != "pgbench":
+            axes[1].plot(rows["workers"], rows["ratio"], style, marker="o", label=label)
+    axes[0].set(
+        xscale="log", xlabel="workers", ylabel="claims/s", title=f"claims per second, {workload}"
+    )
+    axes[1].set(
+        xscale="log",
+        xlabel="workers",
+        ylabel="layer / pgbench",
+        title=f"ratio to pgbench (same round), {workload}",
+    )
+    axes[1].axhline(1.0, color="grey", linewidth=0.8)
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def run(database_url: str | None = None, **params: Any) -> BenchRun:
+    """``run_bench`` on ``database_url``, or on a fresh embedded PostgreSQL when None.
+
+    ``params`` are ``BenchConfig`` fields; lists (as papermill injects them) are fine.
+    """
+    from coupon_core.database import provisioned
+
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    config = BenchConfig(**fields)
+    with provisioned(database_url) as db:
+        return run_bench(db.url, config)
+
+
 def write_outputs(run: BenchRun, out_dir: Path) -> list[Path]:
     """Write cells.csv, summary.csv, targets.txt and charts (PNG) into ``out_dir``."""
     import matplotlib
@@ -754,31 +842,7 @@ def write_outputs(run: BenchRun, out_dir: Path) -> list[Path]:
     text += [t.line() for t in targets(summary)]
     written[2].write_text("\n".join(text) + "\n")
     for workload in dict.fromkeys(summary["workload"]):
-        part = summary[summary["workload"] == workload]
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for (strategy, layer), rows in part.groupby(["strategy", "layer"], sort=False):
-            style = {"pgbench": "-", "service": "--", "http": ":"}.get(str(layer), "-")
-            label = f"{strategy} {layer}"
-            axes[0].plot(rows["workers"], rows["claims_per_s"], style, marker="o", label=label)
-            if layer != "pgbench":
-                axes[1].plot(rows["workers"], rows["ratio"], style, marker="o", label=label)
-        axes[0].set(
-            xscale="log",
-            xlabel="workers",
-            ylabel="claims/s",
-            title=f"claims per second, {workload}",
-        )
-        axes[1].set(
-            xscale="log",
-            xlabel="workers",
-            ylabel="layer / pgbench",
-            title=f"ratio to pgbench, {workload}",
-            ylim=(0, 1.3),
-        )
-        axes[1].axhline(1.0, color="grey", linewidth=0.8)
-        axes[0].legend(fontsize=7, ncol=2)
-        axes[1].legend(fontsize=7, ncol=2)
-        fig.tight_layout()
+        fig = throughput_chart(summary, str(workload))
         path = out_dir / f"throughput-{workload}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
