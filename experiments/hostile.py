@@ -18,6 +18,8 @@ from urllib.parse import quote
 __all__ = [
     "Case",
     "Effect",
+    "Endpoint",
+    "Generated",
     "catalog",
     "expect_body",
     "generated",
@@ -25,6 +27,9 @@ __all__ = [
 ]
 
 Effect = Literal["none", "create", "claim"]
+Endpoint = Literal["create", "claim"]
+#: A generated request: endpoint, body bytes, content type (None: no header).
+Generated = tuple[Endpoint, bytes, str | None]
 JSON_CT = (("content-type", "application/json"),)
 MAX_NAME = 255
 MAX_AMOUNT = 2_147_483_647
@@ -136,7 +141,7 @@ def _valid_amount(value: object) -> bool:
 
 
 def expect_body(
-    endpoint: Literal["create", "claim"],
+    endpoint: Endpoint,
     body: bytes,
     content_type: str | None,
     *,
@@ -495,9 +500,7 @@ def catalog(prefix: str, target: str) -> list[Case]:
     return cases
 
 
-def generated(
-    prefix: str, target: str, seed: int, count: int = 1000
-) -> list[tuple[str, bytes, str | None]]:
+def generated(prefix: str, target: str, seed: int, count: int = 1000) -> list[Generated]:
     """``count`` seeded Hypothesis bodies: (endpoint, body, content type).
 
     Values mix valid text, edge strings, numbers of every JSON kind, nesting and
@@ -531,11 +534,11 @@ def generated(
     )
     missing = st.just(...)
 
-    out: list[tuple[str, bytes, str | None]] = []
+    out: list[Generated] = []
 
     @st.composite
-    def case(draw: st.DrawFn) -> tuple[str, bytes, str | None]:
-        endpoint = draw(st.sampled_from(["create", "claim"]))
+    def case(draw: st.DrawFn) -> Generated:
+        endpoint: Endpoint = draw(st.sampled_from(["create", "claim"]))
         ct = draw(st.sampled_from(["application/json"] * 8 + ["text/plain", None]))
         if draw(st.integers(0, 19)) == 0:
             return endpoint, draw(st.binary(max_size=60)), ct
@@ -563,7 +566,7 @@ def generated(
     )
     @hseed(seed)
     @given(case())
-    def collect(c: tuple[str, bytes, str | None]) -> None:
+    def collect(c: Generated) -> None:
         if len(out) < count:
             out.append(c)
 

@@ -36,6 +36,7 @@ _MODULES: tuple[str, ...] = (
     "lock_contention",
     "network_faults",
     "negative_stock",
+    "input_boundary",
 )
 
 COMMON_DEFAULTS: dict[str, Any] = {
