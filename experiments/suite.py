@@ -430,7 +430,7 @@ def run_suite(
     seed: int | None = None,
     database_url: str | None = None,
     out: Path | str = "results",
-    jobs: int = 2,
+    jobs: int = 1,
     hide_code: bool = False,
     notebooks_dir: Path | str = NOTEBOOKS_DIR,
     progress: Progress | None = None,
