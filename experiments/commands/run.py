@@ -36,7 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("results"), help="results folder (default: results)"
     )
-    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at a time (default: 2)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        # Measured on the 2-core machine, 14 notebooks: 1 at a time 55 s, 2 at a time 62 s;
+        # the notebooks are CPU-bound and parallel runs also skew each other's latencies.
+        help="notebooks run at a time (default: 1)",
+    )
     parser.add_argument(
         "--hide-code",
         action="store_true",
