@@ -19,12 +19,17 @@ $(STAMP): pyproject.toml
 
 # The whole suite on the embedded database, every scenario on both layers.
 report: $(STAMP)
-	$(BIN)/coupon-chaos run --layer both
+	$(BIN)/coupon-chaos run --layer both --hide-code
 
 # Every test, the chaos tests and the notebooks included.
+# The notebooks share one embedded database, stopped afterwards whatever happened.
 test: $(STAMP)
 	$(BIN)/python -m pytest --chaos tests
-	$(BIN)/python -m pytest --chaos --nbmake --nbmake-timeout=900 -p no:randomly notebooks
+	@export COUPON_CHAOS_HOME="$$(mktemp -d)"; \
+	  url="$$($(BIN)/coupon-chaos db up)" || exit 1; \
+	  echo "notebooks share the database at $$url"; \
+	  DATABASE_URL="$$url" $(BIN)/python -m pytest --chaos --nbmake --nbmake-timeout=900 notebooks; \
+	  rc=$$?; $(BIN)/coupon-chaos db down >/dev/null; rm -rf "$$COUPON_CHAOS_HOME"; exit $$rc
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
@@ -32,10 +37,10 @@ unit: $(STAMP)
 check: $(STAMP) format lint types
 
 format: $(STAMP)
-	$(BIN)/ruff format --check coupon_core experiments tests benchmarks scripts
+	$(BIN)/ruff format --check conftest.py coupon_core experiments tests benchmarks scripts
 
 lint: $(STAMP)
-	$(BIN)/ruff check coupon_core experiments tests benchmarks scripts
+	$(BIN)/ruff check conftest.py coupon_core experiments tests benchmarks scripts
 
 types: $(STAMP)
 	$(BIN)/mypy

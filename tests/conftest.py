@@ -1,4 +1,4 @@
-"""Shared fixtures: one real embedded PostgreSQL per test session, and the chaos gate."""
+"""Shared fixtures: one real embedded PostgreSQL per test session (the chaos gate is in ../conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,6 @@ import pytest
 
 from coupon_core import CouponService, EmbeddedPostgres, ExternalDatabase, ServiceConfig
 from coupon_core.database import DatabaseHandle, wait_until_ready
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--chaos",
-        action="store_true",
-        default=False,
-        help="run the chaos tests and notebooks (also on when CI=true)",
-    )
-
-
-def _chaos_enabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("--chaos")) or os.environ.get("CI", "").lower() == "true"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _chaos_enabled(config):
-        return
-    skip = pytest.mark.skip(reason="chaos test: give --chaos or set CI=true")
-    for item in items:
-        if "chaos" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
