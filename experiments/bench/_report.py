@@ -1,0 +1,188 @@
+"""What a run shows: the summary table, the speed targets, CSV files and charts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+from experiments.bench._harness import BenchRun
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per strategy, workload, workers and layer: median claims/s over rounds,
+    latency quantiles (median over rounds), and the ratio to pgbench within each round
+    (median, min and max over rounds)."""
+    import pandas as pd
+
+    keys = ["strategy", "workload", "workers"]
+    pg = frame[frame["layer"] == "pgbench"][[*keys, "round", "claims_per_s"]].rename(
+        columns={"claims_per_s": "pgbench_per_s"}
+    )
+    merged = frame.merge(pg, on=[*keys, "round"], how="left")
+    merged["ratio"] = merged["claims_per_s"] / merged["pgbench_per_s"]
+    grouped = merged.groupby([*keys, "layer"], sort=False)
+    table = pd.DataFrame(
+        {
+            "claims_per_s": grouped["claims_per_s"].median(),
+            "p50_ms": grouped["p50_ms"].median(),
+            "p99_ms": grouped["p99_ms"].median(),
+            "ratio": grouped["ratio"].median(),
+            "ratio_min": grouped["ratio"].min(),
+            "ratio_max": grouped["ratio"].max(),
+            "errors": grouped["errors"].sum(),
+            "conserved": grouped["conserved"].all(),
+        }
+    ).reset_index()
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A speed target and what was measured against it (``None`` when not measured)."""
+
+    name: str
+    goal: float
+    measured: float | None
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.measured is None else self.measured >= self.goal
+
+    def line(self) -> str:
+        if self.measured is None:
+            return f"{'n/a':>5}  {self.name}: not measured (goal {self.goal:.2f})"
+        verdict = "MET" if self.met else "MISSED"
+        return f"{verdict:>6}  {self.name}: {self.measured:.3f} (goal >= {self.goal:.2f})"
+
+
+def targets(summary: pd.DataFrame, workers: int = 16) -> list[Target]:
+    """The targets of issue 6, per strategy, from ``summarize``'s table."""
+
+    def cell(strategy: str, workload: str, layer: str, column: str) -> float | None:
+        rows = summary[
+            (summary["strategy"] == strategy)
+            & (summary["workload"] == workload)
+            & (summary["workers"] == workers)
+            & (summary["layer"] == layer)
+        ]
+        value = float(rows[column].iloc[0]) if len(rows) else float("nan")
+        return None if value != value else value  # NaN: not measured
+
+    found: list[Target] = []
+    strategies = list(dict.fromkeys(summary["strategy"]))
+    many = sorted(w for w in set(summary["workload"]) if w != "hot")
+    for s in strategies:
+        found.append(
+            Target(
+                f"{s} service/pgbench, hot, {workers} workers",
+                0.85,
+                cell(s, "hot", "service", "ratio"),
+            )
+        )
+        for w in many:
+            found.append(
+                Target(
+                    f"{s} service/pgbench, {w}, {workers} workers",
+                    0.60,
+                    cell(s, w, "service", "ratio"),
+                )
+            )
+        found.append(
+            Target(
+                f"{s} http/pgbench, hot, {workers} workers", 0.40, cell(s, "hot", "http", "ratio")
+            )
+        )
+    correct = summary.groupby("strategy")["conserved"].all()
+    for layer in ("pgbench", "service", "http"):
+        base = cell("row_lock", "hot", layer, "claims_per_s")
+        speeds = {
+            s: v
+            for s in strategies
+            if s != "row_lock"
+            and bool(correct.get(s, False))
+            and (v := cell(s, "hot", layer, "claims_per_s")) is not None
+        }
+        if base and speeds:
+            best = max(speeds, key=lambda s: speeds[s])
+            found.append(
+                Target(
+                    f"fastest correct ({best}) / row_lock, hot, {layer}", 1.5, speeds[best] / base
+                )
+            )
+    return found
+
+
+def format_table(summary: pd.DataFrame) -> str:
+    """The summary as a fixed-width text table (what ``coupon-chaos bench`` prints)."""
+    head = (
+        f"{'strategy':<13}{'workload':<12}{'workers':>7}  {'layer':<8}{'claims/s':>9}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'vs pgbench':>11}{'(min-max)':>12}{'errors':>7}  ok"
+    )
+    lines = [head, "-" * len(head)]
+    for r in summary.itertuples(index=False):
+        spread = "" if r.layer == "pgbench" else f"{r.ratio_min:.2f}-{r.ratio_max:.2f}"
+        ratio = "" if r.layer == "pgbench" else f"{r.ratio:.2f}"
+        lines.append(
+            f"{r.strategy:<13}{r.workload:<12}{r.workers:>7}  {r.layer:<8}{r.claims_per_s:>9.0f}"
+            f"{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{ratio:>11}{spread:>12}{r.errors:>7}"
+            f"  {'yes' if r.conserved else 'NO'}"
+        )
+    return "\n".join(lines)
+
+
+def throughput_chart(summary: pd.DataFrame, workload: str) -> Figure:
+    """Claims/s by workers (left) and each layer's ratio to pgbench (right), one workload."""
+    import matplotlib.pyplot as plt
+
+    part = summary[summary["workload"] == workload]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (strategy, layer), rows in part.groupby(["strategy", "layer"], sort=False):
+        style = {"pgbench": "-", "service": "--", "http": ":"}.get(str(layer), "-")
+        label = f"{strategy} {layer}"
+        axes[0].plot(rows["workers"], rows["claims_per_s"], style, marker="o", label=label)
+        if layer != "pgbench":
+            axes[1].plot(rows["workers"], rows["ratio"], style, marker="o", label=label)
+    axes[0].set(
+        xscale="log", xlabel="workers", ylabel="claims/s", title=f"claims per second, {workload}"
+    )
+    axes[1].set(
+        xscale="log",
+        xlabel="workers",
+        ylabel="layer / pgbench",
+        title=f"ratio to pgbench (same round), {workload}",
+    )
+    axes[1].axhline(1.0, color="grey", linewidth=0.8)
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def write_outputs(run: BenchRun, out_dir: Path) -> list[Path]:
+    """Write cells.csv, summary.csv, targets.txt and charts (PNG) into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = run.frame()
+    summary = summarize(frame)
+    written = [out_dir / "cells.csv", out_dir / "summary.csv", out_dir / "summary.txt"]
+    frame.to_csv(written[0], index=False)
+    summary.to_csv(written[1], index=False)
+    text = [f"seed {run.seed}; {run.config}", format_table(summary), ""]
+    text += [t.line() for t in targets(summary)]
+    written[2].write_text("\n".join(text) + "\n")
+    for workload in dict.fromkeys(summary["workload"]):
+        fig = throughput_chart(summary, str(workload))
+        path = out_dir / f"throughput-{workload}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
