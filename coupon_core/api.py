@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -134,6 +135,25 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
+class _AnyTextConvertor(Convertor[str]):
+    """Any non-empty text, newlines included.
+
+    Starlette's ``path`` convertor is ``.*``, and ``.`` stops at a newline: a name
+    holding ``\n`` (accepted by create) would not route to its own GET.
+    """
+
+    regex = "[\\s\\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", _AnyTextConvertor())
+
+
 def _coupon_name(request: Request) -> str:
     """The name in ``/api/coupons/{name}``, percent-decoded exactly from the raw path."""
     raw = request.scope.get("raw_path")
@@ -193,7 +213,7 @@ def create_app(service: CouponService, *, max_threads: int = DEFAULT_MAX_THREADS
     routes = [
         Route("/api/coupons", create_coupon, methods=["POST"]),
         Route("/api/coupons/claim", claim_coupon, methods=["POST"]),
-        Route("/api/coupons/{name:path}", get_coupon, methods=["GET"]),
+        Route("/api/coupons/{name:anytext}", get_coupon, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

@@ -311,6 +311,9 @@ def test_huge_declared_length_is_413_before_any_body(server: RunningServer) -> N
         "שלום עולם مرحبا",
         "claim",
         "\u200b\ufeffzero-width",
+        "new\nline",
+        "ends with newline\n",
+        "tab\tand\r\ncrlf",
     ],
 )
 def test_names_round_trip(client: httpx.Client, unique: str, suffix: str) -> None:
