@@ -141,12 +141,14 @@ def throughput_chart(summary: pd.DataFrame, workload: str) -> Figure:
 
     part = summary[summary["workload"] == workload]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    # One colour per strategy, one line style per layer.
+    colours = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(part["strategy"]))}
     for (strategy, layer), rows in part.groupby(["strategy", "layer"], sort=False):
         style = {"pgbench": "-", "service": "--", "http": ":"}.get(str(layer), "-")
-        label = f"{strategy} {layer}"
-        axes[0].plot(rows["workers"], rows["claims_per_s"], style, marker="o", label=label)
+        kw = {"color": colours[strategy], "marker": "o", "label": f"{strategy} {layer}"}
+        axes[0].plot(rows["workers"], rows["claims_per_s"], style, **kw)
         if layer != "pgbench":
-            axes[1].plot(rows["workers"], rows["ratio"], style, marker="o", label=label)
+            axes[1].plot(rows["workers"], rows["ratio"], style, **kw)
     axes[0].set(
         xscale="log", xlabel="workers", ylabel="claims/s", title=f"claims per second, {workload}"
     )
