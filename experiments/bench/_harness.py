@@ -11,10 +11,6 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from coupon_core import CouponService, ServiceConfig
-
-if TYPE_CHECKING:
-    import pandas as pd
-
 from experiments.bench._loads import (
     LAYERS,
     Layer,
@@ -25,6 +21,9 @@ from experiments.bench._loads import (
     service_load,
 )
 from experiments.bench._pgbench import pgbench_load
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -47,9 +46,6 @@ class CellResult:
     conserved: bool
     client_cpu_share: float
     detail: str
-
-
-# -- the harness ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -133,6 +129,18 @@ def _host_port(url: str) -> tuple[str, int]:
     return str(info.get("host") or "127.0.0.1"), int(str(info.get("port") or 5432))
 
 
+@dataclass(frozen=True)
+class _Cell:
+    """Where a cell sits in the run, and what it measures."""
+
+    round: int
+    order: int
+    coupons: int
+    workers: int
+    strategy: str
+    layer: Layer
+
+
 def run_bench(
     url: str,
     config: BenchConfig | None = None,
@@ -142,85 +150,58 @@ def run_bench(
     """Run every cell of ``config`` against the database at ``url`` (schema applied)."""
     config = config or BenchConfig()
     seed = config.seed or random.SystemRandom().randrange(1, 10**6)
-    host, port = _host_port(url)
     run = BenchRun(seed, config, [])
-    # Coupon names: base + i, where base is run-unique (seed) and cell-unique (cell no).
-    base0 = (10**8 + seed) * 10**6
     order = -1
     for rnd, coupons, workers, cells in _schedule(config):
         with _doors(url, config.strategies, workers, "http" in config.layers) as (services, urls):
             for strategy, layer in cells:
                 order += 1
-                run.cells.append(
-                    _cell(
-                        url,
-                        host,
-                        port,
-                        config,
-                        services,
-                        urls,
-                        (rnd, order, coupons, workers),
-                        strategy,
-                        layer,
-                        base0 + order * 100,
-                        seed,
-                    )
-                )
+                cell = _Cell(rnd, order, coupons, workers, strategy, layer)
+                run.cells.append(_measure(url, run, cell, services, urls))
                 if progress is not None:
                     progress(run.cells[-1])
     return run
 
 
-def _cell(
-    url: str,
-    host: str,
-    port: int,
-    config: BenchConfig,
-    services: dict[str, CouponService],
-    urls: dict[str, str],
-    where: tuple[int, int, int, int],
-    strategy: str,
-    layer: Layer,
-    base: int,
-    seed: int,
+def _measure(
+    url: str, run: BenchRun, cell: _Cell, services: dict[str, CouponService], urls: dict[str, str]
 ) -> CellResult:
     """Run one cell on fresh coupons and check conservation on them afterwards."""
-    rnd, order, coupons, workers = where
-    names = create_coupons(url, base, coupons)
-    tag = f"b{seed}-{order}"
-    if layer == "pgbench":
+    # Coupon names: base + i, where base is run-unique (seed) and cell-unique (order).
+    base = (10**8 + run.seed) * 10**6 + cell.order * 100
+    names = create_coupons(url, base, cell.coupons)
+    tag, duration = f"b{run.seed}-{cell.order}", run.config.duration_s
+    if cell.layer == "pgbench":
+        host, port = _host_port(url)
         load = pgbench_load(
-            host, port, strategy, base, coupons, workers, duration_s=config.duration_s
+            host, port, cell.strategy, base, cell.coupons, cell.workers, duration_s=duration
         )
-    elif layer == "service":
-        load = service_load(services[strategy], names, workers, config.duration_s, tag)
+    elif cell.layer == "service":
+        load = service_load(services[cell.strategy], names, cell.workers, duration, tag)
     else:
-        load = http_load(urls[strategy], names, workers, config.duration_s, tag)
+        load = http_load(urls[cell.strategy], names, cell.workers, duration, tag)
     db_claims, conserved = check_conservation(url, names)
-    # pgbench counts transactions; the database counts claims: use the rows.
-    claims = db_claims if layer == "pgbench" else load.claims
-    per_s = claims / load.elapsed_s if load.elapsed_s > 0 else 0.0
-    cell = CellResult(
-        round=rnd,
-        order=order,
-        strategy=strategy,
-        workload=workload_name(coupons),
-        coupons=coupons,
-        workers=workers,
-        layer=layer,
+    # pgbench counts transactions (a refusal is one too); the database counts claims.
+    claims = db_claims if cell.layer == "pgbench" else load.claims
+    errors = [f"{k}={v}" for k, v in sorted(load.errors.items())]
+    return CellResult(
+        round=cell.round,
+        order=cell.order,
+        strategy=cell.strategy,
+        workload=workload_name(cell.coupons),
+        coupons=cell.coupons,
+        workers=cell.workers,
+        layer=cell.layer,
         claims=claims,
-        claims_per_s=per_s,
+        claims_per_s=claims / load.elapsed_s if load.elapsed_s > 0 else 0.0,
         p50_ms=quantile_ms(load.latencies_ns, 0.50),
         p99_ms=quantile_ms(load.latencies_ns, 0.99),
         errors=sum(load.errors.values()),
         db_claims=db_claims,
         conserved=conserved,
         client_cpu_share=load.client_cpu_s / load.elapsed_s if load.elapsed_s else 0.0,
-        detail=" ".join(
-            [*(f"{k}={v}" for k, v in sorted(load.errors.items())), load.detail]
-        ).strip(),
+        detail=" ".join([*errors, load.detail]).strip(),
     )
-    return cell
 
 
 def run(database_url: str | None = None, **params: Any) -> BenchRun:

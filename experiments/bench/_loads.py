@@ -12,14 +12,11 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import psycopg
 
 from coupon_core import CouponError, CouponService
-
-if TYPE_CHECKING:
-    pass
 
 Layer = Literal["pgbench", "service", "http"]
 LAYERS: tuple[Layer, ...] = ("pgbench", "service", "http")

@@ -8,10 +8,6 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 
 from experiments.bench._loads import LoadResult
 
