@@ -25,6 +25,7 @@ from experiments.bench import (
     check_conservation,
     create_coupons,
     format_table,
+    http_load,
     pgbench_load,
     quantile_ms,
     run_bench,
@@ -186,3 +187,22 @@ def test_harness_table_has_a_row_per_layer_and_writes_its_files(
         "throughput-hot.png",
     }
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_http_load_counts_refusals_by_status(db_url: str) -> None:
+    from coupon_core.server import serve_in_thread
+
+    base = _base()
+    (coupon,) = create_coupons(db_url, base, 1, amount=3)
+    with (
+        CouponService.connect(db_url, ServiceConfig(strategy="atomic", pool_max=2)) as svc,
+        serve_in_thread(svc, port=0) as server,
+    ):
+        # In this process, so the minimal client's own parsing is what is under test.
+        stocked = http_load(server.url, [coupon], 2, 0.5, "h", in_process=True)
+        missing = http_load(server.url, [str(base + 1)], 1, 0.2, "m", in_process=True)
+    assert stocked.claims == 3
+    assert set(stocked.errors) == {"http_400"}  # out of stock, once the 3 are gone
+    assert missing.claims == 0
+    assert set(missing.errors) == {"http_404"}
+    assert check_conservation(db_url, [coupon]) == (3, True)
