@@ -617,7 +617,7 @@ def _matrix(
 
     install()
     rows = [*mutants, *controls()]
-    names = list(scenarios) if scenarios is not None else list(catalog.SCENARIOS)
+    names = list(scenarios) if scenarios is not None else list(catalog.CATALOG)
     base_seed = draw_seed(seed)
     cells: list[Cell] = []
     for m in rows:

@@ -41,7 +41,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-n", "--seeds", type=int, default=20, help="seeds per cell (default 20)")
     p.add_argument("--first-seed", type=int, default=1)
-    p.add_argument("--scenarios", type=_csv, default=list(scenarios.SCENARIOS))
+    p.add_argument("--scenarios", type=_csv, default=list(scenarios.CATALOG))
     p.add_argument("--layers", type=_csv, default=list(LAYERS))
     p.add_argument("--strategies", type=_csv, default=available_strategies())
     p.add_argument("--budget-s", type=float, default=3600.0, help="stop starting runs after this")

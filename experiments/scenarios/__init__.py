@@ -16,10 +16,10 @@ from typing import Any
 
 from experiments.result import Result
 
-__all__ = ["COMMON_DEFAULTS", "SCENARIOS", "Scenario", "register", "run"]
+__all__ = ["CATALOG", "COMMON_DEFAULTS", "FAULTS", "SCENARIOS", "Scenario", "register", "run"]
 
-# Order is the catalog's; add a module name here to register a scenario.
-_MODULES: tuple[str, ...] = (
+#: The concurrency catalog, in the catalog's order.
+CATALOG: tuple[str, ...] = (
     "mixed_load",
     "zero_stock_stampede",
     "constraint_storm",
@@ -27,7 +27,9 @@ _MODULES: tuple[str, ...] = (
     "flash_sale",
     "double_dip",
     "scale",
-    # Faults (issue 4).
+)
+#: Faults and bad input (each brings its own fault or its own database).
+FAULTS: tuple[str, ...] = (
     "pool_exhaustion",
     "query_timeout",
     "connection_drop",
@@ -38,6 +40,8 @@ _MODULES: tuple[str, ...] = (
     "negative_stock",
     "input_boundary",
 )
+# Add a module name to one of the tuples above to register a scenario.
+_MODULES: tuple[str, ...] = CATALOG + FAULTS
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "seed": None,

@@ -13,7 +13,8 @@ from experiments.lab import open_lab
 from experiments.result import Result
 
 STRATEGIES = available_strategies()
-NAMES = list(scenarios.SCENARIOS)
+# The concurrency catalog; the fault scenarios have their own tests (test_fault_scenarios).
+NAMES = list(scenarios.CATALOG)
 # The strategy matrix runs scale smaller; the full sizes run once per layer below.
 SMALL: dict[str, dict[str, Any]] = {"scale": {"sizes": (20, 50)}}
 
@@ -24,6 +25,7 @@ def _explain(result: Result) -> str:
 
 
 def test_registry_lists_the_catalog() -> None:
+    assert list(scenarios.SCENARIOS) == [*scenarios.CATALOG, *scenarios.FAULTS]
     assert NAMES == [
         "mixed_load",
         "zero_stock_stampede",
