@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -117,6 +117,14 @@ class History:
     def extend(self, ops: Iterable[Op]) -> None:
         with self._lock:
             self.ops.extend(ops)
+
+    def discard(self, predicate: Callable[[Op], bool]) -> int:
+        """Remove the ops ``predicate`` selects (e.g. ops that never started); returns how many."""
+        with self._lock:
+            kept = [o for o in self.ops if not predicate(o)]
+            dropped = len(self.ops) - len(kept)
+            self.ops = kept
+        return dropped
 
     def __iter__(self) -> Iterator[Op]:
         return iter(sorted(self.ops, key=lambda o: (o.invoke_ns, o.op_id)))

@@ -32,6 +32,7 @@ from experiments.lab import (
     run_prefix,
     state_figures,
 )
+from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
 from experiments.plans import Plan, draw_seed
 from experiments.result import Result, Verdict
 from experiments.runner import NOT_STARTED, run_plan
@@ -129,6 +130,7 @@ def fault_experiment(
     through: Callable[[str], tuple[str, Nemesis]] | None = None,
     recover_timeout_s: float = 30.0,
     faults_done: Callable[[], bool] | None = None,
+    observers: MakeFaults | None = None,
 ) -> Result:
     """Run ``scenario``: see the module docstring.
 
@@ -138,6 +140,8 @@ def fault_experiment(
     ``through(url)`` puts something (a proxy) between service and database: it
     returns the URL the service uses and the thing, started, to stop last.
     ``faults_done()`` ends the fault phase early once a self-timed fault finished.
+    ``observers(run)`` builds watchers (no faults: their windows label nothing) that
+    start with the faults and stop when the whole load, recovery included, is over.
     """
     seed = draw_seed(seed)
     announce(scenario, seed, layer, strategy)
@@ -179,6 +183,7 @@ def fault_experiment(
             fr = FaultRun(lab, plan, app, db_url)
             lab.setup(plan)
             faults = make_faults(fr)
+            watchers = observers(fr) if observers is not None else []
             stop_load = threading.Event()
             load_done = threading.Event()
 
@@ -194,6 +199,8 @@ def fault_experiment(
                 load_done.wait(after_s)
                 stop_load.set()
 
+            for w in watchers:
+                w.start()
             for f in faults:
                 f.start()
             controller = threading.Thread(target=control, name="nemesis-control", daemon=True)
@@ -211,6 +218,8 @@ def fault_experiment(
             finally:
                 load_done.set()
                 controller.join(timeout=fault_s + after_s + 180)
+                for w in watchers:
+                    w.stop()
             lab.service.fault = None
             for f in [*faults, *([middle] if middle else [])]:
                 windows.extend(f.windows.windows)
@@ -235,8 +244,7 @@ def fault_experiment(
             ignore_threads=["proxy-"] if middle else [],
         )
     # Ops the time bound never started did not run: keep them out of every figure.
-    with history._lock:
-        history.ops = [o for o in history.ops if o.message != NOT_STARTED]
+    history.discard(lambda o: o.message == NOT_STARTED)
     load_ops = [o for o in history.ops if o.phase == "load"]
     phases = label_ops(load_ops, windows)
     verdicts = [
@@ -252,6 +260,8 @@ def fault_experiment(
             {"time_to_recover_s": recover_s},
         ),
         leaks,
+        # Ops a fault cut short (unknown, unavailable) count as maybe-happened.
+        check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
     ]
     summary = {
         "prefix": prefix,

@@ -64,19 +64,25 @@ class RowLockHolder:
 
     def _hold(self) -> None:
         try:
-            with psycopg.connect(
-                self.url, autocommit=True, connect_timeout=5, application_name=NEMESIS_APP
-            ) as conn:
-                with conn.transaction(force_rollback=True):
-                    row = conn.execute(
-                        "SELECT pg_backend_pid(), name FROM coupons WHERE name = %s FOR UPDATE",
-                        (self.coupon,),
-                    ).fetchone()
-                    self.found = row is not None
-                    self.holder_pid = int(str(row[0])) if row is not None else None
-                    self.windows.open("held")
-                    self._held.set()
-                    self._release.wait(self.hold_s)
+            with (
+                psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=5, application_name=NEMESIS_APP
+                ) as conn,
+                conn.transaction(force_rollback=True),
+            ):
+                row = conn.execute(
+                    "SELECT pg_backend_pid(), name FROM coupons WHERE name = %s FOR UPDATE",
+                    (self.coupon,),
+                ).fetchone()
+                self.found = row is not None
+                self.holder_pid = int(str(row[0])) if row is not None else None
+                self.windows.open("held")
+                self._held.set()
+                self._release.wait(self.hold_s)
+                # Close the window before the ROLLBACK goes out, not after it returns:
+                # a waiter runs the moment the server drops the lock, and may finish
+                # before this thread is scheduled again. The window is then exactly
+                # the span when the lock was certainly held.
                 self.windows.close("held")
         except BaseException as err:  # reported by start() or the scenario, never swallowed
             self.error = err

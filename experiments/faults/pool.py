@@ -1,8 +1,10 @@
-"""Exhaust the service's connection pool: hold its connections, or swamp it with callers."""
+"""Exhaust the service's connection pool: hold its connections; watch how full it is."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +13,7 @@ import psycopg_pool
 
 from experiments.faults.window import Windows
 
-__all__ = ["PoolHog"]
+__all__ = ["PoolHog", "PoolWatch"]
 
 
 @dataclass
@@ -71,3 +73,48 @@ class PoolHog:
             self.error = err
         finally:
             self._ready.set()
+
+
+@dataclass
+class PoolWatch:
+    """Samples a pool's stats every ``interval_s`` while a load runs (an observer, not a fault).
+
+    A load with far more callers than connections can exhaust a pool by itself: a
+    refusal outside the nemesis's window is then the pool doing its job, not a bug.
+    The samples tell the two apart: ``no_idle_during(a, b)`` says whether, at some
+    sample in ``[a, b]``, the pool had no idle connection. Bounded by
+    ``max_duration_s`` and ``max_samples``; stops by itself.
+    """
+
+    stats: Callable[[], dict[str, int]]
+    interval_s: float = 0.005
+    max_duration_s: float = 120.0
+    max_samples: int = 100_000
+    #: (monotonic ns, idle connections, callers waiting)
+    samples: list[tuple[int, int, int]] = field(default_factory=list)
+    windows: Windows = field(default_factory=lambda: Windows("pool_watch"))
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> PoolWatch:
+        self._thread = threading.Thread(target=self._loop, name="nemesis-pool-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def no_idle_during(self, start_ns: int, end_ns: int) -> bool:
+        return any(start_ns <= t <= end_ns and idle == 0 for t, idle, _ in self.samples)
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.max_duration_s
+        while len(self.samples) < self.max_samples and time.monotonic() < deadline:
+            st = self.stats()
+            self.samples.append(
+                (time.monotonic_ns(), st.get("pool_available", 0), st.get("requests_waiting", 0))
+            )
+            if self._stop.wait(self.interval_s):
+                return

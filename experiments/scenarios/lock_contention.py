@@ -83,7 +83,9 @@ def run(
             [
                 o.op_id
                 for o in claims
-                if o.result == "ok" and ws[0].start_ns < o.complete_ns < ws[0].end_ns
+                if o.result == "ok"
+                and ws[0].start_ns <= o.invoke_ns
+                and o.complete_ns <= ws[0].end_ns
             ]
             if ws
             else []

@@ -67,7 +67,7 @@ def run(
             else [
                 o.op_id
                 for o in claims
-                if o.result == "ok" and w.start_ns < o.complete_ns < w.end_ns
+                if o.result == "ok" and w.start_ns <= o.invoke_ns and o.complete_ns <= w.end_ns
             ]
         )
         slow = [o.op_id for o in timed_out if o.latency_ns > bound_ns]
