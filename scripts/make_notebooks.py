@@ -75,6 +75,11 @@ class Spec:
     )
     extra_tables: tuple[str, ...] = ()
     layers: tuple[str, ...] = ("service", "http")
+    #: The always-on checks this scenario runs, asserted one cell each.
+    invariants: tuple[str, ...] = INVARIANTS
+    #: False: the parameters cell has no ``database_url``, so the suite injects none
+    #: and the scenario starts a database of its own (one it may stop and restart).
+    takes_database_url: bool = True
 
 
 SPECS: dict[str, Spec] = {
@@ -189,6 +194,219 @@ SPECS: dict[str, Spec] = {
 }
 
 
+#: Fault scenarios tolerate timeouts (a fault's doing) but must recover and leak nothing.
+FAULT_INVARIANTS: tuple[str, ...] = (
+    *(c for c in INVARIANTS if c != "no_timeouts"),
+    "recovered",
+    "no_leaks",
+)
+_BY_PHASE = (
+    'pd.DataFrame(result.summary["outcomes_by_phase"]).T.fillna(0).astype(int).rename_axis("phase")'
+)
+_WINDOWS = 'pd.DataFrame(result.summary["windows"], columns=["fault", "phase", "start_s", "end_s"])'
+
+
+def _fault_charts(phase: str | None) -> tuple[str, ...]:
+    shade = f'fault_phase="{phase}"' if phase else ""
+    return (
+        "report.outcome_chart(result)",
+        f"report.timeline(result, {shade})" if shade else "report.timeline(result)",
+        'report.latency_ecdf(result, by="phase")',
+        "report.latency_over_time(result)",
+    )
+
+
+def _fault_spec(
+    file: str,
+    hypothesis: str,
+    breaks: str,
+    phase: str | None,
+    *expectations: str,
+    takes_database_url: bool = True,
+) -> Spec:
+    return Spec(
+        file,
+        hypothesis,
+        breaks,
+        tuple(_verdict(e) for e in expectations),
+        charts=_fault_charts(phase),
+        extra_tables=(_BY_PHASE, _WINDOWS),
+        invariants=FAULT_INVARIANTS,
+        takes_database_url=takes_database_url,
+    )
+
+
+SPECS.update(
+    {
+        "pool_exhaustion": _fault_spec(
+            "10_pool_exhaustion.ipynb",
+            "Forty workers share a pool of four connections with a 0.25 s pool timeout, "
+            "and for 0.8 s the nemesis holds all four. Every operation ends within the "
+            "pool timeout plus slack as a success or a clean 'unavailable' (503 over HTTP), "
+            "none hangs or 5xxs; a refusal happens only while the pool is exhausted (held "
+            "by the nemesis, or sampled every 5 ms with no idle connection); the pool is "
+            "idle afterwards and nothing is lost.",
+            "a hang, a 5xx, a refusal slower than the pool timeout, a refusal while the pool "
+            "had an idle connection, a connection never given back, or any invariant violated.",
+            "exhausted",
+            "claim_results",
+            "get_results",
+            "exhaustion_observed",
+            "unavailable_only_when_exhausted",
+            "refusals_fast",
+        ),
+        "query_timeout": _fault_spec(
+            "11_query_timeout.ipynb",
+            "Another session holds the hot coupon's row lock for 1 s while ten workers "
+            "claim it through a service with a 300 ms statement timeout: the claims behind "
+            "the lock end 'unavailable' within the timeout plus slack, none succeeds while "
+            "the lock is surely held, and they succeed again after; a pg_sleep past the "
+            "timeout is cancelled and a timed-out transaction leaves no trace.",
+            "a claim succeeding through the lock, a timeout that does not fire, a timed-out "
+            "claim that left a row or moved stock, or a service unhealthy afterwards.",
+            "held",
+            "claim_results",
+            "slow_query_cancelled",
+            "lock_taken",
+            "timeouts_observed",
+            "no_success_while_locked",
+            "timeouts_bounded",
+        ),
+        "connection_drop": _fault_spec(
+            "12_connection_drop.ipynb",
+            "The service's database backends are killed (pg_terminate_backend) four times "
+            "during a claim load, some while a claim sits between its insert and its "
+            "decrement: the affected operations end 'unavailable' or unknown, never as a "
+            "partial claim; the pool replaces the dead connections and /health returns.",
+            "a claim row without its decrement or the reverse, a 5xx or driver text, a pool "
+            "that does not recover, or a backend left behind.",
+            "kill",
+            "claim_results",
+            "get_results",
+            "backends_killed",
+        ),
+        "database_restart": _fault_spec(
+            "13_database_restart.ipynb",
+            "The database the scenario starts for itself is stopped for about a second "
+            "and started again during a claim load: operations in the outage end "
+            "'unavailable' within their bound, every claim acknowledged before, during or "
+            "after it is present afterwards, and the service serves again, without a "
+            "restart, within 30 s (the time to recover is measured).",
+            "an acknowledged claim missing, a hang, a 5xx, or no success after the database "
+            "came back.",
+            "down",
+            "claim_results",
+            "get_results",
+            "outage_observed",
+            "service_recovered_in_bound",
+            "ops_bounded",
+            takes_database_url=False,
+        ),
+        "partial_failure": _fault_spec(
+            "14_partial_failure.ipynb",
+            "A fault point fails 30% of claims between the claim insert and the stock "
+            "decrement, under concurrency: each faulted claim is rolled back entirely (no "
+            "row without its decrement), answers 'unavailable', and every other claim "
+            "succeeds; stock and claim rows stay consistent.",
+            "a claim row for a failed claim, stock that moved for one, or refusals that are "
+            "not the injected failures.",
+            "failing",
+            "claim_results",
+            "no_partial_claim",
+            "failures_are_the_injected_ones",
+        ),
+        "lock_contention": _fault_spec(
+            "15_lock_contention.ipynb",
+            "Twelve workers claim one hot coupon while another session holds its row lock "
+            "for 1.2 s; half a second in, the claims waiting on the lock are cancelled. The "
+            "cancelled waiters end 'unavailable', leave nothing behind and give their "
+            "connection back; the others wait and succeed once the lock is released; no "
+            "claim succeeds while the lock is surely held.",
+            "a claim succeeding through the lock, a cancelled claim leaving a row, a waiter "
+            "that never finishes, or a connection not returned to the pool.",
+            "held",
+            "claim_results",
+            "lock_taken",
+            "waiters_cancelled",
+            "no_success_while_locked",
+            "waiters_succeed_after_release",
+        ),
+        "network_faults": _fault_spec(
+            "16_network_faults.ipynb",
+            "The service reaches PostgreSQL through a loopback TCP proxy that goes through "
+            "a seeded timetable (latency 40 ms ± 15, throttle 20 kB/s, a 0.4 s stall, a "
+            "reset) during a mixed load: latency shows in the latency phase, the reset "
+            "cuts connections into clean 'unavailable' answers, nothing 5xxs, no partial "
+            "claim, and the service recovers once the proxy passes again.",
+            "a 5xx or driver text, a partial claim, injected latency that does not show, or "
+            "no recovery.",
+            "reset",
+            "claim_results",
+            "get_results",
+            "latency_applied",
+            "reset_cut_connections",
+        ),
+        "negative_stock": _fault_spec(
+            "17_negative_stock.ipynb",
+            "Stock never goes below zero: forty users rush a coupon of five at once, twelve "
+            "claims run one after another on a coupon of three, and a direct UPDATE below "
+            "zero is refused by the CHECK constraint.",
+            "more winners than stock, stock below zero, or a direct UPDATE the database accepts.",
+            None,
+            "check_rejects_negative",
+            "claim_counts",
+            "final_stock",
+            "claim_rows",
+            "final_stock_sequential",
+        ),
+    }
+)
+SPECS["input_boundary"] = Spec(
+    "18_input_boundary.ipynb",
+    "Over real HTTP, a catalog of at least 150 hostile requests (names at 255, 256 and "
+    "10 000 characters, SQL injection, quotes, NUL and control characters, emoji and "
+    "right-to-left text, amount edges and overflow, floats, strings, booleans, nulls, "
+    "missing and extra fields, non-objects, malformed JSON, wrong content types, empty, "
+    "oversized and deeply nested bodies, wrong methods and paths) and at least 1 000 "
+    "seeded Hypothesis bodies: no 5xx, each status in the contract's set, every "
+    "rejection a clear JSON error, the database unchanged by every rejected request, "
+    "and accepted odd names read back exactly.",
+    "a 5xx, a status outside the contract, driver text in an error, a rejected request "
+    "that changed a table, or an accepted name that does not read back.",
+    (
+        'assert result.summary["catalog"] >= 150, '
+        "f\"expected >= 150 catalog requests, sent {result.summary['catalog']}\"",
+        'assert result.summary["generated"] >= 1000, '
+        "f\"expected >= 1000 generated requests, sent {result.summary['generated']}\"",
+        'assert result.summary["server_errors"] == 0, '
+        "f\"expected no 5xx, got {result.summary['server_errors']}\"",
+        _verdict("catalog_size"),
+        _verdict("statuses_as_contract"),
+        _verdict("clear_json_errors"),
+        _verdict("rejections_change_nothing"),
+        _verdict("accepted_round_trip"),
+    ),
+    charts=(
+        "report.outcome_chart(result)",
+        'report.latency_ecdf(result, by="phase")',
+        "report.timeline(result)",
+    ),
+    extra_tables=(
+        'pd.Series(result.summary["statuses"], name="responses").rename_axis("status")',
+        'pd.Series(result.summary["problems"], name="problems").rename_axis("check")',
+    ),
+    layers=("http",),
+    invariants=(
+        "conservation",
+        "one_claim_per_user",
+        "no_orphan_claims",
+        "no_negative_stock",
+        "no_server_errors",
+        "no_leaks",
+    ),
+)
+
+
 def _literal(value: Any) -> str:
     # Literals only in the parameters cell; tuples stay tuples (papermill injects repr).
     return repr(value)
@@ -205,16 +423,21 @@ def build(name: str, spec: Spec) -> Any:
     scenario = SCENARIOS[name]
     md = nbformat.v4.new_markdown_cell
     knobs = "\n".join(f"{k} = {_literal(v)}" for k, v in scenario.defaults.items())
+    common = ["seed", "layer", "strategy", *(["database_url"] if spec.takes_database_url else [])]
+    db_line = (
+        "database_url = None\n"
+        if spec.takes_database_url
+        else "# No database_url: this scenario starts (and restarts) a database of its own.\n"
+    )
     parameters = (
         "# Common knobs; None: drawn seed, DATABASE_URL or an embedded PostgreSQL, no record.\n"
-        'seed = None\nlayer = "service"  # or "http"\nstrategy = "row_lock"\n'
-        "database_url = None\nout_dir = None\n"
+        f'seed = None\nlayer = "{spec.layers[0]}"'
+        + ('  # or "http"' if len(spec.layers) > 1 else "  # this scenario speaks HTTP only")
+        + f'\nstrategy = "row_lock"\n{db_line}out_dir = None\n'
         f"# {scenario.title}: the catalog's figures\n{knobs}"
     )
     # One argument a line with a trailing comma: the cell is already ruff-formatted.
-    call_args = "".join(
-        f"    {k}={k},\n" for k in ("seed", "layer", "strategy", "database_url", *scenario.defaults)
-    )
+    call_args = "".join(f"    {k}={k},\n" for k in (*common, *scenario.defaults))
     imports = "from experiments import report, scenarios"
     if spec.extra_tables:
         imports = "import pandas as pd\n\n" + imports
@@ -243,7 +466,7 @@ def build(name: str, spec: Spec) -> Any:
         ),
         *(
             _code(f'assert result.verdict("{c}").passed, result.verdict("{c}").detail')
-            for c in INVARIANTS
+            for c in spec.invariants
         ),
         *(_code(e) for e in spec.expectations),
         _code(

@@ -9,9 +9,10 @@ with figures per fault (ops affected, errors by kind, time to recover, windows).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -37,7 +38,7 @@ from experiments.plans import Plan, draw_seed
 from experiments.result import Result, Verdict
 from experiments.runner import NOT_STARTED, run_plan
 
-__all__ = ["FaultRun", "Nemesis", "fault_experiment", "fault_figures"]
+__all__ = ["FaultRun", "Nemesis", "fault_experiment", "fault_figures", "quiet_pool_log"]
 
 
 class Nemesis(Protocol):
@@ -66,6 +67,19 @@ class FaultRun:
 
 MakeFaults = Callable[[FaultRun], list[Nemesis]]
 Expect = Callable[[History, FinalState, FaultRun], list[Verdict]]
+
+
+@contextlib.contextmanager
+def quiet_pool_log(level: int = logging.ERROR) -> Iterator[None]:
+    """psycopg_pool warns about every dead connection it discards: under a fault that is
+    the point, not news. Raise its logger's level for the run, then restore it."""
+    logger = logging.getLogger("psycopg.pool")
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _wait_idle(lab: Lab, timeout_s: float = 5.0) -> dict[str, int]:
@@ -154,6 +168,7 @@ def fault_experiment(
     overrides = {"application_name": app, **(service_overrides or {})}
     windows: list[Window] = []
     with contextlib.ExitStack() as outer:
+        outer.enter_context(quiet_pool_log())
         db_url = database_url
         if db_url is None:
             # The lab would start a database of its own; start it here instead, so a

@@ -42,8 +42,9 @@ DESCRIPTION = (
     "without driver text; the database unchanged by every rejected request (fingerprint "
     "of both tables); accepted odd names read back exactly through GET."
 )
-# About 1,240 requests plus read-backs: over the common 60 s bound on a loaded machine.
-DEFAULTS: dict[str, Any] = {"generated_cases": 1000, "run_timeout_s": 300.0}
+# About 1,240 requests plus read-backs: 22 s measured on a loaded 2-core machine (load 7,
+# median request 1.5 ms once the server set TCP_NODELAY); 120 s leaves room, 60 s is tight.
+DEFAULTS: dict[str, Any] = {"generated_cases": 1000, "run_timeout_s": 120.0}
 _OK = frozenset({200, 201})
 _REJECTED: dict[int, ResultKind] = {
     400: "invalid",
@@ -108,7 +109,7 @@ def run(
     strategy: str = "row_lock",
     database_url: str | None = None,
     op_timeout_s: float = 10.0,
-    run_timeout_s: float = 300.0,
+    run_timeout_s: float = 120.0,
     generated_cases: int = 1000,
 ) -> Result:
     seed = draw_seed(seed)
@@ -156,6 +157,7 @@ def run(
         claimed: set[str] = set()
         deadline = time.monotonic() + run_timeout_s
         cases: list[Case] = catalog(prefix, target)
+        catalog_total = len(cases)
         gen = generated(prefix, target, seed, generated_cases)
         for endpoint, body, ct in gen:
             expect, effect = expect_body(
@@ -319,8 +321,13 @@ def run(
     verdicts += [
         Verdict(
             "catalog_size",
-            counts["catalog"] >= 150 and counts["generated"] >= min(generated_cases, 1000),
-            f"{counts['catalog']} catalog cases, {counts['generated']} generated",
+            # All of them sent: a time bound or a short Hypothesis draw must not pass.
+            counts["catalog"] >= 150
+            and counts["catalog"] == catalog_total
+            and counts["generated"] == generated_cases,
+            f"{counts['catalog']} of {catalog_total} catalog cases sent (at least 150 needed),"
+            f" {counts['generated']} of {generated_cases} generated",
+            {"catalog": counts["catalog"], "generated": counts["generated"]},
         ),
         conservation(state),
         one_claim_per_user(state),
