@@ -82,3 +82,15 @@ def test_conservation_catches_a_partial_claim(db_url: str, unique: str) -> None:
         )
         conn.execute("INSERT INTO claims (user_id, coupon_name) VALUES ('u', %s)", (f"{unique}-c",))
         assert conservation(read_state(conn, unique)).passed is False
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["service", "http"])
+def test_lock_contention_on_atomic(layer: str, db_url: str) -> None:
+    """The one-statement claim also waits on the held row: none succeeds while it is held."""
+    result = SCENARIOS["lock_contention"].run(
+        seed=77, layer=layer, strategy="atomic", database_url=db_url
+    )
+    assert result.passed, [f"{v.name}: {v.detail}" for v in result.failed]
+    assert result.summary["waited_then_ok"] > 0

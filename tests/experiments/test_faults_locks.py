@@ -112,3 +112,31 @@ def test_server_side_cancel_of_the_service_claim_waiting_on_a_lock(
         assert len(out) == 1
         assert isinstance(out[0], Unavailable)
         assert svc.get(coupon).remaining_amount == 3
+
+
+def test_lock_window_ends_before_any_waiter_can_finish(db_url: str, unique: str) -> None:
+    """The window is when the lock was surely held: a waiter completes after its end.
+
+    Waiters that finish inside the window would be judged as 'succeeded while locked';
+    the holder closes it before sending ROLLBACK, so no waiter can beat it.
+    """
+    coupon = f"{unique}-c"
+    with CouponService.connect(db_url, ServiceConfig(pool_min=4, pool_max=4)) as svc:
+        svc.create(coupon, 10)
+        done: list[int] = []
+
+        def claim(i: int) -> None:
+            svc.claim(f"u{i}", coupon)
+            done.append(time.monotonic_ns())
+
+        holder = RowLockHolder(db_url, coupon, hold_s=0.4).start()
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        holder.wait()
+        for t in threads:
+            t.join(timeout=10)
+        holder.stop()
+    (window,) = holder.windows.windows
+    assert len(done) == 4
+    assert all(t >= window.end_ns for t in done), [(t - window.end_ns) / 1e6 for t in done]

@@ -115,3 +115,15 @@ def test_input_boundary_over_http(db_url: str) -> None:
     assert result.summary["generated"] >= 1000
     assert result.summary["server_errors"] == 0
     assert result.passed, [f"{v.name}: {v.detail}" for v in result.failed]
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+@pytest.mark.usefixtures("_quiet_pool")
+def test_input_boundary_cut_by_its_time_bound_fails_catalog_size(db_url: str) -> None:
+    # Not every request sent is not a pass, however clean the ones sent were.
+    result = SCENARIOS["input_boundary"].run(seed=5, database_url=db_url, run_timeout_s=0.3)
+    check = result.verdict("catalog_size")
+    assert check.passed is False, check.detail
+    assert result.summary["generated"] < 1000
+    assert result.passed is False
