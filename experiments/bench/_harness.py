@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -77,6 +77,9 @@ class BenchRun:
     seed: int
     config: BenchConfig
     cells: list[CellResult]
+    #: Coupon names start at (10**8 + salt) * 10**6: new in every run, so a rerun with
+    #: the same seed on a database that keeps its rows never meets its old coupons.
+    salt: int = field(default_factory=lambda: random.SystemRandom().randrange(10**9))
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -167,8 +170,8 @@ def _measure(
     url: str, run: BenchRun, cell: _Cell, services: dict[str, CouponService], urls: dict[str, str]
 ) -> CellResult:
     """Run one cell on fresh coupons and check conservation on them afterwards."""
-    # Coupon names: base + i, where base is run-unique (seed) and cell-unique (order).
-    base = (10**8 + run.seed) * 10**6 + cell.order * 100
+    # Coupon names: base + i, where base is run-unique (salt) and cell-unique (order).
+    base = (10**8 + run.salt) * 10**6 + cell.order * 100
     names = create_coupons(url, base, cell.coupons)
     tag, duration = f"b{run.seed}-{cell.order}", run.config.duration_s
     if cell.layer == "pgbench":
