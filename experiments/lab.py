@@ -29,7 +29,13 @@ from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
 from experiments.checks import FinalState, always_on, read_state
 from experiments.clients import Client, HttpClient, ServiceClient
+from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.history import History, Op
+from experiments.linearizability import (
+    LINEARIZABLE_TIME_LIMIT_S,
+    check_linearizable,
+    started_ops,
+)
 from experiments.plans import Plan, draw_seed
 from experiments.result import Result, Verdict
 from experiments.runner import NOT_STARTED, PhaseLabel, RunReport, run_plan
@@ -262,6 +268,17 @@ def state_figures(state: FinalState) -> dict[str, Any]:
     }
 
 
+def _pool_stats_when_idle(service: CouponService, timeout_s: float = 5.0) -> dict[str, int]:
+    # A connection the pool is still opening (it grows in the background) or an HTTP
+    # request still unwinding shows as "in use" for a moment: give it that moment.
+    deadline = time.monotonic() + timeout_s
+    stats = service.pool_stats()
+    while not pool_idle(stats) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = service.pool_stats()
+    return stats
+
+
 def experiment(
     scenario: str,
     *,
@@ -283,6 +300,8 @@ def experiment(
     t0 = time.monotonic()
     prefix = run_prefix(scenario)
     plan = make_plan(seed, prefix)
+    app = f"coupon-{prefix}"[:63]  # run-unique: the leak check counts its backends
+    baseline = ThreadBaseline()
     with open_lab(
         scenario=scenario,
         layer=layer,
@@ -292,12 +311,26 @@ def experiment(
         op_timeout_s=op_timeout_s,
         pool_max=pool_max,
         prefix=prefix,
+        service_overrides={"application_name": app},
     ) as lab:
         lab.setup(plan)
         report = lab.run(plan, run_timeout_s=run_timeout_s)
         state = lab.state()
+        pool_stats = _pool_stats_when_idle(lab.service)
     history = lab.history
-    verdicts = always_on(history, state) + expect(history, state, plan)
+    verdicts = [
+        *always_on(history, state),
+        *expect(history, state, plan),
+        # Setup creates are in the history (phase "setup"): no initial stock to pass.
+        check_linearizable(started_ops(history), LINEARIZABLE_TIME_LIMIT_S),
+        # A database the lab started is gone by now, and its backends with it.
+        check_leaks(
+            baseline,
+            pool_stats=pool_stats,
+            db_url=lab.database_url if lab.database is None else None,
+            application_name=app,
+        ),
+    ]
     summary = {
         "prefix": prefix,
         "outcomes": history.counts(),

@@ -45,9 +45,17 @@ from dataclasses import dataclass, field, replace
 from experiments.history import INDETERMINATE, History, Op, OpKind
 from experiments.result import Verdict
 
-__all__ = ["CHECK_NAME", "check_linearizable"]
+__all__ = [
+    "CHECK_NAME",
+    "LINEARIZABLE_TIME_LIMIT_S",
+    "check_linearizable",
+    "simulate_history",
+    "started_ops",
+]
 
 CHECK_NAME = "linearizable"
+#: The bound the scenario pipelines give the check: past it the verdict is unknown.
+LINEARIZABLE_TIME_LIMIT_S = 10.0
 
 _CREATE, _CLAIM, _GET = 0, 1, 2
 _KIND_CODES = {"create": _CREATE, "claim": _CLAIM, "get": _GET}
@@ -545,6 +553,19 @@ def check_linearizable(
         return Verdict(CHECK_NAME, None, detail, dict(figures))
     detail = f"{checked_ops} ops on {len(by_coupon)} coupons fit one real-time order"
     return Verdict(CHECK_NAME, True, detail, dict(figures))
+
+
+def started_ops(history: History) -> History:
+    """``history`` without the ops the runner never started (its time bound passed).
+
+    Such an op is recorded ``unknown``; it did not happen, and leaving it in as
+    "may have happened" would let it explain away an effect it never had.
+    """
+    from experiments.runner import NOT_STARTED
+
+    return History(
+        ops=[o for o in history.ops if o.message != NOT_STARTED], origin_ns=history.origin_ns
+    )
 
 
 # -- valid histories by simulation -----------------------------------------------------

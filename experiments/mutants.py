@@ -29,9 +29,9 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -53,26 +53,17 @@ from experiments.history import History, Op
 from experiments.linearizability import check_linearizable
 from experiments.result import Verdict
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 __all__ = [
     "MUTANTS",
     "MUTANT_STRATEGIES",
     "SCHEMA_MUTANTS",
-    "Cell",
     "Exposure",
     "Mutant",
-    "controls",
-    "detection_matrix",
     "expose",
     "expose_all",
     "install",
-    "matrix_frame",
-    "matrix_table",
     "mutant",
     "mutant_database",
-    "mutant_summary",
     "prepare",
     "symptoms",
 ]
@@ -518,182 +509,3 @@ def expose_all(
     """``expose`` each mutant in turn."""
     for m in mutants:
         yield expose(m, database_url, **kwargs)
-
-
-# -- the detection matrix: every scenario against every mutant and real strategy -------------
-
-Status = str  # "caught", "missed", "equivalent", "pass", "FAIL", "unknown", "error"
-
-
-@dataclass
-class Cell:
-    """One scenario run against one mutant (or real strategy) and what it concluded."""
-
-    mutant: str
-    scenario: str
-    status: Status
-    #: The checks that failed (the linearizability check included), or the error.
-    by: list[str] = field(default_factory=list)
-    seed: int | None = None
-    #: Runs it took (a missed mutant is run again, up to the matrix's ``attempts``).
-    attempts: int = 1
-    duration_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mutant": self.mutant,
-            "scenario": self.scenario,
-            "status": self.status,
-            "by": list(self.by),
-            "seed": self.seed,
-            "attempts": self.attempts,
-            "duration_s": round(self.duration_s, 3),
-        }
-
-
-def controls() -> tuple[Mutant, ...]:
-    """The real strategies as rows of the matrix: each must pass every scenario."""
-    from coupon_core import available_strategies
-
-    return tuple(Mutant(f"real:{s}", s, "none: the real strategy") for s in available_strategies())
-
-
-def _status(m: Mutant, failed: list[str], unknown: list[str]) -> Status:
-    if m.name.startswith("real:"):
-        return "FAIL" if failed else "unknown" if unknown else "pass"
-    if m.equivalent is not None:
-        # Still run: a failure here would mean the equivalence argument is wrong.
-        return "caught" if failed else "equivalent"
-    return "caught" if failed else "unknown" if unknown else "missed"
-
-
-def detection_matrix(
-    database_url: str | None = None,
-    *,
-    mutants: Sequence[Mutant] | None = None,
-    scenarios: Sequence[str] | None = None,
-    seed: int | None = None,
-    attempts: int = 1,
-    scenario_params: dict[str, dict[str, Any]] | None = None,
-    time_limit_s: float = 10.0,
-    on_cell: Callable[[Cell], None] | None = None,
-) -> list[Cell]:
-    """Run each scenario against each mutant and real strategy; one ``Cell`` per pair.
-
-    Each run is ``experiments.scenarios.run(name, strategy=..., database_url=...,
-    seed=...)`` with the mutant's strategy on its schema's database; the scenario's
-    verdicts are joined by ``check_linearizable`` on its history. A mutant a run
-    missed is run again, up to ``attempts`` runs (seed, seed+1, ...): its bug is a
-    race. Real strategies run once. ``database_url`` None: ``DATABASE_URL`` or an
-    embedded PostgreSQL started and stopped here. ``on_cell`` hears of each cell.
-    """
-    from coupon_core.database import provisioned
-
-    with provisioned(database_url) as handle:
-        return _matrix(
-            handle.url,
-            list(mutants) if mutants is not None else list(MUTANTS),
-            scenarios,
-            seed,
-            max(1, attempts),
-            scenario_params or {},
-            time_limit_s,
-            on_cell,
-        )
-
-
-def _matrix(
-    database_url: str,
-    mutants: list[Mutant],
-    scenarios: Sequence[str] | None,
-    seed: int | None,
-    attempts: int,
-    extra: dict[str, dict[str, Any]],
-    time_limit_s: float,
-    on_cell: Callable[[Cell], None] | None,
-) -> list[Cell]:
-    from experiments import scenarios as catalog
-    from experiments.plans import draw_seed
-
-    install()
-    rows = [*mutants, *controls()]
-    names = list(scenarios) if scenarios is not None else list(catalog.CATALOG)
-    base_seed = draw_seed(seed)
-    cells: list[Cell] = []
-    for m in rows:
-        strategy, url = prepare(m, database_url)
-        tries = attempts if m.equivalent is None and not m.name.startswith("real:") else 1
-        for name in names:
-            started = time.monotonic()
-            cell = Cell(m.name, name, "error", ["not run"], base_seed)
-            for k in range(tries):
-                run_seed = base_seed + k
-                try:
-                    result = catalog.run(
-                        name,
-                        strategy=strategy,
-                        database_url=url,
-                        seed=run_seed,
-                        **extra.get(name, {}),
-                    )
-                except Exception as err:  # a crashed run is reported, never counted as a pass
-                    cell = Cell(m.name, name, "error", [f"{type(err).__name__}: {err}"], run_seed)
-                    break
-                verdicts = [*result.verdicts, check_linearizable(result.history, time_limit_s)]
-                failed = [v.name for v in verdicts if v.passed is False]
-                unknown = [v.name for v in verdicts if v.passed is None]
-                status = _status(m, failed, unknown)
-                cell = Cell(m.name, name, status, failed or unknown, run_seed, attempts=k + 1)
-                if status != "missed":
-                    break
-            cell.duration_s = time.monotonic() - started
-            cells.append(cell)
-            if on_cell is not None:
-                on_cell(cell)
-    return cells
-
-
-def matrix_frame(cells: Sequence[Cell]) -> pd.DataFrame:
-    """One row per cell: mutant, scenario, status, the checks that decided, seed, runs, time."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        [{**c.to_dict(), "by": ", ".join(c.by)} for c in cells],
-        columns=["mutant", "scenario", "status", "by", "seed", "attempts", "duration_s"],
-    )
-
-
-def matrix_table(cells: Sequence[Cell]) -> list[list[str]]:
-    """Rows of text: a header of scenarios, then one row per mutant (status and first check)."""
-    scenarios = list(dict.fromkeys(c.scenario for c in cells))
-    mutants = list(dict.fromkeys(c.mutant for c in cells))
-    at = {(c.mutant, c.scenario): c for c in cells}
-    table = [["mutant", *scenarios]]
-    for m in mutants:
-        row = [m]
-        for s in scenarios:
-            c = at.get((m, s))
-            if c is None:
-                row.append("")
-            elif c.status in ("caught", "FAIL", "unknown", "error") and c.by:
-                row.append(f"{c.status} ({c.by[0]}{'+' if len(c.by) > 1 else ''})")
-            else:
-                row.append(c.status)
-        table.append(row)
-    return table
-
-
-def mutant_summary(cells: Sequence[Cell]) -> dict[str, str]:
-    """Per row: ``caught`` by any scenario, ``missed``, ``equivalent``, or a real strategy's verdict."""
-    out: dict[str, str] = {}
-    for name in dict.fromkeys(c.mutant for c in cells):
-        statuses = {c.status for c in cells if c.mutant == name}
-        if name.startswith("real:"):
-            out[name] = "pass" if statuses == {"pass"} else "FAIL"
-        elif "caught" in statuses:
-            out[name] = "caught"
-        elif statuses == {"equivalent"}:
-            out[name] = "equivalent"
-        else:
-            out[name] = "missed"
-    return out

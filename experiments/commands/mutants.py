@@ -8,14 +8,8 @@ import sys
 from pathlib import Path
 
 from experiments.cli import CommandError
-from experiments.mutants import (
-    MUTANTS,
-    Cell,
-    detection_matrix,
-    matrix_table,
-    mutant,
-    mutant_summary,
-)
+from experiments.detection import Cell, detection_matrix, matrix_table, mutant_summary
+from experiments.mutants import MUTANTS, mutant
 
 NAME = "mutants"
 HELP = "run each scenario against each mutant and real strategy: caught / missed / equivalent"
@@ -23,7 +17,7 @@ HELP = "run each scenario against each mutant and real strategy: caught / missed
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)"
+        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: the catalog)"
     )
     parser.add_argument(
         "--mutant",
