@@ -423,17 +423,22 @@ def build(name: str, spec: Spec) -> Any:
     scenario = SCENARIOS[name]
     md = nbformat.v4.new_markdown_cell
     knobs = "\n".join(f"{k} = {_literal(v)}" for k, v in scenario.defaults.items())
-    common = ["seed", "layer", "strategy", *(["database_url"] if spec.takes_database_url else [])]
-    db_line = (
-        "database_url = None\n"
-        if spec.takes_database_url
-        else "# No database_url: this scenario starts (and restarts) a database of its own.\n"
+    one_layer = len(spec.layers) == 1
+    # A one-layer scenario declares no layer: the suite then injects none to contradict it.
+    common = ["seed", *([] if one_layer else ["layer"]), "strategy"]
+    if spec.takes_database_url:
+        common.append("database_url")
+        db_line = "database_url = None\n"
+    else:
+        # Declared (every notebook offers it) but not passed: a restart must not stop
+        # the suite's shared database, so this scenario always starts its own.
+        db_line = "database_url = None  # not used: this scenario starts its own PostgreSQL\n"
+    layer_line = (
+        f"# layer: {spec.layers[0]} only\n" if one_layer else 'layer = "service"  # or "http"\n'
     )
     parameters = (
         "# Common knobs; None: drawn seed, DATABASE_URL or an embedded PostgreSQL, no record.\n"
-        f'seed = None\nlayer = "{spec.layers[0]}"'
-        + ('  # or "http"' if len(spec.layers) > 1 else "  # this scenario speaks HTTP only")
-        + f'\nstrategy = "row_lock"\n{db_line}out_dir = None\n'
+        f'seed = None\n{layer_line}strategy = "row_lock"\n{db_line}out_dir = None\n'
         f"# {scenario.title}: the catalog's figures\n{knobs}"
     )
     # One argument a line with a trailing comma: the cell is already ruff-formatted.
