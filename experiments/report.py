@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -25,13 +25,13 @@ from experiments.history import OP_KINDS, RESULT_KINDS, History
 from experiments.result import Result
 
 if TYPE_CHECKING:
-    import pandas as pd
     from matplotlib.axes import Axes
 
 __all__ = [
     "QUANTILES",
     "RESULT_COLOURS",
     "Chart",
+    "Table",
     "colour_of",
     "latency_ecdf",
     "latency_over_time",
@@ -75,6 +75,40 @@ class Chart(Figure):
         return buffer.getvalue()
 
 
+class Table(pd.DataFrame):
+    """A DataFrame that a notebook shows whole: text left-aligned and never cut short.
+
+    pandas' own HTML cuts every cell at 50 characters and right-aligns text, so a check's
+    detail read "claim: got {'no_stock': 99, 'ok': 1}, expected..." in the reports.
+    Verdicts are coloured (pass green, FAIL red, unknown amber); ``attrs["hide_index"]``
+    drops a row number that says nothing.
+    """
+
+    def _repr_html_(self) -> str:
+        styler = pd.DataFrame(self).style.set_table_styles(
+            [
+                {"selector": "td", "props": "text-align: left; max-width: 48em;"},
+                {"selector": "th", "props": "text-align: left;"},
+            ]
+        )
+        if "verdict" in self.columns:
+            styler = styler.map(_verdict_css, subset=["verdict"])
+        if self.attrs.get("hide_index"):
+            styler = styler.hide(axis="index")
+        return styler.format(precision=3).to_html()
+
+
+_VERDICT_CSS = {
+    "pass": "color: #1a7f37; font-weight: bold;",
+    "FAIL": "color: #fff; background: #cf222e; font-weight: bold;",
+    "unknown": "color: #000; background: #f2cc60; font-weight: bold;",
+}
+
+
+def _verdict_css(value: Any) -> str:
+    return _VERDICT_CSS.get(str(value), "")
+
+
 def colour_of(result_kind: str) -> str:
     return RESULT_COLOURS.get(result_kind, _FALLBACK_COLOUR)
 
@@ -84,8 +118,11 @@ def _history(source: Source) -> History:
 
 
 def _title(source: Source, what: str) -> str:
+    # Two lines: one long line was cut at the figure's edge (the latency panel's title).
     if isinstance(source, Result):
-        return f"{source.scenario} ({source.layer}, {source.strategy}, seed {source.seed}): {what}"
+        return (
+            f"{what}\n{source.scenario} · {source.layer} · {source.strategy} · seed {source.seed}"
+        )
     return what
 
 
@@ -104,14 +141,12 @@ def _ordered_results(present: set[str]) -> list[str]:
 # -- tables ------------------------------------------------------------------------------
 
 
-def outcome_table(source: Source) -> pd.DataFrame:
+def outcome_table(source: Source) -> Table:
     """Counts of each result kind (columns) per operation kind (rows), zeros filled in."""
-    import pandas as pd
-
     counts = _history(source).counts()
     kinds = [k for k in OP_KINDS if k in counts] + sorted(set(counts) - set(OP_KINDS))
     results = _ordered_results({r for by_kind in counts.values() for r in by_kind})
-    frame = pd.DataFrame(
+    frame = Table(
         [[counts[k].get(r, 0) for r in results] for k in kinds], index=kinds, columns=results
     )
     frame.index.name = "operation"
@@ -119,10 +154,13 @@ def outcome_table(source: Source) -> pd.DataFrame:
     return frame
 
 
-def summary_table(result: Result) -> pd.DataFrame:
-    """The run's identity and the scenario's figures, one row per item."""
-    import pandas as pd
+def summary_table(result: Result) -> Table:
+    """The run's identity and the scenario's figures, one row per item.
 
+    A figure that is a mapping (final stock per coupon, latency quantiles, runner
+    counts) gives one row per key, ``"latency p50_ms"``, instead of one cell that
+    reads as a Python dict cut short.
+    """
     rows: list[tuple[str, str]] = [
         ("scenario", result.scenario),
         ("layer", result.layer),
@@ -132,15 +170,17 @@ def summary_table(result: Result) -> pd.DataFrame:
         ("duration_s", f"{result.duration_s:.3f}"),
     ]
     rows += [(f"param {k}", _short(v)) for k, v in sorted(result.params.items())]
-    rows += [(k, _short(v)) for k, v in result.summary.items()]
-    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
+    for key, value in result.summary.items():
+        if isinstance(value, dict) and value:
+            rows += [(f"{key} {k}", _short(v)) for k, v in value.items()]
+        else:
+            rows.append((key, _short(value)))
+    return Table(rows, columns=["item", "value"]).set_index("item")
 
 
-def verdict_table(result: Result) -> pd.DataFrame:
+def verdict_table(result: Result) -> Table:
     """Every check with its verdict, detail and figures, so one look shows all that failed."""
-    import pandas as pd
-
-    return pd.DataFrame(
+    table = Table(
         [
             {
                 "check": v.name,
@@ -152,6 +192,8 @@ def verdict_table(result: Result) -> pd.DataFrame:
         ],
         columns=["check", "verdict", "detail", "figures"],
     )
+    table.attrs["hide_index"] = True
+    return table
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -254,8 +296,6 @@ def rolling_stats(source: Source, window_s: float | None = None) -> pd.DataFrame
 
     ``window_s`` defaults to a twentieth of the history's span (at least 1 ms).
     """
-    import pandas as pd
-
     frame = _history(source).to_frame().sort_values("t_complete_s")
     t = frame["t_complete_s"].to_numpy(float)
     lat = frame["latency_ms"].to_numpy(float)
@@ -310,17 +350,11 @@ def latency_over_time(source: Source, window_s: float | None = None) -> Figure:
     return fig
 
 
-def timeline(
-    source: Source,
-    fault_phase: str | None = None,
-    highlight: Collection[int] | None = None,
-) -> Figure:
+def timeline(source: Source, fault_phase: str | None = None) -> Figure:
     """One horizontal segment per operation, invoke to complete, one row per worker.
 
     Segments are coloured by result kind. With ``fault_phase``, the span from the first
-    invoke to the last completion of the ops labelled with that phase is shaded. With
-    ``highlight`` (op ids, e.g. a failed linearizability check's ``witness_op_ids``),
-    those ops are drawn again on top, thick and outlined, so the failing core stands out.
+    invoke to the last completion of the ops labelled with that phase is shaded.
     """
     frame = _history(source).to_frame()
     workers = sorted(int(w) for w in set(frame["worker"]))
@@ -335,36 +369,6 @@ def timeline(
     ax.add_collection(LineCollection(segments, colors=colours, linewidths=width))
     # A zero-latency op would be invisible as a line: a tick marks every completion.
     ax.scatter(frame["t_complete_s"], [row_of[int(w)] for w in frame["worker"]], s=4, c=colours)
-    if highlight:
-        wanted = {int(i) for i in highlight}
-        marked = frame[frame["op_id"].isin(wanted)]
-        if len(marked):
-            ax.add_collection(
-                LineCollection(
-                    [
-                        ((float(a), row_of[int(w)]), (float(b), row_of[int(w)]))
-                        for a, b, w in zip(
-                            marked["t_invoke_s"],
-                            marked["t_complete_s"],
-                            marked["worker"],
-                            strict=True,
-                        )
-                    ],
-                    colors="black",
-                    linewidths=width * 3,
-                    zorder=3,
-                    label=f"witness ({len(marked)} ops)",
-                )
-            )
-            ax.scatter(
-                marked["t_complete_s"],
-                [row_of[int(w)] for w in marked["worker"]],
-                s=40,
-                marker="D",
-                facecolors="none",
-                edgecolors="black",
-                zorder=4,
-            )
     if fault_phase is not None:
         phase = frame[frame["phase"] == fault_phase]
         if len(phase):

@@ -192,5 +192,20 @@ def test_summary_table_shows_identity_params_and_figures(result: Result) -> None
     table = report.summary_table(result)
     assert table.loc["seed", "value"] == "42"
     assert table.loc["param stock", "value"] == "2"
-    assert table.loc["final_stock", "value"] == "{'c': 0}"
+    # A mapping figure is one row per key, not a dict printed into one cell.
+    assert table.loc["final_stock c", "value"] == "0"
+    assert "final_stock" not in table.index
     assert table.loc["operations", "value"] == "11"
+
+
+def test_tables_show_whole_text_left_aligned_with_coloured_verdicts(result: Result) -> None:
+    long_detail = "claim: got {'no_stock': 99, 'ok': 1}, expected {'no_stock': 98, 'ok': 2}"
+    result.verdicts.append(Verdict("claim_rows", False, long_detail))
+    page = report.verdict_table(result)._repr_html_()
+    # pandas' own repr cuts a cell at 50 characters: the whole detail must be there.
+    assert long_detail.replace("'", "&#x27;") in page or long_detail in page
+    assert "text-align: left" in page
+    assert "background: #cf222e" in page  # a FAIL cell is red
+    assert "<th" in page and ">0<" not in page  # no row numbers
+    summary = report.summary_table(result)._repr_html_()
+    assert ">final_stock c<" in summary
