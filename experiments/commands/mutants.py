@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attempts",
         type=int,
-        default=3,
-        help="runs of a scenario before a mutant counts as missed (default: 3; races)",
+        default=10,
+        help="runs of a scenario before a mutant counts as missed (default: 10; a race"
+        " needs a stampede that interleaves just so)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the cells here")
 

@@ -276,3 +276,82 @@ def test_read_whose_count_contradicts_its_claimants() -> None:
     passed, figures = _check(b)
     assert passed is False
     assert figures["witness_op_ids"] == [create, read]
+
+
+# -- the check in the pipelines and on the timeline ------------------------------------
+
+
+def test_ops_never_started_are_left_out() -> None:
+    from experiments.linearizability import started_ops
+    from experiments.runner import NOT_STARTED
+
+    b = _Builder()
+    b.create(0, 10, amount=1)
+    b.claim(20, 30, "no_stock", "a")  # only explained by a claim landing before it
+    ghost = b.claim(15, 15, "unknown", "b")
+    b.history.ops[ghost].message = NOT_STARTED
+    # As "maybe happened" the ghost explains the no_stock; it never ran, so it must not.
+    assert _check(b)[0] is True
+    kept = started_ops(b.history)
+    assert [o.op_id for o in kept.ops] == [0, 1]
+    assert kept.origin_ns == b.history.origin_ns
+    assert check_linearizable(kept, time_limit_s=5).passed is False
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("layer", ["service", "http"])
+def test_lab_pipeline_adds_linearizable_and_no_leaks(db_url: str, layer: str) -> None:
+    from experiments import scenarios
+
+    result = scenarios.run("flash_sale", database_url=db_url, layer=layer, users=20, stock=3)
+    lin = result.verdict("linearizable")
+    assert lin.passed is True, lin.detail
+    # Setup creates are in the history, so every claim's coupon exists in it.
+    assert lin.figures["ops_checked"] == len(result.history.ops) == 21
+    leaks = result.verdict("no_leaks")
+    assert leaks.passed is True, leaks.detail
+    assert leaks.figures["pool_idle"] is True
+    assert leaks.figures["backends_left"] == 0
+    assert [v.name for v in result.verdicts].count("linearizable") == 1
+
+
+@pytest.mark.chaos
+def test_fault_pipeline_adds_linearizable(db_url: str) -> None:
+    from experiments import scenarios
+
+    result = scenarios.run("partial_failure", database_url=db_url)
+    assert result.passed, [(v.name, v.detail) for v in result.failed]
+    lin = result.verdict("linearizable")
+    assert lin.passed is True
+    assert lin.figures["time_limit_s"] == 10.0
+    assert [v.name for v in result.verdicts].count("no_leaks") == 1
+
+
+def test_timeline_draws_the_witness_highlighted() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection
+
+    from experiments import report
+
+    b = _Builder()
+    b.create(0, 10, amount=1)
+    b.claim(20, 40, "ok", "a")
+    b.claim(25, 45, "ok", "b")
+    verdict = check_linearizable(b.history, time_limit_s=5)
+    assert verdict.passed is False
+    witness = verdict.figures["witness_op_ids"]
+    fig = report.timeline(b.history, highlight=witness)
+    ax = fig.axes[0]
+    marked = [c for c in ax.collections if isinstance(c, LineCollection)][1:]
+    assert len(marked) == 1
+    assert len(marked[0].get_segments()) == len(witness) > 0
+    labels = ax.get_legend_handles_labels()[1]
+    assert f"witness ({len(witness)} ops)" in labels
+    plain = report.timeline(b.history)
+    assert len([c for c in plain.axes[0].collections if isinstance(c, LineCollection)]) == 1
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    plt.close(plain)
