@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from experiments.hostile import catalog, expect_body, generated, get_path
+from experiments.hostile import Endpoint, catalog, expect_body, generated, get_path
 from experiments.scenarios import SCENARIOS
 
 T = "p-target"
@@ -17,7 +17,7 @@ T = "p-target"
 
 def _expect(endpoint: str, body: object, ct: str | None = "application/json") -> frozenset[int]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    ep = "create" if endpoint == "create" else "claim"
+    ep: Endpoint = "create" if endpoint == "create" else "claim"
     return expect_body(ep, raw, ct, existing={T, "taken"}, target=T, claimed={"old"})[0]
 
 
