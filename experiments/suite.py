@@ -379,10 +379,28 @@ def render_html(
         exclude_input_prompt=hide_code,
         exclude_output_prompt=hide_code,
     )
+    if hide_code:
+        nb = _without_tracebacks(nb)
     resources = {"metadata": {"name": title}, "banner": banner}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     path.write_text(body, encoding="utf-8")
     return path
+
+
+def _without_tracebacks(nb: Any) -> Any:
+    """A copy whose error outputs keep their message but not their traceback.
+
+    A traceback quotes the cell's code (the failing ``assert`` line, the frames above
+    it): the version for readers keeps only ``AssertionError: expected ..., got ...``.
+    """
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
+    return nb
 
 
 def _render(nb: Any, path: Path, job: Job, report: JobReport, run_id: str, hide: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -157,12 +158,41 @@ def test_failed_assertion_and_crash_fail_the_run_and_are_named(
     for entry in summary["scenarios"]:
         html = (run_dir / entry["html"]).read_text()
         assert 'src="http' not in html
-        assert (run_dir / entry["html_no_code"]).exists()
         assert entry["timing"]["wall_s"] >= entry["timing"]["kernel_s"] > 0
+        # The banner: verdict, seed and run at a glance, a way back to the index.
+        verdict = "pass" if entry["passed"] else "FAIL"
+        assert f'<span class="cc-verdict">{verdict}</span>' in html
+        assert f"seed <b>{entry['seed']}</b>" in html
+        assert f"run {summary['run_id']}" in html
+        assert '<a href="index.html">' in html
+        assert "hl-ipython3" in html  # the code is there...
+        assert "psycopg" in html
+        no_code = (run_dir / entry["html_no_code"]).read_text()
+        assert "psycopg" not in no_code  # ...and really gone from the other one
+        assert "hl-ipython3" not in no_code
+        assert f'<span class="cc-verdict">{verdict}</span>' in no_code
+    bad_page = (run_dir / by_name["bad"]["html"]).read_text()
+    assert "expected 2 successful claims, got 1" in bad_page.split("</header>")[0]
+    # The reader's version keeps the failed assertion's message, without its traceback.
+    bad_text = (run_dir / by_name["bad"]["html_no_code"]).read_text().split("</header>")[1]
+    assert "AssertionError: expected 2 successful claims, got 1" in bad_text
+    assert "expect_ok" not in bad_text
     index = (run_dir / "index.html").read_text()
-    assert index.count("<tr class=") == 3
-    assert 'src="http' not in index
+    assert index.count("<tr id=") == 3
+    for fetched in ('src="http', "<script", "<link"):
+        assert fetched not in index  # self-contained: nothing fetched, nothing run
     assert index.count('src="data:image/png;base64,') == 2  # the crash recorded no history
+    assert '<span class="tag fail">FAIL</span>\n1 of 3 notebooks passed' in index
+    assert '<a href="#bad-service">bad [service]</a>' in index
+    # Every link of the index is relative and lands on a file of the run (or a row).
+    links = re.findall(r'href="([^"]+)"', index)
+    assert len(links) == 3 * 2 + 1 + 2  # report + without code per row, summary, 2 failures
+    for link in links:
+        if link.startswith("#"):
+            assert f'id="{link[1:]}"' in index
+        else:
+            assert "://" not in link
+            assert (run_dir / link).is_file(), link
 
 
 @pytest.mark.slow
@@ -197,6 +227,8 @@ def test_a_real_scenario_runs_end_to_end_on_both_layers(tmp_path: Path) -> None:
         assert {c["name"] for c in entry["checks"]} >= {"conservation", "claim_counts"}
         assert all(set(c) == {"name", "passed", "detail"} for c in entry["checks"])
         assert entry["timing"]["experiment_s"] > 0
+        # Ten workers released by one barrier: they start within a bounded spread.
+        assert 0 <= entry["start_spread_ms"] < 10_000
         html = (report.run_dir / entry["html"]).read_text()
         assert 'src="http' not in html
         assert "data:image/png;base64," in html
