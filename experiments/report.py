@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -351,11 +352,17 @@ def latency_over_time(source: Source, window_s: float | None = None) -> Figure:
     return fig
 
 
-def timeline(source: Source, fault_phase: str | None = None) -> Figure:
+def timeline(
+    source: Source,
+    fault_phase: str | None = None,
+    highlight: Collection[int] | None = None,
+) -> Figure:
     """One horizontal segment per operation, invoke to complete, one row per worker.
 
     Segments are coloured by result kind. With ``fault_phase``, the span from the first
-    invoke to the last completion of the ops labelled with that phase is shaded.
+    invoke to the last completion of the ops labelled with that phase is shaded. With
+    ``highlight`` (op ids, e.g. a failed linearizability check's ``witness_op_ids``),
+    those ops are drawn again on top, thick and outlined, so the failing core stands out.
     """
     frame = _history(source).to_frame()
     workers = sorted(int(w) for w in set(frame["worker"]))
@@ -370,6 +377,36 @@ def timeline(source: Source, fault_phase: str | None = None) -> Figure:
     ax.add_collection(LineCollection(segments, colors=colours, linewidths=width))
     # A zero-latency op would be invisible as a line: a tick marks every completion.
     ax.scatter(frame["t_complete_s"], [row_of[int(w)] for w in frame["worker"]], s=4, c=colours)
+    if highlight:
+        wanted = {int(i) for i in highlight}
+        marked = frame[frame["op_id"].isin(wanted)]
+        if len(marked):
+            ax.add_collection(
+                LineCollection(
+                    [
+                        ((float(a), row_of[int(w)]), (float(b), row_of[int(w)]))
+                        for a, b, w in zip(
+                            marked["t_invoke_s"],
+                            marked["t_complete_s"],
+                            marked["worker"],
+                            strict=True,
+                        )
+                    ],
+                    colors="black",
+                    linewidths=width * 3,
+                    zorder=3,
+                    label=f"witness ({len(marked)} ops)",
+                )
+            )
+            ax.scatter(
+                marked["t_complete_s"],
+                [row_of[int(w)] for w in marked["worker"]],
+                s=40,
+                marker="D",
+                facecolors="none",
+                edgecolors="black",
+                zorder=4,
+            )
     if fault_phase is not None:
         phase = frame[frame["phase"] == fault_phase]
         if len(phase):
