@@ -21,13 +21,20 @@ def run(args: argparse.Namespace) -> int:
         for nb in suite.discover():
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
-    from experiments.scenarios import COMMON_DEFAULTS, SCENARIOS
+    from experiments.scenarios import CATALOG, COMMON_DEFAULTS, FAULTS, SCENARIOS
 
     common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
-    print(f"every scenario takes: {common}\n")
-    for scenario in SCENARIOS.values():
-        own = ", ".join(f"{k}={v!r}" for k, v in scenario.defaults.items()) or "(none)"
-        print(f"{scenario.name}: {scenario.title}")
-        print(f"    {scenario.description}")
-        print(f"    parameters: {own}")
+    print(f"every scenario takes: {common}")
+    groups = {"catalog (concurrency)": CATALOG, "faults and bad input": FAULTS}
+    others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS)
+    if others:
+        groups["other"] = others
+    for heading, names in groups.items():
+        hint = "" if heading == "other" else f" (coupon-chaos run --group {heading.split()[0]})"
+        print(f"\n== {heading}{hint} ==")
+        for scenario in (SCENARIOS[n] for n in names if n in SCENARIOS):
+            own = ", ".join(f"{k}={v!r}" for k, v in scenario.defaults.items()) or "(none)"
+            print(f"{scenario.name}: {scenario.title}")
+            print(f"    {scenario.description}")
+            print(f"    parameters: {own}")
     return 0

@@ -24,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="service",
         help="call the service in-process, over HTTP, or both (default: service)",
     )
+    parser.add_argument(
+        "--group",
+        choices=("all", "catalog", "faults"),
+        default="all",
+        help="without SCENARIO names: every notebook (default), only the concurrency "
+        "catalog's, or only the fault scenarios'",
+    )
     parser.add_argument("--strategy", default="row_lock", help="claim strategy (default: row_lock)")
     parser.add_argument(
         "--seed", type=int, default=None, help="run seed (default: drawn; printed and recorded)"
@@ -57,13 +64,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _chosen(args: argparse.Namespace) -> list[str] | None:
+    """The scenario names to run; None for every notebook found."""
+    if args.scenarios:
+        if args.group != "all":
+            raise CommandError("give SCENARIO names or --group, not both")
+        return list(args.scenarios)
+    if args.group == "all":
+        return None
+    from experiments.scenarios import CATALOG, FAULTS
+
+    group = CATALOG if args.group == "catalog" else FAULTS
+    # Only the group's scenarios that have a notebook (a fault may have none yet).
+    have = {nb.scenario for nb in suite.discover(args.notebooks)}
+    chosen = [name for name in group if name in have]
+    if not chosen:
+        raise CommandError(f"no notebook in {args.notebooks} for the {args.group} group")
+    return chosen
+
+
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise CommandError("--jobs must be at least 1")
+    scenarios = _chosen(args)
     with suite.progress_reporter() as progress:
         try:
             report = suite.run_suite(
-                args.scenarios or None,
+                scenarios,
                 layers=_LAYER_CHOICES[args.layer],
                 strategy=args.strategy,
                 seed=args.seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ import nbformat as _nbformat
 import pytest
 
 from experiments import suite
-from experiments.cli import main
+from experiments.cli import CommandError, main
 
 # nbformat's functions are untyped; one Any instead of an ignore at every call.
 nbformat: Any = _nbformat
@@ -115,6 +116,42 @@ def test_plan_jobs_keeps_supported_layers_and_rejects_unknown_names(tmp_path: Pa
     assert suite.plan_jobs(notebooks, ["two"], ("http",), "atomic", 5)[0].layer == "http"
     with pytest.raises(ValueError, match="no notebook for nope"):
         suite.plan_jobs(notebooks, ["nope"], suite.LAYERS, "atomic", 5)
+
+
+def test_run_group_picks_the_catalog_or_the_faults_that_have_notebooks(tmp_path: Path) -> None:
+    from experiments.commands import run as run_command
+    from experiments.scenarios import CATALOG, FAULTS
+
+    for name in (CATALOG[1], CATALOG[0], FAULTS[0], "detection"):
+        write_notebook(tmp_path / f"{name}.ipynb")
+
+    def chosen(*argv: str) -> list[str] | None:
+        parser = argparse.ArgumentParser()
+        run_command.add_arguments(parser)
+        return run_command._chosen(parser.parse_args([*argv, "--notebooks", str(tmp_path)]))
+
+    assert chosen() is None  # every notebook, "detection" included
+    assert chosen("--group", "catalog") == [CATALOG[0], CATALOG[1]]  # catalog order
+    assert chosen("--group", "faults") == [FAULTS[0]]
+    assert chosen("flash_sale") == ["flash_sale"]
+    with pytest.raises(CommandError, match="not both"):
+        chosen("flash_sale", "--group", "catalog")
+    (tmp_path / f"{FAULTS[0]}.ipynb").unlink()
+    with pytest.raises(CommandError, match=r"no notebook .* for the faults group"):
+        chosen("--group", "faults")
+
+
+def test_list_groups_the_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.scenarios import CATALOG, FAULTS
+
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    catalog, faults = printed.index("== catalog"), printed.index("== faults")
+    assert catalog < faults
+    for name in CATALOG:
+        assert catalog < printed.index(f"\n{name}: ") < faults
+    for name in FAULTS:
+        assert printed.index(f"\n{name}: ") > faults
 
 
 @pytest.mark.slow
