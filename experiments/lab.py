@@ -268,7 +268,7 @@ def state_figures(state: FinalState) -> dict[str, Any]:
     }
 
 
-def _pool_stats_when_idle(service: CouponService, timeout_s: float = 5.0) -> dict[str, int]:
+def pool_stats_when_idle(service: CouponService, timeout_s: float = 5.0) -> dict[str, int]:
     # A connection the pool is still opening (it grows in the background) or an HTTP
     # request still unwinding shows as "in use" for a moment: give it that moment.
     deadline = time.monotonic() + timeout_s
@@ -277,6 +277,34 @@ def _pool_stats_when_idle(service: CouponService, timeout_s: float = 5.0) -> dic
         time.sleep(0.05)
         stats = service.pool_stats()
     return stats
+
+
+def invariant_verdicts(
+    lab: Lab,
+    state: FinalState,
+    *,
+    baseline: ThreadBaseline,
+    pool_stats: dict[str, int],
+    app: str,
+) -> list[Verdict]:
+    """The checks every scenario gets, after its lab has closed.
+
+    The always-on invariants, linearizability of the history, and the leak check
+    (``app`` is the run-unique application_name the lab's service connected with).
+    """
+    history = lab.history
+    return [
+        *always_on(history, state),
+        # Setup creates are in the history (phase "setup"): no initial stock to pass.
+        check_linearizable(started_ops(history), LINEARIZABLE_TIME_LIMIT_S),
+        # A database the lab started is gone by now, and its backends with it.
+        check_leaks(
+            baseline,
+            pool_stats=pool_stats,
+            db_url=lab.database_url if lab.database is None else None,
+            application_name=app,
+        ),
+    ]
 
 
 def experiment(
@@ -316,20 +344,11 @@ def experiment(
         lab.setup(plan)
         report = lab.run(plan, run_timeout_s=run_timeout_s)
         state = lab.state()
-        pool_stats = _pool_stats_when_idle(lab.service)
+        pool_stats = pool_stats_when_idle(lab.service)
     history = lab.history
     verdicts = [
-        *always_on(history, state),
+        *invariant_verdicts(lab, state, baseline=baseline, pool_stats=pool_stats, app=app),
         *expect(history, state, plan),
-        # Setup creates are in the history (phase "setup"): no initial stock to pass.
-        check_linearizable(started_ops(history), LINEARIZABLE_TIME_LIMIT_S),
-        # A database the lab started is gone by now, and its backends with it.
-        check_leaks(
-            baseline,
-            pool_stats=pool_stats,
-            db_url=lab.database_url if lab.database is None else None,
-            application_name=app,
-        ),
     ]
     summary = {
         "prefix": prefix,

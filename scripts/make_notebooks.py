@@ -24,7 +24,8 @@ nbformat: Any = _nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
-#: Checks every scenario runs (experiments.checks.always_on), asserted one cell each.
+#: Checks every scenario runs (experiments.checks.always_on, experiments.lab.invariant_verdicts),
+#: asserted one cell each.
 INVARIANTS: tuple[str, ...] = (
     "conservation",
     "one_claim_per_user",
@@ -35,7 +36,12 @@ INVARIANTS: tuple[str, ...] = (
     "no_server_errors",
     "no_driver_text",
     "no_timeouts",
+    "linearizable",
+    "no_leaks",
 )
+#: The timeline draws the ops a failed linearizability check names (none when it passes).
+_WITNESSES = 'highlight=result.verdict("linearizable").figures.get("witness_op_ids")'
+_TIMELINE = f"report.timeline(result, {_WITNESSES})"
 
 _COUNTS = """wins = min(stock, users)
 expected = {k: n for k, n in {"ok": wins, "no_stock": users - wins}.items() if n}
@@ -71,7 +77,7 @@ class Spec:
         "report.outcome_chart(result)",
         "report.latency_ecdf(result)",
         "report.latency_over_time(result)",
-        "report.timeline(result)",
+        _TIMELINE,
     )
     extra_tables: tuple[str, ...] = ()
     layers: tuple[str, ...] = ("service", "http")
@@ -184,7 +190,7 @@ SPECS: dict[str, Spec] = {
             'report.latency_ecdf(result, kind="claim", by="phase")',
             'report.latency_ecdf(result, kind="claim")',
             "report.latency_over_time(result)",
-            "report.timeline(result)",
+            _TIMELINE,
         ),
         extra_tables=(
             'pd.DataFrame(result.summary["latency_by_size"]).T.rename_axis("users")',
@@ -198,7 +204,6 @@ SPECS: dict[str, Spec] = {
 FAULT_INVARIANTS: tuple[str, ...] = (
     *(c for c in INVARIANTS if c != "no_timeouts"),
     "recovered",
-    "no_leaks",
 )
 _BY_PHASE = (
     'pd.DataFrame(result.summary["outcomes_by_phase"]).T.fillna(0).astype(int).rename_axis("phase")'
@@ -207,10 +212,10 @@ _WINDOWS = 'pd.DataFrame(result.summary["windows"], columns=["fault", "phase", "
 
 
 def _fault_charts(phase: str | None) -> tuple[str, ...]:
-    shade = f'fault_phase="{phase}"' if phase else ""
+    shade = f'fault_phase="{phase}", ' if phase else ""
     return (
         "report.outcome_chart(result)",
-        f"report.timeline(result, {shade})" if shade else "report.timeline(result)",
+        f"report.timeline(result, {shade}{_WITNESSES})",
         'report.latency_ecdf(result, by="phase")',
         "report.latency_over_time(result)",
     )

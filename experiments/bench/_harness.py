@@ -58,7 +58,7 @@ class BenchConfig:
     layers: tuple[Layer, ...] = LAYERS
     duration_s: float = 2.0
     rounds: int = 2
-    seed: int = 0  # 0: choose one (it is printed and recorded)
+    seed: int | None = None  # None (or 0): choose one; it is printed and recorded
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:

@@ -6,12 +6,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from experiments.checks import always_on, expected_counts, remaining_equals, rows_equal
+from experiments.checks import expected_counts, remaining_equals, rows_equal
+from experiments.faults.leaks import ThreadBaseline
 from experiments.lab import (
     announce,
     common_params,
+    invariant_verdicts,
     load_figures,
     open_lab,
+    pool_stats_when_idle,
     run_prefix,
     state_figures,
 )
@@ -56,6 +59,8 @@ def run(
     ]
     by_size: dict[str, Any] = {}
     verdicts: list[Verdict] = []
+    app = f"coupon-{prefix}"[:63]  # run-unique: the leak check counts its backends
+    baseline = ThreadBaseline()
     with open_lab(
         scenario=NAME,
         layer=layer,
@@ -64,6 +69,7 @@ def run(
         workers=max(sizes),
         op_timeout_s=op_timeout_s,
         prefix=prefix,
+        service_overrides={"application_name": app},
     ) as lab:
         for size, plan in zip(sizes, plans, strict=True):
             lab.setup(plan)
@@ -74,8 +80,11 @@ def run(
                 **load_figures(lab.history, report, phase),
             }
         state = lab.state()
+        pool_stats = pool_stats_when_idle(lab.service)
     history = lab.history
-    verdicts.extend(always_on(history, state))
+    verdicts.extend(
+        invariant_verdicts(lab, state, baseline=baseline, pool_stats=pool_stats, app=app)
+    )
     for size, plan in zip(sizes, plans, strict=True):
         coupon, stock = plan.setup[0]
         wins = min(stock, size)
