@@ -635,9 +635,9 @@ tbody tr { border-bottom: 1px solid #d1d9e0; }
 tr.fail { background: #fff5f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td ul { margin: .3em 0 0 1em; padding: 0; font-size: 13px; }
-.outcomes td { padding: 0 .4em 0 0; border: 0; font-size: 13px; }
+.outcomes tr, .outcomes td { padding: 0 .4em 0 0; border: 0; font-size: 13px; }
 .outcomes td.n { text-align: right; font-variant-numeric: tabular-nums; }
-img { width: 400px; height: auto; display: block; }
+img { width: 340px; height: auto; display: block; }
 code { background: #f6f8fa; padding: 0 .3em; }
 small { color: #59636e; }
 """
@@ -647,10 +647,11 @@ def _outcomes_cell(outcomes: dict[str, dict[str, int]]) -> str:
     esc = html.escape
     if not outcomes:
         return "<small>no history recorded</small>"
+    # The operation kind only on its first line: a column of "claim claim claim" is noise.
     rows = "".join(
-        f"<tr><td>{esc(kind)}</td><td>{esc(r)}</td><td class=n>{n}</td></tr>"
+        f"<tr><td>{esc(kind) if i == 0 else ''}</td><td>{esc(r)}</td><td class=n>{n}</td></tr>"
         for kind, by in outcomes.items()
-        for r, n in by.items()
+        for i, (r, n) in enumerate(by.items())
     )
     return f'<table class="outcomes">{rows}</table>'
 
