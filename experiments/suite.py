@@ -464,6 +464,8 @@ class SuiteReport:
     jobs: list[JobReport]
     database_s: float = 0.0
     parallel: int = 1
+    #: The command that replays this run's plans (same notebooks, layers, strategy, seed).
+    rerun: str = ""
 
     @property
     def passed(self) -> bool:
@@ -577,6 +579,7 @@ def run_suite(
         jobs=reports,
         database_s=database_s,
         parallel=max(1, jobs),
+        rerun=rerun_command(scenarios, layers, strategy, run_seed),
     )
     (run_dir / "summary.json").write_text(
         json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
@@ -584,6 +587,19 @@ def run_suite(
     (run_dir / "index.html").write_text(_index_html(report), encoding="utf-8")
     _point_latest(out, run_id)
     return report
+
+
+def rerun_command(
+    scenarios: Sequence[str] | None, layers: Sequence[str], strategy: str, seed: int
+) -> str:
+    """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers."""
+    words = ["coupon-chaos", "run", *(scenarios or ())]
+    layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
+    if layer != "service":
+        words += ["--layer", layer]
+    if strategy != "row_lock":
+        words += ["--strategy", strategy]
+    return " ".join([*words, "--seed", str(seed)])
 
 
 def _point_latest(out: Path, run_id: str) -> None:
@@ -707,8 +723,8 @@ def _index_html(suite: SuiteReport) -> str:
 <p class="big"><span class="tag {verdict.lower()}">{verdict}</span>
 {n_pass} of {len(suite.jobs)} notebooks passed</p>
 {f"<p>Failed: {failed_links}</p>" if failed_links else ""}
-<p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; rerun with
-<code>coupon-chaos run --seed {suite.seed}</code>) · started {esc(suite.started_at)}
+<p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; replay with
+<code>{esc(suite.rerun or f"coupon-chaos run --seed {suite.seed}")}</code>) · started {esc(suite.started_at)}
 · {suite.duration_s:.1f} s, {suite.parallel} notebook(s) at a time</p>
 <p><small>Summed over notebooks: kernel start-up and shutdown {timing["kernel_s"]:.1f} s,
 cells {timing["cells_s"]:.1f} s (of which experiments {timing["experiment_s"]:.1f} s),

@@ -118,6 +118,18 @@ def test_plan_jobs_keeps_supported_layers_and_rejects_unknown_names(tmp_path: Pa
         suite.plan_jobs(notebooks, ["nope"], suite.LAYERS, "atomic", 5)
 
 
+def test_rerun_command_replays_layers_strategy_and_names() -> None:
+    assert suite.rerun_command(None, ("service",), "row_lock", 7) == "coupon-chaos run --seed 7"
+    assert (
+        suite.rerun_command(["flash_sale", "scale"], suite.LAYERS, "atomic", 7)
+        == "coupon-chaos run flash_sale scale --layer both --strategy atomic --seed 7"
+    )
+    assert (
+        suite.rerun_command(None, ("http",), "row_lock", 1)
+        == "coupon-chaos run --layer http --seed 1"
+    )
+
+
 def test_run_group_picks_the_catalog_or_the_faults_that_have_notebooks(tmp_path: Path) -> None:
     from experiments.commands import run as run_command
     from experiments.scenarios import CATALOG, FAULTS
@@ -221,6 +233,7 @@ def test_failed_assertion_and_crash_fail_the_run_and_are_named(
     assert index.count('src="data:image/png;base64,') == 2  # the crash recorded no history
     assert '<span class="tag fail">FAIL</span>\n1 of 3 notebooks passed' in index
     assert '<a href="#bad-service">bad [service]</a>' in index
+    assert "<code>coupon-chaos run --seed 11</code>" in index
     # Every link of the index is relative and lands on a file of the run (or a row).
     links = re.findall(r'href="([^"]+)"', index)
     assert len(links) == 3 * 2 + 1 + 2  # report + without code per row, summary, 2 failures
