@@ -136,13 +136,13 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 class _AnyTextConvertor(Convertor[str]):
-    """Any non-empty text, newlines included.
+    """Any text, newlines included (empty too: `GET /api/coupons/` is a coupon that is not found).
 
     Starlette's ``path`` convertor is ``.*``, and ``.`` stops at a newline: a name
     holding ``\n`` (accepted by create) would not route to its own GET.
     """
 
-    regex = "[\\s\\S]+"
+    regex = "[\\s\\S]*"
 
     def convert(self, value: str) -> str:
         return value
