@@ -194,7 +194,7 @@ SPECS: dict[str, Spec] = {
         ),
         extra_tables=(
             'pd.DataFrame(result.summary["latency_by_size"]).T.rename_axis("users")',
-            'pd.Series(result.summary["throughput_by_size"], name="claims/s").rename_axis("users")',
+            'pd.Series(result.summary["throughput_by_size"], name="claims/s").rename_axis("users").to_frame()',
         ),
     ),
 }

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from coupon_core.database import provision
+from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
 from experiments.checks import FinalState, always_on
 from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.faults.restart import time_to_recover
@@ -145,6 +145,7 @@ def fault_experiment(
     recover_timeout_s: float = 30.0,
     faults_done: Callable[[], bool] | None = None,
     observers: MakeFaults | None = None,
+    own_database: bool = False,
 ) -> Result:
     """Run ``scenario``: see the module docstring.
 
@@ -156,6 +157,8 @@ def fault_experiment(
     ``faults_done()`` ends the fault phase early once a self-timed fault finished.
     ``observers(run)`` builds watchers (no faults: their windows label nothing) that
     start with the faults and stop when the whole load, recovery included, is over.
+    ``own_database`` runs on a fresh embedded cluster whatever ``database_url`` and
+    ``DATABASE_URL`` say (a fault that stops the database must not stop a shared one).
     """
     seed = draw_seed(seed)
     announce(scenario, seed, layer, strategy)
@@ -170,14 +173,20 @@ def fault_experiment(
     with contextlib.ExitStack() as outer:
         outer.enter_context(quiet_pool_log())
         db_url = database_url
-        if db_url is None:
+        handle: DatabaseHandle | None = None
+        if own_database:
+            # A fault that stops the database must not stop one that others share
+            # (DATABASE_URL included): a fresh embedded cluster of this run's own.
+            own = EmbeddedPostgres.create()
+            outer.callback(own.close)
+            own.start()
+            handle, db_url = own, own.url
+        elif db_url is None:
             # The lab would start a database of its own; start it here instead, so a
             # proxy can stand in front of it and a restart fault can reach it.
             handle = provision(None)
             outer.callback(handle.close)
             db_url = handle.url
-        else:
-            handle = None
         service_url = db_url
         middle: Nemesis | None = None
         if through is not None:

@@ -132,6 +132,7 @@ def run(
         after_s=1.0,
         service_overrides={"pool_timeout": 1.0},
         faults_done=lambda: bool(restarts) and restarts[0].wait(0),
+        own_database=True,
     )
     result.duration_s = time.monotonic() - t0
     return result
