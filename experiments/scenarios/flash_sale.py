@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.checks import FinalState, expected_counts, remaining_equals, rows_equal
-from experiments.history import History
-from experiments.lab import experiment
-from experiments.plans import Plan, stampede_plan
-from experiments.result import Result, Verdict
+from experiments.result import Result
+from experiments.scenarios._shapes import stampede
 
 NAME = "flash_sale"
 TITLE = "Flash sale"
@@ -19,35 +16,6 @@ DESCRIPTION = (
 DEFAULTS: dict[str, Any] = {"stock": 5, "users": 50}
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 60.0,
-    stock: int = 5,
-    users: int = 50,
-) -> Result:
-    def expect(history: History, state: FinalState, plan: Plan) -> list[Verdict]:
-        coupon = plan.setup[0][0]
-        wins = min(stock, users)
-        return [
-            expected_counts(history, "claim", {"ok": wins, "no_stock": users - wins}),
-            remaining_equals(state, coupon, stock - wins),
-            rows_equal(state, coupon, wins),
-        ]
-
-    return experiment(
-        NAME,
-        make_plan=lambda s, prefix: stampede_plan(s, prefix, stock=stock, users=users),
-        expect=expect,
-        params={"stock": stock, "users": users},
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-    )
+def run(*, stock: int = 5, users: int = 50, **common: Any) -> Result:
+    """Common parameters (seed, layer, strategy, database_url, timeouts) in ``common``."""
+    return stampede(NAME, stock=stock, users=users, **common)
