@@ -17,7 +17,7 @@ was active (``experiments.faults.window``) so ops can be labelled with a phase.
 from __future__ import annotations
 
 from experiments.faults.backends import BackendKiller, ClaimPause, backend_pids, terminate_backends
-from experiments.faults.cancel import CancelAfter, Canceller, cancel_backends
+from experiments.faults.cancel import CancelAfter, cancel_backends
 from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.faults.locks import RowLockHolder, SlowQuery
 from experiments.faults.partial import FailAfterInsert, InjectedFault, chain_hooks
@@ -30,7 +30,6 @@ __all__ = [
     "PHASES",
     "BackendKiller",
     "CancelAfter",
-    "Canceller",
     "ClaimPause",
     "DatabaseRestart",
     "FailAfterInsert",

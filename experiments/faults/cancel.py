@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,9 +9,7 @@ from typing import Any
 
 import psycopg
 
-from experiments.faults.window import Windows
-
-__all__ = ["CancelAfter", "Canceller", "cancel_backends"]
+__all__ = ["CancelAfter", "cancel_backends"]
 
 NEMESIS_APP = "coupon-lab-nemesis"
 
@@ -35,63 +32,6 @@ def cancel_backends(url: str, application_name: str, *, waiting_only: bool = Fal
     ) as conn:
         rows = conn.execute(sql, (application_name,)).fetchall()
     return sorted(int(str(pid)) for pid, ok in rows if ok is True)
-
-
-@dataclass
-class Canceller:
-    """Cancels the service's running statements every ``interval_s`` (± seeded jitter).
-
-    Bounded by ``max_rounds`` and ``max_duration_s``; each round is a window ``cancel``.
-    """
-
-    url: str
-    application_name: str
-    interval_s: float = 0.1
-    jitter_s: float = 0.05
-    waiting_only: bool = False
-    max_rounds: int = 20
-    max_duration_s: float = 10.0
-    seed: int = 0
-    windows: Windows = field(default_factory=lambda: Windows("cancel"))
-    cancelled: list[int] = field(default_factory=list)
-    rounds: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-
-    def start(self) -> Canceller:
-        self._thread = threading.Thread(target=self._loop, name="nemesis-cancel", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.max_duration_s + 10)
-        self.windows.close_all()
-
-    def __enter__(self) -> Canceller:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        rng = random.Random(self.seed)
-        deadline = time.monotonic() + self.max_duration_s
-        while self.rounds < self.max_rounds and time.monotonic() < deadline:
-            if self._stop.wait(
-                max(0.0, self.interval_s + rng.uniform(-self.jitter_s, self.jitter_s))
-            ):
-                return
-            with self.windows.active("cancel"):
-                try:
-                    pids = cancel_backends(
-                        self.url, self.application_name, waiting_only=self.waiting_only
-                    )
-                except psycopg.Error:
-                    pids = []
-            self.cancelled.extend(pids)
-            self.rounds += 1
 
 
 @dataclass
