@@ -14,8 +14,6 @@ ran out first; runs not done are counted as skipped, never as passes.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import logging
 import statistics
 import sys
@@ -27,6 +25,7 @@ from coupon_core.database import provision
 from experiments import scenarios
 from experiments.lab import LAYERS
 from experiments.result import Result
+from experiments.sweep import Tally, print_totals
 
 #: Scenarios that bring their own database (a restart must not stop the shared one).
 OWN_DATABASE = frozenset({"database_restart"})
@@ -35,12 +34,9 @@ ONLY_LAYERS: dict[str, tuple[str, ...]] = {"input_boundary": ("http",)}
 
 
 @dataclass
-class Cell:
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-    failures: list[str] = field(default_factory=list)
+class Cell(Tally):
+    """A tally with the fault figures of its runs."""
+
     recover_s: list[float] = field(default_factory=list)
     first_ok_s: list[float] = field(default_factory=list)
     affected: list[int] = field(default_factory=list)
@@ -105,37 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             for layer in [la for la in args.layers if la in ONLY_LAYERS.get(name, LAYERS)]:
                 cell = cells.setdefault((name, layer), Cell())
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    if time.monotonic() >= deadline:
-                        cell.skipped += 1
-                        continue
-                    started = time.monotonic()
-                    try:
-                        with contextlib.redirect_stdout(io.StringIO()):
-                            result = scenarios.run(
-                                name,
-                                seed=seed,
-                                layer=layer,
-                                strategy=args.strategy,
-                                database_url=None if name in OWN_DATABASE else database.url,
-                            )
-                    except Exception as err:  # a crash is a failure, with its reason
-                        cell.failed += 1
-                        cell.failures.append(f"seed {seed}: crashed: {type(err).__name__}: {err}")
-                    else:
+                    result = cell.run(
+                        name,
+                        seed,
+                        deadline=deadline,
+                        layer=layer,
+                        strategy=args.strategy,
+                        database_url=None if name in OWN_DATABASE else database.url,
+                    )
+                    if result is not None:
                         record(cell, result)
-                        if result.passed:
-                            cell.passed += 1
-                        else:
-                            cell.failed += 1
-                            why = "; ".join(f"{v.name}: {v.detail}" for v in result.failed)
-                            cell.failures.append(f"seed {seed}: {why}")
-                    cell.seconds += time.monotonic() - started
-                mark = "ok" if cell.failed == 0 else "FAIL"
-                print(
-                    f"{name:<20} {layer:<8} {cell.passed:>3} pass {cell.failed:>3} fail "
-                    f"{cell.skipped:>3} skipped {cell.seconds:7.1f}s {mark}",
-                    flush=True,
-                )
+                print(f"{name:<20} {layer:<8} {cell.line()}", flush=True)
     finally:
         database.close()
     return report(cells, time.monotonic() - t0)
@@ -154,8 +130,7 @@ def report(cells: dict[tuple[str, str], Cell], elapsed: float) -> int:
         f" {'affected':>8} {'503':>6} {'5xx':>4}"
     )
     for (name, layer), c in cells.items():
-        runs = c.passed + c.failed
-        per = c.seconds / runs if runs else 0.0
+        per = c.seconds_per_run
         affected = str(sum(c.affected)) if c.affected else "-"
         print(
             f"{name:<20} {layer:<8} {c.passed:>4} {c.failed:>4} {c.skipped:>4} {per:6.2f}"
@@ -168,16 +143,7 @@ def report(cells: dict[tuple[str, str], Cell], elapsed: float) -> int:
                 f"{name} {layer}: {c.catalog} hostile catalog requests, "
                 f"{c.generated} generated, {c.other_5xx} 5xx"
             )
-    failed = sum(c.failed for c in cells.values())
-    skipped = sum(c.skipped for c in cells.values())
-    passed = sum(c.passed for c in cells.values())
-    print(f"\n{passed} passed, {failed} failed, {skipped} skipped in {elapsed:.1f}s")
-    for (name, layer), c in cells.items():
-        for line in c.failures:
-            print(f"  FAIL {name} {layer} {line[:400]}")
-    if failed:
-        return 1
-    return 2 if skipped else 0
+    return print_totals(cells, elapsed)
 
 
 if __name__ == "__main__":

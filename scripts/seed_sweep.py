@@ -11,26 +11,15 @@ before every run was done; the runs not done are listed as skipped, never as pas
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from coupon_core import available_strategies
 from coupon_core.database import provision
 from experiments import scenarios
 from experiments.lab import LAYERS
-
-
-@dataclass
-class Cell:
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-    failures: list[str] = field(default_factory=list)
+from experiments.sweep import Tally, print_totals
 
 
 def _csv(value: str) -> list[str]:
@@ -57,7 +46,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    cells: dict[tuple[str, str, str], Cell] = {}
+    cells: dict[tuple[str, str, str], Tally] = {}
     t0 = time.monotonic()
     deadline = t0 + args.budget_s
     database = provision(args.database_url)
@@ -65,67 +54,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.scenarios:
             for layer in args.layers:
                 for strategy in args.strategies:
-                    cell = cells.setdefault((name, layer, strategy), Cell())
+                    cell = cells.setdefault((name, layer, strategy), Tally())
                     for seed in range(args.first_seed, args.first_seed + args.seeds):
-                        if time.monotonic() >= deadline:
-                            cell.skipped += 1
-                            continue
-                        started = time.monotonic()
-                        try:
-                            # Each run prints its seed line; the table below says it all.
-                            with contextlib.redirect_stdout(io.StringIO()):
-                                result = scenarios.run(
-                                    name,
-                                    seed=seed,
-                                    layer=layer,
-                                    strategy=strategy,
-                                    database_url=database.url,
-                                )
-                        except Exception as err:  # a crash is a failure, with its reason
-                            cell.failed += 1
-                            cell.failures.append(
-                                f"seed {seed}: crashed: {type(err).__name__}: {err}"
-                            )
-                        else:
-                            if result.passed:
-                                cell.passed += 1
-                            else:
-                                cell.failed += 1
-                                why = ", ".join(f"{v.name}={v.label}" for v in result.failed)
-                                cell.failures.append(f"seed {seed}: {why}")
-                        cell.seconds += time.monotonic() - started
-                    mark = "ok" if cell.failed == 0 else "FAIL"
-                    print(
-                        f"{name:<26} {layer:<8} {strategy:<13} {cell.passed:>3} pass "
-                        f"{cell.failed:>3} fail {cell.skipped:>3} skipped {cell.seconds:7.1f}s {mark}",
-                        flush=True,
-                    )
+                        cell.run(
+                            name,
+                            seed,
+                            deadline=deadline,
+                            layer=layer,
+                            strategy=strategy,
+                            database_url=database.url,
+                        )
+                    print(f"{name:<26} {layer:<8} {strategy:<13} {cell.line()}", flush=True)
     finally:
         database.close()
     return report(cells, time.monotonic() - t0)
 
 
-def report(cells: dict[tuple[str, str, str], Cell], elapsed: float) -> int:
+def report(cells: dict[tuple[str, str, str], Tally], elapsed: float) -> int:
     print()
     print(
         f"{'scenario':<26} {'layer':<8} {'strategy':<13} {'pass':>5} {'fail':>5} {'skip':>5} {'s/run':>6}"
     )
     for (name, layer, strategy), c in cells.items():
-        runs = c.passed + c.failed
-        per = c.seconds / runs if runs else 0.0
         print(
-            f"{name:<26} {layer:<8} {strategy:<13} {c.passed:>5} {c.failed:>5} {c.skipped:>5} {per:6.2f}"
+            f"{name:<26} {layer:<8} {strategy:<13} {c.passed:>5} {c.failed:>5} {c.skipped:>5}"
+            f" {c.seconds_per_run:6.2f}"
         )
-    failed = sum(c.failed for c in cells.values())
-    skipped = sum(c.skipped for c in cells.values())
-    passed = sum(c.passed for c in cells.values())
-    print(f"\n{passed} passed, {failed} failed, {skipped} skipped in {elapsed:.1f}s")
-    for (name, layer, strategy), c in cells.items():
-        for line in c.failures:
-            print(f"  FAIL {name} {layer} {strategy} {line}")
-    if failed:
-        return 1
-    return 2 if skipped else 0
+    return print_totals(cells, elapsed)
 
 
 if __name__ == "__main__":
