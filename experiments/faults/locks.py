@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from experiments.faults.held import HeldFault
 from experiments.faults.window import Windows
 
 __all__ = ["RowLockHolder", "SlowQuery"]
@@ -16,7 +17,7 @@ NEMESIS_APP = "coupon-lab-nemesis"
 
 
 @dataclass
-class RowLockHolder:
+class RowLockHolder(HeldFault):
     """``SELECT ... FOR UPDATE`` on a coupon's row in a session of ours, for ``hold_s`` seconds.
 
     Every strategy's claim updates the row, so every claim on this coupon waits
@@ -45,22 +46,8 @@ class RowLockHolder:
             raise RuntimeError(f"row lock on {self.coupon!r} failed: {self.error}") from self.error
         return self
 
-    def stop(self) -> None:
-        self._release.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.hold_s + 10)
-        self.windows.close_all()
-
-    def wait(self) -> None:
-        """Block until the hold time is over and the lock released."""
-        if self._thread is not None:
-            self._thread.join(timeout=self.hold_s + 10)
-
     def __enter__(self) -> RowLockHolder:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _hold(self) -> None:
         try:

@@ -11,13 +11,14 @@ from typing import Any
 
 import psycopg_pool
 
+from experiments.faults.held import HeldFault
 from experiments.faults.window import Windows
 
 __all__ = ["PoolHog", "PoolWatch"]
 
 
 @dataclass
-class PoolHog:
+class PoolHog(HeldFault):
     """Takes ``count`` connections out of a pool and keeps them for ``hold_s`` seconds.
 
     While held, callers get only what is left; with all of them held every call
@@ -44,21 +45,8 @@ class PoolHog:
             raise RuntimeError(f"could not take {self.count} pool connections: {self.error}")
         return self
 
-    def stop(self) -> None:
-        self._release.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.hold_s + 10)
-        self.windows.close_all()
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout=self.hold_s + 10)
-
     def __enter__(self) -> PoolHog:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _hold(self) -> None:
         try:
