@@ -20,7 +20,7 @@ import psycopg
 
 from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
 from experiments.checks import FinalState, always_on
-from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
+from experiments.faults.leaks import ThreadBaseline, check_leaks
 from experiments.faults.restart import time_to_recover
 from experiments.faults.window import Window, Windows, label_ops
 from experiments.history import History
@@ -30,6 +30,7 @@ from experiments.lab import (
     common_params,
     latency_quantiles,
     open_lab,
+    pool_stats_when_idle,
     run_prefix,
     state_figures,
 )
@@ -80,16 +81,6 @@ def quiet_pool_log(level: int = logging.ERROR) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(before)
-
-
-def _wait_idle(lab: Lab, timeout_s: float = 5.0) -> dict[str, int]:
-    # A claim cut by a fault may still be handing its connection back: give it a moment.
-    deadline = time.monotonic() + timeout_s
-    stats = lab.service.pool_stats()
-    while not pool_idle(stats) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        stats = lab.service.pool_stats()
-    return stats
 
 
 def fault_figures(history: History, windows: list[Window]) -> dict[str, Any]:
@@ -250,7 +241,7 @@ def fault_experiment(
             recover_s = time_to_recover(
                 lambda: lab.service.health()[0], timeout_s=recover_timeout_s
             )
-            pool_stats = _wait_idle(lab)
+            pool_stats = pool_stats_when_idle(lab.service)
             try:
                 lab.conn.execute("SELECT 1")
             except psycopg.Error:
