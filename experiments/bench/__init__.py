@@ -1,8 +1,10 @@
 """The benchmark harness: claims per second per strategy and layer, against pgbench's own.
 
-Three layers run the same claim against the same server, one cell at a time:
+Four layers run the same claim against the same server, one cell at a time:
 
 ``pgbench``  the strategy's statements as a pgbench custom script (the database's limit)
+``psycopg``  the strategy's claim on bare psycopg connections, one per thread: the
+             ceiling for a Python client, so that service/psycopg is the service's cost
 ``service``  ``CouponService.claim`` from N threads in this process
 ``http``     ``POST /api/coupons/claim`` through uvicorn, from N minimal keep-alive
              clients in a second process (so the load generator does not share our GIL)
@@ -32,6 +34,7 @@ from experiments.bench._loads import (
     check_conservation,
     create_coupons,
     http_load,
+    psycopg_load,
     quantile_ms,
     service_load,
 )
@@ -59,6 +62,7 @@ __all__ = [
     "http_load",
     "pgbench_load",
     "pgbench_path",
+    "psycopg_load",
     "quantile_ms",
     "run",
     "run_bench",

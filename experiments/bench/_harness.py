@@ -17,6 +17,7 @@ from experiments.bench._loads import (
     check_conservation,
     create_coupons,
     http_load,
+    psycopg_load,
     quantile_ms,
     service_load,
 )
@@ -179,6 +180,8 @@ def _measure(
         load = pgbench_load(
             host, port, cell.strategy, base, cell.coupons, cell.workers, duration_s=duration
         )
+    elif cell.layer == "psycopg":
+        load = psycopg_load(url, cell.strategy, names, cell.workers, duration, tag)
     elif cell.layer == "service":
         load = service_load(services[cell.strategy], names, cell.workers, duration, tag)
     else:

@@ -16,10 +16,10 @@ from typing import Literal
 
 import psycopg
 
-from coupon_core import CouponError, CouponService
+from coupon_core import CouponError, CouponService, get_strategy
 
-Layer = Literal["pgbench", "service", "http"]
-LAYERS: tuple[Layer, ...] = ("pgbench", "service", "http")
+Layer = Literal["pgbench", "psycopg", "service", "http"]
+LAYERS: tuple[Layer, ...] = ("pgbench", "psycopg", "service", "http")
 MAX_STOCK = 2_147_483_647  # never runs out within a bounded cell
 
 
@@ -146,6 +146,36 @@ def service_load(
         return None
 
     return _threaded(workers, duration_s, claim)
+
+
+def psycopg_load(
+    url: str, strategy: str, names: Sequence[str], workers: int, duration_s: float, tag: str
+) -> LoadResult:
+    """The strategy's claim on bare psycopg: one connection per thread, no pool, no service.
+
+    The ceiling for any Python client of this driver in this process: what the service
+    adds on top (pool, validation, error translation) is service/psycopg; what Python
+    and psycopg cost against libpq is psycopg/pgbench. A database error the service
+    would translate is counted by its class name.
+    """
+    claim_on = get_strategy(strategy).claim
+    conns = [psycopg.connect(url, autocommit=True) for _ in range(workers)]
+    rngs = [random.Random(f"{tag}-{w}") for w in range(workers)]
+
+    def claim(worker: int, i: int) -> str | None:
+        try:
+            claim_on(conns[worker], f"{tag}-{worker}-{i}", rngs[worker].choice(names), None)
+        except CouponError as err:
+            return err.kind
+        except psycopg.Error as err:
+            return type(err).__name__
+        return None
+
+    try:
+        return _threaded(workers, duration_s, claim)
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 class _KeepAliveClient:

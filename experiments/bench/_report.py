@@ -15,16 +15,20 @@ from experiments.bench._harness import BenchRun
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per strategy, workload, workers and layer: median claims/s over rounds,
-    latency quantiles (median over rounds), and the ratio to pgbench within each round
-    (median, min and max over rounds)."""
+    latency quantiles (median over rounds), the ratio to pgbench within each round
+    (median, min and max over rounds), and the median ratio to the bare psycopg client
+    (NaN where that layer did not run)."""
     import pandas as pd
 
     keys = ["strategy", "workload", "workers"]
-    pg = frame[frame["layer"] == "pgbench"][[*keys, "round", "claims_per_s"]].rename(
-        columns={"claims_per_s": "pgbench_per_s"}
-    )
-    merged = frame.merge(pg, on=[*keys, "round"], how="left")
+    merged = frame
+    for base in ("pgbench", "psycopg"):
+        rows = frame[frame["layer"] == base][[*keys, "round", "claims_per_s"]]
+        merged = merged.merge(
+            rows.rename(columns={"claims_per_s": f"{base}_per_s"}), on=[*keys, "round"], how="left"
+        )
     merged["ratio"] = merged["claims_per_s"] / merged["pgbench_per_s"]
+    merged["vs_psycopg"] = merged["claims_per_s"] / merged["psycopg_per_s"]
     grouped = merged.groupby([*keys, "layer"], sort=False)
     table = pd.DataFrame(
         {
@@ -34,6 +38,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
             "ratio": grouped["ratio"].median(),
             "ratio_min": grouped["ratio"].min(),
             "ratio_max": grouped["ratio"].max(),
+            "vs_psycopg": grouped["vs_psycopg"].median(),
             "errors": grouped["errors"].sum(),
             "conserved": grouped["conserved"].all(),
         }
@@ -121,15 +126,21 @@ def format_table(summary: pd.DataFrame) -> str:
     """The summary as a fixed-width text table (what ``coupon-chaos bench`` prints)."""
     head = (
         f"{'strategy':<13}{'workload':<12}{'workers':>7}  {'layer':<8}{'claims/s':>9}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'vs pgbench':>11}{'(min-max)':>12}{'errors':>7}  ok"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'vs pgbench':>11}{'(min-max)':>12}{'vs psycopg':>11}"
+        f"{'errors':>7}  ok"
     )
     lines = [head, "-" * len(head)]
     for r in summary.itertuples(index=False):
         spread = "" if r.layer == "pgbench" else f"{r.ratio_min:.2f}-{r.ratio_max:.2f}"
         ratio = "" if r.layer == "pgbench" else f"{r.ratio:.2f}"
+        bare = (
+            ""
+            if r.layer in ("pgbench", "psycopg") or r.vs_psycopg != r.vs_psycopg
+            else (f"{r.vs_psycopg:.2f}")
+        )
         lines.append(
             f"{r.strategy:<13}{r.workload:<12}{r.workers:>7}  {r.layer:<8}{r.claims_per_s:>9.0f}"
-            f"{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{ratio:>11}{spread:>12}{r.errors:>7}"
+            f"{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{ratio:>11}{spread:>12}{bare:>11}{r.errors:>7}"
             f"  {'yes' if r.conserved else 'NO'}"
         )
     return "\n".join(lines)
@@ -144,7 +155,7 @@ def throughput_chart(summary: pd.DataFrame, workload: str) -> Figure:
     # One colour per strategy, one line style per layer.
     colours = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(part["strategy"]))}
     for (strategy, layer), rows in part.groupby(["strategy", "layer"], sort=False):
-        style = {"pgbench": "-", "service": "--", "http": ":"}.get(str(layer), "-")
+        style = {"pgbench": "-", "psycopg": "-.", "service": "--", "http": ":"}.get(str(layer), "-")
         kw = {"color": colours[strategy], "marker": "o", "label": f"{strategy} {layer}"}
         axes[0].plot(rows["workers"], rows["claims_per_s"], style, **kw)
         if layer != "pgbench":

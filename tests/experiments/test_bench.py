@@ -27,6 +27,7 @@ from experiments.bench import (
     format_table,
     http_load,
     pgbench_load,
+    psycopg_load,
     quantile_ms,
     run_bench,
     summarize,
@@ -163,6 +164,7 @@ def test_harness_table_has_a_row_per_layer_and_writes_its_files(
     summary = summarize(run.frame())
     assert [(r.strategy, r.workload, r.workers, r.layer) for r in summary.itertuples()] == [
         ("atomic", "hot", 2, "pgbench"),
+        ("atomic", "hot", 2, "psycopg"),
         ("atomic", "hot", 2, "service"),
         ("atomic", "hot", 2, "http"),
     ]
@@ -174,7 +176,9 @@ def test_harness_table_has_a_row_per_layer_and_writes_its_files(
     for cell in run.cells:
         assert cell.claims == cell.db_claims  # every claim counted is a row, and back
     table = format_table(summary)
-    assert len(table.splitlines()) == 2 + 3
+    assert len(table.splitlines()) == 2 + 4
+    service_row = summary[summary["layer"] == "service"].iloc[0]
+    assert service_row["vs_psycopg"] > 0  # the service's share of the bare client's speed
     assert {t.name for t in targets(summary, workers=2)} >= {
         "atomic service/pgbench, hot, 2 workers",
         "atomic http/pgbench, hot, 2 workers",
@@ -187,6 +191,20 @@ def test_harness_table_has_a_row_per_layer_and_writes_its_files(
         "throughput-hot.png",
     }
     assert all(p.stat().st_size > 0 for p in written)
+
+
+@pytest.mark.parametrize("strategy", ["atomic", "row_lock"])
+def test_psycopg_load_claims_the_stock_and_counts_refusals(db_url: str, strategy: str) -> None:
+    base = _base()
+    (coupon,) = create_coupons(db_url, base, 1, amount=5)
+    load = psycopg_load(db_url, strategy, [coupon], 3, 0.5, f"bare-{strategy}")
+    missing = psycopg_load(db_url, strategy, [str(base + 1)], 1, 0.2, "bare-missing")
+    assert load.claims == 5
+    assert set(load.errors) == {"no_stock"}
+    assert len(load.latencies_ns) == 5 + load.errors["no_stock"]
+    assert missing.claims == 0
+    assert set(missing.errors) == {"not_found"}
+    assert check_conservation(db_url, [coupon]) == (5, True)
 
 
 def test_http_load_counts_refusals_by_status(db_url: str) -> None:
