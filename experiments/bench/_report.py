@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -133,11 +134,8 @@ def format_table(summary: pd.DataFrame) -> str:
     for r in summary.itertuples(index=False):
         spread = "" if r.layer == "pgbench" else f"{r.ratio_min:.2f}-{r.ratio_max:.2f}"
         ratio = "" if r.layer == "pgbench" else f"{r.ratio:.2f}"
-        bare = (
-            ""
-            if r.layer in ("pgbench", "psycopg") or r.vs_psycopg != r.vs_psycopg
-            else (f"{r.vs_psycopg:.2f}")
-        )
+        vs_bare = float(r.vs_psycopg)
+        bare = "" if r.layer in ("pgbench", "psycopg") or math.isnan(vs_bare) else f"{vs_bare:.2f}"
         lines.append(
             f"{r.strategy:<13}{r.workload:<12}{r.workers:>7}  {r.layer:<8}{r.claims_per_s:>9.0f}"
             f"{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{ratio:>11}{spread:>12}{bare:>11}{r.errors:>7}"
