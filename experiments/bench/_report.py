@@ -131,10 +131,10 @@ def format_table(summary: pd.DataFrame) -> str:
         f"{'errors':>7}  ok"
     )
     lines = [head, "-" * len(head)]
-    for r in summary.itertuples(index=False):
+    vs_psycopg: list[float] = summary["vs_psycopg"].astype(float).tolist()
+    for r, vs_bare in zip(summary.itertuples(index=False), vs_psycopg, strict=True):
         spread = "" if r.layer == "pgbench" else f"{r.ratio_min:.2f}-{r.ratio_max:.2f}"
         ratio = "" if r.layer == "pgbench" else f"{r.ratio:.2f}"
-        vs_bare = float(r.vs_psycopg)
         bare = "" if r.layer in ("pgbench", "psycopg") or math.isnan(vs_bare) else f"{vs_bare:.2f}"
         lines.append(
             f"{r.strategy:<13}{r.workload:<12}{r.workers:>7}  {r.layer:<8}{r.claims_per_s:>9.0f}"
