@@ -7,7 +7,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 
 import uvicorn
@@ -15,7 +15,7 @@ import uvicorn
 from coupon_core.api import create_app
 from coupon_core.service import CouponService
 
-__all__ = ["RunningServer", "ServerError", "run_server", "serve_in_thread"]
+__all__ = ["RunningServer", "ServerError", "run_server", "serve_in_thread", "stop_signals"]
 
 # A 500-client loopback stampede connects all at once; the default backlog (2048 in
 # uvicorn, capped by net.core.somaxconn) must not drop SYNs, which clients would see
@@ -86,7 +86,7 @@ def _config(service: CouponService, host: str, port: int, log_level: str) -> uvi
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     # Bound here, not by uvicorn, so port 0 yields the kernel's choice before startup.
     # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when
     # the proto says TCP, and accepted sockets copy it from here. Without it, Nagle
@@ -94,6 +94,11 @@ def _bind(host: str, port: int) -> socket.socket:
     # on a keep-alive connection, measured).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Worker processes (coupon_core.workers) each listen on the same port; the
+        # kernel spreads new connections over their listeners by a hash of the
+        # connection's addresses. Every socket on the port must set it, ours included.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as err:
@@ -115,9 +120,13 @@ def serve_in_thread(
     *,
     log_level: str = "warning",
     startup_timeout: float = STARTUP_TIMEOUT_S,
+    reuse_port: bool = False,
 ) -> RunningServer:
-    """Serve the API for ``service`` in a background thread; returns once it accepts."""
-    sock = _bind(host, port)
+    """Serve the API for ``service`` in a background thread; returns once it accepts.
+
+    ``reuse_port`` lets other processes listen on the same port (SO_REUSEPORT).
+    """
+    sock = _bind(host, port, reuse_port=reuse_port)
     bound_port = int(sock.getsockname()[1])
     server = uvicorn.Server(_config(service, host, bound_port, log_level))
     failure: list[BaseException] = []
@@ -144,19 +153,13 @@ def serve_in_thread(
     return running
 
 
-def run_server(
-    service: CouponService,
-    host: str = "127.0.0.1",
-    port: int = 3000,
-    *,
-    log_level: str = "warning",
-    on_ready: Callable[[RunningServer], None] | None = None,
-) -> None:
-    """Serve until SIGTERM or SIGINT (Ctrl-C), then shut down cleanly and return.
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM or SIGINT sets while inside; the old handlers come back after.
 
-    uvicorn's own signal handling re-raises the signal after shutdown, which would
-    kill the process before its caller can stop the database; so the server runs in
-    a thread and the main thread waits for the signal itself.
+    Wait on it with a timeout (``while not stop.wait(0.5)``): the handler runs in the
+    main thread between bytecodes, and a timed wait also lets the caller notice a
+    server that died on its own.
     """
     stop = threading.Event()
 
@@ -165,13 +168,34 @@ def run_server(
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with serve_in_thread(service, host, port, log_level=log_level) as running:
-            if on_ready is not None:
-                on_ready(running)
-            # A timed wait, so the signal handler runs promptly and a dead server ends us.
-            while not stop.wait(0.5):
-                if not running.running:
-                    raise ServerError("server stopped unexpectedly")
+        yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def run_server(
+    service: CouponService,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    log_level: str = "warning",
+    on_ready: Callable[[RunningServer], None] | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """Serve until SIGTERM or SIGINT (Ctrl-C), then shut down cleanly and return.
+
+    uvicorn's own signal handling re-raises the signal after shutdown, which would
+    kill the process before its caller can stop the database; so the server runs in
+    a thread and the main thread waits for the signal itself.
+    """
+    with (
+        stop_signals() as stop,
+        serve_in_thread(service, host, port, log_level=log_level, reuse_port=reuse_port) as running,
+    ):
+        if on_ready is not None:
+            on_ready(running)
+        # A timed wait, so the signal handler runs promptly and a dead server ends us.
+        while not stop.wait(0.5):
+            if not running.running:
+                raise ServerError("server stopped unexpectedly")

@@ -8,7 +8,8 @@ import os
 from coupon_core import CouponService, EmbeddedPostgres, available_strategies
 from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
 from coupon_core.errors import Unavailable
-from coupon_core.server import RunningServer, ServerError, run_server
+from coupon_core.server import RunningServer, ServerError, run_server, stop_signals
+from coupon_core.workers import serve_processes
 from experiments.cli import CommandError
 
 NAME = "serve"
@@ -57,7 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive,
         default=20,
         metavar="N",
-        help="database connections in the pool (default: 20)",
+        help="database connections in the pool, per worker process (default: 20)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (SO_REUSEPORT), each with its own pool;"
+        " one process is held to one core by the GIL (default: 1, in this process)",
     )
 
 
@@ -75,29 +84,67 @@ def _database(url: str | None) -> DatabaseHandle:
     return embedded
 
 
+def _serve_in_process(args: argparse.Namespace, url: str) -> None:
+    try:
+        service = CouponService.connect(
+            url,
+            strategy=args.strategy,
+            pool_max=args.pool_size,
+            pool_min=min(4, args.pool_size),
+        )
+    except Unavailable as err:
+        raise CommandError(f"cannot reach the database at {url}") from err
+
+    def ready(server: RunningServer) -> None:
+        print(f"serving on {server.url} (strategy {args.strategy})", flush=True)
+
+    try:
+        run_server(service, args.host, args.port, on_ready=ready)
+    except ServerError as err:
+        raise CommandError(str(err)) from err
+    finally:
+        service.close()
+
+
+def _serve_processes(args: argparse.Namespace, url: str) -> None:
+    # Signals are ours from before the workers start: a SIGTERM during startup must
+    # not kill this process and leave them behind.
+    with stop_signals() as stop:
+        try:
+            group = serve_processes(
+                url,
+                processes=args.workers,
+                host=args.host,
+                port=args.port,
+                strategy=args.strategy,
+                pool_size=args.pool_size,
+            )
+        except Unavailable as err:
+            raise CommandError(f"cannot reach the database at {url}") from err
+        except ServerError as err:
+            raise CommandError(str(err)) from err
+        with group:
+            print(
+                f"serving on {group.url} (strategy {args.strategy}, {args.workers} worker processes)",
+                flush=True,
+            )
+            print(f"worker pids: {' '.join(map(str, group.pids))}", flush=True)
+            try:
+                # A timed wait, so the signal handler runs promptly and a dead worker ends us.
+                while not stop.wait(0.5):
+                    group.check()
+            except ServerError as err:
+                raise CommandError(str(err)) from err
+
+
 def run(args: argparse.Namespace) -> int:
     url = args.database_url or os.environ.get("DATABASE_URL") or None
     database = _database(url)
     try:
-        try:
-            service = CouponService.connect(
-                database.url,
-                strategy=args.strategy,
-                pool_max=args.pool_size,
-                pool_min=min(4, args.pool_size),
-            )
-        except Unavailable as err:
-            raise CommandError(f"cannot reach the database at {database.url}") from err
-
-        def ready(server: RunningServer) -> None:
-            print(f"serving on {server.url} (strategy {args.strategy})", flush=True)
-
-        try:
-            run_server(service, args.host, args.port, on_ready=ready)
-        except ServerError as err:
-            raise CommandError(str(err)) from err
-        finally:
-            service.close()
+        if args.workers == 1:
+            _serve_in_process(args, database.url)
+        else:
+            _serve_processes(args, database.url)
         print("stopped", flush=True)
     finally:
         database.close()

@@ -110,6 +110,42 @@ def test_serve_embedded_then_ctrl_c(serve: list[subprocess.Popen[str]], unique: 
         pass
 
 
+def children(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The fields after the command name, which may itself hold spaces or ")".
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def test_serve_worker_processes_then_sigterm(
+    serve: list[subprocess.Popen[str]], db_url: str, unique: str
+) -> None:
+    p, url = start(serve, "--database-url", db_url, "--workers", "2", "--pool-size", "2")
+    workers = children(p.pid)
+    assert len(workers) == 2
+    with httpx.Client(base_url=url) as c:
+        assert c.get("/health").status_code == 200
+        assert c.post("/api/coupons", json={"name": unique, "amount": 1}).status_code == 201
+        r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": unique})
+        assert r.status_code == 200
+    code, out, err = stop(p, signal.SIGTERM)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert f"serving on {url} (strategy row_lock, 2 worker processes)" in lines
+    printed = [line.removeprefix("worker pids: ") for line in lines if "pids:" in line]
+    assert [sorted(map(int, pids.split())) for pids in printed] == [workers]
+    assert lines[-1] == "stopped"
+    assert "Traceback" not in err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
 def test_db_up_url_down(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     r = cli("db", "url", COUPON_CHAOS_HOME=home)
@@ -149,6 +185,7 @@ def test_db_up_url_down(tmp_path: Path) -> None:
         ["serve", "--port", "70000"],
         ["serve", "--strategy", "nope"],
         ["serve", "--pool-size", "0"],
+        ["serve", "--workers", "0"],
         ["serve", "--bogus"],
         ["db"],
         ["db", "sideways"],
@@ -163,8 +200,9 @@ def test_bad_arguments_exit_2_with_usage(args: list[str]) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_unreachable_database_is_one_line(workers: str) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
-    r = cli("serve", "--port", str(free_port()), "--database-url", url)
+    r = cli("serve", "--port", str(free_port()), "--database-url", url, "--workers", workers)
     assert r.returncode == 1
     assert r.stderr == f"coupon-chaos: cannot reach the database at {url}\n"
