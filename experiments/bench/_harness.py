@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +61,9 @@ class BenchConfig:
     layers: tuple[Layer, ...] = LAYERS
     duration_s: float = 2.0
     rounds: int = 2
+    #: uvicorn worker processes behind the HTTP layer; 0: one per core (at most one
+    #: per worker). One process is held to one core by the GIL (~350 us of CPU a claim).
+    server_processes: int = 0
     seed: int | None = None  # None (or 0): choose one; it is printed and recorded
 
     @classmethod
@@ -102,29 +107,60 @@ def _schedule(
                 yield rnd, coupons, workers, cells
 
 
+def server_processes(config: BenchConfig, workers: int) -> int:
+    """How many server processes the HTTP layer gets for ``workers`` clients."""
+    wanted = config.server_processes or os.cpu_count() or 1
+    return max(1, min(wanted, workers))
+
+
 @contextlib.contextmanager
 def _doors(
-    url: str, strategies: Sequence[str], workers: int, http: bool
+    url: str, config: BenchConfig, workers: int
 ) -> Iterator[tuple[dict[str, CouponService], dict[str, str]]]:
-    """A service per strategy with a pool of exactly ``workers`` connections, and its server.
+    """A service per strategy with a pool of exactly ``workers`` connections, and a
+    group of server processes per strategy with ``workers`` connections between them.
 
     Sized like pgbench (one connection per client): psycopg_pool hands out its idle
     connections first in, first out, so a pool larger than the load rotates through
     backends gone cold; measured here, 1 worker on a pool of 64 claimed 4x slower than
     on a pool of 1, and 16 workers on 64 about 0.6x of 16 on 16.
     """
+    from coupon_core.workers import ServerGroup, serve_processes
+
     with contextlib.ExitStack() as stack:
         services: dict[str, CouponService] = {}
-        urls: dict[str, str] = {}
-        for strategy in strategies:
-            config = ServiceConfig(strategy=strategy, pool_min=workers, pool_max=workers)
-            svc = stack.enter_context(CouponService.connect(url, config))
+        for strategy in config.strategies:
+            svc_config = ServiceConfig(strategy=strategy, pool_min=workers, pool_max=workers)
+            svc = stack.enter_context(CouponService.connect(url, svc_config))
             svc.pool.wait(timeout=30)
             services[strategy] = svc
-            if http:
-                from coupon_core.server import serve_in_thread
-
-                urls[strategy] = stack.enter_context(serve_in_thread(svc, port=0)).url
+        urls: dict[str, str] = {}
+        if "http" in config.layers:
+            procs = server_processes(config, workers)
+            pool_size = -(-workers // procs)
+            # Started side by side: each group's workers spend ~1 s importing.
+            with concurrent.futures.ThreadPoolExecutor(len(config.strategies)) as starter:
+                starting = [
+                    starter.submit(
+                        serve_processes,
+                        url,
+                        processes=procs,
+                        strategy=strategy,
+                        pool_size=pool_size,
+                        apply_schema=False,
+                    )
+                    for strategy in config.strategies
+                ]
+            groups: list[ServerGroup] = []
+            failures: list[BaseException] = []
+            for future in starting:
+                try:
+                    groups.append(stack.enter_context(future.result()))
+                except BaseException as err:  # the started groups stop with the stack
+                    failures.append(err)
+            if failures:
+                raise failures[0]
+            urls = {s: g.url for s, g in zip(config.strategies, groups, strict=True)}
         yield services, urls
 
 
@@ -157,7 +193,7 @@ def run_bench(
     run = BenchRun(seed, config, [])
     order = -1
     for rnd, coupons, workers, cells in _schedule(config):
-        with _doors(url, config.strategies, workers, "http" in config.layers) as (services, urls):
+        with _doors(url, config, workers) as (services, urls):
             for strategy, layer in cells:
                 order += 1
                 cell = _Cell(rnd, order, coupons, workers, strategy, layer)
@@ -186,6 +222,7 @@ def _measure(
         load = service_load(services[cell.strategy], names, cell.workers, duration, tag)
     else:
         load = http_load(urls[cell.strategy], names, cell.workers, duration, tag)
+        load.detail = f"server_processes={server_processes(run.config, cell.workers)}"
     db_claims, conserved = check_conservation(url, names)
     # pgbench counts transactions (a refusal is one too); the database counts claims.
     claims = db_claims if cell.layer == "pgbench" else load.claims

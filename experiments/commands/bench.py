@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seconds", type=int, default=None, help="per cell (whole seconds)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved repetitions")
+    parser.add_argument(
+        "--server-processes",
+        type=_ints,
+        default=None,
+        metavar="N",
+        help="uvicorn processes behind the HTTP layer (default: one per core)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="names the run's coupons")
 
 
@@ -78,6 +85,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         "workloads": args.coupons,
         "duration_s": args.seconds,
         "rounds": args.rounds,
+        "server_processes": args.server_processes[0] if args.server_processes else None,
     }
     overrides = {k: v for k, v in chosen.items() if v is not None}
     overrides["seed"] = args.seed
