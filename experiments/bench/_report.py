@@ -54,6 +54,8 @@ class Target:
     name: str
     goal: float
     measured: float | None
+    #: What else bears on it, e.g. how far the bare psycopg client got.
+    context: str = ""
 
     @property
     def met(self) -> bool | None:
@@ -63,7 +65,8 @@ class Target:
         if self.measured is None:
             return f"{'n/a':>5}  {self.name}: not measured (goal {self.goal:.2f})"
         verdict = "MET" if self.met else "MISSED"
-        return f"{verdict:>6}  {self.name}: {self.measured:.3f} (goal >= {self.goal:.2f})"
+        context = f"; {self.context}" if self.context else ""
+        return f"{verdict:>6}  {self.name}: {self.measured:.3f} (goal >= {self.goal:.2f}{context})"
 
 
 def targets(summary: pd.DataFrame, workers: int = 16) -> list[Target]:
@@ -79,6 +82,10 @@ def targets(summary: pd.DataFrame, workers: int = 16) -> list[Target]:
         value = float(rows[column].iloc[0]) if len(rows) else float("nan")
         return None if value != value else value  # NaN: not measured
 
+    def ceiling(strategy: str, workload: str) -> str:
+        bare = cell(strategy, workload, "psycopg", "ratio")
+        return "" if bare is None else f"bare psycopg {bare:.2f}"
+
     found: list[Target] = []
     strategies = list(dict.fromkeys(summary["strategy"]))
     many = sorted(w for w in set(summary["workload"]) if w != "hot")
@@ -88,6 +95,7 @@ def targets(summary: pd.DataFrame, workers: int = 16) -> list[Target]:
                 f"{s} service/pgbench, hot, {workers} workers",
                 0.85,
                 cell(s, "hot", "service", "ratio"),
+                ceiling(s, "hot"),
             )
         )
         for w in many:
@@ -96,6 +104,7 @@ def targets(summary: pd.DataFrame, workers: int = 16) -> list[Target]:
                     f"{s} service/pgbench, {w}, {workers} workers",
                     0.60,
                     cell(s, w, "service", "ratio"),
+                    ceiling(s, w),
                 )
             )
         found.append(

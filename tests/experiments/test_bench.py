@@ -94,6 +94,55 @@ def test_quantiles_use_nearest_rank() -> None:
     assert quantile_ms([], 0.5) != quantile_ms([], 0.5)  # NaN when nothing was measured
 
 
+def _cells(rates: dict[tuple[int, str, str], float]) -> list[dict[str, object]]:
+    """Synthetic cells: (round, workload, layer) -> claims/s, one strategy, 16 workers."""
+    return [
+        {
+            "round": rnd,
+            "strategy": "row_lock",
+            "workload": workload,
+            "workers": 16,
+            "layer": layer,
+            "claims_per_s": rate,
+            "p50_ms": 1.0,
+            "p99_ms": 2.0,
+            "errors": 0,
+            "conserved": True,
+        }
+        for (rnd, workload, layer), rate in rates.items()
+    ]
+
+
+def test_ratios_are_taken_within_a_round_and_targets_name_the_ceiling() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        _cells(
+            {
+                (0, "hot", "pgbench"): 3000.0,
+                (0, "hot", "psycopg"): 1500.0,
+                (0, "hot", "service"): 1200.0,
+                (1, "hot", "pgbench"): 1000.0,  # a slow round: ratios still within it
+                (1, "hot", "psycopg"): 600.0,
+                (1, "hot", "service"): 540.0,
+            }
+        )
+    )
+    summary = summarize(frame)
+    service = summary[summary["layer"] == "service"].iloc[0]
+    assert service["ratio_min"] == pytest.approx(0.40)
+    assert service["ratio_max"] == pytest.approx(0.54)
+    assert service["ratio"] == pytest.approx(0.47)
+    assert service["vs_psycopg"] == pytest.approx((0.8 + 0.9) / 2)
+    (hot,) = [t for t in targets(summary) if t.name.startswith("row_lock service/pgbench, hot")]
+    assert hot.met is False
+    assert hot.line() == (
+        "MISSED  row_lock service/pgbench, hot, 16 workers: 0.470 (goal >= 0.85; bare psycopg 0.55)"
+    )
+    table = format_table(summary)
+    assert "0.85" in table.splitlines()[-1]  # the service row shows its share of psycopg
+
+
 def _service_outcomes(url: str, strategy: str, coupon: str, users: int) -> dict[str, int]:
     outcomes: dict[str, int] = {}
     with CouponService.connect(url, ServiceConfig(strategy=strategy, pool_max=5)) as svc:
