@@ -1,0 +1,145 @@
+"""The linearizability check: a history's verdict, coupon by coupon, with a witness."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from experiments.history import History, Op
+from experiments.linearizability._model import prepare
+from experiments.linearizability._precheck import precheck
+from experiments.linearizability._search import search
+from experiments.linearizability._shrink import shrink_witness
+from experiments.result import Verdict
+
+__all__ = ["CHECK_NAME", "LINEARIZABLE_TIME_LIMIT_S", "check_linearizable", "started_ops"]
+
+CHECK_NAME = "linearizable"
+#: The bound the scenario pipelines give the check: past it the verdict is unknown.
+LINEARIZABLE_TIME_LIMIT_S = 10.0
+
+
+@dataclass
+class _Failure:
+    coupon: str
+    reason: str
+    witness: list[int]
+    stuck_op_id: int | None
+    shrunk: bool
+    context: list[int] = field(default_factory=list)
+
+
+def _fail_detail(f: _Failure) -> str:
+    ids = ", ".join(str(i) for i in f.witness)
+    return f"coupon {f.coupon!r}: {f.reason}; ops [{ids}] cannot be put in one order"
+
+
+def check_linearizable(
+    history: History,
+    time_limit_s: float = 10.0,
+    *,
+    initial: Mapping[str, int] | None = None,
+    shrink: bool = True,
+) -> Verdict:
+    """Whether ``history`` is linearizable against the sequential coupon service.
+
+    ``initial`` maps coupons that existed before the history began (created outside
+    it) to their stock; any other coupon starts absent. ``passed`` is None when the
+    time limit ran out before an answer, never True. On failure, ``figures`` hold the
+    coupon, ``witness_op_ids`` (a small set of ops that cannot be linearized together,
+    whatever the others did), ``context_op_ids`` (ops kept beside them as optional:
+    they may or may not have happened) and ``stuck_op_id`` (the op the search could
+    not place).
+    """
+    started = time.monotonic()
+    deadline = started + time_limit_s
+    initial = dict(initial or {})
+    users: dict[str, int] = {}
+    by_coupon: dict[str, list[Op]] = {}
+    for op in history.ops:
+        by_coupon.setdefault(op.coupon, []).append(op)
+
+    failures: list[_Failure] = []
+    unknown: list[str] = []
+    states = 0
+    checked_ops = 0
+    indeterminate = 0
+    for coupon in sorted(by_coupon, key=lambda c: (len(by_coupon[c]), c)):
+        ops = prepare(by_coupon[coupon], users)
+        checked_ops += len(ops)
+        indeterminate += sum(1 for o in ops if not o.determinate)
+        start_stock = initial.get(coupon)
+        pre = precheck(ops, start_stock)
+        if pre is not None:
+            failures.append(_Failure(coupon, pre[0], sorted(pre[1]), None, True))
+            continue
+        if time.monotonic() > deadline:
+            unknown.append(coupon)
+            continue
+        found = search(ops, start_stock, deadline)
+        states += found.states
+        if found.status is None:
+            unknown.append(coupon)
+        elif found.status is False:
+            stuck_id = ops[found.stuck].op_id if 0 <= found.stuck < len(ops) else None
+            failures.append(_Failure(coupon, "no order fits", [], stuck_id, False))
+            failures[-1].witness = [o.op_id for o in ops]
+            if shrink:
+                # Best effort on a verdict already reached: a bounded share of the time.
+                budget = min(2.0, max(0.5, 0.2 * time_limit_s))
+                core, complete = shrink_witness(
+                    ops, start_stock, found.stuck, time.monotonic() + budget
+                )
+                failures[-1].witness = sorted(o.op_id for o in core if o.determinate)
+                failures[-1].context = sorted(o.op_id for o in core if not o.determinate)
+                failures[-1].shrunk = complete
+                if found.stuck >= 0:
+                    reason = f"op {stuck_id} cannot be placed with the ops concurrent to it"
+                    failures[-1].reason = reason
+
+    elapsed = time.monotonic() - started
+    figures: dict[str, object] = {
+        "ops": len(history.ops),
+        "ops_checked": checked_ops,
+        "indeterminate_ops": indeterminate,
+        "partitions": len(by_coupon),
+        "states_explored": states,
+        "elapsed_s": round(elapsed, 4),
+        "time_limit_s": time_limit_s,
+    }
+    if failures:
+        worst = min(failures, key=lambda f: len(f.witness))
+        figures.update(
+            coupon=worst.coupon,
+            witness_op_ids=worst.witness,
+            context_op_ids=worst.context,
+            stuck_op_id=worst.stuck_op_id,
+            witness_minimal=worst.shrunk,
+            failed_coupons=sorted(f.coupon for f in failures),
+            unknown_coupons=sorted(unknown),
+        )
+        more = f" ({len(failures)} coupons fail)" if len(failures) > 1 else ""
+        return Verdict(CHECK_NAME, False, _fail_detail(worst) + more, dict(figures))
+    if unknown:
+        figures["unknown_coupons"] = sorted(unknown)
+        detail = (
+            f"out of time after {elapsed:.2f}s: {len(unknown)} of {len(by_coupon)} coupons "
+            "not decided"
+        )
+        return Verdict(CHECK_NAME, None, detail, dict(figures))
+    detail = f"{checked_ops} ops on {len(by_coupon)} coupons fit one real-time order"
+    return Verdict(CHECK_NAME, True, detail, dict(figures))
+
+
+def started_ops(history: History) -> History:
+    """``history`` without the ops the runner never started (its time bound passed).
+
+    Such an op is recorded ``unknown``; it did not happen, and leaving it in as
+    "may have happened" would let it explain away an effect it never had.
+    """
+    from experiments.runner import NOT_STARTED
+
+    return History(
+        ops=[o for o in history.ops if o.message != NOT_STARTED], origin_ns=history.origin_ns
+    )
