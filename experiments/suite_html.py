@@ -1,0 +1,269 @@
+"""The suite's HTML: each notebook's report page under its verdict banner, and the run's index.
+
+Pages are self-contained files (images as data URIs, nothing fetched from the network), so a
+run's folder opens from disk, offline. The suite (``experiments.suite``) calls ``render_job``
+for each executed notebook and ``index_html`` once for the run.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from experiments.suite_report import JobReport, SuiteReport
+
+if TYPE_CHECKING:
+    from experiments.suite import Job
+
+__all__ = ["index_html", "render_html", "render_job"]
+
+
+# -- render --------------------------------------------------------------------------------
+
+# The lab template, minus everything it would fetch from a CDN (require.js, MathJax,
+# mermaid, widgets): the page must open from disk, offline, as one file. A banner on top
+# gives the verdict, the counts, the seed and the run at a glance (a reader otherwise
+# scrolled to the verdict table to learn whether the run passed).
+_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block extra_css -%}<style>
+.cc-banner { margin: 0 0 1.5em; padding: .8em 1.2em; border-left: .5em solid; font-size: 15px;
+  font-family: system-ui, sans-serif; line-height: 1.5; }
+.cc-banner p { margin: .3em 0; }
+.cc-banner nav { font-size: 13px; }
+.cc-pass { border-color: #1a7f37; background: #eef8f0; }
+.cc-fail { border-color: #cf222e; background: #fdeeee; }
+.cc-verdict { display: inline-block; padding: 0 .5em; color: #fff; font-weight: bold;
+  border-radius: 3px; }
+.cc-pass .cc-verdict { background: #1a7f37; }
+.cc-fail .cc-verdict { background: #cf222e; text-transform: uppercase; }
+.cc-banner ul { margin: .3em 0 0 1.2em; padding: 0; }
+.jp-RenderedImage img { max-width: 100%; height: auto; }
+</style>{%- endblock extra_css -%}
+{%- block body_header -%}{{ super() }}{{ resources.get("banner", "") }}{%- endblock body_header -%}
+"""
+
+
+def render_html(
+    nb: Any, path: Path, title: str = "", hide_code: bool = False, banner: str = ""
+) -> Path:
+    """Write ``nb`` as one self-contained HTML file (images embedded as data URIs).
+
+    ``banner`` is HTML put first in the body (the suite's verdict banner).
+    """
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
+        template_name="lab",
+        template_file="coupon_chaos.html.j2",
+        extra_loaders=[jinja2.DictLoader({"coupon_chaos.html.j2": _TEMPLATE})],
+        embed_images=True,
+        exclude_input=hide_code,
+        exclude_input_prompt=hide_code,
+        exclude_output_prompt=hide_code,
+    )
+    if hide_code:
+        nb = _without_tracebacks(nb)
+    resources = {"metadata": {"name": title}, "banner": banner}
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def _without_tracebacks(nb: Any) -> Any:
+    """A copy whose error outputs keep their message but not their traceback.
+
+    A traceback quotes the cell's code (the failing ``assert`` line, the frames above
+    it): the version for readers keeps only ``AssertionError: expected ..., got ...``.
+    """
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
+    return nb
+
+
+def render_job(nb: Any, path: Path, job: Job, report: JobReport, run_id: str, hide: bool) -> None:
+    """Write one job's report page: its executed notebook under the verdict banner."""
+    verdict = "pass" if report.passed else "FAIL"
+    title = f"{verdict}: {job.notebook.scenario} ({job.layer}, seed {job.seed})"
+    render_html(nb, path, title=title, hide_code=hide, banner=_banner(report, run_id, hide))
+
+
+def _banner(job: JobReport, run_id: str, hide: bool) -> str:
+    esc = html.escape
+    verdict = "pass" if job.passed else "FAIL"
+    passed = sum(c["passed"] is True for c in job.checks)
+    other = job.html if hide else job.html_no_code
+    other_link = (
+        f' · <a href="{esc(other)}">{"with code" if hide else "without code"}</a>' if other else ""
+    )
+    failed = "".join(
+        f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>" for c in job.failures
+    )
+    return (
+        f'<header class="cc-banner cc-{verdict.lower()}">'
+        f'<nav><a href="index.html">&larr; all scenarios of run {esc(run_id)}</a>{other_link}</nav>'
+        f'<p class="cc-head"><span class="cc-verdict">{verdict}</span> '
+        f"<b>{esc(job.name)}</b> · layer <b>{esc(job.layer)}</b> · strategy "
+        f"<b>{esc(job.strategy)}</b> · seed <b>{job.seed}</b></p>"
+        f"<p>{passed} of {len(job.checks)} checks passed · {_outcomes_html(job.outcomes)}"
+        f" · experiment {job.timing.get('experiment_s', 0.0):.2f} s"
+        f"{_spread_text(job.start_spread_ms)} · run {esc(run_id)}</p>"
+        f"{f'<ul>{failed}</ul>' if failed else ''}</header>"
+    )
+
+
+def _outcomes_html(outcomes: dict[str, dict[str, int]]) -> str:
+    esc = html.escape
+    return " · ".join(
+        f"{esc(kind)}: " + ", ".join(f"{esc(r)} <b>{n}</b>" for r, n in by.items())
+        for kind, by in outcomes.items()
+    )
+
+
+def _spread_text(spread: float | dict[str, float] | None) -> str:
+    if spread is None:
+        return ""
+    if isinstance(spread, dict):
+        return " · start spread " + ", ".join(f"{k}: {v:.1f} ms" for k, v in spread.items())
+    return f" · start spread {spread:.1f} ms"
+
+
+# -- index ---------------------------------------------------------------------------------
+
+
+def _outcome_png(run_dir: Path, job: JobReport) -> str:
+    from experiments import report
+    from experiments.history import History
+
+    paths = sorted((run_dir / "data" / f"{job.name}-{job.layer}").glob("*.history.jsonl"))
+    if not paths:
+        return ""
+    try:
+        fig = report.outcome_chart(History.load(paths[0]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""  # a history we cannot read: the row says so through its verdict
+    # The row already names scenario and layer; at the page's scale a 7.5-inch figure
+    # shrunk into its cell left 5-pixel labels, so draw it at the size it is shown.
+    fig.axes[0].set_title("")
+    fig.set_size_inches(5.0, fig.get_size_inches()[1] * 0.8)
+    return report.to_data_uri(fig, dpi=80)
+
+
+_INDEX_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #1f2328; font-size: 15px; }
+h1 { font-size: 1.5em; margin: 0 0 .4em; }
+.banner { padding: .8em 1.2em; border-left: .5em solid; margin-bottom: 1em; line-height: 1.5; }
+.banner.pass { border-color: #1a7f37; background: #eef8f0; }
+.banner.fail { border-color: #cf222e; background: #fdeeee; }
+.banner p { margin: .25em 0; }
+.big { font-size: 1.4em; font-weight: bold; }
+.tag { display: inline-block; padding: 0 .45em; border-radius: 3px; color: #fff;
+  font-weight: bold; }
+.tag.pass { background: #1a7f37; }
+.tag.fail { background: #cf222e; }
+table { border-collapse: collapse; width: 100%; }
+th { text-align: left; font-size: 13px; color: #59636e; border-bottom: 2px solid #d1d9e0; }
+td, th { padding: .45em .6em; vertical-align: top; }
+tbody tr { border-bottom: 1px solid #d1d9e0; }
+tr.fail { background: #fff5f5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td ul { margin: .3em 0 0 1em; padding: 0; font-size: 13px; }
+.outcomes tr, .outcomes td { padding: 0 .4em 0 0; border: 0; font-size: 13px; }
+.outcomes td.n { text-align: right; font-variant-numeric: tabular-nums; }
+img { width: 340px; height: auto; display: block; }
+code { background: #f6f8fa; padding: 0 .3em; }
+small { color: #59636e; }
+"""
+
+
+def _outcomes_cell(outcomes: dict[str, dict[str, int]]) -> str:
+    esc = html.escape
+    if not outcomes:
+        return "<small>no history recorded</small>"
+    # The operation kind only on its first line: a column of "claim claim claim" is noise.
+    rows = "".join(
+        f"<tr><td>{esc(kind) if i == 0 else ''}</td><td>{esc(r)}</td><td class=n>{n}</td></tr>"
+        for kind, by in outcomes.items()
+        for i, (r, n) in enumerate(by.items())
+    )
+    return f'<table class="outcomes">{rows}</table>'
+
+
+def index_html(suite: SuiteReport) -> str:
+    """The run's ``index.html``: the verdict banner, then one row per notebook."""
+    esc = html.escape
+    rows = []
+    for job in suite.jobs:
+        verdict = "pass" if job.passed else "FAIL"
+        anchor = f"{job.name}-{job.layer}"
+        failed = "".join(
+            f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>" for c in job.failures
+        )
+        png = _outcome_png(suite.run_dir, job)
+        chart = f'<img alt="outcomes of {esc(anchor)}" src="{png}">' if png else ""
+        links = f'<a href="{esc(job.html)}">report</a>' if job.html else "(no report)"
+        if job.html_no_code:
+            links += f'<br><a href="{esc(job.html_no_code)}">without code</a>'
+        n_ok = sum(c["passed"] is True for c in job.checks)
+        spread = job.start_spread_ms
+        spread_text = (
+            "<br>".join(f"{k}: {v:.1f}" for k, v in spread.items())
+            if isinstance(spread, dict)
+            else ("" if spread is None else f"{spread:.1f}")
+        )
+        rows.append(
+            f'<tr id="{esc(anchor)}" class="{verdict.lower()}">'
+            f'<td><span class="tag {verdict.lower()}">{verdict}</span></td>'
+            f"<td><b>{esc(job.name)}</b><br>{esc(job.layer)} · {esc(job.strategy)}"
+            f"{f'<ul>{failed}</ul>' if failed else ''}</td>"
+            f"<td class=num>{n_ok} / {len(job.checks)}</td>"
+            f"<td>{_outcomes_cell(job.outcomes)}</td>"
+            f"<td class=num>{job.duration_s:.1f} s<br>"
+            f"<small>experiment {job.timing.get('experiment_s', 0):.2f} s</small></td>"
+            f"<td class=num>{spread_text}</td>"
+            f"<td class=num>{job.seed}</td><td>{links}</td><td>{chart}</td></tr>"
+        )
+    n_pass = sum(j.passed for j in suite.jobs)
+    verdict = "pass" if suite.passed else "FAIL"
+    failed_links = ", ".join(
+        f'<a href="#{esc(j.name)}-{esc(j.layer)}">{esc(j.name)} [{esc(j.layer)}]</a>'
+        for j in suite.jobs
+        if not j.passed
+    )
+    timing = suite.to_dict()["timing"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{verdict}: coupon chaos lab, run {esc(suite.run_id)}</title>
+<style>{_INDEX_CSS}</style></head><body>
+<h1>Coupon chaos lab · run {esc(suite.run_id)}</h1>
+<div class="banner {verdict.lower()}">
+<p class="big"><span class="tag {verdict.lower()}">{verdict}</span>
+{n_pass} of {len(suite.jobs)} notebooks passed</p>
+{f"<p>Failed: {failed_links}</p>" if failed_links else ""}
+<p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; replay with
+<code>{esc(suite.rerun or f"coupon-chaos run --seed {suite.seed}")}</code>) · started {esc(suite.started_at)}
+· {suite.duration_s:.1f} s, {suite.parallel} notebook(s) at a time</p>
+<p><small>Summed over notebooks: kernel start-up and shutdown {timing["kernel_s"]:.1f} s,
+cells {timing["cells_s"]:.1f} s (of which experiments {timing["experiment_s"]:.1f} s),
+rendering {timing["render_s"]:.1f} s; database start {timing["database_s"]:.1f} s.</small></p>
+</div>
+<table><thead><tr><th>verdict</th><th>scenario</th><th>checks passed</th><th>outcomes</th>
+<th>duration</th><th>start spread (ms)</th><th>seed</th><th>report</th>
+<th>outcome chart</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<p><a href="summary.json">summary.json</a></p>
+</body></html>
+"""
