@@ -1,4 +1,10 @@
-"""``coupon-chaos db``: keep one embedded PostgreSQL running between commands."""
+"""``coupon-chaos db``: keep one embedded PostgreSQL running between commands.
+
+Its cluster lives under $COUPON_CHAOS_HOME and is meant to outlive each command, so
+it is not ephemeral: no owner record, no stop at exit, never reaped. ``db reap``
+stops and deletes the temporary clusters (``EmbeddedPostgres.create()``) of
+processes that died without stopping them.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,16 @@ import os
 from pathlib import Path
 
 from coupon_core import EmbeddedPostgres
-from coupon_core.database import DatabaseError
+from coupon_core.database import DatabaseError, reap_orphans
 from experiments.cli import CommandError
 
 NAME = "db"
-HELP = "start, stop or locate a long-lived embedded PostgreSQL (data in .coupon-chaos/db/)"
+HELP = (
+    "start, stop or locate a long-lived embedded PostgreSQL (data in .coupon-chaos/db/); "
+    "reap the temporary ones of dead processes"
+)
 
-_ACTIONS = ("up", "down", "url", "status")
+_ACTIONS = ("up", "down", "url", "status", "reap")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "action",
         choices=_ACTIONS,
         help="up: start it and print its URL; down: stop it; "
-        "url: print only its URL; status: say whether it runs (exit 1 when not)",
+        "url: print only its URL; status: say whether it runs (exit 1 when not); "
+        "reap: stop and delete the temporary clusters whose owner process died",
     )
 
 
@@ -43,7 +53,17 @@ def _running(db: EmbeddedPostgres) -> bool:
     return True
 
 
+def reap() -> int:
+    reaped = reap_orphans()
+    for path in reaped:
+        print(f"reaped {path}")
+    print(f"{len(reaped)} orphaned cluster{'' if len(reaped) == 1 else 's'} reaped")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action == "reap":
+        return reap()
     db = database()
     if args.action == "up":
         try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coupon_core.database import free_port
+from coupon_core.database import Owner, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "experiments.cli"]
@@ -146,8 +148,21 @@ def test_serve_worker_processes_then_sigterm(
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
-def test_db_up_url_down(tmp_path: Path) -> None:
-    home = str(tmp_path / "home")
+@pytest.fixture
+def own_tmp() -> Iterator[Path]:
+    """A short temp directory outside pytest's.
+
+    A pytest run that starts meanwhile resets pytest-of-<user> to 0700, and the
+    server's system user (when we run as root) could no longer reach its data
+    directory there: ``pg_ctl status`` fails and a running server looks stopped.
+    """
+    path = Path(tempfile.mkdtemp(prefix="ccc-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_db_up_url_down(own_tmp: Path) -> None:
+    home = str(own_tmp / "home")
     r = cli("db", "url", COUPON_CHAOS_HOME=home)
     assert r.returncode == 1
     assert r.stdout == ""
@@ -158,7 +173,7 @@ def test_db_up_url_down(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         url = r.stdout.strip()
         assert url.startswith("postgresql://postgres@127.0.0.1:")
-        assert (tmp_path / "home" / "db" / "data" / "PG_VERSION").exists()
+        assert (own_tmp / "home" / "db" / "data" / "PG_VERSION").exists()
         # Between commands it keeps running, and `db url` prints only the URL.
         r = cli("db", "url", COUPON_CHAOS_HOME=home)
         assert (r.returncode, r.stdout) == (0, url + "\n")
@@ -176,6 +191,42 @@ def test_db_up_url_down(tmp_path: Path) -> None:
     assert cli("db", "url", COUPON_CHAOS_HOME=home).returncode == 1
     assert cli("db", "status", COUPON_CHAOS_HOME=home).returncode == 1
     assert cli("db", "down", COUPON_CHAOS_HOME=home).returncode == 0
+
+
+def test_db_reap_prints_what_it_reaped_and_spares_db_up(own_tmp: Path) -> None:
+    # A temp root of the test's own, with `db up`'s home in it and the directory of
+    # an owner that died: a process that recorded itself as owner, then exited (the
+    # record alone makes it an orphan; no server needed).
+    root = own_tmp
+    dead = root / "coupon-chaos-pg-dead"
+    dead.joinpath("data").mkdir(parents=True)
+    record = "import sys, pathlib; from coupon_core.database import Owner; "
+    record += "Owner.current().write(pathlib.Path(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", record, str(dead)], env=env(), timeout=30, check=True)
+    assert Owner.read(dead) is not None
+    home = str(root / "coupon-chaos-pg-h")  # named like one, but not what create() makes
+    try:
+        r = cli("db", "up", COUPON_CHAOS_HOME=home)
+        assert r.returncode == 0, r.stderr
+        url = r.stdout.strip()
+        then = time.time() - 3600  # and idle for an hour, as far as mtimes tell
+        for item in [Path(home), *Path(home).rglob("*")]:
+            os.utime(item, (then, then), follow_symlinks=False)
+        r = cli("db", "reap", TMPDIR=str(root), COUPON_CHAOS_HOME=home)
+        assert (r.returncode, r.stdout) == (0, f"reaped {dead}\n1 orphaned cluster reaped\n")
+        assert "Traceback" not in r.stderr
+        assert not dead.exists()
+        r = cli("db", "reap", TMPDIR=str(root), COUPON_CHAOS_HOME=home)
+        assert (r.returncode, r.stdout) == (0, "0 orphaned clusters reaped\n")
+        # `db up`'s cluster is not ephemeral: the reaps left it running.
+        assert cli("db", "url", COUPON_CHAOS_HOME=home).stdout.strip() == url
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        r = cli("db", "down", COUPON_CHAOS_HOME=home)
+    assert (r.returncode, r.stdout) == (0, "stopped\n")
 
 
 @pytest.mark.parametrize(
