@@ -6,16 +6,16 @@ it for clients. Every error becomes a response in one place, ``error_response``.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
-import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,14 +39,19 @@ __all__ = ["DEFAULT_MAX_THREADS", "MAX_BODY_BYTES", "create_app", "error_respons
 
 log = logging.getLogger("coupon_core.api")
 
+T = TypeVar("T")
+
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB; more is a 413
 
 # Service calls block (a psycopg pool), so each request holds a worker thread while it
-# waits for a connection. anyio's default of 40 threads would queue a 500-client
-# stampede in front of the pool, unbounded by the pool timeout: during an outage the
-# last request would wait ~(clients / 40) pool timeouts instead of one. With a thread
-# per concurrent request the pool's own FIFO queue and timeout bound every wait, and
-# the pool (not the thread count) stays the one throttle on the database.
+# waits for a connection. A small thread limit (anyio's default is 40) would queue a
+# 500-client stampede in front of the pool, unbounded by the pool timeout: during an
+# outage the last request would wait ~(clients / 40) pool timeouts instead of one. With
+# a thread per concurrent request the pool's own FIFO queue and timeout bound every
+# wait, and the pool (not the thread count) stays the one throttle on the database.
+# The threads are a plain ThreadPoolExecutor's, not anyio's: anyio's hop (capacity
+# limiter, cancel scopes, run-vars) cost ~15% of a claim request's server CPU
+# (py-spy); with the executor 380 -> 320 us a claim, 2390 -> 2730 claims/s (one process).
 DEFAULT_MAX_THREADS = 600
 
 _COUPON_PREFIX = b"/api/coupons/"
@@ -168,6 +173,10 @@ def _coupon_name(request: Request) -> str:
 
 def create_app(service: CouponService, *, max_threads: int = DEFAULT_MAX_THREADS) -> Starlette:
     """The ASGI app serving ``service`` with the contract of DESIGN.md."""
+    executor = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="coupon-api")
+
+    async def run_in_threadpool(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
     @_mapped
     async def create_coupon(request: Request) -> Response:
@@ -207,8 +216,10 @@ def create_app(service: CouponService, *, max_threads: int = DEFAULT_MAX_THREADS
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = max_threads
-        yield
+        try:
+            yield
+        finally:
+            executor.shutdown(wait=False)
 
     routes = [
         Route("/api/coupons", create_coupon, methods=["POST"]),

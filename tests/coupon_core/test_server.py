@@ -42,6 +42,34 @@ def test_accepted_sockets_get_tcp_nodelay() -> None:
         listener.close()
 
 
+def _api_threads() -> int:
+    return sum(t.name.startswith("coupon-api") for t in threading.enumerate())
+
+
+def test_request_threads_end_with_their_server(db_url: str, unique: str) -> None:
+    # The lab starts and stops servers by the dozen: each server's request threads
+    # must go with it, not pile up in the process.
+    from coupon_core import CouponService, ServiceConfig
+    from coupon_core.server import serve_in_thread
+
+    before = _api_threads()
+    with CouponService.connect(db_url, ServiceConfig(strategy="atomic", pool_max=4)) as svc:
+        for round_ in range(3):
+            with serve_in_thread(svc, port=0) as server, httpx.Client() as client:
+                name = f"{unique}-{round_}"
+                created = client.post(f"{server.url}/api/coupons", json={"name": name, "amount": 8})
+                assert created.status_code == 201
+                for i in range(8):
+                    body = {"user_id": f"u{i}", "coupon_name": name}
+                    claimed = client.post(f"{server.url}/api/coupons/claim", json=body)
+                    assert claimed.status_code == 200
+                assert _api_threads() > before
+            deadline = time.monotonic() + 5
+            while _api_threads() > before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _api_threads() == before, f"round {round_}: request threads left behind"
+
+
 def test_reuse_port_lets_listeners_share_a_port() -> None:
     first = _bind("127.0.0.1", 0, reuse_port=True)
     port = first.getsockname()[1]
