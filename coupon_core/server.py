@@ -9,13 +9,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
+from typing import Self
 
 import uvicorn
 
 from coupon_core.api import create_app
 from coupon_core.service import CouponService
 
-__all__ = ["RunningServer", "ServerError", "run_server", "serve_in_thread", "stop_signals"]
+__all__ = [
+    "RunningServer",
+    "Served",
+    "ServerError",
+    "run_server",
+    "serve_in_thread",
+    "stop_signals",
+]
 
 # A 500-client loopback stampede connects all at once; the default backlog (2048 in
 # uvicorn, capped by net.core.somaxconn) must not drop SYNs, which clients would see
@@ -31,7 +39,32 @@ class ServerError(RuntimeError):
     """The server could not start (port taken, startup failed or timed out)."""
 
 
-class RunningServer:
+class Served:
+    """Something serving the API at ``host:port``; leaving a ``with`` block stops it."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RunningServer(Served):
     """A uvicorn server running in a daemon thread; ``stop()`` is bounded and idempotent."""
 
     def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int):
@@ -40,10 +73,6 @@ class RunningServer:
         self.host = host
         self.port = port
         self._stop_lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -59,17 +88,6 @@ class RunningServer:
             if self._thread.is_alive():
                 self._server.force_exit = True
                 self._thread.join(5.0)
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _config(service: CouponService, host: str, port: int, log_level: str) -> uvicorn.Config:

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import psycopg
 
@@ -37,6 +36,7 @@ from coupon_core.errors import Unavailable
 from coupon_core.server import (
     GRACEFUL_SHUTDOWN_S,
     RunningServer,
+    Served,
     ServerError,
     _accepts,
     _bind,
@@ -103,7 +103,7 @@ class _Worker:
         self._stderr.close()
 
 
-class ServerGroup:
+class ServerGroup(Served):
     """Worker processes serving one port; ``stop()`` is bounded and idempotent."""
 
     def __init__(self, workers: list[_Worker], host: str, port: int) -> None:
@@ -111,10 +111,6 @@ class ServerGroup:
         self.host = host
         self.port = port
         self._stop_lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def pids(self) -> list[int]:
@@ -175,17 +171,6 @@ class ServerGroup:
                         w.proc.wait(5.0)  # stuck in the kernel: still bounded
             for w in self._workers:
                 w.close()
-
-    def __enter__(self) -> ServerGroup:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _expect_ready(worker: _Worker, received: bytes) -> None:
