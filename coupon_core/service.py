@@ -23,7 +23,7 @@ from coupon_core.errors import (
     Unavailable,
 )
 from coupon_core.schema import apply_schema
-from coupon_core.strategies import ClaimStrategy, FaultHook, get_strategy
+from coupon_core.strategies import ClaimConnection, ClaimStrategy, FaultHook, get_strategy
 from coupon_core.validation import storable, validate_amount, validate_text
 
 __all__ = ["CouponService", "CouponView", "ServiceConfig"]
@@ -124,6 +124,7 @@ class CouponService:
             kwargs["options"] = options
         pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
             url,
+            connection_class=ClaimConnection,
             min_size=config.pool_min,
             max_size=max(config.pool_max, config.pool_min),
             timeout=config.pool_timeout,

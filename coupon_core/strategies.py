@@ -27,6 +27,7 @@ from coupon_core.errors import AlreadyClaimed, CouponNotFound, NoStock, Unavaila
 
 __all__ = [
     "STRATEGIES",
+    "ClaimConnection",
     "ClaimStrategy",
     "FaultHook",
     "available_strategies",
@@ -38,6 +39,32 @@ __all__ = [
 FaultHook = Callable[[str], None]
 
 Conn = psycopg.Connection[tuple[object, ...]]
+Cursor = psycopg.Cursor[tuple[object, ...]]
+
+
+class ClaimConnection(psycopg.Connection[tuple[object, ...]]):
+    """A connection that keeps one cursor for the claims made on it (the service's pool
+    opens these).
+
+    ``Connection.execute`` builds a new cursor, and its adapters' transformer, for every
+    statement: ~8 of ~52 us of client CPU per statement (measured, one thread). Where
+    the client's CPU is the limit (many coupons, two cores) one cursor per connection
+    gave 5-18% more claims/s. A connection serves one claim at a time, and every
+    statement's result is read before the next runs, so one cursor is enough.
+    """
+
+    _claim_cursor: Cursor | None = None
+
+    def claim_cursor(self) -> Cursor:
+        cur = self._claim_cursor
+        if cur is None or cur.closed:
+            cur = self._claim_cursor = self.cursor()
+        return cur
+
+
+def _cursor(conn: Conn) -> Cursor:
+    """The connection's kept cursor, or a new one on a plain connection."""
+    return conn.claim_cursor() if isinstance(conn, ClaimConnection) else conn.cursor()
 
 
 class ClaimStrategy(Protocol):
@@ -60,7 +87,7 @@ _DECREMENT = "UPDATE coupons SET remaining_amount = remaining_amount - 1 WHERE n
 
 
 def _check_and_take(
-    conn: Conn,
+    cur: Cursor,
     remaining: tuple[object, ...] | None,
     user_id: str,
     coupon_name: str,
@@ -68,16 +95,16 @@ def _check_and_take(
 ) -> None:
     if remaining is None:
         raise CouponNotFound()
-    if conn.execute(_HAS_CLAIMED, (user_id, coupon_name)).fetchone() is not None:
+    if cur.execute(_HAS_CLAIMED, (user_id, coupon_name)).fetchone() is not None:
         raise AlreadyClaimed()
     stock = remaining[0]
     assert isinstance(stock, int)
     if stock <= 0:
         raise NoStock()
-    conn.execute(_INSERT_CLAIM, (user_id, coupon_name))
+    cur.execute(_INSERT_CLAIM, (user_id, coupon_name))
     if fault is not None:
         fault("after_insert")
-    conn.execute(_DECREMENT, (coupon_name,))
+    cur.execute(_DECREMENT, (coupon_name,))
 
 
 @dataclass(frozen=True)
@@ -85,11 +112,12 @@ class RowLock:
     name: str = "row_lock"
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        cur = _cursor(conn)
         with conn.transaction():
-            row = conn.execute(
+            row = cur.execute(
                 "SELECT remaining_amount FROM coupons WHERE name = %s FOR UPDATE", (coupon_name,)
             ).fetchone()
-            _check_and_take(conn, row, user_id, coupon_name, fault)
+            _check_and_take(cur, row, user_id, coupon_name, fault)
 
 
 @dataclass(frozen=True)
@@ -97,12 +125,13 @@ class Advisory:
     name: str = "advisory"
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        cur = _cursor(conn)
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (coupon_name,))
-            row = conn.execute(
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (coupon_name,))
+            row = cur.execute(
                 "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon_name,)
             ).fetchone()
-            _check_and_take(conn, row, user_id, coupon_name, fault)
+            _check_and_take(cur, row, user_id, coupon_name, fault)
 
 
 # The decrement only happens when the coupon exists, the user has no claim in this
@@ -134,7 +163,8 @@ class Atomic:
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
         # One statement: there is no point between insert and decrement to fault.
-        row = conn.execute(ATOMIC_CLAIM_SQL, {"user": user_id, "coupon": coupon_name}).fetchone()
+        cur = _cursor(conn)
+        row = cur.execute(ATOMIC_CLAIM_SQL, {"user": user_id, "coupon": coupon_name}).fetchone()
         assert row is not None
         exists, prior, claimed = row
         if not exists:
@@ -152,14 +182,15 @@ class Serializable:
     backoff_s: float = 0.002
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        cur = _cursor(conn)
         for attempt in range(self.max_retries + 1):
             try:
                 with conn.transaction():
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                    row = conn.execute(
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                    row = cur.execute(
                         "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon_name,)
                     ).fetchone()
-                    _check_and_take(conn, row, user_id, coupon_name, fault)
+                    _check_and_take(cur, row, user_id, coupon_name, fault)
                 return
             except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
                 if attempt == self.max_retries:

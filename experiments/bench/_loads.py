@@ -17,6 +17,7 @@ from typing import Literal
 import psycopg
 
 from coupon_core import CouponError, CouponService, get_strategy
+from coupon_core.strategies import ClaimConnection
 
 Layer = Literal["pgbench", "psycopg", "service", "http"]
 LAYERS: tuple[Layer, ...] = ("pgbench", "psycopg", "service", "http")
@@ -159,7 +160,8 @@ def psycopg_load(
     would translate is counted by its class name.
     """
     claim_on = get_strategy(strategy).claim
-    conns = [psycopg.connect(url, autocommit=True) for _ in range(workers)]
+    # The service's connection class (one kept cursor), so the two differ by the service.
+    conns = [ClaimConnection.connect(url, autocommit=True) for _ in range(workers)]
     rngs = [random.Random(f"{tag}-{w}") for w in range(workers)]
 
     def claim(worker: int, i: int) -> str | None:

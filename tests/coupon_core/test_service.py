@@ -17,10 +17,12 @@ from coupon_core import (
     CouponService,
     InvalidRequest,
     NoStock,
+    ServiceConfig,
     Unavailable,
     apply_schema,
 )
 from coupon_core.database import free_port
+from coupon_core.strategies import ClaimConnection
 
 MAX = 2_147_483_647
 
@@ -253,3 +255,26 @@ def test_calls_on_dead_database_are_unavailable_within_pool_timeout(
 
 def test_health_ok(service: CouponService) -> None:
     assert service.health() == (True, "ok")
+
+
+@pytest.mark.parametrize("strategy", ["row_lock", "atomic", "serializable", "advisory"])
+def test_claims_keep_one_cursor_per_connection_even_after_an_error(
+    db_url: str, unique: str, strategy: str
+) -> None:
+    config = ServiceConfig(strategy=strategy, pool_min=1, pool_max=1)
+    with CouponService.connect(db_url, config) as svc:
+        svc.create(unique, 3)
+        svc.claim("a", unique)
+        with svc.pool.connection() as conn:
+            assert isinstance(conn, ClaimConnection)
+            kept = conn.claim_cursor()
+            with pytest.raises(pg_errors.DivisionByZero):
+                kept.execute("SELECT 1 / 0")  # the kept cursor has seen an error
+        with pytest.raises(AlreadyClaimed):
+            svc.claim("a", unique)
+        svc.claim("b", unique)
+        with svc.pool.connection() as conn:
+            assert isinstance(conn, ClaimConnection)
+            assert conn.claim_cursor() is kept
+        view = svc.get(unique)
+    assert (view.remaining_amount, view.claimed_by) == (1, ["a", "b"])
