@@ -187,6 +187,20 @@ def test_pgbench_script_gives_the_services_outcome_on_a_stock_limited_coupon(
     assert remaining == [(0,), (0,)]
 
 
+def test_pgbench_clients_aborted_by_an_error_are_counted_not_fatal(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL 18.6 once aborted a serializable pgbench client with an internal error
+    # in the last cell of a 10-minute run: the run must record it and go on.
+    failing = "\\if :client_id = 0\nSELECT 1 / 0;\n\\else\nSELECT 1;\n\\endif\n"
+    monkeypatch.setitem(PGBENCH_SCRIPTS, "row_lock", failing)
+    host, port = _host_port(db_url)
+    load = pgbench_load(host, port, "row_lock", _base(), 1, 2, transactions=5)
+    assert load.errors == {"aborted": 1}
+    assert load.claims == 5  # the other client's transactions
+    assert "division by zero" in load.detail
+
+
 def test_pgbench_script_claims_nothing_on_a_missing_coupon(db_url: str) -> None:
     host, port = _host_port(db_url)
     base = _base()  # no coupon by these names: every transaction takes the not-found branch
