@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from coupon_core import CouponService, ServiceConfig
+from coupon_core import CouponService, ServiceConfig, apply_schema
 from experiments.bench._loads import (
     LAYERS,
     Layer,
@@ -117,8 +117,9 @@ def server_processes(config: BenchConfig, workers: int) -> int:
 def _doors(
     url: str, config: BenchConfig, workers: int
 ) -> Iterator[tuple[dict[str, CouponService], dict[str, str]]]:
-    """A service per strategy with a pool of exactly ``workers`` connections, and a
-    group of server processes per strategy with ``workers`` connections between them.
+    """For the layers that need them: a service per strategy with a pool of exactly
+    ``workers`` connections, and a group of server processes per strategy with
+    ``workers`` connections between them.
 
     Sized like pgbench (one connection per client): psycopg_pool hands out its idle
     connections first in, first out, so a pool larger than the load rotates through
@@ -129,7 +130,9 @@ def _doors(
 
     with contextlib.ExitStack() as stack:
         services: dict[str, CouponService] = {}
-        for strategy in config.strategies:
+        # Only for the service layer: since HTTP runs in server processes of its own,
+        # these would otherwise sit idle beside every other layer's cells.
+        for strategy in config.strategies if "service" in config.layers else ():
             svc_config = ServiceConfig(strategy=strategy, pool_min=workers, pool_max=workers)
             svc = stack.enter_context(CouponService.connect(url, svc_config))
             svc.pool.wait(timeout=30)
@@ -164,9 +167,16 @@ def _doors(
         yield services, urls
 
 
-def _host_port(url: str) -> tuple[str, int]:
+def _pgbench_target(url: str) -> dict[str, Any]:
+    """Where pgbench connects: the URL's host, port, user, database and password."""
     info = psycopg.conninfo.conninfo_to_dict(url)
-    return str(info.get("host") or "127.0.0.1"), int(str(info.get("port") or 5432))
+    return {
+        "host": str(info.get("host") or "127.0.0.1"),
+        "port": int(str(info.get("port") or 5432)),
+        "user": str(info.get("user") or "postgres"),
+        "dbname": str(info.get("dbname") or info.get("user") or "postgres"),
+        "password": str(info["password"]) if info.get("password") else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,9 @@ def run_bench(
     *,
     progress: Callable[[CellResult], None] | None = None,
 ) -> BenchRun:
-    """Run every cell of ``config`` against the database at ``url`` (schema applied)."""
+    """Run every cell of ``config`` against the database at ``url`` (the schema is
+    applied first, once: pgbench and the server processes take it as given)."""
+    apply_schema(url)
     config = config or BenchConfig()
     seed = config.seed or random.SystemRandom().randrange(1, 10**6)
     run = BenchRun(seed, config, [])
@@ -212,9 +224,16 @@ def _measure(
     names = create_coupons(url, base, cell.coupons)
     tag, duration = f"b{run.seed}-{cell.order}", run.config.duration_s
     if cell.layer == "pgbench":
-        host, port = _host_port(url)
+        target = _pgbench_target(url)
         load = pgbench_load(
-            host, port, cell.strategy, base, cell.coupons, cell.workers, duration_s=duration
+            target.pop("host"),
+            target.pop("port"),
+            cell.strategy,
+            base,
+            cell.coupons,
+            cell.workers,
+            duration_s=duration,
+            **target,
         )
     elif cell.layer == "psycopg":
         load = psycopg_load(url, cell.strategy, names, cell.workers, duration, tag)

@@ -101,6 +101,7 @@ def pgbench_load(
     transactions: int | None = None,
     user: str = "postgres",
     dbname: str = "postgres",
+    password: str | None = None,
 ) -> LoadResult:
     """Run the strategy's pgbench script: for ``duration_s`` (``-T``) or ``transactions`` (``-t``).
 
@@ -143,8 +144,9 @@ def pgbench_load(
         if strategy == "serializable":
             cmd.append(f"--max-tries={SERIALIZABLE_TRIES}")
         budget = (duration_s or 0) + 60 + (transactions or 0) * workers * 0.05
+        env = {**os.environ, **({"PGPASSWORD": password} if password else {})}
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=budget, check=False, cwd=tmp
+            cmd, capture_output=True, text=True, timeout=budget, check=False, cwd=tmp, env=env
         )
         aborted = _ABORTED.findall(proc.stderr)
         # Exit 2 with aborted clients and a report is a measurement with errors (the

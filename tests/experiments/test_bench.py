@@ -270,6 +270,37 @@ def test_psycopg_load_claims_the_stock_and_counts_refusals(db_url: str, strategy
     assert check_conservation(db_url, [coupon]) == (5, True)
 
 
+def test_harness_applies_the_schema_and_runs_pgbench_on_the_urls_database(db_url: str) -> None:
+    # A database of its own on the same server, without the schema: the harness
+    # applies it, and pgbench must claim in this database, not in "postgres".
+    dbname = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(dbname)))
+    url = psycopg.conninfo.make_conninfo(db_url, dbname=dbname)
+    try:
+        config = BenchConfig(
+            strategies=("atomic",),
+            workloads=(1,),
+            workers=(1,),
+            layers=("pgbench", "psycopg"),
+            duration_s=0.5,
+            rounds=1,
+        )
+        run = run_bench(url, config)
+        assert [(c.layer, c.conserved) for c in run.cells] == [
+            ("pgbench", True),
+            ("psycopg", True),
+        ]
+        assert all(c.db_claims > 0 and c.claims == c.db_claims for c in run.cells)
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(
+                psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(dbname)
+                )
+            )
+
+
 def test_http_load_counts_refusals_by_status(db_url: str) -> None:
     from coupon_core.server import serve_in_thread
 
