@@ -3,7 +3,9 @@
 Threads are the project's concurrency model (the service and psycopg's pool are
 synchronous). Every worker waits at one ``threading.Barrier``, so a stampede is a
 real one; the first invoke time of each worker gives the start spread actually
-achieved. The whole run is bounded: past ``run_timeout_s`` no new operation starts
+achieved. A client with ``ready(ops)`` gets it called on each worker's thread before
+the barrier (the HTTP client connects, warms and encodes there), and ``release()``
+when the worker is done. The whole run is bounded: past ``run_timeout_s`` no new operation starts
 (those left are recorded ``unknown``, "not started"), the in-flight ones end by
 their own timeout, and every thread is joined before ``run_plan`` returns.
 """
@@ -109,9 +111,23 @@ def run_plan(
     errors: list[BaseException] = []
     ops_run = 0
 
+    # Clients that can (HTTP) connect, warm up and encode the worker's requests on its
+    # own thread before the barrier, so the release is followed by sends, not set-up.
+    ready: Callable[[list[Op]], None] | None = getattr(client, "ready", None)
+    release_client: Callable[[], None] | None = getattr(client, "release", None)
+
     def work(worker: int) -> None:
+        try:
+            run_worker(worker)
+        finally:
+            if release_client is not None:
+                release_client()
+
+    def run_worker(worker: int) -> None:
         nonlocal ops_run
         mine = per_worker[worker]
+        if ready is not None:
+            ready([p.to_op() for p in mine])
         try:
             barrier.wait()
         except threading.BrokenBarrierError as err:
