@@ -11,11 +11,10 @@ from typing import Any
 
 import psycopg_pool
 
-from experiments.history import Op
-from experiments.result import Verdict
-
 from experiments.faults.held import HeldFault
 from experiments.faults.window import Windows
+from experiments.history import Op
+from experiments.result import Verdict
 
 __all__ = ["PoolHog", "PoolRefusals", "PoolWatch", "Refusal", "judge_refusals"]
 
