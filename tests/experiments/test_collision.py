@@ -25,7 +25,8 @@ def test_a_real_stampede_has_everyone_in_flight_with_the_winner() -> None:
     ops = [_claim(0, (10, 50), "ok"), *(_claim(i, (10 + i, 60 + i)) for i in range(1, 10))]
     assert peak_in_flight(ops) == 10
     win, share = winner_overlap(ops)
-    assert win is not None and win.op_id == 0
+    assert win is not None
+    assert win.op_id == 0
     assert share == 1.0
     verdict = stampede_collided(History(ops=ops), 10)
     assert verdict.passed is True
