@@ -83,14 +83,19 @@ def _json_body(status: int, content_type: str | None, body: bytes) -> tuple[Any,
         return None, f"{status} with a body that is not JSON"
 
 
-def _error_of(status: int, content_type: str | None, body: bytes) -> tuple[str | None, str | None]:
-    """The ``error`` of an exact ``{"error": "..."}`` body, or why the body is not one."""
+def _error_of(
+    status: int, content_type: str | None, body: bytes, *, exact: bool = True
+) -> tuple[str | None, str | None]:
+    """The ``error`` of an exact ``{"error": "..."}`` body, or why the body is not one.
+
+    ``exact=False`` (a 503, "generic" in the contract) allows fields beside ``error``.
+    """
     data, why = _json_body(status, content_type, body)
     if why is not None:
         return None, why
     if not isinstance(data, dict) or not isinstance(data.get("error"), str):
         return None, f'{status} with a body that is not {{"error": "..."}}'
-    if set(data) != {"error"}:
+    if exact and set(data) != {"error"}:
         extra = sorted(k for k in data if k != "error")
         return None, f"{status} error body with extra fields {extra}"
     return str(data["error"]), None
@@ -136,7 +141,7 @@ def judge(
     if kind == "get" and status == 200:
         return _coupon_view(coupon, content_type, body)
     if status in (500, 503):
-        error, why = _error_of(status, content_type, body)
+        error, why = _error_of(status, content_type, body, exact=status == 500)
         if why is not None:
             return _violation(why)
         if status == 500 and error != _INTERNAL:

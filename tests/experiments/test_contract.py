@@ -34,6 +34,7 @@ J = "application/json"
             "not_found",
         ),
         ("get", 503, J, b'{"error": "service unavailable"}', "unavailable"),
+        ("claim", 503, J, b'{"error": "service unavailable", "retry_after_s": 1}', "unavailable"),
         ("claim", 500, J, b'{"error": "internal server error"}', "server_error"),
     ],
 )
