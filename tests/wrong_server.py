@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         backlog=BACKLOG,
         access_log=False,
         log_level="warning",
-        lifespan="on",
+        lifespan="auto",  # the app may or may not speak ASGI lifespan
         timeout_keep_alive=30,
     )
     server = uvicorn.Server(config)
