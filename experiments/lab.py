@@ -127,7 +127,6 @@ class Lab:
     def run(
         self, plan: Plan, *, phase: PhaseLabel = "load", run_timeout_s: float = 60.0
     ) -> RunReport:
-        self.warm_pool(plan.workers)
         return run_plan(
             plan,
             self.client,
@@ -136,24 +135,6 @@ class Lab:
             run_timeout_s=run_timeout_s,
             op_timeout_s=self.op_timeout_s,
         )
-
-    def warm_pool(self, workers: int, timeout_s: float = 30.0) -> None:
-        """Open the pool's connections for ``workers`` before a release, not during it.
-
-        A pool that grows while a stampede runs opens connections in the middle of it,
-        taking the GIL from the workers: a 100-worker stampede's start spread measured
-        40-138 ms on the first run of a lab with 4 connections open, 3-6 ms with all 32.
-        """
-        pool = self.service.pool
-        want = min(workers, pool.max_size)
-        if pool.min_size < want:
-            pool.resize(min_size=want, max_size=pool.max_size)
-        # Not pool.wait(): it is for a new pool only, and closes the pool on timeout.
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if pool.get_stats().get("pool_available", 0) >= want:
-                return
-            time.sleep(0.01)
 
     def state(self) -> FinalState:
         """The run's coupons and claims, read from the tables (only this run's prefix)."""
