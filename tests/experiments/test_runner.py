@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import psycopg
 import pytest
@@ -30,11 +31,14 @@ def row_locked(url: str, coupon: str) -> Iterator[None]:
             conn.rollback()
 
 
-def test_barrier_releases_every_worker_together(db_url: str, unique: str) -> None:
+@pytest.mark.parametrize("release_by", ["gate", "barrier"])
+def test_barrier_releases_every_worker_together(
+    db_url: str, unique: str, release_by: Literal["gate", "barrier"]
+) -> None:
     with open_lab(database_url=db_url, workers=50, prefix=unique) as lab:
         plan = stampede_plan(1, unique, stock=50, users=50)
         lab.setup(plan)
-        report = lab.run(plan, run_timeout_s=30)
+        report = run_plan(plan, lab.client, lab.history, run_timeout_s=30, release_by=release_by)
         state = lab.state()
     assert report.ops_run == 50
     assert report.not_started == 0
