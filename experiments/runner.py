@@ -204,7 +204,10 @@ def run_plan(
         nonlocal ops_run
         mine = per_worker[worker]
         if ready is not None:
-            ready([p.to_op() for p in mine])
+            # Preparation only: a client that fails here meets the same trouble in its
+            # ops, which record it. The worker must still arrive at the gate.
+            with contextlib.suppress(Exception):
+                ready([p.to_op() for p in mine])
         if not gate.wait(worker, barrier_timeout_s + 5.0):
             with lock:
                 errors.append(RunnerError("the gate never opened: a worker did not arrive"))
