@@ -28,8 +28,8 @@ import psycopg
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
 from experiments.checks import FinalState, always_on, read_state
+from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
-from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.history import History, Op
 from experiments.linearizability import (
     LINEARIZABLE_TIME_LIMIT_S,

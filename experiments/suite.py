@@ -236,10 +236,10 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         report.html = f"{job.stem}.html"
         if hide_code:
             report.html_no_code = f"{job.stem}.nocode.html"
-        suite_html.render_job(nb, run_dir / report.html, job, report, run_dir.name, hide=False)
+        suite_html.render_job(nb, run_dir / report.html, report, run_dir.name, hide=False)
         if report.html_no_code is not None:
             suite_html.render_job(
-                nb, run_dir / report.html_no_code, job, report, run_dir.name, hide=True
+                nb, run_dir / report.html_no_code, report, run_dir.name, hide=True
             )
         report.timing["render_s"] = round(time.perf_counter() - t0, 3)
     return report

@@ -2,19 +2,17 @@
 
 Pages are self-contained files (images as data URIs, nothing fetched from the network), so a
 run's folder opens from disk, offline. The suite (``experiments.suite``) calls ``render_job``
-for each executed notebook and ``index_html`` once for the run.
+for each executed notebook and ``index_html`` once for the run; this module knows only the
+records of ``experiments.suite_report``, never the suite (the arrow runs one way).
 """
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from experiments.suite_report import JobReport, SuiteReport
-
-if TYPE_CHECKING:
-    from experiments.suite import Job
 
 __all__ = ["index_html", "render_html", "render_job"]
 
@@ -91,10 +89,10 @@ def _without_tracebacks(nb: Any) -> Any:
     return nb
 
 
-def render_job(nb: Any, path: Path, job: Job, report: JobReport, run_id: str, hide: bool) -> None:
+def render_job(nb: Any, path: Path, report: JobReport, run_id: str, hide: bool) -> None:
     """Write one job's report page: its executed notebook under the verdict banner."""
     verdict = "pass" if report.passed else "FAIL"
-    title = f"{verdict}: {job.notebook.scenario} ({job.layer}, seed {job.seed})"
+    title = f"{verdict}: {report.name} ({report.layer}, seed {report.seed})"
     render_html(nb, path, title=title, hide_code=hide, banner=_banner(report, run_id, hide))
 
 
