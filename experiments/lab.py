@@ -122,6 +122,13 @@ class Lab:
 
 
 def _service_config(strategy: str, pool_max: int, op_timeout_s: float) -> ServiceConfig:
+    if strategy.startswith("mutant:"):
+        # A mutant named in a notebook or by -p works without a hidden install() call.
+        from experiments import mutants
+
+        names = mutants.install()
+        if strategy not in names:
+            raise ValueError(f"unknown mutant strategy {strategy!r}; have {', '.join(names)}")
     # The service call cannot be interrupted from outside: its bound is the pool wait
     # and the statement timeout, both derived from the per-operation timeout.
     return ServiceConfig(

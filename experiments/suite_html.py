@@ -116,6 +116,7 @@ def _banner(job: JobReport, run_id: str, hide: bool) -> str:
         f"<p>{passed} of {len(job.checks)} checks passed · {_outcomes_html(job.outcomes)}"
         f" · experiment {job.timing.get('experiment_s', 0.0):.2f} s"
         f"{_spread_text(job.start_spread_ms)} · run {esc(run_id)}</p>"
+        f"{f'<p>replay this plan: <code>{esc(job.rerun)}</code></p>' if job.rerun else ''}"
         f"{f'<ul>{failed}</ul>' if failed else ''}</header>"
     )
 
@@ -197,6 +198,17 @@ def _outcomes_cell(outcomes: dict[str, dict[str, int]]) -> str:
     return f'<table class="outcomes">{rows}</table>'
 
 
+def _previous_link(suite: SuiteReport) -> str:
+    if not suite.previous or not (suite.run_dir / "compare.html").exists():
+        return ""
+    esc = html.escape
+    return (
+        f'<p><a href="compare.html">Compared with the previous run</a> '
+        f'(<a href="../{esc(suite.previous)}/index.html">{esc(suite.previous)}</a>): '
+        "changed verdicts, outcome counts, latency and throughput.</p>"
+    )
+
+
 def index_html(suite: SuiteReport) -> str:
     """The run's ``index.html``: the verdict banner, then one row per notebook."""
     esc = html.escape
@@ -229,7 +241,9 @@ def index_html(suite: SuiteReport) -> str:
             f"<td class=num>{job.duration_s:.1f} s<br>"
             f"<small>experiment {job.timing.get('experiment_s', 0):.2f} s</small></td>"
             f"<td class=num>{spread_text}</td>"
-            f"<td class=num>{job.seed}</td><td>{links}</td><td>{chart}</td></tr>"
+            f"<td class=num>{job.seed}</td><td>{links}"
+            f"{f'<br><small>replay: <code>{esc(job.rerun)}</code></small>' if job.rerun else ''}"
+            f"</td><td>{chart}</td></tr>"
         )
     n_pass = sum(j.passed for j in suite.jobs)
     verdict = "pass" if suite.passed else "FAIL"
@@ -249,6 +263,7 @@ def index_html(suite: SuiteReport) -> str:
 <p class="big"><span class="tag {verdict.lower()}">{verdict}</span>
 {n_pass} of {len(suite.jobs)} notebooks passed</p>
 {f"<p>Failed: {failed_links}</p>" if failed_links else ""}
+{_previous_link(suite)}
 <p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; replay with
 <code>{esc(suite.rerun or f"coupon-chaos run --seed {suite.seed}")}</code>) · started {esc(suite.started_at)}
 · {suite.duration_s:.1f} s, {suite.parallel} notebook(s) at a time</p>

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from coupon_core import CouponService, EmbeddedPostgres, available_strategies
 from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
@@ -11,6 +10,7 @@ from coupon_core.errors import Unavailable
 from coupon_core.server import RunningServer, ServerError, run_server, stop_signals
 from coupon_core.workers import serve_processes
 from experiments.cli import CommandError
+from experiments.cli_checks import check_reachable, database_url, where
 
 NAME = "serve"
 HELP = "serve the coupon HTTP API (starts an embedded PostgreSQL unless given a URL)"
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _database(url: str | None) -> DatabaseHandle:
     if url:
-        print(f"database: {url}", flush=True)
+        print(f"database: {where(url)}", flush=True)
         return ExternalDatabase(url)
     embedded = EmbeddedPostgres.create()
     try:
@@ -93,7 +93,7 @@ def _serve_in_process(args: argparse.Namespace, url: str) -> None:
             pool_min=min(4, args.pool_size),
         )
     except Unavailable as err:
-        raise CommandError(f"cannot reach the database at {url}") from err
+        raise CommandError(f"cannot reach the database at {where(url)}") from err
 
     def ready(server: RunningServer) -> None:
         print(f"serving on {server.url} (strategy {args.strategy})", flush=True)
@@ -120,7 +120,7 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                 pool_size=args.pool_size,
             )
         except Unavailable as err:
-            raise CommandError(f"cannot reach the database at {url}") from err
+            raise CommandError(f"cannot reach the database at {where(url)}") from err
         except ServerError as err:
             raise CommandError(str(err)) from err
         with group:
@@ -138,7 +138,10 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = args.database_url or os.environ.get("DATABASE_URL") or None
+    # Checked before anything starts: a URL that does not parse or does not answer.
+    url = database_url(args.database_url)
+    if url is not None:
+        check_reachable(url)
     database = _database(url)
     try:
         if args.workers == 1:
