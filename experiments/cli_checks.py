@@ -122,8 +122,8 @@ def check_out_dir(path: Path, option: str = "--out") -> Path:
     # A probe, not os.access: root passes os.access on read-only places such as /proc.
     try:
         fd, probe = tempfile.mkstemp(prefix=".coupon-chaos-probe-", dir=base)
-    except OSError as err:
-        raise UsageError(f"{option} {path}: {base} is not writable ({err.strerror})") from None
+    except OSError:
+        raise UsageError(f"{option} {path}: {base} is not writable") from None
     os.close(fd)
     os.unlink(probe)
     return path

@@ -437,12 +437,16 @@ def run_suite(
         rerun=rerun_command(scenarios, layers, strategy, run_seed, _common(planned)),
     )
     previous = compare.previous_run(out, run_id)
-    if previous is not None:
-        compare.write_html(compare.compare_runs(previous, run_dir), run_dir / "compare.html")
-        report.previous = previous.name
+    report.previous = previous.name if previous is not None else None
     (run_dir / "summary.json").write_text(
         json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
     )
+    if previous is not None:
+        try:
+            cmp = compare.compare_runs(previous, run_dir)
+            compare.write_html(cmp, run_dir / "compare.html")
+        except (compare.RunNotFound, OSError, ValueError, KeyError, TypeError):
+            report.previous = None  # an unreadable earlier run: no comparison, not a failure
     (run_dir / "index.html").write_text(suite_html.index_html(report), encoding="utf-8")
     _point_latest(out, run_id)
     return report
