@@ -136,10 +136,17 @@ class Row:
 
     @property
     def verdict_changed(self) -> bool:
-        return self.verdict(self.a) != self.verdict(self.b)
+        """Both runs ran it and judged it differently (a side missing is not a change)."""
+        return (
+            self.a is not None
+            and self.b is not None
+            and self.verdict(self.a) != self.verdict(self.b)
+        )
 
     def outcome_diffs(self) -> list[tuple[str, int, int]]:
         """(``kind result``, count in A, count in B) for each count that differs."""
+        if self.a is None or self.b is None:
+            return []
         a = _flat_outcomes(self.a)
         b = _flat_outcomes(self.b)
         return [
@@ -176,6 +183,14 @@ class Comparison:
     def changed(self) -> list[Row]:
         return [r for r in self.rows if r.verdict_changed]
 
+    @property
+    def only_a(self) -> list[Row]:
+        return [r for r in self.rows if r.b is None]
+
+    @property
+    def only_b(self) -> list[Row]:
+        return [r for r in self.rows if r.a is None]
+
 
 def compare_runs(a: Path, b: Path) -> Comparison:
     """Compare the runs in folders ``a`` and ``b`` (each with its ``summary.json``)."""
@@ -197,33 +212,41 @@ def _shift(a: float | None, b: float | None) -> str:
     return f"{(b - a) / a * 100:+.0f}%"
 
 
+def _pair(a: float | None, b: float | None, digits: int = 1) -> str:
+    shift = _shift(a, b)
+    return f"{_num(a, digits)} -> {_num(b, digits)}" + (f" ({shift})" if shift else "")
+
+
 def table(cmp: Comparison) -> str:
     """The comparison as plain text: verdicts, then differing counts, then figures."""
     lines = [f"A {cmp.a_id}  ->  B {cmp.b_id}", ""]
-    changed = cmp.changed
-    lines.append(f"verdicts changed: {len(changed)} of {len(cmp.rows)}")
-    for row in changed:
-        lines.append(f"  {row.key:42} {row.verdict(row.a):>4} -> {row.verdict(row.b)}")
+    both = [r for r in cmp.rows if r.a is not None and r.b is not None]
+    lines.append(f"verdicts changed: {len(cmp.changed)} of {len(both)} run in both")
+    for row in cmp.changed:
+        lines.append(f"  {row.key:34} {row.verdict(row.a)} -> {row.verdict(row.b)}")
+    for label, rows in (("only in A", cmp.only_a), ("only in B", cmp.only_b)):
+        if rows:
+            lines.append(f"{label}: {', '.join(r.key for r in rows)}")
     diffs = [(row, d) for row in cmp.rows for d in row.outcome_diffs()]
     lines += ["", f"outcome counts that differ: {len(diffs)}"]
     for row, (kind, na, nb) in diffs:
-        lines.append(f"  {row.key:42} {kind:28} {na:>6} -> {nb:<6}")
-    header = f"  {'scenario [layer]':42} {'verdict':>11} " + " ".join(
-        f"{q.removesuffix('_ms') + ' ms A->B':>20}" for q in QUANTILES
-    )
-    lines += ["", "latency (ms) and throughput (ops/s), A -> B", header + f" {'ops/s A->B':>22}"]
-    for row in cmp.rows:
+        lines.append(f"  {row.key:34} {kind:26} {na:>6} -> {nb}")
+    lines += ["", "latency of all operations (ms) and throughput (ops/s), A -> B"]
+    head = ["scenario [layer]", "verdict", *(q.removesuffix("_ms") for q in QUANTILES), "ops/s"]
+    table_rows = [head]
+    for row in both:
         la, lb = row.latency(row.a), row.latency(row.b)
-        quant = " ".join(
-            f"{_num(la[q]) + '->' + _num(lb[q]) + ' ' + _shift(la[q], lb[q]):>20}"
-            for q in QUANTILES
+        table_rows.append(
+            [
+                row.key,
+                f"{row.verdict(row.a)} -> {row.verdict(row.b)}",
+                *(_pair(la[q], lb[q]) for q in QUANTILES),
+                _pair(row.throughput(row.a), row.throughput(row.b), 0),
+            ]
         )
-        ta, tb = row.throughput(row.a), row.throughput(row.b)
-        verdict = f"{row.verdict(row.a)}->{row.verdict(row.b)}"
-        lines.append(
-            f"  {row.key:42} {verdict:>11} {quant} "
-            f"{_num(ta, 0) + '->' + _num(tb, 0) + ' ' + _shift(ta, tb):>22}"
-        )
+    widths = [max(len(r[i]) for r in table_rows) for i in range(len(head))]
+    for r in table_rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 
