@@ -131,3 +131,19 @@ def test_each_job_replays_its_own_plan(tmp_path: Path) -> None:
     )
     assert again[0].seed == one_http.seed
     assert again[0].parameters("u", tmp_path) == one_http.parameters("u", tmp_path)
+
+
+def test_list_shows_every_notebook_run_runs_with_layers_and_typed_parameters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from experiments.cli import main
+
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    for nb in suite.discover():
+        line = next(x for x in printed.splitlines() if x.startswith(f"{nb.scenario}: "))
+        assert f"[{nb.path.name}; layers {', '.join(nb.layers)}]" in line
+    assert "[18_input_boundary.ipynb; layers http]" in printed
+    assert "users=50 (int)" in printed  # flash_sale's parameters, typed
+    assert "attempts=10 (int)" in printed  # the detection notebook's
+    assert "duration_s=1.0 (float)" in printed  # the performance notebook's
