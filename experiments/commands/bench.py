@@ -58,8 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url", default=None, help="an existing database (default: a fresh embedded one)"
     )
-    parser.add_argument("--strategies", type=_names(available_strategies()), default=None)
-    parser.add_argument("--layers", type=_names(LAYERS), default=None)
+    parser.add_argument(
+        "--strategies",
+        type=_names(available_strategies()),
+        default=None,
+        help=f"comma-separated, of {','.join(available_strategies())} (default: all)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=_names(LAYERS),
+        default=None,
+        help=f"comma-separated, of {','.join(LAYERS)} (default: all)",
+    )
     parser.add_argument(
         "--workers", type=_ints, default=None, help="comma-separated, e.g. 1,4,16,64"
     )

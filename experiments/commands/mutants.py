@@ -22,8 +22,13 @@ HELP = "run each scenario against each mutant and real strategy: caught / missed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from experiments.scenarios import SCENARIOS
+
     parser.add_argument(
-        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: the catalog)"
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"scenarios to run (default: the catalog): {', '.join(SCENARIOS)}",
     )
     parser.add_argument(
         "--mutant",

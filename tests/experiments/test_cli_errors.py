@@ -80,7 +80,12 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     ),
     # run: --out
     (["run", "--out", "afile"], {}, 2, "coupon-chaos run: --out afile: exists and is not a folder"),
-    (["run", "--out", "afile/sub"], {}, 2, "coupon-chaos run: --out afile/sub: afile is not a folder"),
+    (
+        ["run", "--out", "afile/sub"],
+        {},
+        2,
+        "coupon-chaos run: --out afile/sub: afile is not a folder",
+    ),
     (
         ["run", "--out", "/proc/coupon-chaos/results"],
         {},
@@ -197,7 +202,12 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         2,
         "coupon-chaos bench: --url: not a PostgreSQL URL (expected postgresql://user@host:port/dbname)",
     ),
-    (["bench", "--out", "afile"], {}, 2, "coupon-chaos bench: --out afile: exists and is not a folder"),
+    (
+        ["bench", "--out", "afile"],
+        {},
+        2,
+        "coupon-chaos bench: --out afile: exists and is not a folder",
+    ),
     (["bench", "--seconds", "0"], {}, 2, "coupon-chaos bench: --seconds must be at least 1"),
     (
         ["bench", "--strategies", "nope"],
@@ -301,3 +311,21 @@ def test_ctrl_c_is_exit_130_and_one_line(folder: Path) -> None:
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1] == "coupon-chaos: interrupted"
     assert "Traceback" not in err
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_its_traceback(folder: Path) -> None:
+    # Two runs whose summaries are damaged in a way no check foresees.
+    for run_id in ("20261129T080000Z-aaaa", "20261129T090000Z-bbbb"):
+        (folder / "results" / run_id).mkdir(parents=True)
+        (folder / "results" / run_id / "summary.json").write_text('{"scenarios": 5}')
+    args = ["compare", "previous", "latest", "--html", "adir/cmp.html"]
+    r = _cli(folder, *args)
+    assert (r.returncode, r.stderr) == (
+        1,
+        "coupon-chaos: unexpected TypeError: 'int' object is not iterable"
+        " (rerun with --debug for the traceback)\n",
+    )
+    r = _cli(folder, *args, "--debug")
+    assert r.returncode == 1
+    assert r.stderr.startswith("Traceback (most recent call last):")
+    assert r.stderr.endswith("coupon-chaos: unexpected TypeError: 'int' object is not iterable\n")
