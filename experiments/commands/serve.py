@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from coupon_core import CouponService, EmbeddedPostgres, available_strategies
 from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
@@ -10,7 +11,7 @@ from coupon_core.errors import Unavailable
 from coupon_core.server import RunningServer, ServerError, run_server, stop_signals
 from coupon_core.workers import serve_processes
 from experiments.cli import CommandError
-from experiments.cli_checks import check_reachable, database_url, where
+from experiments.cli_checks import UsageError, check_reachable, database_url, where
 
 NAME = "serve"
 HELP = "serve the coupon HTTP API (starts an embedded PostgreSQL unless given a URL)"
@@ -68,6 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="server processes sharing the port (SO_REUSEPORT), each with its own pool;"
         " one process is held to one core by the GIL (default: 1, in this process)",
     )
+
+
+def _check_host(host: str) -> None:
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise UsageError(
+            f"--host {host}: not an address (nor a name) this machine can use"
+        ) from None
 
 
 def _database(url: str | None) -> DatabaseHandle:
@@ -138,7 +148,9 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Checked before anything starts: a URL that does not parse or does not answer.
+    # Checked before anything starts: an address that is none, a URL that does not parse
+    # or does not answer.
+    _check_host(args.host)
     url = database_url(args.database_url)
     if url is not None:
         check_reachable(url)

@@ -181,6 +181,12 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         1,
         f"coupon-chaos: cannot reach the database at 127.0.0.1:{_PORT} (database db): Connection refused",
     ),
+    (
+        ["serve", "--host", "256.0.0.1"],
+        {},
+        2,
+        "coupon-chaos serve: --host 256.0.0.1: not an address (nor a name) this machine can use",
+    ),
     # db, list
     (
         ["db", "sideways"],
