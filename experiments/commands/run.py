@@ -8,6 +8,7 @@ starts nothing and leaves no folder behind.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --database-url (or DATABASE_URL) or --database docker, not both")
     if url is not None:
         check_reachable(url)
+    if args.database == "docker" and importlib.util.find_spec("testcontainers") is None:
+        raise CommandError(
+            "cannot start the database: testcontainers is not installed: pip install '.[docker]'"
+        )
     # -- run ------------------------------------------------------------------------------
     with suite.progress_reporter() as progress:
         try:

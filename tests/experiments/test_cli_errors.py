@@ -7,6 +7,7 @@ that the folder holds afterwards exactly what it held before.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -281,6 +282,22 @@ def test_bad_input_is_one_line_before_any_work(
     assert r.stdout == ""
     assert "hunter2" not in r.stderr
     assert _tree(folder) == before, "a refused command wrote something"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("testcontainers") is not None,
+    reason="testcontainers is installed: --database docker would start a container",
+)
+def test_the_docker_path_without_its_extra_is_one_line(folder: Path) -> None:
+    before = _tree(folder)
+    r = _cli(folder, "run", "flash_sale", "--database", "docker")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1,
+        "",
+        "coupon-chaos: cannot start the database: testcontainers is not installed:"
+        " pip install '.[docker]'\n",
+    )
+    assert _tree(folder) == before
 
 
 def test_debug_is_accepted_before_and_after_the_command(folder: Path) -> None:
