@@ -61,13 +61,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("RUN is only read with --markdown; coupon-chaos open RUN shows a run")
     runs = compare.list_runs(args.results)
     if args.prune is not None:
-        doomed = runs[: max(len(runs) - args.prune, 0)]
+        # The run results/latest points at is never pruned, even behind a newer unfinished one.
+        link = args.results / "latest"
+        latest = link.resolve() if link.is_symlink() else None
+        doomed = [r for r in runs[: max(len(runs) - args.prune, 0)] if r.path.resolve() != latest]
         for info in doomed:
             shutil.rmtree(info.path)
         print(
             f"pruned {len(doomed)} run{'' if len(doomed) == 1 else 's'}; kept {len(runs) - len(doomed)}"
         )
-        runs = runs[len(doomed) :]
+        runs = [r for r in runs if r not in doomed]
     if not runs:
         print(f"no runs in {args.results}")
         return 0

@@ -123,11 +123,14 @@ def test_runs_command_lists_and_prunes_to_the_newest(
         "s",
     ]
     assert out[3] == "20261129T100000Z-cccc      (incomplete: no summary.json)"
+    (results / "latest").symlink_to("20261129T090000Z-bbbb", target_is_directory=True)
     assert main(["runs", "--results", str(results), "--prune", "1"]) == 0
-    assert capsys.readouterr().out.startswith("pruned 2 runs; kept 1")
+    assert capsys.readouterr().out.startswith("pruned 1 run; kept 2")
     assert sorted(p.name for p in results.iterdir()) == [
+        "20261129T090000Z-bbbb",  # where latest points: kept
         "20261129T100000Z-cccc",
         "bench-20261129-x",
+        "latest",
     ]
 
 
