@@ -82,7 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = "coupon-chaos"
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # Said by the command they were given to, not by coupon-chaos itself.
+            _command_parser(parser, args.command).error(
+                f"unrecognized arguments: {' '.join(extra)}"
+            )
         prog = f"coupon-chaos {args.command}"
         code: int = args._run(args)
     except UsageError as err:
@@ -108,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return code
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[command]
+            return found
+    return parser
 
 
 def _one_line(err: BaseException) -> str:

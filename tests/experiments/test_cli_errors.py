@@ -200,7 +200,7 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         ["list", "--bogus"],
         {},
         2,
-        "coupon-chaos: unrecognized arguments: --bogus (see coupon-chaos --help)",
+        "coupon-chaos list: unrecognized arguments: --bogus (see coupon-chaos list --help)",
     ),
     # bench
     (
