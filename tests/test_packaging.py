@@ -99,7 +99,9 @@ def test_ci_reports_hold_no_code_and_no_credentials_and_reach_the_job_summary() 
             assert uploads, name
         for step in uploads:
             html = [p for p in step["with"]["path"].split() if p.endswith(".html")]
-            assert all(p.endswith(("nocode.html", "index.html")) for p in html), (name, html)
+            # Pages without code: the reports' nocode versions, the index, the comparisons.
+            allowed = ("nocode.html", "/index.html", "/compare*.html")
+            assert all(p.endswith(allowed) for p in html), (name, html)
 
 
 def test_actionlint_finds_nothing() -> None:
