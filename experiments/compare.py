@@ -155,6 +155,28 @@ class Row:
             if a.get(k, 0) != b.get(k, 0)
         ]
 
+    def check_changes(self) -> list[tuple[str, str, str]]:
+        """(check, verdict in A, verdict in B) for each named check judged differently.
+
+        The notebook's assert cells (``cell [n] ...``) repeat the checks they assert on.
+        """
+
+        def verdicts(side: dict[str, Any] | None) -> dict[str, str]:
+            return {
+                str(c.get("name")): "pass" if c.get("passed") is True else "FAIL"
+                for c in (side or {}).get("checks", [])
+                if not str(c.get("name")).startswith("cell [")
+            }
+
+        if self.a is None or self.b is None:
+            return []
+        a, b = verdicts(self.a), verdicts(self.b)
+        return [
+            (name, a.get(name, "-"), b.get(name, "-"))
+            for name in [*a, *(n for n in b if n not in a)]
+            if a.get(name, "-") != b.get(name, "-")
+        ]
+
     def latency(self, side: dict[str, Any] | None) -> dict[str, float | None]:
         lat = ((side or {}).get("figures") or {}).get("latency") or {}
         return {q: lat.get(q) for q in QUANTILES}
@@ -224,6 +246,8 @@ def table(cmp: Comparison) -> str:
     lines.append(f"verdicts changed: {len(cmp.changed)} of {len(both)} run in both")
     for row in cmp.changed:
         lines.append(f"  {row.key:34} {row.verdict(row.a)} -> {row.verdict(row.b)}")
+        for name, va, vb in row.check_changes():
+            lines.append(f"      {name:30} {va} -> {vb}")
     for label, rows in (("only in A", cmp.only_a), ("only in B", cmp.only_b)):
         if rows:
             lines.append(f"{label}: {', '.join(r.key for r in rows)}")
@@ -338,6 +362,9 @@ def write_html(cmp: Comparison, path: Path) -> Path:
     for row in cmp.rows:
         la, lb = row.latency(row.a), row.latency(row.b)
         diffs = "".join(f"<li>{esc(k)}: {na} &rarr; {nb}</li>" for k, na, nb in row.outcome_diffs())
+        diffs += "".join(
+            f"<li>check <b>{esc(k)}</b>: {va} &rarr; {vb}</li>" for k, va, vb in row.check_changes()
+        )
         figures = "<br>".join(
             f"{q.removesuffix('_ms')}: {_num(la[q])} &rarr; {_num(lb[q])} ms {_shift(la[q], lb[q])}"
             for q in QUANTILES
@@ -358,7 +385,7 @@ def write_html(cmp: Comparison, path: Path) -> Path:
 <h1>Run A <a href="{link(cmp.a_path)}">{esc(cmp.a_id)}</a> &rarr; run B
 <a href="{link(cmp.b_path)}">{esc(cmp.b_id)}</a></h1>
 <p>{changed} of {len(cmp.rows)} verdicts changed; rows with a changed verdict are marked.</p>
-<table><thead><tr><th>scenario</th><th>verdict A &rarr; B</th><th>outcome counts that differ</th>
+<table><thead><tr><th>scenario</th><th>verdict A &rarr; B</th><th>counts and checks that differ</th>
 <th>latency quantiles, throughput</th><th>A and B side by side</th></tr></thead>
 <tbody>
 {chr(10).join(body)}

@@ -92,6 +92,8 @@ def test_the_comparison_names_changed_verdicts_counts_and_shifts(results: Path) 
     text = compare.table(cmp)
     assert "verdicts changed: 1 of 1 run in both" in text
     assert "flash_sale [service]               pass -> FAIL" in text
+    assert "      conservation                   pass -> FAIL" in text
+    assert service.check_changes() == [("conservation", "pass", "FAIL")]
     assert "10.0 -> 20.0 (+100%)" in text  # p50
     assert "400 -> 200 (-50%)" in text  # throughput
     page = compare.write_html(cmp, results / "cmp.html").read_text()
