@@ -1,8 +1,11 @@
-"""``coupon-chaos list``: every notebook ``run`` runs, its layers and its parameters."""
+"""``coupon-chaos list``: every notebook run runs, its layers and typed parameters."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from experiments import suite
 
 NAME = "list"
 HELP = "list every notebook run runs: its scenario, layers, parameters (defaults, types)"
@@ -10,48 +13,62 @@ HELP = "list every notebook run runs: its scenario, layers, parameters (defaults
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--notebooks", action="store_true", help="one line per notebook: scenario, layers, file"
+        "--notebooks", action="store_true", help="list the suite's notebooks and layers instead"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments import suite
-    from experiments.params import RESERVED, type_name
-    from experiments.scenarios import CATALOG, FAULTS, SCENARIOS
-
-    notebooks = suite.discover()
     if args.notebooks:
-        for nb in notebooks:
+        for nb in suite.discover():
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
-    print(
-        "coupon-chaos run SCENARIO -p NAME=VALUE sets a parameter (typed like its default);"
-        f" {', '.join(f'{k} is {v}' for k, v in RESERVED.items())}"
-    )
-    groups = {
-        "catalog (concurrency)": [nb for nb in notebooks if nb.scenario in CATALOG],
-        "faults and bad input": [nb for nb in notebooks if nb.scenario in FAULTS],
-        "other notebooks": [nb for nb in notebooks if nb.scenario not in CATALOG + FAULTS],
-    }
-    for heading, members in groups.items():
-        if not members:
-            continue
-        hint = (
-            ""
-            if heading.startswith("other")
-            else f" (coupon-chaos run --group {heading.split()[0]})"
-        )
+    from experiments.scenarios import CATALOG, COMMON_DEFAULTS, FAULTS, SCENARIOS
+
+    common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
+    print(f"every scenario takes: {common}")
+    print(_P_HINT)
+    notebooks = {nb.scenario: nb for nb in suite.discover()}
+    groups = {"catalog (concurrency)": CATALOG, "faults and bad input": FAULTS}
+    others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS)
+    if others:
+        groups["other"] = others
+    for heading, names in groups.items():
+        hint = "" if heading == "other" else f" (coupon-chaos run --group {heading.split()[0]})"
         print(f"\n== {heading}{hint} ==")
-        for nb in members:
-            registered = SCENARIOS.get(nb.scenario)
-            title = registered.title if registered else nb.title
-            print(f"{nb.scenario}: {title}  [{nb.path.name}; layers {', '.join(nb.layers)}]")
-            if registered is not None:
-                print(f"    {registered.description}")
-            own = [
-                f"{name}={default} ({type_name(default)})"
-                for name, default in nb.defaults.items()
-                if name not in RESERVED
-            ]
-            print(f"    parameters: {', '.join(own) or '(none)'}")
+        for scenario in (SCENARIOS[n] for n in names if n in SCENARIOS):
+            own = _parameters(scenario.defaults, notebooks.get(scenario.name))
+            print(f"{scenario.name}: {scenario.title}{_where(notebooks.get(scenario.name))}")
+            print(f"    {scenario.description}")
+            print(f"    parameters: {own}")
+    _other_notebooks([nb for name, nb in notebooks.items() if name not in SCENARIOS])
     return 0
+
+
+_P_HINT = (
+    "run SCENARIO -p NAME=VALUE sets a parameter, typed like its default; "
+    "seed, layer, database_url and out_dir are set by --seed, --layer, --database-url, --out"
+)
+
+
+def _where(nb: suite.Notebook | None) -> str:
+    return f"  [{nb.path.name}; layers {', '.join(nb.layers)}]" if nb else "  [no notebook]"
+
+
+def _parameters(defaults: dict[str, Any], nb: suite.Notebook | None) -> str:
+    """``name=default (type)``: the notebook's, as -p reads them; else the registry's."""
+    from experiments.params import RESERVED, type_name
+
+    if nb is None:
+        return ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "(none)"
+    shown = [f"{k}={v} ({type_name(v)})" for k, v in nb.defaults.items() if k not in RESERVED]
+    return ", ".join(shown) or "(none)"
+
+
+def _other_notebooks(notebooks: list[suite.Notebook]) -> None:
+    """The notebooks run runs that are no registered scenario (detection, performance)."""
+    if not notebooks:
+        return
+    print("\n== other notebooks (coupon-chaos run NAME) ==")
+    for nb in notebooks:
+        print(f"{nb.scenario}: {nb.title}{_where(nb)}")
+        print(f"    parameters: {_parameters({}, nb)}")
