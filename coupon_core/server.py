@@ -99,6 +99,10 @@ def _config(service: CouponService, host: str, port: int, log_level: str) -> uvi
         access_log=False,  # a stampede would spend its time formatting log lines
         log_level=log_level,
         lifespan="on",
+        # httptools parses HTTP/1.1 in C; uvloop runs the event loop on libuv: together
+        # with the raw ASGI app, ~45% less server CPU per claim request (benchmarks/).
+        http="httptools",
+        loop="uvloop",
         timeout_keep_alive=30,  # keep-alive on: load clients reuse their connections
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
