@@ -61,7 +61,13 @@ class CellResult:
 class BenchConfig:
     """What to measure; the defaults are the full grid, ``quick()`` a small one."""
 
-    strategies: tuple[str, ...] = ("advisory", "atomic", "row_lock", "serializable")
+    strategies: tuple[str, ...] = (
+        "advisory",
+        "atomic",
+        "row_lock",
+        "row_lock_pipelined",
+        "serializable",
+    )
     workloads: tuple[int, ...] = (1, 64)  # coupons per cell: one hot coupon, or many
     workers: tuple[int, ...] = (1, 4, 16, 64)
     layers: tuple[Layer, ...] = LAYERS
