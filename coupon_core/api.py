@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -85,11 +85,22 @@ def _json_bytes(content: object) -> bytes:
 
 @dataclass(frozen=True)
 class Reply:
-    """A complete response: status, extra headers and body, sent in two ASGI messages."""
+    """A complete response: status, extra headers and body, sent in two ASGI messages.
+
+    The two messages are built once, with the reply: the server reads them and copies
+    the headers, never changes them, so a fixed reply is sent as it was encoded.
+    """
 
     status: int
     body: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    _messages: tuple[Message, Message] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        headers = [(b"content-length", b"%d" % len(self.body)), *self.headers]
+        start = {"type": "http.response.start", "status": self.status, "headers": headers}
+        body = {"type": "http.response.body", "body": self.body}
+        object.__setattr__(self, "_messages", (start, body))
 
     @classmethod
     def json(cls, content: object, status: int = 200, **headers: str) -> Reply:
@@ -97,9 +108,9 @@ class Reply:
         return cls(status, _json_bytes(content), ((b"content-type", b"application/json"), *extra))
 
     async def send(self, send: Send) -> None:
-        headers = [(b"content-length", b"%d" % len(self.body)), *self.headers]
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
+        start, body = self._messages
+        await send(start)
+        await send(body)
 
 
 def _error(message: str, status: int, **headers: str) -> Reply:
