@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from experiments.locust._catalog import LOCUST_SCENARIOS, driven
 from experiments.locust._clocks import ClockEstimate, combine, estimate
-from experiments.locust._experiment import locust_stats, run_locust
+from experiments.locust._experiment import locust_stats, run_locust, save_locust_reports
 from experiments.locust._merge import PLACEMENTS, WorkerReport, merge, peak_overlap
 from experiments.locust._protocol import DIE_ENV, SKEW_ENV, STEP_ENV
 from experiments.locust._swarm import SwarmError, SwarmRun, join_swarm, parse_hostport, run_swarm
@@ -42,4 +42,5 @@ __all__ = [
     "peak_overlap",
     "run_locust",
     "run_swarm",
+    "save_locust_reports",
 ]

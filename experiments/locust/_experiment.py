@@ -48,7 +48,7 @@ from experiments.locust._swarm import SwarmRun, run_swarm
 from experiments.plans import Plan, draw_seed
 from experiments.result import Result, Verdict
 
-__all__ = ["locust_stats", "run_locust"]
+__all__ = ["locust_stats", "run_locust", "save_locust_reports"]
 
 
 def _percentile(histogram: Mapping[str, int], q: float) -> float | None:
@@ -237,17 +237,19 @@ def run_locust(
     return Result(
         scenario=label,
         seed=seed,
-        layer="locust",
+        # The load went over HTTP: the suite files it with the http layer.
+        layer="http",
         strategy=strategy,
         params={
             **common_params(
                 seed=seed,
-                layer="locust",
+                layer="http",
                 strategy=strategy,
                 database_url=database_url,
                 op_timeout_s=op_timeout_s,
                 run_timeout_s=run_timeout_s,
             ),
+            "driver": "locust",
             "processes": processes,
             "target": target,
             **figures,
@@ -300,3 +302,27 @@ def _load_figures(widened: History, corrected: History, swarm: SwarmRun) -> dict
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def save_locust_reports(result: Result, out_dir: str | Path) -> list[Path]:
+    """Copy Locust's HTML report and statistics beside the lab's files of ``result``.
+
+    Written as ``<scenario>-<layer>.locust.html`` and ``.locust-stats.json`` in
+    ``out_dir``, next to what ``Result.save`` writes; returns the paths copied.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{result.scenario}-{result.layer}"
+    source = result.summary.get("locust_dir")
+    copied = []
+    if source:
+        for name, suffix in (
+            ("locust-report.html", "locust.html"),
+            ("locust-stats.json", "locust-stats.json"),
+        ):
+            path = Path(source) / name
+            if path.exists():
+                copied.append(Path(shutil.copy2(path, out / f"{stem}.{suffix}")))
+    return copied
