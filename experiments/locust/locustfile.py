@@ -311,6 +311,15 @@ class _Conductor:
     def run(self) -> dict[str, Any]:
         spec = self.spec
         bound_s = float(spec["run_timeout_s"]) + float(spec["op_timeout_s"])
+        # Locust fires spawning_complete even when its wait for the workers' reports ran
+        # out (seen on a loaded machine): wait, bounded, until they account for every user.
+        wanted = int(spec["plan_workers"])
+        deadline = time.monotonic() + bound_s
+        while time.monotonic() < deadline:
+            counts = [n.user_count for n in self.runner.clients.values()]
+            if sum(counts) >= wanted:
+                break
+            gevent.sleep(0.05)
         nodes = sorted(
             self.runner.clients.values(), key=lambda n: self.runner.worker_indexes.get(n.id, 0)
         )
