@@ -12,6 +12,7 @@ placed without widening and at face value.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -251,7 +252,7 @@ def run_locust(
             ),
             "driver": "locust",
             "processes": processes,
-            "target": target,
+            "target": _masked_url(target),
             **figures,
         },
         history=history,
@@ -298,6 +299,11 @@ def _load_figures(widened: History, corrected: History, swarm: SwarmRun) -> dict
         "locust_html": str(swarm.html) if swarm.html else None,
         "locust_dir": str(swarm.out_dir),
     }
+
+
+def _masked_url(url: str | None) -> str | None:
+    # Params land in reports: never a password, whatever the URL's scheme.
+    return None if url is None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _round(value: float | None) -> float | None:

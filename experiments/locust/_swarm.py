@@ -235,6 +235,8 @@ def run_swarm(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(max(0.0, end - time.monotonic()))
         codes = {name: p.poll() for name, p in procs.items()}
+    # The spec holds the target's URL as given: it served the master, it is not a record.
+    spec_path.unlink(missing_ok=True)
     if not out_path.exists():
         why = (
             "the master did not finish within its bound"

@@ -81,6 +81,27 @@ def test_stampede_over_two_worker_processes(db_url: str, tmp_path: Path) -> None
 
 
 @chaos
+def test_a_target_server_the_lab_did_not_start(db_url: str, tmp_path: Path) -> None:
+    from coupon_core.workers import serve_processes
+
+    with serve_processes(db_url, processes=1) as server:
+        result = run_locust(
+            "flash_sale",
+            processes=1,
+            seed=21,
+            database_url=db_url,
+            target=server.url,
+            out_dir=tmp_path,
+            users=10,
+            stock=3,
+        )
+    assert result.params["target"] == server.url
+    assert result.outcomes()["claim"] == {"ok": 3, "no_stock": 7}
+    assert result.passed, [(v.name, v.detail) for v in result.failed]
+    assert not list(tmp_path.rglob("locust-spec.json"))
+
+
+@chaos
 def test_same_seed_same_split(db_url: str, tmp_path: Path) -> None:
     runs = [
         run_locust(
