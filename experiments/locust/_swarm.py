@@ -138,53 +138,16 @@ def _stats(path: Path) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
-def run_swarm(
-    plan: Plan,
-    base_url: str,
+def _master_argv(
+    host: str,
+    port: int,
+    expected: int,
+    users: int,
+    bound_s: float,
+    op_timeout_s: float,
     out_dir: Path,
-    *,
-    processes: int = 2,
-    master_bind: str | None = None,
-    expect_workers: int | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 60.0,
-    lead_s: float = 0.5,
-    worker_env: Mapping[int, Mapping[str, str]] | None = None,
-) -> SwarmRun:
-    """Run ``plan`` against ``base_url`` from a Locust master and ``processes`` local workers.
-
-    ``master_bind`` (``HOST:PORT``, loopback and a free port by default) is where the
-    master listens; ``expect_workers`` counts the workers to wait for (the local ones
-    plus any that join from elsewhere with ``join_swarm``). ``worker_env`` adds
-    variables to local worker ``i`` (fault injection for tests). Everything started
-    is stopped before this returns.
-    """
-    if processes < 0 or (expect_workers or processes) < 1:
-        raise SwarmError("a Locust run needs at least one worker")
-    expected = expect_workers if expect_workers is not None else processes
-    if expected < processes:
-        raise SwarmError(f"expect_workers={expected} is fewer than the {processes} local workers")
-    host, port = parse_hostport(master_bind or "127.0.0.1:0")
-    if port == 0:
-        port = _free_port(host)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec_path = out_dir / "locust-spec.json"
-    out_path = out_dir / "locust-out.json"
-    out_path.unlink(missing_ok=True)
-    spec = {
-        "base_url": base_url,
-        "op_timeout_s": op_timeout_s,
-        "run_timeout_s": run_timeout_s,
-        "lead_s": lead_s,
-        "plan_workers": plan.workers,
-        "ops": [op_row(o.op_id, o.worker, o.kind, o.coupon, o.user, o.amount) for o in plan.ops],
-    }
-    spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    # The master's own bound (Locust's --run-time) and ours: start-up, the run with
-    # its in-flight ops, the clock round trips and writing, all generous.
-    bound_s = STARTUP_BOUND_S + lead_s + 2 * (run_timeout_s + op_timeout_s) + 30.0
-    users = plan.workers
-    master_argv = _locust(
+) -> list[str]:
+    return _locust(
         "--master",
         "--headless",
         "--master-bind-host",
@@ -212,15 +175,21 @@ def run_swarm(
         os.environ.get("COUPON_CHAOS_LOCUST_LOGLEVEL", "WARNING"),
         USER_CLASS,
     )
-    codes: dict[str, int | None] = {}
+
+
+def _attempt(
+    master_argv: list[str],
+    master_env: dict[str, str],
+    host: str,
+    port: int,
+    processes: int,
+    worker_env: Mapping[int, Mapping[str, str]] | None,
+    out_dir: Path,
+    bound_s: float,
+) -> dict[str, int | None]:
+    """One start of the master and the local workers, waited for; their exit codes."""
     with _processes() as procs:
-        _start(
-            procs,
-            "master",
-            master_argv,
-            out_dir / "locust-master.log",
-            _env({SPEC_ENV: str(spec_path), OUT_ENV: str(out_path)}),
-        )
+        _start(procs, "master", master_argv, out_dir / "locust-master.log", master_env)
         for i in range(processes):
             extra = dict((worker_env or {}).get(i, {}))
             argv = _locust("--worker", "--master-host", host, "--master-port", str(port))
@@ -234,7 +203,66 @@ def run_swarm(
         for p in procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(max(0.0, end - time.monotonic()))
-        codes = {name: p.poll() for name, p in procs.items()}
+        return {name: p.poll() for name, p in procs.items()}
+
+
+def run_swarm(
+    plan: Plan,
+    base_url: str,
+    out_dir: Path,
+    *,
+    processes: int = 2,
+    master_bind: str | None = None,
+    expect_workers: int | None = None,
+    op_timeout_s: float = 10.0,
+    run_timeout_s: float = 60.0,
+    lead_s: float = 0.5,
+    worker_env: Mapping[int, Mapping[str, str]] | None = None,
+) -> SwarmRun:
+    """Run ``plan`` against ``base_url`` from a Locust master and ``processes`` local workers.
+
+    ``master_bind`` (``HOST:PORT``, loopback and a free port by default) is where the
+    master listens; ``expect_workers`` counts the workers to wait for (the local ones
+    plus any that join from elsewhere with ``join_swarm``). ``worker_env`` adds
+    variables to local worker ``i`` (fault injection for tests). Everything started
+    is stopped before this returns.
+    """
+    if processes < 0 or (expect_workers or processes) < 1:
+        raise SwarmError("a Locust run needs at least one worker")
+    expected = expect_workers if expect_workers is not None else processes
+    if expected < processes:
+        raise SwarmError(f"expect_workers={expected} is fewer than the {processes} local workers")
+    host, given_port = parse_hostport(master_bind or "127.0.0.1:0")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = out_dir / "locust-spec.json"
+    out_path = out_dir / "locust-out.json"
+    out_path.unlink(missing_ok=True)
+    spec = {
+        "base_url": base_url,
+        "op_timeout_s": op_timeout_s,
+        "run_timeout_s": run_timeout_s,
+        "lead_s": lead_s,
+        "plan_workers": plan.workers,
+        "ops": [op_row(o.op_id, o.worker, o.kind, o.coupon, o.user, o.amount) for o in plan.ops],
+    }
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    # The master's own bound (Locust's --run-time) and ours: start-up, the run with
+    # its in-flight ops, the clock round trips and writing, all generous.
+    bound_s = STARTUP_BOUND_S + lead_s + 2 * (run_timeout_s + op_timeout_s) + 30.0
+    master_env = _env({SPEC_ENV: str(spec_path), OUT_ENV: str(out_path)})
+    codes: dict[str, int | None] = {}
+    # A free port is picked, released, then bound by the master: another process may
+    # take it in between (seen with runs side by side). Then a new port, a few times.
+    for _ in range(1 if given_port else 3):
+        port = given_port or _free_port(host)
+        master_argv = _master_argv(
+            host, port, expected, plan.workers, bound_s, op_timeout_s, out_dir
+        )
+        codes = _attempt(
+            master_argv, master_env, host, port, processes, worker_env, out_dir, bound_s
+        )
+        if out_path.exists() or "Socket bind failure" not in _tail(out_dir / "locust-master.log"):
+            break
     # The spec holds the target's URL as given: it served the master, it is not a record.
     spec_path.unlink(missing_ok=True)
     if not out_path.exists():
