@@ -138,6 +138,17 @@ def _stats(path: Path) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
+def _loglevel() -> str:
+    return os.environ.get("COUPON_CHAOS_LOCUST_LOGLEVEL", "WARNING")
+
+
+def _worker_argv(host: str, port: int) -> list[str]:
+    # WARNING: at INFO a worker logs a line per request (httpx) and ships them to the master.
+    return _locust(
+        "--worker", "--master-host", host, "--master-port", str(port), "--loglevel", _loglevel()
+    )
+
+
 def _master_argv(
     host: str,
     port: int,
@@ -172,7 +183,7 @@ def _master_argv(
         str(out_dir / "locust-stats"),
         "--only-summary",
         "--loglevel",
-        os.environ.get("COUPON_CHAOS_LOCUST_LOGLEVEL", "WARNING"),
+        _loglevel(),
         USER_CLASS,
     )
 
@@ -192,7 +203,7 @@ def _attempt(
         _start(procs, "master", master_argv, out_dir / "locust-master.log", master_env)
         for i in range(processes):
             extra = dict((worker_env or {}).get(i, {}))
-            argv = _locust("--worker", "--master-host", host, "--master-port", str(port))
+            argv = _worker_argv(host, port)
             _start(procs, f"worker-{i}", argv, out_dir / f"locust-worker-{i}.log", _env(extra))
         deadline = time.monotonic() + bound_s
         master = procs["master"]
@@ -306,7 +317,7 @@ def join_swarm(
     log_dir.mkdir(parents=True, exist_ok=True)
     with _processes() as procs:
         for i in range(processes):
-            argv = _locust("--worker", "--master-host", host, "--master-port", str(port))
+            argv = _worker_argv(host, port)
             extra = dict((worker_env or {}).get(i, {}))
             _start(procs, f"worker-{i}", argv, log_dir / f"locust-worker-{i}.log", _env(extra))
         deadline = time.monotonic() + timeout_s

@@ -59,6 +59,8 @@ PING_TIMEOUT_S = 2.0
 # 3 marked healthy workers missing on a 2-core machine shared with the server and the
 # database; 8 still notices a dead worker within about 10 s.
 _runners.HEARTBEAT_LIVENESS = 8
+# httpx logs every request at INFO: a line per op, formatted and shipped to the master.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _ms_to_ns(text: str | None) -> int:
