@@ -412,9 +412,14 @@ class PlanUser(User):
         if self.share is not None and worker.client is not None:
             self.client = worker.client
             # Each user opens its kept-alive connection before the start: the stampede
-            # measures claims, not TCP handshakes.
+            # measures claims, not TCP handshakes. A client with ``ready`` (one connection
+            # per thread or greenlet) warms its own; the pooled httpx one by a request.
             with contextlib.suppress(Exception):  # the first op meets the same trouble
-                self.client.http.get("/health")
+                warm = getattr(self.client, "ready", None)
+                if callable(warm):
+                    warm([Op(**row) for row in self.share[1]])
+                else:
+                    self.client.http.get("/health")
             worker.holders -= 1
 
     @task
