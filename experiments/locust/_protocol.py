@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "DIE_ENV",
     "OUT_ENV",
+    "PING_TIMEOUT_S",
     "SKEW_ENV",
     "SPEC_ENV",
     "STEP_ENV",
@@ -41,6 +42,9 @@ OUT_ENV = "COUPON_CHAOS_LOCUST_OUT"
 SKEW_ENV = "COUPON_CHAOS_LOCUST_CLOCK_SKEW_MS"
 STEP_ENV = "COUPON_CHAOS_LOCUST_CLOCK_STEP_MS"
 DIE_ENV = "COUPON_CHAOS_LOCUST_DIE_AFTER_OPS"
+#: How long the master's clock ping waits for its pong: no round trip used is longer,
+#: so no single estimate is less certain than half of it.
+PING_TIMEOUT_S = 2.0
 #: The one Locust user class of the locustfile.
 USER_CLASS = "PlanUser"
 

@@ -30,6 +30,7 @@ from dataclasses import asdict
 from typing import Any
 
 import gevent
+from gevent import monkey
 from gevent.event import AsyncResult, Event
 from locust import User, constant, events, task
 from locust import runners as _runners
@@ -42,6 +43,7 @@ from experiments.history import Op, outcome_of
 from experiments.locust._protocol import (
     DIE_ENV,
     OUT_ENV,
+    PING_TIMEOUT_S,
     SKEW_ENV,
     SPEC_ENV,
     STEP_ENV,
@@ -52,8 +54,6 @@ from experiments.locust._protocol import (
 FLUSH_S = 0.1
 #: Clock round trips per worker, before and after the run.
 SYNC_ROUNDS = 8
-#: How long a ping may wait for its pong.
-PING_TIMEOUT_S = 2.0
 
 # Heartbeats (1 s apart) a worker may miss before the master calls it missing: Locust's
 # 3 marked healthy workers missing on a 2-core machine shared with the server and the
@@ -148,7 +148,9 @@ class _Worker:
         self.completed += 1
         if self.die_after and self.completed >= self.die_after:
             self.flush()
-            gevent.sleep(0.05)  # let the batch leave; the ops in flight die with the process
+            # Block the whole process (no other user records an op meanwhile) while
+            # ZeroMQ's own thread sends the batch; the ops in flight die with it.
+            monkey.get_original("time", "sleep")(0.05)
             os.kill(os.getpid(), signal.SIGKILL)
 
     def flush(self) -> None:
@@ -165,6 +167,9 @@ class _Worker:
         self.flush()
         if self.client is not None:
             self.client.close()
+        # Locust's statistics go to the master every 3 s; send them now, ahead of
+        # lab_done on the same channel, so the master quits with every request counted.
+        self.runner._send_stats()
         self.runner.send_message("lab_done", {"ops": self.completed})
 
 
@@ -363,6 +368,11 @@ class _Conductor:
             self.runner.send_message("lab_go", {"start_at": go_ns + offset}, client_id=link.node_id)
         self.wait_for("done", lead_ns / 1e9 + bound_s)
         end_ns = time.monotonic_ns()
+        # Belt and braces for the statistics: every reported op counted, or 5 s passed.
+        reported = sum(len(link.ops) for link in links)
+        counted_by = time.monotonic() + 5.0
+        while self.runner.stats.total.num_requests < reported and time.monotonic() < counted_by:
+            gevent.sleep(0.05)
         for link in links:
             if link.done:
                 self.sync(link, link.sync_after)

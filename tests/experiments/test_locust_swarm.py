@@ -12,6 +12,7 @@ from experiments.cli import main
 from experiments.history import History
 from experiments.locust import DIE_ENV, SKEW_ENV, STEP_ENV, run_locust
 from experiments.locust._merge import LOST
+from experiments.locust._protocol import PING_TIMEOUT_S
 
 chaos = pytest.mark.chaos
 
@@ -132,9 +133,12 @@ def test_clock_skew_is_measured_and_widening_prevents_the_false_alarm(
         worker_env={0: {SKEW_ENV: str(2 * HOUR_MS)}, 1: {STEP_ENV: str(-HOUR_MS)}},
     )
     clocks = result.summary["clocks"]
-    skewed, stepped = clocks["locust-0"], clocks["locust-1"]
+    # Locust numbers workers in the order they connect: tell them apart by their offsets.
+    skewed, stepped = sorted(clocks.values(), key=lambda c: -c["offset_ms"])
     assert abs(skewed["offset_ms"] - 2 * HOUR_MS) <= skewed["uncertainty_ms"]
-    assert skewed["uncertainty_ms"] < 1000  # a constant skew is measured, not just tolerated
+    # A constant skew is measured, not just tolerated: no round trip used is longer than
+    # the ping timeout, so before and after together leave at most twice that.
+    assert skewed["uncertainty_ms"] <= 2 * PING_TIMEOUT_S * 1000
     # The step lies within the combined bound: between the estimates before and after.
     assert abs(stepped["offset_ms"] - 0) <= stepped["uncertainty_ms"]
     assert abs(stepped["offset_ms"] + HOUR_MS) <= stepped["uncertainty_ms"]
@@ -168,9 +172,11 @@ def test_a_worker_that_dies_mid_run(db_url: str, tmp_path: Path) -> None:
     # Every planned op is in the history once; the dead worker's unreported ops are unknown.
     assert _load_ids(result.history) == list(range(40))
     lost = [o for o in result.history.ops if o.message == LOST]
-    assert lost, "the dead worker's unfinished ops should be unknown"
     assert all(o.result == "unknown" and o.phase == dead for o in lost)
-    assert result.summary["clocks"][dead]["ops"] >= 5
+    # It dies as its 5th op ends, before any other of its 20 users records one: at
+    # least 15 never reached the master (more if its last batch died with it).
+    assert len(lost) >= 20 - 5, f"{len(lost)} ops of the dead worker unknown"
+    assert sum(o.phase == dead for o in result.history.ops) == 20
     assert result.summary["clocks"][alive]["ops"] == 20
     # The run still ends and is checked: the survivors' history and the tables agree.
     for name in ("linearizable", "conservation", "one_claim_per_user", "no_negative_stock"):
