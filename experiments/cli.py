@@ -35,6 +35,7 @@ _COMMANDS: tuple[str, ...] = (
     "runs",
     "compare",
     "open",
+    "locust",
 )
 
 

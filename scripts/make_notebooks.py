@@ -75,6 +75,8 @@ class Spec:
     #: False: the parameters cell has no ``database_url``, so the suite injects none
     #: and the scenario starts a database of its own (one it may stop and restart).
     takes_database_url: bool = True
+    #: More lines for the record cell, run when ``out_dir`` is given.
+    record: tuple[str, ...] = ()
 
 
 SPECS: dict[str, Spec] = {
@@ -400,6 +402,47 @@ SPECS["input_boundary"] = Spec(
 )
 
 
+SPECS["locust_stampede"] = Spec(
+    "23_locust_stampede.ipynb",
+    "A Locust master releases 100 users, spread over 2 Locust worker processes, at one "
+    "agreed instant on a coupon with stock 1, over HTTP against the lab's server: exactly "
+    "one claim succeeds and the 99 others are told the coupon is out of stock; every "
+    "planned op comes back once; the workers' histories, merged on the master's clock "
+    "with every op widened by its worker's measured clock uncertainty, fit one real-time "
+    "order.",
+    "two winners, a planned op lost or doubled in the merge, a worker lost, a worker whose "
+    "clock could not be measured, or a merged history no real-time order explains.",
+    (
+        _COUNTS,
+        _STOCK.format(expected="stock - min(stock, users)"),
+        _verdict("claim_rows"),
+        _verdict("swarm_complete"),
+        'clocks = result.summary["clocks"]\n'
+        'measured = [name for name, c in clocks.items() if c["offset_ms"] is not None]\n'
+        "assert len(measured) == processes, "
+        'f"expected the clocks of {processes} workers measured, got {measured}"',
+    ),
+    charts=(
+        "report.outcome_chart(result)",
+        'report.latency_ecdf(result, by="phase")',
+        "report.latency_over_time(result)",
+        _TIMELINE,
+    ),
+    extra_tables=(
+        "pd.Series({k: result.summary[k] for k in "
+        '("start_spread_ms", "process_start_spread_ms", "peak_overlap", "widening_ms")}, '
+        'name="stampede")',
+        'pd.DataFrame(result.summary["clocks"]).T.rename_axis("worker")',
+        'pd.DataFrame(result.summary["locust_stats"]).T.rename_axis("locust request")',
+    ),
+    layers=("http",),
+    record=(
+        "from experiments.locust import save_locust_reports",
+        'print("saved", *save_locust_reports(result, out_dir))',
+    ),
+)
+
+
 def _literal(value: Any) -> str:
     # Literals only in the parameters cell; tuples stay tuples (papermill injects repr).
     return repr(value)
@@ -471,7 +514,10 @@ def build(name: str, spec: Spec) -> Any:
             'assert result.passed, f"failed checks: {[(v.name, v.detail) for v in result.failed]}"'
         ),
         md("## Record"),
-        _code('if out_dir:\n    print("saved", result.save(out_dir))'),
+        _code(
+            'if out_dir:\n    print("saved", result.save(out_dir))'
+            + "".join(f"\n    {line}" for line in spec.record)
+        ),
     ]
     for i, cell in enumerate(cells):
         cell.id = f"cell-{i:02d}"  # stable ids: regenerating changes nothing, --check works

@@ -26,7 +26,7 @@ NAME = "run"
 HELP = "run the scenario notebooks against one database; write results/<run-id>/"
 
 _LAYER_CHOICES = {"service": ("service",), "http": ("http",), "both": suite.LAYERS}
-_GROUPS = ("all", "catalog", "faults")
+_GROUPS = ("all", "catalog", "faults", "distributed")
 _DATABASES = ("embedded", "docker")
 
 
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=_GROUPS,
         default="all",
         help="without SCENARIO names: every notebook (default), only the concurrency "
-        "catalog's, or only the fault scenarios'",
+        "catalog's, only the fault scenarios', or only the Locust-driven ones'",
     )
     parser.add_argument(
         "--strategy",
@@ -131,9 +131,9 @@ def _chosen(args: argparse.Namespace, layers: dict[str, tuple[str, ...]]) -> lis
         return check_choices(args.scenarios, list(layers), "scenario")
     if args.group == "all":
         return None
-    from experiments.scenarios import CATALOG, FAULTS
+    from experiments.scenarios import CATALOG, DISTRIBUTED, FAULTS
 
-    group = CATALOG if args.group == "catalog" else FAULTS
+    group = {"catalog": CATALOG, "faults": FAULTS, "distributed": DISTRIBUTED}[args.group]
     # Only the group's scenarios that have a notebook (a fault may have none yet).
     chosen = [name for name in group if name in layers]
     if not chosen:

@@ -26,7 +26,11 @@ def _explain(result: Result) -> str:
 
 
 def test_registry_lists_the_catalog() -> None:
-    assert list(scenarios.SCENARIOS) == [*scenarios.CATALOG, *scenarios.FAULTS]
+    assert list(scenarios.SCENARIOS) == [
+        *scenarios.CATALOG,
+        *scenarios.FAULTS,
+        *scenarios.DISTRIBUTED,
+    ]
     assert NAMES == [
         "mixed_load",
         "zero_stock_stampede",
