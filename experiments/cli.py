@@ -16,7 +16,7 @@ from types import ModuleType
 __all__ = ["CommandError", "main"]
 
 # Order is the order of ``coupon-chaos --help``.
-_COMMANDS: tuple[str, ...] = ("serve", "db", "bench", "run", "list", "mutants")
+_COMMANDS: tuple[str, ...] = ("serve", "db", "bench", "run", "list", "mutants", "sweep")
 
 
 class CommandError(Exception):

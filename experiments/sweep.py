@@ -215,7 +215,10 @@ class _Runner:
             wall_s=s.get("wall_s"),
             throughput_ops_s=s.get("throughput_ops_s"),
             start_spread_ms=s.get("start_spread_ms"),
-            peak_in_flight=peak_in_flight((o.invoke_ns, o.complete_ns) for o in load),
+            # The run's own figure where the lab records one (h-trust-contract), else ours.
+            peak_in_flight=s.get("peak_in_flight")
+            or peak_in_flight((o.invoke_ns, o.complete_ns) for o in load),
+            overlap_with_winner=s.get("overlap_with_winner"),
             p50_ms=_quantile(lat, 0.5),
             p99_ms=_quantile(lat, 0.99),
             max_ms=lat[-1] if lat else None,
@@ -273,7 +276,7 @@ def run_sweep(
     names: Sequence[str],
     *,
     seeds: int,
-    first_seed: int = 1,
+    first_seed: int | None = 1,
     strategies: Sequence[str] = ("all",),
     layers: Sequence[str] = ("service",),
     params: Mapping[str, Any] | None = None,
@@ -283,15 +286,21 @@ def run_sweep(
 ) -> Sweep:
     """Run ``names`` x strategies x layers for ``seeds`` seeds; see the module docstring.
 
-    Raises ``ValueError`` for an unknown scenario, strategy or layer, a parameter a
+    ``first_seed`` None draws one (printed). Raises ``ValueError`` for an unknown scenario, strategy or layer, a parameter a
     scenario does not take, or fewer than one seed, before anything runs.
     """
     import pandas as pd
 
     from coupon_core.database import provisioned
     from experiments.lab import LAYERS
+    from experiments.plans import draw_seed
 
     params = dict(params or {})
+    if first_seed is None:
+        first_seed = draw_seed(None)
+        print(
+            f"[sweep] first seed {first_seed} (drawn): seeds {first_seed}..{first_seed + seeds - 1}"
+        )
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     if not names:

@@ -10,11 +10,13 @@ a few MB.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from experiments.sweep import Sweep
 
-__all__ = ["FILES", "load", "save"]
+__all__ = ["FILES", "load", "load_or_run", "save"]
 
 #: The tables, by file name.
 FILES: tuple[str, ...] = ("runs.csv", "ops.csv", "checks.csv")
@@ -50,3 +52,18 @@ def load(folder: Path | str) -> Sweep:
 
     meta = json.loads((src / "sweep.json").read_text(encoding="utf-8"))
     return Sweep(runs=read("runs.csv"), ops=read("ops.csv"), checks=read("checks.csv"), meta=meta)
+
+
+def load_or_run(
+    folder: Path | str | None, names: Sequence[str], **sweep_args: Any
+) -> tuple[Sweep, Path]:
+    """The sweep saved in ``folder``; or, with None, run one (``run_sweep(names, ...)``),
+    save it in a new temporary folder, and return it with that folder."""
+    if folder is not None:
+        return load(folder), Path(folder)
+    import tempfile
+
+    from experiments.sweep import run_sweep
+
+    sweep = run_sweep(names, **sweep_args)
+    return sweep, save(sweep, tempfile.mkdtemp(prefix="coupon-sweep-"))
