@@ -170,7 +170,7 @@ class Playground:
             )
         if unused:
             lines.append(f"{result.scenario} has no place for: {', '.join(unused)} (left out)")
-        return Markdown("\n\n".join(lines))
+        return Markdown("\n\n".join(lines))  # type: ignore[no-untyped-call]
 
     def _expectation(self, result: Result) -> str:
         expected = self.expected_pass()
@@ -209,9 +209,11 @@ class Playground:
         return w.VBox([*knobs.values(), button, out])
 
     def _clicked(self) -> None:
-        from IPython.display import display
+        from IPython.display import display as _display
 
         from experiments import report
+
+        display: Any = _display  # IPython's display is untyped
 
         wid = self._widgets
         out = wid["out"]

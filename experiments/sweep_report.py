@@ -11,7 +11,7 @@ cells that do not). Every function takes a ``Sweep`` and draws only what it hold
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -141,39 +141,43 @@ def outcome_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.split("_", 1)[0] in ("claim", "create", "get")]
 
 
-def outcome_values(sweep: Sweep) -> Table:
-    """Per cell and outcome column: how many distinct counts the seeds gave, and which."""
+def _outcome_rows(sweep: Sweep) -> list[dict[str, Any]]:
+    """Per cell and outcome column seen: the distinct counts the seeds gave."""
     done = _done(sweep)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, sub in done.groupby(_CELL, sort=False):
         for col in outcome_columns(done):
             counts = sub[col].fillna(0).astype(int)
             if not counts.any():
                 continue  # an outcome no seed of this cell saw
-            values = sorted(counts.unique().tolist())
-            rows.append(
-                {
-                    **dict(zip(_CELL, key, strict=True)),
-                    "outcome": col,
-                    "seeds": len(counts),
-                    "distinct": len(values),
-                    "values": ", ".join(map(str, values)),
-                }
-            )
-    table = Table(rows, columns=[*_CELL, "outcome", "seeds", "distinct", "values"])
+            values = sorted(int(v) for v in counts.unique())
+            cell = dict(zip(_CELL, (str(k) for k in key), strict=True))
+            rows.append({**cell, "outcome": col, "seeds": len(counts), "values": values})
+    return rows
+
+
+def outcome_values(sweep: Sweep) -> Table:
+    """One row per cell, one column per outcome: the distinct counts over the seeds
+    (one number when degenerate), and how many seeds finished."""
+    rows = _outcome_rows(sweep)
+    if not rows:
+        return Table(columns=[*_CELL, "seeds"])
+    wide: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["scenario"], r["strategy"], r["layer"])
+        row = wide.setdefault(key, {**dict(zip(_CELL, key, strict=True)), "seeds": r["seeds"]})
+        row[r["outcome"]] = ", ".join(map(str, r["values"]))
+    table = Table(list(wide.values())).fillna("-")
     table.attrs["hide_index"] = True
     return table
 
 
 def not_degenerate(sweep: Sweep, *, real_only: bool = True) -> list[str]:
     """The (cell, outcome) whose count varied across seeds; [] when every one is degenerate."""
-    values = outcome_values(sweep)
-    if real_only:
-        values = values[values["strategy"].isin(REAL_STRATEGIES)]
-    varied = values[values["distinct"] != 1]
     return [
-        f"{r.scenario}/{r.strategy}/{r.layer} {r.outcome}: {r.values}"
-        for r in varied.itertuples(index=False)
+        f"{r['scenario']}/{r['strategy']}/{r['layer']} {r['outcome']}: {r['values']}"
+        for r in _outcome_rows(sweep)
+        if len(r["values"]) != 1 and (not real_only or r["strategy"] in REAL_STRATEGIES)
     ]
 
 
@@ -332,24 +336,38 @@ def lock_wait_chart(sweep: Sweep) -> Chart:
 
 
 def detection_rates(sweep: Sweep) -> Table:
-    """Per mutant and check: the fraction of its runs (seeds x scenarios) the check failed."""
-    mutants = sweep.runs[sweep.runs["kind"] == "mutant"] if not sweep.runs.empty else sweep.runs
-    if mutants.empty or sweep.checks.empty:
-        return Table(columns=["mutant", "check", "rate", "runs"])
-    checks = sweep.checks.merge(
-        mutants[["scenario", "strategy", "layer", "seed"]],
-        on=["scenario", "strategy", "layer", "seed"],
-    )
-    checks = checks.assign(caught=checks["verdict"] != "pass")
-    per_check = checks.groupby(["strategy", "check"])["caught"].agg(["mean", "count"]).reset_index()
-    finished = mutants[mutants["status"].isin(["pass", "FAIL"])]
-    any_check = finished.groupby("strategy")["status"].agg(
-        mean=lambda s: float((s == "FAIL").mean()), count="count"
-    )
-    any_check = any_check.reset_index().assign(check="any check")
-    out = pd.concat([any_check, per_check], ignore_index=True)
-    out = out.rename(columns={"strategy": "mutant", "mean": "rate", "count": "runs"})
-    table = Table(out[["mutant", "check", "rate", "runs"]])
+    """Per mutant and check: the share of its runs (seeds x scenarios) the check failed.
+
+    ``any check`` is the share of finished runs in which some check failed (the run
+    caught the mutant); a crashed run counts in neither.
+    """
+    columns = ["mutant", "check", "rate", "runs"]
+    runs = sweep.runs
+    mutants = runs[runs["kind"] == "mutant"] if not runs.empty else runs
+    rows: list[dict[str, Any]] = []
+    if not mutants.empty and not sweep.checks.empty:
+        finished = mutants[mutants["status"].isin(["pass", "FAIL"])]
+        for name, sub in finished.groupby("strategy", sort=False):
+            rows.append(
+                {
+                    "mutant": str(name),
+                    "check": "any check",
+                    "rate": float((sub["status"] == "FAIL").mean()),
+                    "runs": len(sub),
+                }
+            )
+        keys = ["scenario", "strategy", "layer", "seed"]
+        checks = sweep.checks.merge(mutants[keys], on=keys)
+        for (mutant, check), by in checks.groupby(["strategy", "check"], sort=False):
+            rows.append(
+                {
+                    "mutant": str(mutant),
+                    "check": str(check),
+                    "rate": float((by["verdict"] != "pass").mean()),
+                    "runs": len(by),
+                }
+            )
+    table = Table(rows, columns=columns)
     table.attrs["hide_index"] = True
     return table
 
@@ -370,9 +388,10 @@ def detection_chart(sweep: Sweep) -> Chart:
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="Greens", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
+    values = grid.to_numpy(dtype=float)
     for i in range(len(grid.index)):
         for j in range(len(grid.columns)):
-            v = grid.iat[i, j]
+            v = float(values[i, j])
             ax.text(
                 j,
                 i,
@@ -418,58 +437,84 @@ def cell_table(sweep: Sweep) -> Table:
                 "lock wait ms/claim": med("lock_wait_per_claim_ms"),
             }
         )
-    table = Table(rows)
+    # A figure a cell does not have (retries of a lock strategy) reads "-", not "nan".
+    table = Table(pd.DataFrame(rows).astype(object).where(lambda f: f.notna(), "-"))
     table.attrs["hide_index"] = True
     return table
 
 
+def _names(strategies: Sequence[str]) -> str:
+    return ", ".join(f"`{s}`" for s in strategies)
+
+
 def conclusion(sweep: Sweep) -> str:
-    """A few sentences (Markdown) computed from the real strategies' figures, per scenario and layer."""
+    """A few sentences (Markdown) per scenario and layer, computed from the real strategies'
+    figures: who passed, who was fastest and by how much, tails, lock waits, retries."""
     real = sweep.real
     done = real[real["status"].isin(["pass", "FAIL"])] if not real.empty else real
     if done.empty:
         return "No real strategy finished a run: nothing to conclude."
     lines = []
     for (name, layer), sub in done.groupby(["scenario", "layer"], sort=False):
-        med = sub.groupby("strategy")[
-            ["throughput_ops_s", "p99_ms", "lock_wait_per_claim_ms"]
-        ].median()
-        seeds = sub["seed"].nunique()
-        correct = [s for s, g in sub.groupby("strategy") if (g["status"] == "pass").all()]
-        wrong = sorted(set(sub["strategy"]) - set(correct))
-        fast = med["throughput_ops_s"].idxmax()
-        slow = med["throughput_ops_s"].idxmin()
-        ratio = med["throughput_ops_s"].max() / med["throughput_ops_s"].min()
-        tail = med["p99_ms"].idxmin()
+        figures: dict[str, dict[str, float]] = {}
+        for strategy, g in sub.groupby("strategy", sort=False):
+            figures[str(strategy)] = {
+                col: float(g[col].median())
+                for col in ("throughput_ops_s", "p99_ms", "lock_wait_per_claim_ms")
+                if col in g and g[col].notna().any()
+            }
+        correct = sorted(
+            str(s) for s, g in sub.groupby("strategy") if bool((g["status"] == "pass").all())
+        )
+        wrong = sorted(set(figures) - set(correct))
+        same = not not_degenerate(Sweep(sub, sweep.ops.iloc[0:0], sweep.checks.iloc[0:0]))
+        verdict = (
+            f"All {len(correct)} strategies passed every check on every seed"
+            if not wrong
+            else f"{_names(wrong)} FAILED a check on some seed; {_names(correct) or 'none'} passed"
+        )
         parts = [
-            f"**{name}, {layer} layer, {seeds} seeds.** "
+            f"**{name}, {layer} layer, {sub['seed'].nunique()} seeds.** {verdict}"
             + (
-                f"All {len(correct)} strategies passed every check on every seed"
-                if not wrong
-                else f"{', '.join(wrong)} FAILED a check on some seed; {', '.join(correct) or 'none'} passed"
-            )
-            + (
-                "; their outcome counts were the same on every seed."
-                if not not_degenerate(Sweep(sub, sweep.ops.iloc[0:0], sweep.checks.iloc[0:0]))
+                "; each strategy's outcome counts were the same on every seed."
+                if same
                 else "; some outcome counts varied across seeds."
-            ),
-            f"`{fast}` had the highest median throughput ({med.at[fast, 'throughput_ops_s']:.0f} ops/s), "
-            f"{ratio:.1f}x `{slow}` ({med.at[slow, 'throughput_ops_s']:.0f} ops/s); "
-            f"`{tail}` the lowest median p99 ({med.at[tail, 'p99_ms']:.1f} ms).",
+            )
         ]
-        waits = med["lock_wait_per_claim_ms"].dropna()
-        if not waits.empty:
-            most = waits.idxmax()
+        speed = {s: f["throughput_ops_s"] for s, f in figures.items() if "throughput_ops_s" in f}
+        if len(speed) >= 2:
+            fast = max(speed, key=lambda k: speed[k])
+            slow = min(speed, key=lambda k: speed[k])
             parts.append(
-                f"Its backends waited longest for locks under `{most}` "
-                f"({waits.max():.2f} ms per claim, sampled), least under `{waits.idxmin()}` "
-                f"({waits.min():.2f} ms)."
+                f"`{fast}` had the highest median throughput ({speed[fast]:.0f} ops/s), "
+                f"{speed[fast] / speed[slow]:.1f}x `{slow}`'s ({speed[slow]:.0f} ops/s)."
+            )
+        tails = {s: f["p99_ms"] for s, f in figures.items() if "p99_ms" in f}
+        if tails:
+            low = min(tails, key=lambda k: tails[k])
+            high = max(tails, key=lambda k: tails[k])
+            parts.append(
+                f"The lowest median p99 was `{low}`'s ({tails[low]:.1f} ms), the highest "
+                f"`{high}`'s ({tails[high]:.1f} ms)."
+            )
+        waits = {
+            s: f["lock_wait_per_claim_ms"]
+            for s, f in figures.items()
+            if "lock_wait_per_claim_ms" in f
+        }
+        if waits:
+            most = max(waits, key=lambda k: waits[k])
+            none = sorted(s for s, v in waits.items() if v == 0)
+            parts.append(
+                f"Backends waited longest for locks under `{most}` ({waits[most]:.1f} ms per "
+                "claim, median of sampled pg_stat_activity)"
+                + (f"; the median sampled wait was 0 under {_names(none)}." if none else ".")
             )
         ser = sub[sub["strategy"] == "serializable"]["retries_per_claim"].dropna()
         if not ser.empty:
             parts.append(
-                f"`serializable` retried {ser.median():.2f} times per claim (median; "
-                f"{ser.min():.2f} to {ser.max():.2f} across seeds)."
+                f"`serializable` retried {float(ser.median()):.2f} times per claim (median; "
+                f"{float(ser.min()):.2f} to {float(ser.max()):.2f} across seeds)."
             )
         lines.append(" ".join(parts))
     return "\n\n".join(lines)

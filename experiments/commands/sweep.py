@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t0
 
     print(sweep_report.cell_table(sweep).to_string(index=False))
-    statuses = sweep.runs["status"].value_counts().to_dict()
+    statuses = {str(k): int(n) for k, n in sweep.runs["status"].value_counts().items()}
     real = sweep.real
     bad_real = real[real["status"].isin(["FAIL", "error"])]
     print(
@@ -193,9 +193,9 @@ def run(args: argparse.Namespace) -> int:
         f"({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))}); tables: {tables}"
         + (f"; report: {page}" if page else "")
     )
-    for r in bad_real.itertuples(index=False):
-        why = r.error if r.status == "error" else r.failed_checks
-        print(f"FAILED {r.scenario} {r.strategy} {r.layer} seed {r.seed}: {why}")
+    for r in bad_real.to_dict("records"):
+        why = r["error"] if r["status"] == "error" else r["failed_checks"]
+        print(f"FAILED {r['scenario']} {r['strategy']} {r['layer']} seed {r['seed']}: {why}")
     for e in report_errors:
         print(f"FAILED report: {e}")
     if not bad_real.empty or report_errors:
