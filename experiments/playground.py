@@ -54,6 +54,8 @@ class Playground:
     seed: int | None = None
     fault: str = "none"
     database_url: str | None = None
+    #: The last result the Run button produced.
+    last: Result | None = field(default=None, repr=False)
     _handle: Any = field(default=None, repr=False)
     _widgets: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -221,16 +223,17 @@ class Playground:
         with out:
             try:
                 seed_text = wid["seed"].value.strip()
+                seed = int(seed_text) if seed_text else None  # before any knob changes
                 self.scenario = wid["scenario"].value
                 self.strategy = wid["strategy"].value
                 self.layer = wid["layer"].value
                 self.workers = int(wid["workers"].value)
                 self.stock = int(wid["stock"].value)
                 self.fault = wid["fault"].value
-                self.seed = int(seed_text) if seed_text else None
+                self.seed = seed
                 wid["button"].disabled = True
                 with contextlib.redirect_stdout(io.StringIO()):
-                    result = self.run()
+                    result = self.last = self.run()
             except ValueError as err:
                 print(f"cannot run: {err}")
                 return

@@ -120,7 +120,7 @@ def parse_params(texts: list[str], names: list[str]) -> dict[str, Any]:
             ok = True
         if not ok:
             raise CommandError(
-                f"-p {text}: {name} takes a {type(default).__name__}, like {default!r}"
+                f"-p {text}: {name} takes a value of type {type(default).__name__}, like {default!r}"
             )
         out[name] = value
     return out

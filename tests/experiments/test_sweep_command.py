@@ -1,0 +1,82 @@
+"""``coupon-chaos sweep`` as a user runs it: usage errors in one line, a real sweep's folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no_such"], "unknown scenario(s) no_such"),
+        (["flash_sale", "--strategy", "rowlock"], "unknown strategy 'rowlock'"),
+        (["flash_sale", "-p", "users"], "expected NAME=VALUE"),
+        (["flash_sale", "-p", "users=many"], "users takes a value of type int, like 50"),
+        (["flash_sale", "-p", "stock=1.5"], "stock takes a value of type int"),
+        (["flash_sale", "-p", "requests=3"], "'requests' is not one of flash_sale"),
+        (["flash_sale", "-p", "seed=3"], "own option"),
+        (["flash_sale", "--seeds", "0"], "--seeds must be at least 1"),
+        (["flash_sale", "--budget-s", "0"], "--budget-s must be positive"),
+    ],
+)
+def test_bad_input_is_one_line_and_runs_nothing(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["sweep", *args, "--out", str(tmp_path), "--database-url", "postgresql://x@127.0.0.1:1/x"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("coupon-chaos: ")
+    assert message in err
+    assert not (tmp_path / "sweeps").exists(), "nothing written for a refused sweep"
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_a_sweep_writes_tables_and_its_report_page(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "sweep",
+            "flash_sale",
+            "--seeds",
+            "2",
+            "--first-seed",
+            "5",
+            "--strategy",
+            "atomic,serializable",
+            "-p",
+            "users=12",
+            "-p",
+            "stock=3",
+            "--database-url",
+            db_url,
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    folder = (tmp_path / "sweeps" / "latest").resolve()
+    runs = pd.read_csv(folder / "tables" / "runs.csv")
+    assert len(runs) == 4
+    assert set(runs["seed"]) == {5, 6}
+    assert (runs["claim_ok"] == 3).all()
+    meta = json.loads((folder / "tables" / "sweep.json").read_text())
+    assert meta["params"] == {"users": 12, "stock": 3}
+    assert "--database-url" not in meta["command"]
+    page = (folder / "sweep.html").read_text(encoding="utf-8")
+    assert 'class="cc-banner cc-pass"' in page
+    # Every chart drawn, embedded: outcomes, ECDF, bands, throughput, start, retries,
+    # lock waits, detection (which says no mutant ran).
+    assert page.count("data:image/png;base64") >= 8
+    assert "4 runs in" in out
+    assert "report:" in out
