@@ -39,7 +39,7 @@ _SWEEP: list[Cell] = [
         "# A folder coupon-chaos sweep wrote (tables/): load it instead of running a sweep.\n"
         "tables_dir = None\n"
         "# The small sweep run when tables_dir is None.\n"
-        'scenario_names = ["zero_stock_stampede", "flash_sale"]\n'
+        'scenario_names = ["flash_sale"]  # or several: ["zero_stock_stampede", "flash_sale"]\n'
         "seeds = 3\n"
         'strategies = ["all"]  # "all", "mutants", or names\n'
         'layers = ["service"]  # or ["service", "http"]\n'
@@ -259,6 +259,7 @@ _PLAYGROUND: list[Cell] = [
         'layer = "service"  # or "http"\n'
         'strategy = "row_lock"  # or atomic, serializable, advisory, mutant:lost_update, ...\n'
         "database_url = None\n"
+        "out_dir = None  # a folder to record the default run's result in, or None\n"
         'scenario = "flash_sale"\n'
         "workers = 50\n"
         "stock = 5\n"
@@ -301,6 +302,8 @@ _PLAYGROUND: list[Cell] = [
         'claims = result.outcomes().get("claim", {})\n'
         'assert sum(claims.values()) > 0, f"expected claims in the history, got {result.outcomes()}"',
     ),
+    ("md", "## Record"),
+    ("code", 'if out_dir:\n    print("saved", result.save(out_dir))'),
 ]
 
 
