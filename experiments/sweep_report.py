@@ -336,21 +336,23 @@ def lock_wait_chart(sweep: Sweep) -> Chart:
 
 
 def detection_rates(sweep: Sweep) -> Table:
-    """Per mutant and check: the share of its runs (seeds x scenarios) the check failed.
+    """Per mutant, scenario and check: the share of its seeds in which the check failed.
 
     ``any check`` is the share of finished runs in which some check failed (the run
-    caught the mutant); a crashed run counts in neither.
+    caught the mutant); a crashed run counts in neither. A mutant a scenario cannot
+    show (a one-user bug in a many-user stampede) reads 0 there, not a miss overall.
     """
-    columns = ["mutant", "check", "rate", "runs"]
+    columns = ["mutant", "scenario", "check", "rate", "runs"]
     runs = sweep.runs
     mutants = runs[runs["kind"] == "mutant"] if not runs.empty else runs
     rows: list[dict[str, Any]] = []
     if not mutants.empty and not sweep.checks.empty:
         finished = mutants[mutants["status"].isin(["pass", "FAIL"])]
-        for name, sub in finished.groupby("strategy", sort=False):
+        for (name, scenario), sub in finished.groupby(["strategy", "scenario"], sort=False):
             rows.append(
                 {
                     "mutant": str(name),
+                    "scenario": str(scenario),
                     "check": "any check",
                     "rate": float((sub["status"] == "FAIL").mean()),
                     "runs": len(sub),
@@ -358,10 +360,12 @@ def detection_rates(sweep: Sweep) -> Table:
             )
         keys = ["scenario", "strategy", "layer", "seed"]
         checks = sweep.checks.merge(mutants[keys], on=keys)
-        for (mutant, check), by in checks.groupby(["strategy", "check"], sort=False):
+        grouped = checks.groupby(["strategy", "scenario", "check"], sort=False)
+        for (mutant, scenario, check), by in grouped:
             rows.append(
                 {
                     "mutant": str(mutant),
+                    "scenario": str(scenario),
                     "check": str(check),
                     "rate": float((by["verdict"] != "pass").mean()),
                     "runs": len(by),
@@ -373,15 +377,23 @@ def detection_rates(sweep: Sweep) -> Table:
 
 
 def detection_chart(sweep: Sweep) -> Chart:
-    """Heat map: mutants by check, the share of runs each check caught (0 to 1)."""
+    """Heat map: (mutant, scenario) by check, the share of seeds each check caught (0 to 1).
+
+    Checks that caught nothing anywhere are left out (named in the title's count).
+    """
     rates = detection_rates(sweep)
-    title = "Detection rate per mutant and check, across seeds and scenarios"
+    title = "Detection rate per mutant, scenario and check, across seeds"
     if rates.empty:
         return _empty(title, "no mutant in this sweep (use --strategy mutants)")
-    grid = rates.pivot(index="mutant", columns="check", values="rate").fillna(0.0)
-    grid = grid[["any check", *[c for c in grid.columns if c != "any check"]]]
+    rates = rates.assign(row=rates["mutant"] + " · " + rates["scenario"])
+    grid = rates.pivot(index="row", columns="check", values="rate").fillna(0.0)
+    grid = grid.reindex(index=list(dict.fromkeys(rates["row"])))
+    caught = [c for c in grid.columns if c != "any check" and bool((grid[c] > 0).any())]
+    silent = len(grid.columns) - 1 - len(caught)
+    grid = grid[["any check", *caught]]
+    title += f" ({silent} checks that never caught left out)" if silent else ""
     fig = Chart(
-        figsize=(1.0 * len(grid.columns) + 3.5, 0.45 * len(grid) + 2.2), layout="constrained"
+        figsize=(1.0 * len(grid.columns) + 5.0, 0.4 * len(grid) + 2.2), layout="constrained"
     )
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)

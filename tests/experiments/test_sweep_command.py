@@ -80,3 +80,22 @@ def test_a_sweep_writes_tables_and_its_report_page(
     assert page.count("data:image/png;base64") >= 8
     assert "4 runs in" in out
     assert "report:" in out
+
+
+def test_seed_sweep_script_is_a_thin_caller_of_the_command() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "seed_sweep.py"
+    spec = importlib.util.spec_from_file_location("seed_sweep", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    words = module.command(
+        module.parse(["-n", "3", "--scenarios", "flash_sale", "--layers", "http"])
+    )
+    assert words[:4] == ["sweep", "flash_sale", "--seeds", "3"]
+    assert words[words.index("--layer") + 1] == "http"
+    assert words.count("--strategy") == 4
+    both = module.command(module.parse(["--scenarios", "double_dip"]))
+    assert both[both.index("--layer") + 1] == "both"

@@ -129,10 +129,12 @@ def test_detection_rates_per_mutant_and_check() -> None:
         for seed in (1, 2, 3, 4)
         for check in ("claim_counts", "conservation")
     ]
-    rates = sr.detection_rates(_sweep(runs, checks)).set_index(["mutant", "check"])["rate"]
-    assert rates[("lost_update", "any check")] == 0.75
-    assert rates[("lost_update", "claim_counts")] == 0.75
-    assert rates[("lost_update", "conservation")] == 0.0
+    table = sr.detection_rates(_sweep(runs, checks))
+    rates = table.set_index(["mutant", "scenario", "check"])["rate"]
+    assert rates[("lost_update", "flash_sale", "any check")] == 0.75
+    assert rates[("lost_update", "flash_sale", "claim_counts")] == 0.75
+    assert rates[("lost_update", "flash_sale", "conservation")] == 0.0
+    assert set(table["runs"]) == {4}
     assert isinstance(sr.detection_chart(_sweep(runs, checks)), Chart)
 
 
