@@ -72,7 +72,7 @@ def _cells(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _panels(
-    scenarios: Sequence[str], width: float = 8.5, height: float = 3.4
+    scenarios: Sequence[str], width: float = 10.0, height: float = 3.4
 ) -> tuple[Chart, list[Axes]]:
     fig = Chart(figsize=(width, height * max(1, len(scenarios))), layout="constrained")
     FigureCanvasAgg(fig)
@@ -126,7 +126,7 @@ def _box_panel(ax: Axes, sub: pd.DataFrame, column: str, ylabel: str, *, log: bo
     for i, (v, (s, _)) in enumerate(zip(values, cells, strict=True)):
         x = i + 1 + rng.uniform(-0.15, 0.15, len(v))
         ax.scatter(x, v, s=12, color=_colour(s), zorder=3)
-    ax.set_xticks(range(1, len(cells) + 1), [f"{s}\n{la}" for s, la in cells], fontsize=8)
+    ax.set_xticks(range(1, len(cells) + 1), [f"{s}\n{la}" for s, la in cells], fontsize=7)
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
@@ -210,7 +210,7 @@ def outcome_distribution(sweep: Sweep) -> Chart:
                     zorder=3,
                     label=result if i == 0 else None,
                 )
-        ax.set_xticks(range(1, len(cells) + 1), [f"{s}\n{la}" for s, la in cells], fontsize=8)
+        ax.set_xticks(range(1, len(cells) + 1), [f"{s}\n{la}" for s, la in cells], fontsize=7)
         ax.set_ylabel("claims per run")
         ax.set_title(f"{name} ({sub['seed'].nunique()} seeds)", fontsize=10)
         ax.legend(fontsize=8, loc="best")
@@ -250,7 +250,7 @@ def latency_ecdf(sweep: Sweep, kind: str = "claim") -> Chart:
         ax.set_xlabel("latency (ms, log)")
         ax.set_ylabel("fraction of claims")
         ax.set_title(name, fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.grid(alpha=0.3)
     fig.suptitle(title + ": solid service, dashed http")
     return fig
@@ -280,7 +280,7 @@ def latency_bands(sweep: Sweep) -> Chart:
                     capsize=4,
                     label=q.removesuffix("_ms") if i == 0 else None,
                 )
-        ax.set_xticks(range(1, len(cells) + 1), [f"{s}\n{la}" for s, la in cells], fontsize=8)
+        ax.set_xticks(range(1, len(cells) + 1), [f"{s}\n{la}" for s, la in cells], fontsize=7)
         ax.set_yscale("log")
         ax.set_ylabel("ms (log)")
         ax.set_title(f"{name} ({sub['seed'].nunique()} seeds)", fontsize=10)
