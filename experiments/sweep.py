@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ __all__ = [
     "check_params",
     "exit_code",
     "expand_strategies",
+    "mask",
     "peak_in_flight",
     "print_totals",
     "run_sweep",
@@ -61,6 +63,11 @@ ONLY_LAYERS: dict[str, tuple[str, ...]] = {"input_boundary": ("http",)}
 _RESERVED = frozenset({"seed", "layer", "strategy", "database_url"})
 #: How often the lock-wait sampler looks (see experiments.waits).
 LOCK_SAMPLE_S = 0.01
+
+
+def mask(text: str) -> str:
+    """``text`` with any URL's password replaced by ``***`` (errors land in the tables)."""
+    return re.sub(r"://([^:/@\s]+):[^@\s]*@", r"://\1:***@", text)
 
 
 def expand_strategies(names: Iterable[str]) -> list[str]:
@@ -182,7 +189,7 @@ class _Runner:
                     **params,
                 )
         except Exception as err:  # a crash is recorded with its reason, never a pass
-            row.update(status="error", error=f"{type(err).__name__}: {err}"[:500])
+            row.update(status="error", error=mask(f"{type(err).__name__}: {err}")[:500])
             row["duration_s"] = round(time.monotonic() - started, 3)
             self.runs.append(row)
             return row
@@ -233,7 +240,7 @@ class _Runner:
             lock_waiters_peak=waits["peak"] if waits["error"] is None else None,
             lock_samples=waits["samples"],
             lock_sample_ms=waits["interval_ms"],
-            lock_sampler_error=waits["error"],
+            lock_sampler_error=None if waits["error"] is None else mask(waits["error"]),
         )
         # One column per (operation kind, result): the outcome counts as numbers.
         for kind, by in result.outcomes().items():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.cli import CommandError
+from experiments.sweep import mask
 
 NAME = "sweep"
 HELP = "run scenarios over many seeds, strategies and layers; chart the distributions"
@@ -161,19 +162,24 @@ def run(args: argparse.Namespace) -> int:
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     root = args.out.resolve() / "sweeps"
     run_dir = root / run_id
-    run_dir.mkdir(parents=True)
     t0 = time.monotonic()
-    sweep = run_sweep(
-        args.scenarios,
-        seeds=args.seeds,
-        first_seed=args.first_seed,
-        strategies=strategies,
-        layers=_LAYERS[args.layer],
-        params=params,
-        database_url=args.database_url,
-        budget_s=args.budget_s,
-        progress=_progress,
-    )
+    from coupon_core.database import DatabaseError
+
+    try:
+        sweep = run_sweep(
+            args.scenarios,
+            seeds=args.seeds,
+            first_seed=args.first_seed,
+            strategies=strategies,
+            layers=_LAYERS[args.layer],
+            params=params,
+            database_url=args.database_url,
+            budget_s=args.budget_s,
+            progress=_progress,
+        )
+    except DatabaseError as err:  # no database to sweep on: one line, nothing written
+        raise CommandError(mask(str(err))) from None
+    run_dir.mkdir(parents=True)
     sweep.meta["command"] = _command(args)
     sweep.meta["run_id"] = run_id
     tables = sweep_tables.save(sweep, run_dir / "tables")

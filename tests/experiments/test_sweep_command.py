@@ -99,3 +99,26 @@ def test_seed_sweep_script_is_a_thin_caller_of_the_command() -> None:
     assert words.count("--strategy") == 4
     both = module.command(module.parse(["--scenarios", "double_dip"]))
     assert both[both.index("--layer") + 1] == "both"
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_an_unreachable_database_is_one_line_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql://u:sekrit@127.0.0.1:1/x?connect_timeout=1"
+    code = main(
+        ["sweep", "flash_sale", "--seeds", "1", "--database-url", url, "--out", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("coupon-chaos: ")
+    assert "sekrit" not in err
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_password_in_an_error_is_masked() -> None:
+    from experiments.sweep import mask
+
+    assert mask("failed: postgresql://u:p%40ss@h:5/db x") == "failed: postgresql://u:***@h:5/db x"
+    assert mask("postgresql://u@h/db") == "postgresql://u@h/db"
