@@ -28,8 +28,8 @@ import psycopg
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
 from experiments.checks import FinalState, always_on, read_state
+from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
-from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.history import History, Op
 from experiments.linearizability import (
     LINEARIZABLE_TIME_LIMIT_S,
@@ -122,6 +122,13 @@ class Lab:
 
 
 def _service_config(strategy: str, pool_max: int, op_timeout_s: float) -> ServiceConfig:
+    if strategy.startswith("mutant:"):
+        # A mutant named in a notebook or by -p works without a hidden install() call.
+        from experiments import mutants
+
+        names = mutants.install()
+        if strategy not in names:
+            raise ValueError(f"unknown mutant strategy {strategy!r}; have {', '.join(names)}")
     # The service call cannot be interrupted from outside: its bound is the pool wait
     # and the statement timeout, both derived from the per-operation timeout.
     return ServiceConfig(

@@ -6,16 +6,21 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
                in its metadata (``{"coupon_chaos": {"scenario": ..., "layers": [...]}}``;
                without it: the file stem, both layers). Adding a notebook is adding a file.
     provision  one database for the whole run (``coupon_core.database.provision``), unless
-               a URL is given; its URL goes to every notebook as ``database_url``.
-    seed       a run seed (given or drawn); each scenario's seed derives from it and the
-               scenario name, so both layers of a scenario run the same plan.
+               a URL is given; its URL goes to every notebook as ``database_url``. The
+               run's folder is made only once the database answers: a refused run leaves
+               nothing behind.
+    seed       a run seed (given or drawn); a run of one notebook uses it as it is, a run
+               of several derives each scenario's seed from it and the scenario name, so
+               both layers of a scenario run the same plan; each job records the command
+               that replays exactly its plan (``Job.rerun``).
     execute    papermill, kernel ``python3``, up to ``jobs`` notebooks at once, immediate
                kernel shutdown; every cell runs (``allow_errors``) so the record cell saves
                the result and every failed assertion is reported, not just the first.
     render     each executed notebook to one self-contained HTML file (nbconvert, images as
                data URIs, no script or style fetched from the network); optionally a second
                one without the code cells.
-    index      ``summary.json`` and ``index.html`` in ``results/<run-id>/``, and
+    index      ``summary.json`` and ``index.html`` in ``results/<run-id>/``, with
+               ``compare.html`` against the previous run when there is one, and
                ``results/latest`` pointing at the run.
 
 A scenario passes when its notebook ran without an error output and every check of its
@@ -30,17 +35,18 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from experiments import suite_html
+from experiments import compare, suite_html
 from experiments.suite_report import JobReport, SuiteReport
 
 __all__ = [
@@ -53,7 +59,9 @@ __all__ = [
     "line",
     "plan_jobs",
     "progress_reporter",
+    "rerun_command",
     "run_suite",
+    "scenario_layers",
 ]
 
 LAYERS: tuple[str, ...] = ("service", "http")
@@ -77,6 +85,8 @@ class Notebook:
     #: Parameter names declared in its ``parameters`` cell (only those are injected).
     parameters: frozenset[str]
     title: str = ""
+    #: Each parameter's default, as its source text in the ``parameters`` cell.
+    defaults: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def load(cls, path: Path) -> Notebook:
@@ -86,7 +96,9 @@ class Notebook:
         nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
         meta = nb.metadata.get("coupon_chaos", {})
         layers = tuple(meta.get("layers", LAYERS))
-        params = frozenset(papermill.inspect_notebook(str(path)))
+        inspected = papermill.inspect_notebook(str(path))
+        params = frozenset(inspected)
+        defaults = {name: str(p.get("default")) for name, p in inspected.items()}
         title = next(
             (
                 line.lstrip("# ").strip()
@@ -97,12 +109,25 @@ class Notebook:
             ),
             "",
         )
-        return cls(path, str(meta.get("scenario", path.stem)), layers, params, title)
+        return cls(path, str(meta.get("scenario", path.stem)), layers, params, title, defaults)
 
 
 def discover(directory: Path = NOTEBOOKS_DIR) -> list[Notebook]:
     """Every notebook of ``directory`` (``*.ipynb``, checkpoints excluded), by file name."""
     return [Notebook.load(p) for p in sorted(Path(directory).glob("*.ipynb"))]
+
+
+def scenario_layers(directory: Path = NOTEBOOKS_DIR) -> dict[str, tuple[str, ...]]:
+    """Scenario -> layers of every notebook, read from metadata only (fast: for ``--help``)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for path in sorted(Path(directory).glob("*.ipynb")):
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+        except (OSError, ValueError):
+            continue
+        own = meta.get("coupon_chaos", {}) if isinstance(meta, dict) else {}
+        found[str(own.get("scenario", path.stem))] = tuple(own.get("layers", LAYERS))
+    return found
 
 
 def derive_seed(run_seed: int, scenario: str) -> int:
@@ -122,10 +147,19 @@ class Job:
     layer: str
     strategy: str
     seed: int
+    #: Parameters set with ``-p`` (already typed), as (name, value) pairs.
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
     def stem(self) -> str:
         return f"{self.notebook.scenario}-{self.layer}"
+
+    @property
+    def rerun(self) -> str:
+        """The command that replays exactly this job's plan: its scenario, layer and seed."""
+        return rerun_command(
+            [self.notebook.scenario], [self.layer], self.strategy, self.seed, dict(self.overrides)
+        )
 
     def parameters(self, database_url: str, out_dir: Path) -> dict[str, Any]:
         offered: dict[str, Any] = {
@@ -134,6 +168,7 @@ class Job:
             "strategy": self.strategy,
             "database_url": database_url,
             "out_dir": str(out_dir),
+            **dict(self.overrides),
         }
         return {k: v for k, v in offered.items() if k in self.notebook.parameters}
 
@@ -164,6 +199,8 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
     import papermill
 
     report = JobReport(job.notebook.scenario, job.layer, job.strategy, job.seed)
+    report.rerun = job.rerun
+    report.parameters = dict(job.overrides)
     data_dir = run_dir / "data" / job.stem
     data_dir.mkdir(parents=True, exist_ok=True)
     executed = run_dir / "notebooks" / f"{job.stem}.ipynb"
@@ -236,10 +273,10 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         report.html = f"{job.stem}.html"
         if hide_code:
             report.html_no_code = f"{job.stem}.nocode.html"
-        suite_html.render_job(nb, run_dir / report.html, job, report, run_dir.name, hide=False)
+        suite_html.render_job(nb, run_dir / report.html, report, run_dir.name, hide=False)
         if report.html_no_code is not None:
             suite_html.render_job(
-                nb, run_dir / report.html_no_code, job, report, run_dir.name, hide=True
+                nb, run_dir / report.html_no_code, report, run_dir.name, hide=True
             )
         report.timing["render_s"] = round(time.perf_counter() - t0, 3)
     return report
@@ -294,8 +331,14 @@ def plan_jobs(
     layers: Sequence[str],
     strategy: str,
     run_seed: int,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[Job]:
-    """The (notebook, layer) pairs to run, in notebook order; unknown names are an error."""
+    """The (notebook, layer) pairs to run, in notebook order; unknown names are an error.
+
+    One notebook runs with ``run_seed`` itself; several each with a seed derived from it.
+    ``overrides`` are the ``-p`` parameters per scenario (typed); ``strategy`` among
+    them replaces ``strategy`` for that scenario.
+    """
     by_name = {nb.scenario: nb for nb in notebooks}
     if scenarios:
         unknown = [s for s in scenarios if s not in by_name]
@@ -304,12 +347,17 @@ def plan_jobs(
         chosen = [nb for nb in notebooks if nb.scenario in set(scenarios)]
     else:
         chosen = list(notebooks)
-    return [
-        Job(nb, layer, strategy, derive_seed(run_seed, nb.scenario))
-        for nb in chosen
-        for layer in layers
-        if layer in nb.layers
-    ]
+    jobs = []
+    for nb in chosen:
+        own = dict((overrides or {}).get(nb.scenario, {}))
+        own_strategy = str(own.pop("strategy", strategy))
+        seed = run_seed if len(chosen) == 1 else derive_seed(run_seed, nb.scenario)
+        jobs += [
+            Job(nb, layer, own_strategy, seed, tuple(own.items()))
+            for layer in layers
+            if layer in nb.layers
+        ]
+    return jobs
 
 
 def run_suite(
@@ -324,26 +372,38 @@ def run_suite(
     hide_code: bool = False,
     notebooks_dir: Path | str = NOTEBOOKS_DIR,
     progress: Progress | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    docker: bool = False,
+    on_plan: Callable[[int, list[Job]], None] | None = None,
 ) -> SuiteReport:
-    """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps."""
+    """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps.
+
+    ``on_plan`` is called with the run seed and the jobs before the database starts.
+    """
     from coupon_core.database import provision
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     run_seed = seed if seed is not None else secrets.randbelow(1 << _SEED_BITS)
     notebooks = discover(Path(notebooks_dir).resolve())
-    planned = plan_jobs(notebooks, scenarios, layers, strategy, run_seed)
+    planned = plan_jobs(notebooks, scenarios, layers, strategy, run_seed, overrides)
     if not planned:
         raise ValueError(f"nothing to run in {notebooks_dir} for layers {', '.join(layers)}")
+    if on_plan is not None:
+        on_plan(run_seed, planned)
     run_id = f"{started_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     # Absolute: notebooks run with their own folder as working directory.
     out = Path(out).resolve()
     run_dir = out / run_id
-    run_dir.mkdir(parents=True)
 
     db_started = time.perf_counter()
-    handle = provision(database_url)
+    handle = provision(database_url, docker=docker)
     database_s = time.perf_counter() - db_started
+    try:
+        run_dir.mkdir(parents=True)
+    except BaseException:
+        handle.close()
+        raise
     reports: list[JobReport] = []
     if progress is not None:
         progress(None, 0, len(planned))
@@ -374,27 +434,50 @@ def run_suite(
         jobs=reports,
         database_s=database_s,
         parallel=max(1, jobs),
-        rerun=rerun_command(scenarios, layers, strategy, run_seed),
+        rerun=rerun_command(scenarios, layers, strategy, run_seed, _common(planned)),
     )
+    previous = compare.previous_run(out, run_id)
+    report.previous = previous.name if previous is not None else None
     (run_dir / "summary.json").write_text(
         json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
     )
+    if previous is not None:
+        try:
+            cmp = compare.compare_runs(previous, run_dir)
+            compare.write_html(cmp, run_dir / "compare.html")
+        except (compare.RunNotFound, OSError, ValueError, KeyError, TypeError):
+            report.previous = None  # an unreadable earlier run: no comparison, not a failure
     (run_dir / "index.html").write_text(suite_html.index_html(report), encoding="utf-8")
     _point_latest(out, run_id)
     return report
 
 
 def rerun_command(
-    scenarios: Sequence[str] | None, layers: Sequence[str], strategy: str, seed: int
+    scenarios: Sequence[str] | None,
+    layers: Sequence[str],
+    strategy: str,
+    seed: int,
+    parameters: dict[str, Any] | None = None,
 ) -> str:
     """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers."""
+    from experiments.params import assignments
+
     words = ["coupon-chaos", "run", *(scenarios or ())]
     layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
     if layer != "service":
         words += ["--layer", layer]
     if strategy != "row_lock":
         words += ["--strategy", strategy]
-    return " ".join([*words, "--seed", str(seed)])
+    words += assignments(parameters or {})
+    return shlex.join([*words, "--seed", str(seed)])
+
+
+def _common(jobs: Sequence[Job]) -> dict[str, Any]:
+    """The -p parameters of a run (one value each, set on the notebooks declaring it)."""
+    given: dict[str, Any] = {}
+    for job in jobs:
+        given.update(job.overrides)
+    return given
 
 
 def _point_latest(out: Path, run_id: str) -> None:

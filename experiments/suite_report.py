@@ -29,6 +29,10 @@ class JobReport:
     #: scenario's own duration (part of cells_s); render_s is nbconvert, after wall_s.
     timing: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: The command that replays exactly this notebook's plan (scenario, layer, seed, -p).
+    rerun: str = ""
+    #: The parameters set with ``-p`` for this notebook.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -52,7 +56,14 @@ class JobReport:
         spread = self.start_spread_ms
         if spread is not None:
             out["start_spread_ms"] = spread
+        out.update(rerun=self.rerun, parameters=self.parameters, figures=self.figures)
         return out
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        """What a comparison of two runs reads: latency quantiles (ms) and throughput."""
+        keep = ("throughput_ops_s", "latency", "latency_ok", "wall_s", "ops")
+        return {k: self.summary[k] for k in keep if self.summary.get(k) is not None}
 
     @property
     def start_spread_ms(self) -> float | dict[str, float] | None:
@@ -75,6 +86,8 @@ class SuiteReport:
     parallel: int = 1
     #: The command that replays this run's plans (same notebooks, layers, strategy, seed).
     rerun: str = ""
+    #: The run before this one in the same results folder (``compare.html`` compares them).
+    previous: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -86,6 +99,9 @@ class SuiteReport:
             "seed": self.seed,
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
+            "passed": self.passed,
+            "rerun": self.rerun,
+            "previous": self.previous,
             "scenarios": [j.to_dict() for j in self.jobs],
             "jobs": self.parallel,
             "timing": {

@@ -1,5 +1,9 @@
 """``coupon-chaos sweep``: scenarios x strategies x layers over N seeds; tidy tables and a report.
 
+Everything is checked before any work (scenarios, strategies, ``-p`` parameters, seeds,
+budget, ``--out``, the database URL and whether it answers): usage errors exit 2,
+an unreachable database 1, and a refused sweep leaves no folder behind.
+
 Writes ``<out>/sweeps/<run-id>/``: ``tables/`` (``runs.csv``, ``ops.csv``, ``checks.csv``,
 ``sweep.json``; see ``experiments.sweep_tables``), the sweep notebook executed on those
 tables (``sweep.ipynb``) and its page (``sweep.html``, one self-contained file);
@@ -11,7 +15,6 @@ out before every run was done.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import html
 import os
@@ -24,6 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from experiments.cli import CommandError
+from experiments.cli_checks import (
+    UsageError,
+    check_choices,
+    check_out_dir,
+    check_reachable,
+    database_url,
+)
 from experiments.sweep import mask
 
 NAME = "sweep"
@@ -84,46 +94,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_params(texts: list[str], names: list[str]) -> dict[str, Any]:
-    """``["users=200"]`` -> ``{"users": 200}``, typed like each scenario's default.
+    """``["users=200"]`` -> ``{"users": 200}``, typed like the scenarios' defaults.
 
-    A value is read as a Python literal; it must have the type of the default the
-    chosen scenarios give the parameter (an int takes an int, a float an int or a
-    float, a str any text). Wrong names and values are a ``CommandError``.
+    ``experiments.params`` reads and types each value (as ``coupon-chaos run -p`` does);
+    every chosen scenario must take the parameter (a sweep runs the same grid on each).
+    Wrong names and values are a ``UsageError``.
     """
+    from experiments.params import coerce, parse_assignments
     from experiments.scenarios import SCENARIOS
 
-    out: dict[str, Any] = {}
+    own = {"seed": "--first-seed", "layer": "--layer", "strategy": "--strategy"}
+    own |= {"database_url": "--database-url", "out_dir": "--out"}
     for text in texts:
-        name, sep, raw = text.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not sep or not name.isidentifier():
-            raise CommandError(f"-p {text}: expected NAME=VALUE, e.g. -p users=200")
-        defaults = [
-            SCENARIOS[n].defaults[name]
-            for n in names
-            if n in SCENARIOS and name in SCENARIOS[n].defaults
-        ]
-        try:
-            value: Any = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        default = defaults[0] if defaults else None
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif isinstance(default, str):
-            ok, value = True, str(value) if not isinstance(value, str) else value
-        else:
-            ok = True
-        if not ok:
-            raise CommandError(
-                f"-p {text}: {name} takes a value of type {type(default).__name__}, like {default!r}"
-            )
-        out[name] = value
+        name = text.partition("=")[0].strip()
+        if name in own:
+            raise UsageError(f"-p {name}: set it with {own[name]}, not -p")
+    given = parse_assignments(texts)
+    out: dict[str, Any] = {}
+    for name, text in given.items():
+        without = [n for n in names if name not in SCENARIOS[n].defaults]
+        if without:
+            takes = ", ".join(sorted(SCENARIOS[without[0]].defaults)) or "none"
+            raise UsageError(f"-p {name}: not a parameter of {without[0]} (it takes: {takes})")
+        out[name] = coerce(name, text, repr(SCENARIOS[names[0]].defaults[name]))
     return out
 
 
@@ -145,19 +138,26 @@ def _progress(row: dict[str, Any], done: int, total: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from experiments import sweep_report, sweep_tables
+    from experiments.scenarios import SCENARIOS
     from experiments.sweep import check_params, expand_strategies, run_sweep
 
+    # Everything checked before any work: a refused sweep starts nothing, writes nothing.
+    check_choices(args.scenarios, list(SCENARIOS), "scenario")
     if args.seeds < 1:
-        raise CommandError("--seeds must be at least 1")
+        raise UsageError("--seeds must be at least 1")
     if args.budget_s <= 0:
-        raise CommandError("--budget-s must be positive")
+        raise UsageError("--budget-s must be positive")
     strategies = _strategies(args.strategies)
     params = parse_params(args.params, args.scenarios)
-    try:  # every usage error before the database starts
+    try:
         check_params(args.scenarios, params)
         expand_strategies(strategies)
     except ValueError as err:
-        raise CommandError(str(err)) from None
+        raise UsageError(str(err)) from None
+    check_out_dir(args.out)
+    url = database_url(args.database_url)
+    if url is not None:
+        check_reachable(url)
     started = datetime.now(UTC)
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     root = args.out.resolve() / "sweeps"
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             strategies=strategies,
             layers=_LAYERS[args.layer],
             params=params,
-            database_url=args.database_url,
+            database_url=url,
             budget_s=args.budget_s,
             progress=_progress,
         )

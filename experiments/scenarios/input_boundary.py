@@ -24,7 +24,7 @@ from experiments.checks import (
     one_claim_per_user,
     read_state,
 )
-from experiments.faults.leaks import ThreadBaseline, check_leaks
+from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.history import History, Op, ResultKind
 from experiments.hostile import Case, Endpoint, catalog, expect_body, generated, get_path
 from experiments.lab import announce, common_params, open_lab, run_prefix

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from experiments.checks import expected_counts, remaining_equals, rows_equal
-from experiments.faults.leaks import ThreadBaseline
+from experiments.checks_leaks import ThreadBaseline
 from experiments.lab import (
     announce,
     common_params,

@@ -8,7 +8,8 @@ import pytest
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.errors import Unavailable
-from experiments.faults import PoolHog, ThreadBaseline, check_leaks
+from experiments.checks_leaks import ThreadBaseline, check_leaks
+from experiments.faults import PoolHog
 from experiments.faults.pool import PoolWatch
 
 

@@ -14,26 +14,27 @@ from experiments.cli import main
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["no_such"], "unknown scenario(s) no_such"),
+        (["no_such"], "unknown scenario 'no_such'"),
         (["flash_sale", "--strategy", "rowlock"], "unknown strategy 'rowlock'"),
         (["flash_sale", "-p", "users"], "expected NAME=VALUE"),
-        (["flash_sale", "-p", "users=many"], "users takes a value of type int, like 50"),
-        (["flash_sale", "-p", "stock=1.5"], "stock takes a value of type int"),
-        (["flash_sale", "-p", "requests=3"], "'requests' is not one of flash_sale"),
-        (["flash_sale", "-p", "seed=3"], "own option"),
+        (["flash_sale", "-p", "users=many"], "users takes an int, like 50"),
+        (["flash_sale", "-p", "stock=1.5"], "stock takes an int, like 5"),
+        (["flash_sale", "double_dip", "-p", "users=3"], "not a parameter of double_dip"),
+        (["flash_sale", "-p", "seed=3"], "set it with --first-seed"),
+        (["flash_sale", "-p", "strategy=atomic"], "set it with --strategy"),
         (["flash_sale", "--seeds", "0"], "--seeds must be at least 1"),
         (["flash_sale", "--budget-s", "0"], "--budget-s must be positive"),
+        (["flash_sale", "--database-url", "mysql://x@h/db"], "not a PostgreSQL URL"),
     ],
 )
 def test_bad_input_is_one_line_and_runs_nothing(
     args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        ["sweep", *args, "--out", str(tmp_path), "--database-url", "postgresql://x@127.0.0.1:1/x"]
-    )
+    url = [] if "--database-url" in args else ["--database-url", "postgresql://x@127.0.0.1:1/x"]
+    code = main(["sweep", *args, "--out", str(tmp_path), *url])
     err = capsys.readouterr().err
-    assert code == 1
-    assert err.startswith("coupon-chaos: ")
+    assert code == 2, err
+    assert err.startswith("coupon-chaos sweep: ")
     assert message in err
     assert not (tmp_path / "sweeps").exists(), "nothing written for a refused sweep"
 
@@ -112,7 +113,7 @@ def test_an_unreachable_database_is_one_line_without_its_password(
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert err.startswith("coupon-chaos: ")
+    assert err.startswith("coupon-chaos: cannot reach the database at 127.0.0.1:1")
     assert "sekrit" not in err
     assert not (tmp_path / "sweeps").exists()
 
