@@ -167,7 +167,7 @@ def outcome_values(sweep: Sweep) -> Table:
         key = (r["scenario"], r["strategy"], r["layer"])
         row = wide.setdefault(key, {**dict(zip(_CELL, key, strict=True)), "seeds": r["seeds"]})
         row[r["outcome"]] = ", ".join(map(str, r["values"]))
-    table = Table(list(wide.values())).fillna("-")
+    table = Table(pd.DataFrame(list(wide.values())).fillna("-"))
     table.attrs["hide_index"] = True
     return table
 
