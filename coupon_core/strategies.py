@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import psycopg
@@ -254,11 +255,30 @@ class Atomic:
             raise NoStock()
 
 
+class RetryCount:
+    """A count of retries, safe from any thread (a retry already sleeps: the lock is free)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self._value += 1
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+
 @dataclass(frozen=True)
 class Serializable:
     name: str = "serializable"
     max_retries: int = 30
     backoff_s: float = 0.002
+    #: Serialization failures and deadlocks retried, since the process started (the lab
+    #: reads it before and after a run: retries per claim). One uncontended lock per retry.
+    retries: RetryCount = field(default_factory=RetryCount, compare=False, repr=False)
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
         cur = _cursor(conn)
@@ -274,6 +294,7 @@ class Serializable:
             except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
                 if attempt == self.max_retries:
                     raise Unavailable("service unavailable: too much contention") from err
+                self.retries.add()
                 # Jittered exponential backoff, capped: spreads the retries of a
                 # stampede so that each round lets someone commit.
                 time.sleep(random.uniform(0, min(0.05, self.backoff_s * 2**attempt)))

@@ -36,6 +36,7 @@ _COMMANDS: tuple[str, ...] = (
     "compare",
     "open",
     "locust",
+    "sweep",
 )
 
 

@@ -543,9 +543,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stale = []
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, spec in SPECS.items():
-        path = args.out / spec.file
-        text = nbformat.writes(build(name, spec)) + "\n"
+    from explore_notebooks import NOTEBOOKS as EXPLORE
+    from explore_notebooks import build as build_explore
+
+    built = [(spec.file, build(name, spec)) for name, spec in SPECS.items()]
+    built += [(file, build_explore(*made)) for file, made in EXPLORE.items()]
+    for file, notebook in built:
+        path = args.out / file
+        text = nbformat.writes(notebook) + "\n"
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(path.name)

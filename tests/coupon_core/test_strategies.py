@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -237,3 +238,51 @@ def test_pipelined_uses_two_round_trips_where_row_lock_uses_six(
     # row_lock: BEGIN, SELECT ... FOR UPDATE, the check, INSERT, UPDATE, COMMIT.
     assert turns == {"row_lock": 6, "row_lock_pipelined": 2}
     assert _counts(db_url, coupon) == (8, 2)
+
+
+def test_serializable_counts_a_retry_after_a_concurrent_update(db_url: str, unique: str) -> None:
+    # Deterministic: another transaction updates the coupon row (uncommitted) while the
+    # claim's first attempt runs; the claim's UPDATE waits for it, and once it commits
+    # SERIALIZABLE must fail that attempt (40001). The retry then succeeds.
+    from coupon_core import get_strategy
+
+    coupon = f"{unique}-ser"
+    counter = get_strategy("serializable").retries  # type: ignore[attr-defined]
+    svc = CouponService.connect(
+        db_url, strategy="serializable", application_name=f"ser-{unique}", pool_max=2
+    )
+    other = psycopg.connect(db_url)
+    try:
+        svc.create(coupon, 5)
+        before = counter.value
+        other.execute(
+            "UPDATE coupons SET remaining_amount = remaining_amount WHERE name = %s", (coupon,)
+        )
+        errors: list[BaseException] = []
+
+        def claim() -> None:
+            try:
+                svc.claim("u1", coupon)
+            except BaseException as err:
+                errors.append(err)
+
+        t = threading.Thread(target=claim, daemon=True)
+        t.start()
+        with psycopg.connect(db_url, autocommit=True) as watch:
+            deadline = time.monotonic() + WAIT_S
+            while not watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s"
+                " AND wait_event_type = 'Lock'",
+                (f"ser-{unique}",),
+            ).fetchone():
+                assert time.monotonic() < deadline, "the claim never waited on the row"
+                time.sleep(0.01)
+        other.commit()
+        t.join(WAIT_S)
+        assert not t.is_alive()
+        assert errors == []
+        assert counter.value - before == 1
+        assert svc.get(coupon).claimed_by == ["u1"]
+    finally:
+        other.close()
+        svc.close()
