@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from coupon_core.database import (
     DatabaseError,
@@ -152,7 +152,7 @@ class ReplicatedCluster:
             log.warning("reaping orphaned clusters failed: %s", err)
         base = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_root))
         Owner.current().write(base)
-        cluster = cls(base=base, standbys=standbys, mode=cast(ReplicationMode, mode))
+        cluster = cls(base=base, standbys=standbys, mode=mode)
         for i in range(standbys + 1):
             db = EmbeddedPostgres(data_dir=base / f"node{i}" / "data")
             cluster.nodes.append(Node(f"node{i}", db))
@@ -291,6 +291,21 @@ class ReplicatedCluster:
                     return
             time.sleep(0.05)
         raise DatabaseError(f"standbys {sorted(want - seen)} not streaming after {timeout_s:.0f}s")
+
+    def wait_caught_up(self, timeout_s: float = _WAIT_S) -> None:
+        """Block until every standby has replayed all the WAL the primary wrote so far."""
+        target = self._sql(self.primary, "SELECT pg_current_wal_lsn()::text")[0][0]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            behind = [
+                n.name
+                for n in self.standby_nodes()
+                if not self._sql(n, f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")[0][0]
+            ]
+            if not behind:
+                return
+            time.sleep(0.02)
+        raise DatabaseError(f"standbys {behind} still behind after {timeout_s:.0f}s")
 
     def lag_bytes(self) -> dict[str, int]:
         """WAL bytes each standby has yet to replay, as the primary sees it."""
