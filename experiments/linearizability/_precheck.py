@@ -52,10 +52,10 @@ def precheck(ops: Sequence[PreparedOp], initial: int | None) -> tuple[str, list[
         if g.claimed is None:
             continue
         # A stale read: it misses a claim acknowledged before it was even invoked.
-        for c in ok_claims:
-            if c.complete < g.invoke and c.user not in g.claimed:
+        for ack in ok_claims:
+            if ack.complete < g.invoke and ack.user not in g.claimed:
                 why = "a read misses a claim acknowledged before the read began (a stale read)"
-                return why, [c.op_id, g.op_id]
+                return why, [ack.op_id, g.op_id]
     claimers: dict[int, PreparedOp] = {}
     for o in ops:
         claimer = o.kind == CLAIM and (o.result == "ok" or not o.determinate)
