@@ -21,12 +21,16 @@ def run(args: argparse.Namespace) -> int:
         for nb in suite.discover():
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
-    from experiments.scenarios import CATALOG, COMMON_DEFAULTS, FAULTS, SCENARIOS
+    from experiments.scenarios import CATALOG, COMMON_DEFAULTS, FAULTS, REPLICATION, SCENARIOS
 
     common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
     print(f"every scenario takes: {common}")
-    groups = {"catalog (concurrency)": CATALOG, "faults and bad input": FAULTS}
-    others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS)
+    groups = {
+        "catalog (concurrency)": CATALOG,
+        "faults and bad input": FAULTS,
+        "replication (a replicated cluster)": REPLICATION,
+    }
+    others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS + REPLICATION)
     if others:
         groups["other"] = others
     for heading, names in groups.items():

@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--group",
-        choices=("all", "catalog", "faults"),
+        choices=("all", "catalog", "faults", "replication"),
         default="all",
         help="without SCENARIO names: every notebook (default), only the concurrency "
-        "catalog's, or only the fault scenarios'",
+        "catalog's, only the fault scenarios', or only the replicated cluster's",
     )
     parser.add_argument("--strategy", default="row_lock", help="claim strategy (default: row_lock)")
     parser.add_argument(
@@ -72,9 +72,9 @@ def _chosen(args: argparse.Namespace) -> list[str] | None:
         return list(args.scenarios)
     if args.group == "all":
         return None
-    from experiments.scenarios import CATALOG, FAULTS
+    from experiments.scenarios import CATALOG, FAULTS, REPLICATION
 
-    group = CATALOG if args.group == "catalog" else FAULTS
+    group = {"catalog": CATALOG, "faults": FAULTS, "replication": REPLICATION}[args.group]
     # Only the group's scenarios that have a notebook (a fault may have none yet).
     have = {nb.scenario for nb in suite.discover(args.notebooks)}
     chosen = [name for name in group if name in have]
