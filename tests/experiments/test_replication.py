@@ -146,3 +146,18 @@ def test_stale_reads_on_a_lagging_standby_are_proved_and_flagged() -> None:
     assert result.summary["stale_reads"] > 0
     assert result.summary["findings"]["linearizable"]["passed"] is False
     assert len(result.summary["witness_op_ids"]) == 2
+
+
+def test_serve_refuses_a_read_url_with_several_processes() -> None:
+    import subprocess
+
+    cli = Path(sys.executable).with_name("coupon-chaos")
+    proc = subprocess.run(
+        [str(cli), "serve", "--read-url", "postgresql://x@127.0.0.1:1/db", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "--read-url works with one server process" in proc.stderr
