@@ -231,9 +231,12 @@ def _run_on(
         run_timeout_s=common["run_timeout_s"],
         fault_s=common["run_timeout_s"] / 2,
         after_s=1.0,
-        # statement_timeout off: a cancelled wait for a synchronous standby still
-        # commits locally and answers success (PostgreSQL warns, the client sees ok),
-        # which would acknowledge a claim the standby never had.
+        # statement_timeout cannot bound a commit waiting for a synchronous standby
+        # (PostgreSQL disables it before committing), and a cancel there ends the wait
+        # with success for a commit only the primary has (measured with the link cut:
+        # INSERT ok after pg's cancel, "canceling wait for synchronous replication"
+        # a warning only, the row on the primary, not on the standby). Off: nothing
+        # cancels, the claims in flight wait until the failover ends them.
         service_overrides={"pool_timeout": 1.0, "statement_timeout_ms": 0},
         through=through,
         faults_done=lambda: bool(nemeses) and nemeses[0].wait(0),
