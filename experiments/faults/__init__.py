@@ -12,6 +12,8 @@ was active (``experiments.faults.window``) so ops can be labelled with a phase.
     cancel     cancel statements in flight (server side, or psycopg's cancel)
     partial    fail a claim between its insert and its decrement
     leaks      after a run: pool idle, no stray threads, no stray backends
+    replication  a replicated cluster: kill the primary, switch over, cut or delay
+               the replication link, or run a user's own failover command
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from experiments.faults.locks import RowLockHolder, SlowQuery
 from experiments.faults.partial import FailAfterInsert, InjectedFault, chain_hooks
 from experiments.faults.pool import PoolHog
 from experiments.faults.proxy import PHASES, PhaseName, TcpProxy
+from experiments.faults.replication import (
+    Failover,
+    FailoverCommand,
+    ReplicationLag,
+    ReplicationLinks,
+)
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason, time_to_recover
 from experiments.faults.window import Window, Windows, label_ops
 
@@ -33,9 +41,13 @@ __all__ = [
     "ClaimPause",
     "DatabaseRestart",
     "FailAfterInsert",
+    "Failover",
+    "FailoverCommand",
     "InjectedFault",
     "PhaseName",
     "PoolHog",
+    "ReplicationLag",
+    "ReplicationLinks",
     "RowLockHolder",
     "SlowQuery",
     "TcpProxy",

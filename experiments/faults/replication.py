@@ -24,7 +24,7 @@ from typing import Literal
 
 from coupon_core.cluster import Node, ReplicatedCluster
 from experiments.faults.proxy import TcpProxy
-from experiments.faults.window import Window, Windows
+from experiments.faults.window import Windows
 
 __all__ = ["Failover", "FailoverCommand", "HowDown", "ReplicationLag", "ReplicationLinks"]
 
@@ -237,7 +237,3 @@ class FailoverCommand:
             self.error = err
         finally:
             self._done.set()
-
-
-def windows_of(*sources: Windows) -> list[Window]:
-    return sorted((w for s in sources for w in s.windows), key=lambda w: w.start_ns)
