@@ -67,6 +67,26 @@ def test_failover_nemesis_cuts_kills_and_promotes(cluster: ReplicatedCluster) ->
     assert count(cluster.url, "SELECT count(*) FROM pg_stat_activity") >= 1
 
 
+def test_switchover_stops_cleanly_promotes_and_the_old_primary_rejoins(
+    cluster: ReplicatedCluster,
+) -> None:
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (v int)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    f = Failover(cluster, how="switchover", delay_s=0.0, detect_s=0.0).start()
+    assert f.wait(120)
+    f.stop()
+    assert [e["event"] for e in cluster.events] == ["stop", "promote"]
+    old = cluster.node("node0")
+    cluster.rejoin(old)
+    cluster.wait_streaming()
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        assert conn.info.port == cluster.node("node1").port
+        conn.execute("INSERT INTO t VALUES (2)")
+    cluster.wait_caught_up()
+    assert count(old.url, "SELECT count(*) FROM t") == 2
+
+
 def test_failover_refuses_a_cut_without_links(cluster: ReplicatedCluster) -> None:
     with pytest.raises(ValueError, match="needs ReplicationLinks"):
         Failover(cluster, None, cut_before_s=0.5)
