@@ -307,6 +307,22 @@ class ReplicatedCluster:
             time.sleep(0.02)
         raise DatabaseError(f"standbys {behind} still behind after {timeout_s:.0f}s")
 
+    def most_advanced_standby(self) -> Node:
+        """The standby that received the most WAL: the one to promote (the others can follow it)."""
+        standbys = self.standby_nodes()
+        if not standbys:
+            raise DatabaseError("no standby to promote")
+
+        def received(node: Node) -> int:
+            row = self._sql(
+                node,
+                "SELECT pg_wal_lsn_diff(GREATEST(pg_last_wal_receive_lsn(),"
+                " pg_last_wal_replay_lsn()), '0/0')::bigint",
+            )
+            return int(str(row[0][0] or 0))
+
+        return max(standbys, key=received)
+
     def lag_bytes(self) -> dict[str, int]:
         """WAL bytes each standby has yet to replay, as the primary sees it."""
         rows = self._sql(

@@ -169,7 +169,9 @@ class Failover:
             else:
                 self.cluster.stop_node(primary)
             time.sleep(self.detect_s)
-            target = self.cluster.standby_nodes()[0]
+            # As a failover manager would: the standby with the most WAL, so that the
+            # others (with less) can follow its new timeline.
+            target = self.cluster.most_advanced_standby()
             t0 = time.monotonic()
             self.cluster.promote(target)
             self.promote_s = time.monotonic() - t0
