@@ -22,9 +22,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
     from experiments.scenarios import CATALOG, COMMON_DEFAULTS, FAULTS, REPLICATION, SCENARIOS
+    from experiments.scenarios._checks import (
+        ALWAYS_ON,
+        FAULT_ALWAYS_ON,
+        OWN_CHECKS,
+        shared_checks_of,
+    )
 
     common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
     print(f"every scenario takes: {common}")
+    print(f"always-on checks (catalog): {', '.join(ALWAYS_ON)}")
+    print(f"always-on checks (faults): {', '.join(FAULT_ALWAYS_ON)}")
     groups = {
         "catalog (concurrency)": CATALOG,
         "faults and bad input": FAULTS,
@@ -41,4 +49,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{scenario.name}: {scenario.title}")
             print(f"    {scenario.description}")
             print(f"    parameters: {own}")
+            shared = shared_checks_of(scenario.name)
+            label = {ALWAYS_ON: "always-on", FAULT_ALWAYS_ON: "always-on (faults)"}.get(
+                shared, "always-on except " + ", ".join(c for c in ALWAYS_ON if c not in shared)
+            )
+            mine = ", ".join(OWN_CHECKS.get(scenario.name, ())) or "(none declared)"
+            print(f"    checks: {label}; its own: {mine}")
     return 0
