@@ -14,6 +14,7 @@ from coupon_core.cluster import ReplicatedCluster
 from coupon_core.database import replicated
 from experiments import scenarios
 from experiments.faults.replication import Failover, FailoverCommand, ReplicationLinks
+from experiments.scenarios._checks import checks_of
 
 pytestmark = pytest.mark.chaos
 
@@ -138,6 +139,10 @@ def test_failover_sync_over_http_loses_nothing() -> None:
     assert set(result.outcomes()["claim"]) <= {"ok", "unavailable", "unknown"}
     assert result.summary["unavailable_s"] is not None
     assert "findings" not in result.summary
+    # What `coupon-chaos list` declares, less loss_caught (an unsafe configuration's)
+    # and old_primary_rejoined (rejoin=False).
+    unsafe_or_rejoin = {"loss_caught", "old_primary_rejoined"}
+    assert {v.name for v in result.verdicts} == set(checks_of("failover")) - unsafe_or_rejoin
 
 
 def test_failover_async_with_a_cut_link_loses_claims_and_the_lab_names_them() -> None:
@@ -151,6 +156,8 @@ def test_failover_async_with_a_cut_link_loses_claims_and_the_lab_names_them() ->
     evidence = result.verdict("lost_claims_on_old_primary")
     assert evidence.figures["on_old_primary"] == lost
     assert result.verdict("old_primary_rejoined").passed is True
+    moved = set(result.summary["findings"])
+    assert {v.name for v in result.verdicts} == set(checks_of("failover")) - moved
 
 
 def test_stale_reads_on_the_primary_stay_linearizable() -> None:
@@ -158,6 +165,7 @@ def test_stale_reads_on_the_primary_stay_linearizable() -> None:
     assert result.passed, [(v.name, v.detail) for v in result.failed]
     assert result.verdict("stale_reads").passed is True
     assert result.verdict("linearizable").passed is True
+    assert {v.name for v in result.verdicts} == set(checks_of("stale_reads"))
 
 
 def test_stale_reads_on_a_lagging_standby_are_proved_and_flagged() -> None:
