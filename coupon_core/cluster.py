@@ -56,6 +56,8 @@ MODES: tuple[ReplicationMode, ...] = ("async", "sync", "remote_apply")
 Role = Literal["primary", "standby", "down"]
 # Bound on waiting for a standby to stream, a promotion, a killed node to go.
 _WAIT_S = 60.0
+# Ports tried for a node before giving up.
+_PORT_ATTEMPTS = 3
 
 
 def multi_host_url(ports: list[int], host: str = "127.0.0.1", **params: str) -> str:
@@ -193,21 +195,36 @@ class ReplicatedCluster:
     def start(self) -> ReplicatedCluster:
         """Make and start the primary, then each standby from a base backup; wait for streaming."""
         primary = self.nodes[0]
-        for node in self.nodes:
-            node.db.port = node.db.port or free_port(self.host)
         primary.db._ensure_initialised()
         names = [n.name for n in self.nodes[1:]]
         with primary.db.data_dir.joinpath("postgresql.conf").open("a") as conf:
             conf.write(_conf_lines(self.mode, names))
         # The lab connects as postgres over loopback: trust, replication included.
-        primary.db.start()
+        self._start_node(primary)
         primary.role = "primary"
         for node in self.nodes[1:]:
             self._base_backup(node, primary)
-            node.db.start()
+            self._start_node(node)
             node.role = "standby"
         self.wait_streaming()
         return self
+
+    def _start_node(self, node: Node) -> None:
+        """Start ``node`` on a port picked just now; another if someone took it meanwhile.
+
+        ``free_port`` only says nobody listens *now*: on a busy machine another process
+        may bind the port before the postmaster does (seen once in 100 sweep runs).
+        """
+        for attempt in range(_PORT_ATTEMPTS):
+            node.db.port = free_port(self.host)
+            try:
+                node.db.start()
+                return
+            except DatabaseError as err:
+                if "already in use" not in str(err) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                log.warning("port %d of %s taken meanwhile: another", node.db.port, node.name)
+                node.db.data_dir.joinpath("server.log").unlink(missing_ok=True)
 
     def close(self) -> None:
         """Stop every node (bounded) and delete the directory."""
@@ -257,6 +274,8 @@ class ReplicatedCluster:
         )
         if proc.returncode != 0:
             raise DatabaseError(f"pg_basebackup failed: {proc.stderr.strip()[-2000:]}")
+        # The copy holds the primary's server.log: a standby's log should be its own.
+        node.db.data_dir.joinpath("server.log").unlink(missing_ok=True)
         self._write_standby_conf(node, self.host, source.port)
 
     def _write_standby_conf(self, node: Node, host: str, port: int) -> None:
