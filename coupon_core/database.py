@@ -12,6 +12,8 @@ This is the one place that decides; everything else takes a URL.
   stopped at interpreter exit if nobody closed it (atexit), and since SIGKILL skips
   atexit, ``reap_orphans()`` stops and deletes the clusters of owners that died.
   ``create()`` reaps before it makes a new one; ``coupon-chaos db reap`` does it by hand.
+* ``replicated(standbys, mode)``: a primary and streaming standbys from the same
+  binaries (``coupon_core.cluster.ReplicatedCluster``), owned and reaped the same way.
 * ``provision(url)``: the URL if one is given (argument or ``DATABASE_URL``), else a
   testcontainers PostgreSQL when asked for and Docker runs, else the embedded one.
 """
@@ -32,10 +34,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from coupon_core import orphans
 from coupon_core.orphans import TEMP_PREFIX, Owner
+
+if TYPE_CHECKING:
+    from coupon_core.cluster import ReplicatedCluster
 
 __all__ = [
     "DatabaseError",
@@ -45,6 +50,7 @@ __all__ = [
     "Owner",
     "provision",
     "reap_orphans",
+    "replicated",
     "wait_until_ready",
 ]
 
@@ -449,6 +455,20 @@ def provision(url: str | None = None, *, docker: bool = False) -> DatabaseHandle
     embedded = EmbeddedPostgres.create()
     embedded.start()
     return embedded
+
+
+def replicated(
+    *, standbys: int = 1, mode: str = "async", temp_root: Path | None = None
+) -> ReplicatedCluster:
+    """A started replicated cluster of this process's own (see ``coupon_core.cluster``)."""
+    from coupon_core.cluster import ReplicatedCluster
+
+    cluster = ReplicatedCluster.create(standbys=standbys, mode=mode, temp_root=temp_root)
+    try:
+        return cluster.start()
+    except BaseException:
+        cluster.close()
+        raise
 
 
 @contextlib.contextmanager

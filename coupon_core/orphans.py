@@ -30,6 +30,8 @@ log = logging.getLogger("coupon_core.database")
 TEMP_PREFIX = "coupon-chaos-pg-"
 # What create() and start() put in such a directory: anything else is not ours.
 _TEMP_ENTRIES = frozenset({"data", "socket", "port", "owner", "owner.tmp"})
+# A replicated cluster (coupon_core.cluster) keeps one such layout per node: node0, node1...
+_NODE_PREFIX = "node"
 # A directory without an owner record (made before owners were recorded) is left
 # alone until it has been idle this long: it may belong to a process still running.
 ORPHAN_MIN_IDLE_S = 600.0
@@ -164,12 +166,29 @@ def _has_clients(data_dir: Path) -> bool:
     return row is None or row[0] > 0
 
 
+def _is_node_dir(entry: Path) -> bool:
+    name = entry.name
+    return (
+        name.startswith(_NODE_PREFIX)
+        and name[len(_NODE_PREFIX) :].isdigit()
+        and entry.is_dir()
+        and not entry.is_symlink()
+        and {e.name for e in entry.iterdir()} <= _TEMP_ENTRIES
+    )
+
+
+def _data_dirs(base: Path) -> list[Path]:
+    """The clusters' data directories under ``base``: its own, and each replicated node's."""
+    nodes = sorted(e / "data" for e in base.iterdir() if _is_node_dir(e))
+    return [base / "data", *nodes]
+
+
 def _is_orphan(base: Path) -> bool:
     if base.is_symlink() or not base.is_dir():
         return False
     if os.geteuid() != 0 and base.stat().st_uid != os.geteuid():
         return False  # another user's: not ours to stop
-    if not {entry.name for entry in base.iterdir()} <= _TEMP_ENTRIES:
+    if not all(e.name in _TEMP_ENTRIES or _is_node_dir(e) for e in base.iterdir()):
         return False  # holds something create() never puts there
     owner = Owner.read(base)
     if owner is not None:
@@ -178,13 +197,21 @@ def _is_orphan(base: Path) -> bool:
     # mkdtemp and the record). Only an idle one, and only if nobody uses its server.
     if _idle_s(base) < ORPHAN_MIN_IDLE_S:
         return False
-    data = base / "data"
-    return _postmaster_pid(data) is None or not _has_clients(data)
+    return all(_postmaster_pid(d) is None or not _has_clients(d) for d in _data_dirs(base))
 
 
 def _reap(base: Path, stop_now: Callable[[Path], object]) -> bool:
-    """Stop the server of an orphaned cluster (bounded), then delete its directory."""
-    data = base / "data"
+    """Stop the servers of an orphaned cluster (bounded), then delete its directory."""
+    return all(_stop_one(data, stop_now) for data in _data_dirs(base)) and _delete(base)
+
+
+def _delete(base: Path) -> bool:
+    shutil.rmtree(base, ignore_errors=True)
+    return not base.exists()
+
+
+def _stop_one(data: Path, stop_now: Callable[[Path], object]) -> bool:
+    """Stop the server of ``data``, if one runs; False if it survived even SIGKILL."""
     if _postmaster_pid(data) is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             stop_now(data)
@@ -200,8 +227,7 @@ def _reap(base: Path, stop_now: Callable[[Path], object]) -> bool:
         if _postmaster_pid(data) is not None:
             log.warning("the postmaster %d of %s survived SIGKILL: directory kept", pid, data)
             return False
-    shutil.rmtree(base, ignore_errors=True)
-    return not base.exists()
+    return True
 
 
 def reap_orphans(temp_root: Path | None, stop_now: Callable[[Path], object]) -> list[Path]:

@@ -85,21 +85,48 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+def _writable(conn: Conn) -> None:
+    """The pool's check for a read-write URL: refuse a connection to a standby.
+
+    No round trip: PostgreSQL 14+ reports ``in_hot_standby`` to the client as it
+    changes. A node demoted after a failover (rejoined as a standby) is dropped here
+    instead of being handed out again; a dead one fails its first statement, and
+    ``_check_pool_soon`` then clears its siblings.
+    """
+    if conn.broken or conn.closed or conn.info.parameter_status("in_hot_standby") == "on":
+        raise psycopg.OperationalError("connection is to a standby, or gone")
+
+
+def _wants_primary(url: str) -> bool:
+    return "target_session_attrs=read-write" in url.replace(" ", "")
+
+
 @dataclass
 class CouponService:
-    """The coupon service. ``CouponService.connect(url)`` opens a pool and the schema."""
+    """The coupon service. ``CouponService.connect(url)`` opens a pool and the schema.
+
+    ``read_url`` (optional): gets go to their own pool on that URL (a standby),
+    creates and claims to ``url``.
+    """
 
     pool: psycopg_pool.ConnectionPool[Conn]
     strategy: ClaimStrategy
     config: ServiceConfig = field(default_factory=ServiceConfig)
     #: Lab-only fault hook called at named points of a claim; None (the default) costs nothing.
     fault: FaultHook | None = None
+    #: Where gets go when a read URL was given (a standby); None: the main pool.
+    read_pool: psycopg_pool.ConnectionPool[Conn] | None = None
     _last_check: float = field(default=0.0, init=False, repr=False)
     _check_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def connect(
-        cls, url: str, config: ServiceConfig | None = None, **overrides: Any
+        cls,
+        url: str,
+        config: ServiceConfig | None = None,
+        *,
+        read_url: str | None = None,
+        **overrides: Any,
     ) -> CouponService:
         """Open a pool on ``url`` (applying the schema first) and return the service."""
         config = config or ServiceConfig()
@@ -123,25 +150,13 @@ class CouponService:
         }
         if options := config.conninfo_options():
             kwargs["options"] = options
-        # Last in, first out: a pool larger than the load keeps its hot connections.
-        pool: psycopg_pool.ConnectionPool[Conn] = LifoConnectionPool(
-            url,
-            connection_class=ClaimConnection,
-            min_size=config.pool_min,
-            max_size=max(config.pool_max, config.pool_min),
-            timeout=config.pool_timeout,
-            kwargs=kwargs,
-            # Give up a failed reconnection at once instead of backing off for minutes:
-            # the pool grows again on demand as soon as a caller waits, so after a
-            # database restart recovery is bounded by one connection attempt.
-            reconnect_timeout=0,
-            open=False,
-            name="coupon-service",
-        )
-        pool.open(wait=False)
-        return cls(pool=pool, strategy=strategy, config=config)
+        pool = _open_pool(url, config, kwargs, "coupon-service")
+        read_pool = None if read_url is None else _open_pool(read_url, config, kwargs, "reads")
+        return cls(pool=pool, strategy=strategy, config=config, read_pool=read_pool)
 
     def close(self) -> None:
+        if self.read_pool is not None:
+            self.read_pool.close()
         self.pool.close()
 
     def __enter__(self) -> CouponService:
@@ -177,7 +192,7 @@ class CouponService:
                 (name,),
             ).fetchone()
 
-        row = self._run(run)
+        row = self._run(run, pool=self.read_pool)
         if row is None:
             raise CouponNotFound()
         cname, amount, remaining, claimed_by = row
@@ -208,7 +223,12 @@ class CouponService:
 
     # -- internals -------------------------------------------------------------------
 
-    def _run(self, fn: Callable[[Conn], T], timeout: float | None = None) -> T:
+    def _run(
+        self,
+        fn: Callable[[Conn], T],
+        timeout: float | None = None,
+        pool: psycopg_pool.ConnectionPool[Conn] | None = None,
+    ) -> T:
         """Run ``fn`` on a pooled connection, translating every driver error.
 
         ``getconn``/``putconn`` rather than ``pool.connection()``: that context manager
@@ -217,12 +237,16 @@ class CouponService:
         CPU (py-spy). ``putconn`` still rolls back a connection left in a transaction and
         replaces a broken one.
         """
+        pool = pool or self.pool
         try:
-            conn = self.pool.getconn(timeout)
+            conn = pool.getconn(timeout)
             try:
                 return fn(conn)
+            except pg_errors.ReadOnlySqlTransaction:
+                conn.close()  # a standby now (a failover): the pool must not hand it out again
+                raise
             finally:
-                self.pool.putconn(conn)
+                pool.putconn(conn)
         except CouponError:
             raise
         except pg_errors.UniqueViolation as err:
@@ -235,6 +259,9 @@ class CouponService:
             raise CouponNotFound() from err
         except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable) as err:
             raise Unavailable("service unavailable: the database timed out") from err
+        except pg_errors.ReadOnlySqlTransaction as err:
+            self._check_pool_soon()
+            raise Unavailable("service unavailable: the database is read-only") from err
         except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
             raise Unavailable("service unavailable: too much contention") from err
         except _TRANSIENT as err:
@@ -259,7 +286,34 @@ class CouponService:
         threading.Thread(target=self._check_pool, name="pool-check", daemon=True).start()
 
     def _check_pool(self) -> None:
-        try:
-            self.pool.check()
-        except Exception:  # a check that fails now is retried by the next error
-            log.debug("pool check failed", exc_info=True)
+        for pool in (self.pool, self.read_pool):
+            if pool is None:
+                continue
+            try:
+                pool.check()
+            except Exception:  # a check that fails now is retried by the next error
+                log.debug("pool check failed", exc_info=True)
+
+
+def _open_pool(
+    url: str, config: ServiceConfig, kwargs: dict[str, Any], name: str
+) -> psycopg_pool.ConnectionPool[Conn]:
+    # Last in, first out: a pool larger than the load keeps its hot connections.
+    pool: psycopg_pool.ConnectionPool[Conn] = LifoConnectionPool(
+        url,
+        connection_class=ClaimConnection,
+        min_size=config.pool_min,
+        max_size=max(config.pool_max, config.pool_min),
+        timeout=config.pool_timeout,
+        kwargs=kwargs,
+        # Give up a failed reconnection at once instead of backing off for minutes:
+        # the pool grows again on demand as soon as a caller waits, so after a
+        # database restart recovery is bounded by one connection attempt.
+        reconnect_timeout=0,
+        # A multi-host URL asking for the primary: never hand out a standby's connection.
+        check=_writable if _wants_primary(url) else None,
+        open=False,
+        name=name,
+    )
+    pool.open(wait=False)
+    return pool

@@ -175,11 +175,13 @@ def open_lab(
     pool_max: int | None = None,
     prefix: str | None = None,
     service_overrides: dict[str, Any] | None = None,
+    read_url: str | None = None,
 ) -> Iterator[Lab]:
     """Open everything an experiment needs, and close it all on exit (see the module).
 
     ``service_overrides`` replaces fields of the service's config (fault scenarios:
-    a run-unique ``application_name``, a short ``pool_timeout``, lock timeouts).
+    a run-unique ``application_name``, a short ``pool_timeout``, lock timeouts);
+    ``read_url`` sends the service's gets to another server (a standby).
     """
     if layer not in LAYERS:
         raise LabError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
@@ -194,7 +196,7 @@ def open_lab(
         config = _service_config(strategy, pool, op_timeout_s)
         if service_overrides:
             config = dataclasses.replace(config, **service_overrides)
-        service = CouponService.connect(url, config)
+        service = CouponService.connect(url, config, read_url=read_url)
         stack.callback(service.close)
         server: Any = None
         client: Client

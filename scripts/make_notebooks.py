@@ -363,6 +363,81 @@ SPECS.update(
         ),
     }
 )
+#: Replicated runs: the fault set but for the checks an unsafe configuration moves to
+#: its findings (the loss's, the stale reads'), asserted per configuration instead.
+_REPLICA_INVARIANTS: tuple[str, ...] = tuple(
+    c for c in FAULT_ALWAYS_ON if c not in ("claims_match_history", "linearizable")
+)
+_FINDINGS = 'pd.DataFrame(result.summary.get("findings", {}).values(), columns=["name", "passed", "detail"])'
+_REPLICA_TIMELINE = (
+    'report.timeline(result, fault_phase="{phase}", highlight=result.summary["witness_op_ids"])'
+)
+SPECS["failover"] = Spec(
+    "21_failover.ipynb",
+    "A replicated PostgreSQL (a primary, one streaming standby) loses its primary to "
+    "SIGKILL mid-load and the standby is promoted; the service finds it through its "
+    "multi-host URL. With sync or remote_apply replication no acknowledged claim is "
+    "lost and the claims in flight end unavailable or unknown, never as a lie. With "
+    "async replication and the link cut before the kill (the default here) the lab "
+    "shows acknowledged claims lost, names each, and reads them back from the old "
+    "primary: an unsafe configuration, and the expected finding this notebook asserts.",
+    "a sync/remote_apply run losing an acknowledged claim; an async run with a cut link "
+    "whose loss goes unseen; a claim named lost that the old primary never had, or that "
+    "the new one has; a 5xx; no success after the promotion.",
+    (
+        _verdict("failover_done"),
+        _verdict("served_after_promotion"),
+        _verdict("lost_claims_on_old_primary"),
+        'finding = result.summary.get("findings", {}).get("no_lost_acknowledged_claims")\n'
+        'if mode == "async" and cut_link:\n'
+        '    assert finding is not None and finding["passed"] is False, (\n'
+        '        f"expected acknowledged claims lost (async, link cut), got {finding}"\n'
+        "    )\n"
+        '    assert result.verdict("loss_caught").passed, result.verdict("loss_caught").detail',
+        'if mode != "async":\n'
+        '    for name in ("no_lost_acknowledged_claims", "claims_match_history", "linearizable"):\n'
+        "        assert result.verdict(name).passed, result.verdict(name).detail",
+        'claims = set(result.outcomes()["claim"])\n'
+        'assert claims <= {"ok", "unavailable", "unknown"}, f"claims ended {claims}"',
+        'if rejoin:\n    assert result.verdict("old_primary_rejoined").passed, '
+        'result.verdict("old_primary_rejoined").detail',
+    ),
+    charts=(
+        "report.outcome_chart(result)",
+        _REPLICA_TIMELINE.format(phase="unavailable"),
+        'report.latency_ecdf(result, by="phase")',
+        "report.latency_over_time(result)",
+    ),
+    extra_tables=(_BY_PHASE, _WINDOWS, _FINDINGS),
+    invariants=_REPLICA_INVARIANTS,
+    takes_database_url=False,
+)
+SPECS["stale_reads"] = Spec(
+    "22_stale_reads.ipynb",
+    "Gets served by a standby whose WAL arrives lag_s late show stock and claimants "
+    "older than claims already acknowledged: the lab proves each stale read by counting "
+    "(a claim acknowledged before the read began is missing from it) and the "
+    "linearizability check flags every run that had one, with a two-op witness drawn "
+    "on the timeline. With read_from='primary' the same load is linearizable.",
+    "a stale read the linearizability check passes; a stale read with reads on the "
+    "primary; a 5xx or an invariant violated.",
+    (
+        _verdict("stale_reads_caught"),
+        'if read_from == "standby" and mode == "async" and lag_s > 0:\n'
+        '    assert result.summary["stale_reads"] > 0, "expected stale reads from the lagging standby"',
+        'if read_from == "primary":\n'
+        '    for name in ("stale_reads", "linearizable"):\n'
+        "        assert result.verdict(name).passed, result.verdict(name).detail",
+    ),
+    charts=(
+        "report.outcome_chart(result)",
+        _REPLICA_TIMELINE.format(phase="lag"),
+        "report.latency_over_time(result)",
+    ),
+    extra_tables=(_FINDINGS,),
+    invariants=(*_REPLICA_INVARIANTS, "claims_match_history"),
+    takes_database_url=False,
+)
 SPECS["input_boundary"] = Spec(
     "18_input_boundary.ipynb",
     "Over real HTTP, a catalog of at least 150 hostile requests (names at 255, 256 and "

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
         for nb in suite.discover():
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
-    from experiments.scenarios import CATALOG, COMMON_DEFAULTS, DISTRIBUTED, FAULTS, SCENARIOS
+    from experiments.scenarios import COMMON_DEFAULTS, GROUPS, SCENARIOS
     from experiments.scenarios._checks import (
         ALWAYS_ON,
         FAULT_ALWAYS_ON,
@@ -36,12 +36,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"always-on checks (faults): {', '.join(FAULT_ALWAYS_ON)}")
     print(_P_HINT)
     notebooks = {nb.scenario: nb for nb in suite.discover()}
-    groups = {
-        "catalog (concurrency)": CATALOG,
-        "faults and bad input": FAULTS,
-        "distributed (Locust)": DISTRIBUTED,
+    titles = {
+        "catalog": "catalog (concurrency)",
+        "faults": "faults and bad input",
+        "replication": "replication (a replicated cluster)",
+        "distributed": "distributed (Locust)",
     }
-    others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS + DISTRIBUTED)
+    groups = {titles.get(name, name): members for name, members in GROUPS.items()}
+    grouped = {name for members in GROUPS.values() for name in members}
+    others = tuple(name for name in SCENARIOS if name not in grouped)
     if others:
         groups["other"] = others
     for heading, names in groups.items():

@@ -26,7 +26,9 @@ NAME = "run"
 HELP = "run the scenario notebooks against one database; write results/<run-id>/"
 
 _LAYER_CHOICES = {"service": ("service",), "http": ("http",), "both": suite.LAYERS}
-_GROUPS = ("all", "catalog", "faults", "distributed")
+# Literal here (not read from the registry) so that --help needs no scenario imports;
+# tests/experiments/test_cli_errors.py holds it equal to experiments.scenarios.GROUPS.
+_GROUPS = ("all", "catalog", "faults", "replication", "distributed")
 _DATABASES = ("embedded", "docker")
 
 
@@ -59,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--group",
         choices=_GROUPS,
         default="all",
-        help="without SCENARIO names: every notebook (default), only the concurrency "
-        "catalog's, only the fault scenarios', or only the Locust-driven ones'",
+        help="without SCENARIO names: every notebook (default), or one group's: "
+        + ", ".join(_GROUPS[1:]),
     )
     parser.add_argument(
         "--strategy",
@@ -131,9 +133,9 @@ def _chosen(args: argparse.Namespace, layers: dict[str, tuple[str, ...]]) -> lis
         return check_choices(args.scenarios, list(layers), "scenario")
     if args.group == "all":
         return None
-    from experiments.scenarios import CATALOG, DISTRIBUTED, FAULTS
+    from experiments.scenarios import GROUPS
 
-    group = {"catalog": CATALOG, "faults": FAULTS, "distributed": DISTRIBUTED}[args.group]
+    group = GROUPS[args.group]
     # Only the group's scenarios that have a notebook (a fault may have none yet).
     chosen = [name for name in group if name in layers]
     if not chosen:

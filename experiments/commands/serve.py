@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="PostgreSQL URL (default: $DATABASE_URL, else an embedded database)",
     )
+    parser.add_argument(
+        "--read-url",
+        metavar="URL",
+        default=None,
+        help="send reads (GET) to this PostgreSQL, e.g. a standby (default: the database URL;"
+        " one server process only)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port", type=_port, default=3000, help="port to listen on (0: any free port)"
@@ -98,6 +105,7 @@ def _serve_in_process(args: argparse.Namespace, url: str) -> None:
     try:
         service = CouponService.connect(
             url,
+            read_url=args.read_url,
             strategy=args.strategy,
             pool_max=args.pool_size,
             pool_min=min(4, args.pool_size),
@@ -151,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     # Checked before anything starts: an address that is none, a URL that does not parse
     # or does not answer.
     _check_host(args.host)
+    if args.read_url and args.workers != 1:
+        raise UsageError("--read-url works with one server process (--workers 1) only")
     url = database_url(args.database_url)
     if url is not None:
         check_reachable(url)

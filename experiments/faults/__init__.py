@@ -11,6 +11,8 @@ was active (``experiments.faults.window``) so ops can be labelled with a phase.
     proxy      a loopback TCP proxy: latency, throttling, resets, stalls
     cancel     cancel statements in flight (server side, or psycopg's cancel)
     partial    fail a claim between its insert and its decrement
+    replication  a replicated cluster: kill the primary, switch over, cut or delay
+               the replication link, or run a user's own failover command
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from experiments.faults.locks import RowLockHolder, SlowQuery
 from experiments.faults.partial import FailAfterInsert, InjectedFault, chain_hooks
 from experiments.faults.pool import PoolHog
 from experiments.faults.proxy import PHASES, PhaseName, TcpProxy
+from experiments.faults.replication import (
+    Failover,
+    FailoverCommand,
+    ReplicationLag,
+    ReplicationLinks,
+)
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason, time_to_recover
 from experiments.faults.window import Window, Windows, label_ops
 
@@ -31,9 +39,13 @@ __all__ = [
     "ClaimPause",
     "DatabaseRestart",
     "FailAfterInsert",
+    "Failover",
+    "FailoverCommand",
     "InjectedFault",
     "PhaseName",
     "PoolHog",
+    "ReplicationLag",
+    "ReplicationLinks",
     "RowLockHolder",
     "SlowQuery",
     "TcpProxy",

@@ -9,7 +9,9 @@ Phases:
 
     pass      bytes flow untouched
     latency   each chunk from the service to the database waits ``latency_s`` ±
-              ``jitter_s`` (seeded), so each round trip takes about that much longer
+              ``jitter_s`` (seeded), so each round trip takes about that much longer;
+              ``latency_direction`` "down" delays the other way (database to client:
+              the WAL a standby receives), "both" delays both
     throttle  both directions limited to ``bytes_per_s``
     stall     nothing is read or forwarded: a peer that stopped answering (TCP stays up)
     reset     live connections are cut with RST, new ones are refused the same way
@@ -38,6 +40,7 @@ __all__ = ["PHASES", "PhaseName", "TcpProxy"]
 
 PhaseName = Literal["pass", "latency", "throttle", "stall", "reset"]
 PHASES: tuple[PhaseName, ...] = ("pass", "latency", "throttle", "stall", "reset")
+Direction = Literal["up", "down", "both"]
 _CHUNK = 65536
 _TICK = 0.02  # how often a pump looks at the stop flag and the phase
 
@@ -72,6 +75,7 @@ class TcpProxy:
     latency_s: float = 0.0
     jitter_s: float = 0.0
     bytes_per_s: int = 0
+    latency_direction: Direction = "up"
     windows: Windows = field(default_factory=lambda: Windows("network"))
     #: Figures: connections accepted / refused / reset, bytes forwarded each way.
     accepted: int = 0
@@ -294,10 +298,16 @@ class TcpProxy:
                 data = src.recv(_CHUNK)
                 if not data:
                     break
+                way = "up" if upstream else "down"
+                delayed = self.phase == "latency" and self.latency_direction in (way, "both")
+                if delayed and not upstream:
+                    # One wait per batch, not per chunk: drain what has arrived (bounded)
+                    # so a delayed stream (WAL) falls behind by the delay, not more and more.
+                    data += self._drain(src)
                 # Read just as the stall began: hold it, a stalled peer forwards nothing.
                 while self._stalled() and not self._stopping.is_set() and not link.closed:
                     time.sleep(_TICK)
-                if upstream and (delay := self._delay()) > 0:
+                if delayed and (delay := self._delay()) > 0:
                     time.sleep(delay)
                 self._send(dst, data)
                 with self._lock:
@@ -309,6 +319,18 @@ class TcpProxy:
             pass  # a reset or a close from the other pump: the link is over
         finally:
             self._close(link, rst=False)
+
+    def _drain(self, src: socket.socket, limit: int = 1 << 20) -> bytes:
+        """Whatever else ``src`` has ready now, up to ``limit`` bytes (no waiting)."""
+        parts: list[bytes] = []
+        size = 0
+        while size < limit and select.select([src], [], [], 0)[0]:
+            more = src.recv(_CHUNK)
+            if not more:
+                break
+            parts.append(more)
+            size += len(more)
+        return b"".join(parts)
 
     def _send(self, dst: socket.socket, data: bytes) -> None:
         view = memoryview(data)

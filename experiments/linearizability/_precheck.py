@@ -48,6 +48,14 @@ def precheck(ops: Sequence[PreparedOp], initial: int | None) -> tuple[str, list[
         if all(a - len(g.claimed) != g.remaining for a in amounts):
             why = "a read's remaining stock does not match its number of claimants"
             return why, [o.op_id for o in sources] + [g.op_id]
+    for g in ops:
+        if g.claimed is None:
+            continue
+        # A stale read: it misses a claim acknowledged before it was even invoked.
+        for ack in ok_claims:
+            if ack.complete < g.invoke and ack.user not in g.claimed:
+                why = "a read misses a claim acknowledged before the read began (a stale read)"
+                return why, [ack.op_id, g.op_id]
     claimers: dict[int, PreparedOp] = {}
     for o in ops:
         claimer = o.kind == CLAIM and (o.result == "ok" or not o.determinate)

@@ -21,6 +21,8 @@ __all__ = [
     "COMMON_DEFAULTS",
     "DISTRIBUTED",
     "FAULTS",
+    "GROUPS",
+    "REPLICATION",
     "SCENARIOS",
     "Scenario",
     "register",
@@ -49,10 +51,19 @@ FAULTS: tuple[str, ...] = (
     "negative_stock",
     "input_boundary",
 )
+#: Replicated PostgreSQL: failover and stale reads (each starts its own cluster).
+REPLICATION: tuple[str, ...] = ("failover", "stale_reads")
 #: Load from other processes (Locust master and workers).
 DISTRIBUTED: tuple[str, ...] = ("locust_stampede",)
+#: The groups ``coupon-chaos run --group`` and ``list`` know, in this order.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "catalog": CATALOG,
+    "faults": FAULTS,
+    "replication": REPLICATION,
+    "distributed": DISTRIBUTED,
+}
 # Add a module name to one of the tuples above to register a scenario.
-_MODULES: tuple[str, ...] = CATALOG + FAULTS + DISTRIBUTED
+_MODULES: tuple[str, ...] = CATALOG + FAULTS + REPLICATION + DISTRIBUTED
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "seed": None,

@@ -103,6 +103,18 @@ OWN_CHECKS: dict[str, tuple[str, ...]] = {
         "final_stock_sequential",
         "check_rejects_negative",
     ),
+    # Replication: an unsafe configuration (async) moves the checks its loss or its
+    # stale reads fail to summary["findings"], and loss_caught / stale_reads_caught
+    # say whether the lab caught it.
+    "failover": (
+        "no_lost_acknowledged_claims",
+        "lost_claims_on_old_primary",
+        "failover_done",
+        "served_after_promotion",
+        "old_primary_rejoined",
+        "loss_caught",
+    ),
+    "stale_reads": ("stale_reads", "stale_reads_caught"),
     "input_boundary": (
         "statuses_as_contract",
         "clear_json_errors",
@@ -115,11 +127,11 @@ OWN_CHECKS: dict[str, tuple[str, ...]] = {
 
 def shared_checks_of(name: str) -> tuple[str, ...]:
     """The shared set a scenario carries (always-on, linearizability, leaks)."""
-    from experiments.scenarios import FAULTS
+    from experiments.scenarios import FAULTS, REPLICATION
 
     if name == "input_boundary":
         return BOUNDARY_ALWAYS_ON
-    return FAULT_ALWAYS_ON if name in FAULTS else ALWAYS_ON
+    return FAULT_ALWAYS_ON if name in FAULTS + REPLICATION else ALWAYS_ON
 
 
 def checks_of(name: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ def test_registry_lists_the_catalog() -> None:
     assert list(scenarios.SCENARIOS) == [
         *scenarios.CATALOG,
         *scenarios.FAULTS,
+        *scenarios.REPLICATION,
         *scenarios.DISTRIBUTED,
     ]
     assert NAMES == [
@@ -176,3 +177,12 @@ def test_lab_starts_and_stops_its_own_database(monkeypatch: pytest.MonkeyPatch) 
 
     assert isinstance(handle, EmbeddedPostgres)
     assert not handle.is_running()
+
+
+def test_run_offers_exactly_the_registry_groups() -> None:
+    from experiments.commands.run import _GROUPS
+    from experiments.scenarios import GROUPS, SCENARIOS
+
+    assert ("all", *GROUPS) == _GROUPS
+    registered = [name for members in GROUPS.values() for name in members]
+    assert sorted(registered) == sorted(SCENARIOS), "every scenario in exactly one group"
