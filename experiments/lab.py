@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import statistics
 import time
 import uuid
@@ -27,6 +26,7 @@ import psycopg
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
+from coupon_core.redact import redact_url
 from experiments.checks import FinalState, always_on, read_state
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
@@ -216,7 +216,7 @@ Expectations = Callable[[History, FinalState, Plan], list[Verdict]]
 
 def _masked(url: str | None) -> str | None:
     # Params land in reports: never a password.
-    return None if url is None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return None if url is None else redact_url(url)
 
 
 def common_params(

@@ -6,7 +6,9 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
                in its metadata (``{"coupon_chaos": {"scenario": ..., "layers": [...]}}``;
                without it: the file stem, both layers). Adding a notebook is adding a file.
     provision  one database for the whole run (``coupon_core.database.provision``), unless
-               a URL is given; its URL goes to every notebook as ``database_url``.
+               a URL is given; its URL goes to every kernel in its environment
+               (``DATABASE_URL``), never as a parameter: an injected literal would put
+               a password into the executed notebook and its HTML (see "Secrets" below).
     seed       a run seed (given or drawn); each scenario's seed derives from it and the
                scenario name, so both layers of a scenario run the same plan.
     execute    papermill, kernel ``python3``, up to ``jobs`` notebooks at once, immediate
@@ -21,6 +23,10 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
 A scenario passes when its notebook ran without an error output and every check of its
 saved result passed; a notebook that crashed fails with its error. The pages themselves
 are drawn by ``experiments.suite_html``; what a run reports is ``experiments.suite_report``.
+
+Secrets: nothing a run writes or prints holds the database password. The URL reaches
+the kernels through their environment only; ``summary.json`` and the index name it
+redacted (``coupon_core.redact``); the rerun command reads it from ``$DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -127,12 +133,12 @@ class Job:
     def stem(self) -> str:
         return f"{self.notebook.scenario}-{self.layer}"
 
-    def parameters(self, database_url: str, out_dir: Path) -> dict[str, Any]:
+    def parameters(self, out_dir: Path) -> dict[str, Any]:
+        """What papermill injects; never the database URL (it goes in the environment)."""
         offered: dict[str, Any] = {
             "seed": self.seed,
             "layer": self.layer,
             "strategy": self.strategy,
-            "database_url": database_url,
             "out_dir": str(out_dir),
         }
         return {k: v for k, v in offered.items() if k in self.notebook.parameters}
@@ -143,6 +149,23 @@ def _execute(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> Job
         return _execute_in_thread(job, run_dir, database_url, hide_code)
     finally:
         _close_thread_loop()
+
+
+def _kernel_manager_class(env: dict[str, str]) -> type[Any]:
+    """A kernel manager that starts its kernel with ``env`` added to ours.
+
+    nbclient takes the class (``kernel_manager_class``) and owns the manager it makes,
+    so the kernel is shut down as before; papermill offers no other way to a kernel's
+    environment short of changing this process's ``os.environ`` (shared by threads).
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelWithEnv(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            await super().start_kernel(**kw)
+
+    return KernelWithEnv
 
 
 def _close_thread_loop() -> None:
@@ -176,8 +199,10 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         papermill.execute_notebook(
             str(job.notebook.path),
             str(executed),
-            parameters=job.parameters(database_url, data_dir),
+            parameters=job.parameters(data_dir),
             kernel_name=KERNEL,
+            # The URL (and any password in it) through the kernel's environment only.
+            kernel_manager_class=_kernel_manager_class({"DATABASE_URL": database_url}),
             progress_bar=False,
             # Not papermill's cwd=: it chdirs the whole process, which threads share.
             # nbclient starts the kernel in resources' path instead.
@@ -327,6 +352,7 @@ def run_suite(
 ) -> SuiteReport:
     """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps."""
     from coupon_core.database import provision
+    from coupon_core.redact import redact_url
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -342,6 +368,7 @@ def run_suite(
     run_dir.mkdir(parents=True)
 
     db_started = time.perf_counter()
+    database_url = database_url or os.environ.get("DATABASE_URL") or None
     handle = provision(database_url)
     database_s = time.perf_counter() - db_started
     reports: list[JobReport] = []
@@ -374,7 +401,8 @@ def run_suite(
         jobs=reports,
         database_s=database_s,
         parallel=max(1, jobs),
-        rerun=rerun_command(scenarios, layers, strategy, run_seed),
+        rerun=rerun_command(scenarios, layers, strategy, run_seed, by_url=database_url is not None),
+        database=redact_url(database_url) if database_url else "embedded",
     )
     (run_dir / "summary.json").write_text(
         json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
@@ -385,15 +413,26 @@ def run_suite(
 
 
 def rerun_command(
-    scenarios: Sequence[str] | None, layers: Sequence[str], strategy: str, seed: int
+    scenarios: Sequence[str] | None,
+    layers: Sequence[str],
+    strategy: str,
+    seed: int,
+    *,
+    by_url: bool = False,
 ) -> str:
-    """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers."""
+    """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers.
+
+    ``by_url``: the run used a database by URL; the command reads it (password and all)
+    from ``$DATABASE_URL`` rather than showing it.
+    """
     words = ["coupon-chaos", "run", *(scenarios or ())]
     layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
     if layer != "service":
         words += ["--layer", layer]
     if strategy != "row_lock":
         words += ["--strategy", strategy]
+    if by_url:
+        words += ["--database-url", '"$DATABASE_URL"']
     return " ".join([*words, "--seed", str(seed)])
 
 
