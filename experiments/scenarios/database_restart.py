@@ -8,11 +8,10 @@ from typing import Any
 
 from coupon_core.database import ExternalDatabase
 from experiments.checks import FinalState, results_within
-from experiments.clients import Client
 from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason
-from experiments.history import History, Op
+from experiments.history import History
 from experiments.lab import common_params, latency_quantiles
 from experiments.plans import draw_seed
 from experiments.result import Result, Verdict
@@ -34,30 +33,10 @@ RECOVERY_BOUND_S = 30.0
 #: Goals of issue 11 §4, reported MET/MISSED beside the figures (not a timed check).
 GOAL_OUTAGE_P99_S = 1.0
 GOAL_RECOVERY_S = 2.0
-#: A worker told "unavailable" waits this long before its next op, as a client honouring
-#: a 503 would. Refusals are immediate once the breaker opens (~18 000/s in-process,
-#: measured): without a pause the workers spend the whole plan during the outage and
-#: none is left to show the recovery; at 10 ms, 800 refusals made the linearizability
-#: search the longest step of the notebook. It also bounds how late a recovery is seen.
+#: A worker told "unavailable" pauses this long before its next op (see
+#: ``loads.BackingOff``); at 10 ms, 800 refusals made the linearizability search the
+#: longest step of the notebook. It also bounds how late a recovery is seen.
 BACKOFF_S = 0.05
-
-
-class _BackingOff:
-    """The lab's client, pausing ``pause_s`` after each "unavailable" (Retry-After)."""
-
-    def __init__(self, inner: Client, pause_s: float) -> None:
-        self.inner = inner
-        self.layer = inner.layer
-        self.pause_s = pause_s
-
-    def invoke(self, op: Op, history: History | None = None) -> Op:
-        done = self.inner.invoke(op, history)
-        if done.result == "unavailable":
-            time.sleep(self.pause_s)
-        return done
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def run(
@@ -81,7 +60,6 @@ def run(
             raise RuntimeError("unreachable: checked before the run")
         r = DatabaseRestart(handle, delay_s=0.3, down_s=down_s, mode=mode)
         restarts.append(r)
-        fr.lab.client = _BackingOff(fr.lab.client, BACKOFF_S)  # the load runs through it
         return [r]
 
     def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
@@ -204,6 +182,7 @@ def run(
         # not a short timeout, is what makes refusals fast.
         faults_done=lambda: bool(restarts) and restarts[0].wait(0),
         own_database=True,
+        backoff_s=BACKOFF_S,
     )
     result.duration_s = time.monotonic() - t0
     return result
