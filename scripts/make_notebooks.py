@@ -83,8 +83,9 @@ class Spec:
     layers: tuple[str, ...] = ("service", "http")
     #: The always-on checks this scenario runs, asserted one cell each.
     invariants: tuple[str, ...] = INVARIANTS
-    #: False: the parameters cell has no ``database_url``, so the suite injects none
-    #: and the scenario starts a database of its own (one it may stop and restart).
+    #: False: the scenario ignores ``database_url`` and ``DATABASE_URL`` (the suite
+    #: passes the URL in the kernel's environment, never as a parameter) and starts a
+    #: database of its own (one it may stop and restart).
     takes_database_url: bool = True
 
 
