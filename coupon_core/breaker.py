@@ -70,6 +70,10 @@ class CircuitBreaker:
         self._trial = False  # half-open: a trial call is in flight
         self._prober: threading.Thread | None = None
         self._probing = False  # under the lock: a prober runs (is_alive() would race its exit)
+        # When a confirmation last found the database well: the next waits probe_s, so
+        # a stream of failures on a healthy database (injected faults, killed backends)
+        # costs at most one probe connection per probe_s.
+        self._well_at = -float("inf")
         self._closed = threading.Event()
         #: Times each state was entered (monotonic s), for the lab's figures.
         self.opened_at: float | None = None
@@ -133,7 +137,11 @@ class CircuitBreaker:
                 if self._state == "half_open" and trial:
                     self._open_locked()
                     start_probe = True
-                elif self._state == "closed" and self._failures >= self.threshold:
+                elif (
+                    self._state == "closed"
+                    and self._failures >= self.threshold
+                    and time.monotonic() - self._well_at >= self.probe_s
+                ):
                     start_probe = True  # confirm before opening
         if start_probe:
             self._start_prober()
@@ -187,6 +195,7 @@ class CircuitBreaker:
             if self._state == "closed":  # a confirmation that found the database well
                 self._failures = 0
                 self._probing = False
+                self._well_at = time.monotonic()
                 return
         if self.on_recover is not None:
             try:

@@ -71,10 +71,28 @@ def test_a_probe_that_connects_keeps_it_closed() -> None:
     b = CircuitBreaker(probe, threshold=2, probe_s=0.01)
     for _ in range(5):
         b.record("failed")
-    wait_for(lambda: probe.calls >= 1 and not b.suspect, "cleared")
+    wait_for(lambda: probe.calls >= 1, "probed")
     assert state(b) == "closed"
     assert b.opened == 0
+    b.record("answered")
+    assert not b.suspect
     b.close()
+
+
+def test_failures_on_a_healthy_database_cost_one_probe_per_interval() -> None:
+    # 30% of claims failing on purpose (partial_failure) must not open a connection each.
+    probe = Switch(down=False)
+    b = CircuitBreaker(probe, threshold=2, probe_s=0.05)
+    start = time.monotonic()
+    for _ in range(100):
+        b.record("failed")
+        b.record("failed")
+        b.record("answered")
+        time.sleep(0.002)  # room for the prober to finish: a new one could start each time
+    elapsed = time.monotonic() - start
+    b.close()
+    assert state(b) == "closed"
+    assert 1 <= probe.calls <= 2 + elapsed / b.probe_s, (probe.calls, elapsed)
 
 
 def test_no_news_changes_nothing() -> None:
