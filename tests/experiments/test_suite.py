@@ -130,6 +130,11 @@ def test_rerun_command_replays_layers_strategy_and_names() -> None:
         suite.rerun_command(None, ("http",), "row_lock", 1)
         == "coupon-chaos run --layer http --seed 1"
     )
+    # A run on a database by URL: the command names the variable, never the URL.
+    assert (
+        suite.rerun_command(["double_dip"], ("service",), "row_lock", 2, by_url=True)
+        == 'coupon-chaos run double_dip --database-url "$DATABASE_URL" --seed 2'
+    )
 
 
 def test_run_group_picks_the_catalog_or_the_faults_that_have_notebooks(tmp_path: Path) -> None:
