@@ -23,6 +23,7 @@ from coupon_core.errors import (
     NoStock,
     Unavailable,
 )
+from coupon_core.pool import LifoConnectionPool
 from coupon_core.schema import apply_schema
 from coupon_core.strategies import ClaimConnection, ClaimStrategy, FaultHook, get_strategy
 from coupon_core.validation import storable, validate_amount, validate_text
@@ -136,7 +137,8 @@ class CouponService:
         if options := config.conninfo_options():
             kwargs["options"] = options
         breaker = _breaker(url, kwargs, config)
-        pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
+        # Last in, first out: a pool larger than the load keeps its hot connections.
+        pool: psycopg_pool.ConnectionPool[Conn] = LifoConnectionPool(
             url,
             connection_class=ClaimConnection,
             min_size=config.pool_min,

@@ -10,10 +10,13 @@ transaction. Driver errors are left to the service, which translates them.
 ``atomic``        one conditional statement (a data-modifying CTE), one round trip
 ``serializable``  SERIALIZABLE isolation, bounded retries on 40001 / 40P01
 ``advisory``      a transaction-scoped advisory lock on the coupon's name
+``row_lock_pipelined``  ``row_lock``'s statements in psycopg pipeline mode: two round
+                  trips instead of six, the row lock held for one of them
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from typing import Protocol
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 
 from coupon_core.errors import AlreadyClaimed, CouponNotFound, NoStock, Unavailable
 
@@ -54,6 +58,7 @@ class ClaimConnection(psycopg.Connection[tuple[object, ...]]):
     """
 
     _claim_cursor: Cursor | None = None
+    _second_cursor: Cursor | None = None
 
     def claim_cursor(self) -> Cursor:
         cur = self._claim_cursor
@@ -61,10 +66,22 @@ class ClaimConnection(psycopg.Connection[tuple[object, ...]]):
             cur = self._claim_cursor = self.cursor()
         return cur
 
+    def second_cursor(self) -> Cursor:
+        """Another kept cursor: a pipeline reads two statements' results in one batch,
+        and a cursor keeps only its last statement's."""
+        cur = self._second_cursor
+        if cur is None or cur.closed:
+            cur = self._second_cursor = self.cursor()
+        return cur
+
 
 def _cursor(conn: Conn) -> Cursor:
     """The connection's kept cursor, or a new one on a plain connection."""
     return conn.claim_cursor() if isinstance(conn, ClaimConnection) else conn.cursor()
+
+
+def _second_cursor(conn: Conn) -> Cursor:
+    return conn.second_cursor() if isinstance(conn, ClaimConnection) else conn.cursor()
 
 
 class ClaimStrategy(Protocol):
@@ -118,6 +135,68 @@ class RowLock:
                 "SELECT remaining_amount FROM coupons WHERE name = %s FOR UPDATE", (coupon_name,)
             ).fetchone()
             _check_and_take(cur, row, user_id, coupon_name, fault)
+
+
+@dataclass(frozen=True)
+class RowLockPipelined:
+    """``row_lock``'s statements, in its order, sent in two batches (psycopg pipeline mode).
+
+    ``row_lock`` waits for each of BEGIN, SELECT ... FOR UPDATE, the prior-claim check,
+    INSERT, UPDATE and COMMIT in turn: six round trips, the row lock held over four.
+    Here BEGIN, the locking SELECT and the check go in one batch (the check runs after
+    the lock is granted, on a fresh READ COMMITTED snapshot, as in ``row_lock``); the
+    branch on their results is the same; INSERT, UPDATE and COMMIT go in the second.
+    Two round trips, the lock held over one.
+
+    Why the explicit BEGIN: in pipeline mode the statements between two Syncs form an
+    implicit transaction that the Sync commits. Should Python fail between queueing
+    the INSERT and the UPDATE (a bug, a lab fault), the pipeline's exit still sends a
+    Sync: without BEGIN it would commit the claim row without its decrement. Inside
+    BEGIN a Sync commits nothing; the failure path queues ROLLBACK before that Sync,
+    and rolls back afterwards whatever an aborted pipeline left open.
+    """
+
+    name: str = "row_lock_pipelined"
+
+    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
+        cur, check = _cursor(conn), _second_cursor(conn)
+        try:
+            with conn.pipeline() as pipeline:
+                try:
+                    cur.execute("BEGIN")
+                    cur.execute(
+                        "SELECT remaining_amount FROM coupons WHERE name = %s FOR UPDATE",
+                        (coupon_name,),
+                    )
+                    check.execute(_HAS_CLAIMED, (user_id, coupon_name))
+                    remaining = cur.fetchone()  # one round trip for the three
+                    if remaining is None:
+                        raise CouponNotFound()
+                    if check.fetchone() is not None:
+                        raise AlreadyClaimed()
+                    stock = remaining[0]
+                    assert isinstance(stock, int)
+                    if stock <= 0:
+                        raise NoStock()
+                    cur.execute(_INSERT_CLAIM, (user_id, coupon_name))
+                    if fault is not None:
+                        # The lab's faults expect the row inserted and the lock held
+                        # here: run the INSERT (a Sync, inside BEGIN) before the hook.
+                        pipeline.sync()
+                        fault("after_insert")
+                    cur.execute(_DECREMENT, (coupon_name,))
+                    cur.execute("COMMIT")
+                except BaseException:
+                    # Before the exit's Sync. Skipped by the server if the pipeline is
+                    # already aborted (an error): then the check below rolls back.
+                    with contextlib.suppress(psycopg.Error):
+                        cur.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+            raise
 
 
 @dataclass(frozen=True)
@@ -201,7 +280,7 @@ class Serializable:
 
 
 STRATEGIES: dict[str, ClaimStrategy] = {
-    s.name: s for s in (RowLock(), Atomic(), Serializable(), Advisory())
+    s.name: s for s in (RowLock(), Atomic(), Serializable(), Advisory(), RowLockPipelined())
 }
 _REAL = frozenset(STRATEGIES)
 

@@ -1,8 +1,15 @@
 """The ``coupon-chaos`` command line: one subcommand per module of ``experiments.commands``.
 
 Each module there exposes ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``. Errors a user can fix are printed as one plain line (exit 2
-for usage, 1 for failure), never as a traceback.
+``run(args) -> int``, and checks its arguments (``experiments.cli_checks``) before
+any work. Whatever goes wrong is one line on stderr, never a traceback (``--debug``
+shows one):
+
+    exit 2     a usage error: an unknown choice, an unreadable URL, an --out that
+               cannot be written (argparse's errors and ``UsageError``)
+    exit 1     a failed experiment, or a failure the user can fix (``CommandError``),
+               or an unexpected error (named, with a hint to rerun with --debug)
+    exit 130   interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -10,17 +17,37 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
-__all__ = ["CommandError", "main"]
+__all__ = ["CommandError", "build_parser", "main"]
 
 # Order is the order of ``coupon-chaos --help``.
-_COMMANDS: tuple[str, ...] = ("serve", "db", "bench", "run", "list", "mutants")
+_COMMANDS: tuple[str, ...] = (
+    "serve",
+    "db",
+    "bench",
+    "run",
+    "list",
+    "mutants",
+    "runs",
+    "compare",
+    "open",
+    "locust",
+)
 
 
 class CommandError(Exception):
     """A failure to report as one line (``coupon-chaos: <message>``), exit code 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command, not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _load(name: str) -> ModuleType:
@@ -28,31 +55,78 @@ def _load(name: str) -> ModuleType:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    debug = _Parser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an unexpected error",
+    )
+    parser = _Parser(
         prog="coupon-chaos",
         description="Serve the coupon service and run the chaos lab against it.",
+        parents=[debug],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMANDS:
         module = _load(name)
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, parents=[debug])
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from experiments.cli_checks import UsageError
+
+    args = argparse.Namespace()
+    prog = "coupon-chaos"
     try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # Said by the command they were given to, not by coupon-chaos itself.
+            _command_parser(parser, args.command).error(
+                f"unrecognized arguments: {' '.join(extra)}"
+            )
+        prog = f"coupon-chaos {args.command}"
         code: int = args._run(args)
+    except UsageError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
     except CommandError as err:
         print(f"coupon-chaos: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("coupon-chaos: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `coupon-chaos list | head`: the reader left; nothing to say to it.
+        sys.stderr.close()
+        return 1
+    except Exception as err:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        hint = "" if getattr(args, "debug", False) else " (rerun with --debug for the traceback)"
+        print(
+            f"coupon-chaos: unexpected {type(err).__name__}: {_one_line(err)}{hint}",
+            file=sys.stderr,
+        )
+        return 1
     return code
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[command]
+            return found
+    return parser
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:200] if lines else "(no message)"
 
 
 if __name__ == "__main__":

@@ -9,15 +9,20 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
                a URL is given; its URL goes to every kernel in its environment
                (``DATABASE_URL``), never as a parameter: an injected literal would put
                a password into the executed notebook and its HTML (see "Secrets" below).
-    seed       a run seed (given or drawn); each scenario's seed derives from it and the
-               scenario name, so both layers of a scenario run the same plan.
+               The run's folder is made only once the database answers: a refused run
+               leaves nothing behind.
+    seed       a run seed (given or drawn); a run of one notebook uses it as it is, a run
+               of several derives each scenario's seed from it and the scenario name, so
+               both layers of a scenario run the same plan; each job records the command
+               that replays exactly its plan (``Job.rerun``).
     execute    papermill, kernel ``python3``, up to ``jobs`` notebooks at once, immediate
                kernel shutdown; every cell runs (``allow_errors``) so the record cell saves
                the result and every failed assertion is reported, not just the first.
     render     each executed notebook to one self-contained HTML file (nbconvert, images as
                data URIs, no script or style fetched from the network); optionally a second
                one without the code cells.
-    index      ``summary.json`` and ``index.html`` in ``results/<run-id>/``, and
+    index      ``summary.json`` and ``index.html`` in ``results/<run-id>/``, with
+               ``compare.html`` against the previous run when there is one, and
                ``results/latest`` pointing at the run.
 
 A scenario passes when its notebook ran without an error output and every check of its
@@ -36,17 +41,18 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from experiments import suite_html
+from experiments import compare, suite_html
 from experiments.suite_report import JobReport, SuiteReport
 
 __all__ = [
@@ -59,7 +65,9 @@ __all__ = [
     "line",
     "plan_jobs",
     "progress_reporter",
+    "rerun_command",
     "run_suite",
+    "scenario_layers",
 ]
 
 LAYERS: tuple[str, ...] = ("service", "http")
@@ -83,6 +91,8 @@ class Notebook:
     #: Parameter names declared in its ``parameters`` cell (only those are injected).
     parameters: frozenset[str]
     title: str = ""
+    #: Each parameter's default, as its source text in the ``parameters`` cell.
+    defaults: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def load(cls, path: Path) -> Notebook:
@@ -92,7 +102,9 @@ class Notebook:
         nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
         meta = nb.metadata.get("coupon_chaos", {})
         layers = tuple(meta.get("layers", LAYERS))
-        params = frozenset(papermill.inspect_notebook(str(path)))
+        inspected = papermill.inspect_notebook(str(path))
+        params = frozenset(inspected)
+        defaults = {name: str(p.get("default")) for name, p in inspected.items()}
         title = next(
             (
                 line.lstrip("# ").strip()
@@ -103,12 +115,25 @@ class Notebook:
             ),
             "",
         )
-        return cls(path, str(meta.get("scenario", path.stem)), layers, params, title)
+        return cls(path, str(meta.get("scenario", path.stem)), layers, params, title, defaults)
 
 
 def discover(directory: Path = NOTEBOOKS_DIR) -> list[Notebook]:
     """Every notebook of ``directory`` (``*.ipynb``, checkpoints excluded), by file name."""
     return [Notebook.load(p) for p in sorted(Path(directory).glob("*.ipynb"))]
+
+
+def scenario_layers(directory: Path = NOTEBOOKS_DIR) -> dict[str, tuple[str, ...]]:
+    """Scenario -> layers of every notebook, read from metadata only (fast: for ``--help``)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for path in sorted(Path(directory).glob("*.ipynb")):
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+        except (OSError, ValueError):
+            continue
+        own = meta.get("coupon_chaos", {}) if isinstance(meta, dict) else {}
+        found[str(own.get("scenario", path.stem))] = tuple(own.get("layers", LAYERS))
+    return found
 
 
 def derive_seed(run_seed: int, scenario: str) -> int:
@@ -128,10 +153,19 @@ class Job:
     layer: str
     strategy: str
     seed: int
+    #: Parameters set with ``-p`` (already typed), as (name, value) pairs.
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
     def stem(self) -> str:
         return f"{self.notebook.scenario}-{self.layer}"
+
+    @property
+    def rerun(self) -> str:
+        """The command that replays exactly this job's plan: its scenario, layer and seed."""
+        return rerun_command(
+            [self.notebook.scenario], [self.layer], self.strategy, self.seed, dict(self.overrides)
+        )
 
     def parameters(self, out_dir: Path) -> dict[str, Any]:
         """What papermill injects; never the database URL (it goes in the environment)."""
@@ -140,6 +174,7 @@ class Job:
             "layer": self.layer,
             "strategy": self.strategy,
             "out_dir": str(out_dir),
+            **dict(self.overrides),
         }
         return {k: v for k, v in offered.items() if k in self.notebook.parameters}
 
@@ -187,6 +222,8 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
     import papermill
 
     report = JobReport(job.notebook.scenario, job.layer, job.strategy, job.seed)
+    report.rerun = job.rerun
+    report.parameters = dict(job.overrides)
     data_dir = run_dir / "data" / job.stem
     data_dir.mkdir(parents=True, exist_ok=True)
     executed = run_dir / "notebooks" / f"{job.stem}.ipynb"
@@ -261,10 +298,10 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         report.html = f"{job.stem}.html"
         if hide_code:
             report.html_no_code = f"{job.stem}.nocode.html"
-        suite_html.render_job(nb, run_dir / report.html, job, report, run_dir.name, hide=False)
+        suite_html.render_job(nb, run_dir / report.html, report, run_dir.name, hide=False)
         if report.html_no_code is not None:
             suite_html.render_job(
-                nb, run_dir / report.html_no_code, job, report, run_dir.name, hide=True
+                nb, run_dir / report.html_no_code, report, run_dir.name, hide=True
             )
         report.timing["render_s"] = round(time.perf_counter() - t0, 3)
     return report
@@ -319,8 +356,14 @@ def plan_jobs(
     layers: Sequence[str],
     strategy: str,
     run_seed: int,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[Job]:
-    """The (notebook, layer) pairs to run, in notebook order; unknown names are an error."""
+    """The (notebook, layer) pairs to run, in notebook order; unknown names are an error.
+
+    One notebook runs with ``run_seed`` itself; several each with a seed derived from it.
+    ``overrides`` are the ``-p`` parameters per scenario (typed); ``strategy`` among
+    them replaces ``strategy`` for that scenario.
+    """
     by_name = {nb.scenario: nb for nb in notebooks}
     if scenarios:
         unknown = [s for s in scenarios if s not in by_name]
@@ -329,12 +372,17 @@ def plan_jobs(
         chosen = [nb for nb in notebooks if nb.scenario in set(scenarios)]
     else:
         chosen = list(notebooks)
-    return [
-        Job(nb, layer, strategy, derive_seed(run_seed, nb.scenario))
-        for nb in chosen
-        for layer in layers
-        if layer in nb.layers
-    ]
+    jobs = []
+    for nb in chosen:
+        own = dict((overrides or {}).get(nb.scenario, {}))
+        own_strategy = str(own.pop("strategy", strategy))
+        seed = run_seed if len(chosen) == 1 else derive_seed(run_seed, nb.scenario)
+        jobs += [
+            Job(nb, layer, own_strategy, seed, tuple(own.items()))
+            for layer in layers
+            if layer in nb.layers
+        ]
+    return jobs
 
 
 def run_suite(
@@ -349,8 +397,14 @@ def run_suite(
     hide_code: bool = False,
     notebooks_dir: Path | str = NOTEBOOKS_DIR,
     progress: Progress | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    docker: bool = False,
+    on_plan: Callable[[int, list[Job]], None] | None = None,
 ) -> SuiteReport:
-    """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps."""
+    """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps.
+
+    ``on_plan`` is called with the run seed and the jobs before the database starts.
+    """
     from coupon_core.database import provision
     from coupon_core.redact import redact_url
 
@@ -358,19 +412,25 @@ def run_suite(
     t0 = time.perf_counter()
     run_seed = seed if seed is not None else secrets.randbelow(1 << _SEED_BITS)
     notebooks = discover(Path(notebooks_dir).resolve())
-    planned = plan_jobs(notebooks, scenarios, layers, strategy, run_seed)
+    planned = plan_jobs(notebooks, scenarios, layers, strategy, run_seed, overrides)
     if not planned:
         raise ValueError(f"nothing to run in {notebooks_dir} for layers {', '.join(layers)}")
+    if on_plan is not None:
+        on_plan(run_seed, planned)
     run_id = f"{started_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     # Absolute: notebooks run with their own folder as working directory.
     out = Path(out).resolve()
     run_dir = out / run_id
-    run_dir.mkdir(parents=True)
 
     db_started = time.perf_counter()
     database_url = database_url or os.environ.get("DATABASE_URL") or None
-    handle = provision(database_url)
+    handle = provision(database_url, docker=docker)
     database_s = time.perf_counter() - db_started
+    try:
+        run_dir.mkdir(parents=True)
+    except BaseException:
+        handle.close()
+        raise
     reports: list[JobReport] = []
     if progress is not None:
         progress(None, 0, len(planned))
@@ -401,12 +461,27 @@ def run_suite(
         jobs=reports,
         database_s=database_s,
         parallel=max(1, jobs),
-        rerun=rerun_command(scenarios, layers, strategy, run_seed, by_url=database_url is not None),
+        rerun=rerun_command(
+            scenarios,
+            layers,
+            strategy,
+            run_seed,
+            _common(planned),
+            by_url=database_url is not None,
+        ),
         database=redact_url(database_url) if database_url else "embedded",
     )
+    previous = compare.previous_run(out, run_id)
+    report.previous = previous.name if previous is not None else None
     (run_dir / "summary.json").write_text(
         json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
     )
+    if previous is not None:
+        try:
+            cmp = compare.compare_runs(previous, run_dir)
+            compare.write_html(cmp, run_dir / "compare.html")
+        except (compare.RunNotFound, OSError, ValueError, KeyError, TypeError):
+            report.previous = None  # an unreadable earlier run: no comparison, not a failure
     (run_dir / "index.html").write_text(suite_html.index_html(report), encoding="utf-8")
     _point_latest(out, run_id)
     return report
@@ -417,6 +492,7 @@ def rerun_command(
     layers: Sequence[str],
     strategy: str,
     seed: int,
+    parameters: dict[str, Any] | None = None,
     *,
     by_url: bool = False,
 ) -> str:
@@ -425,15 +501,26 @@ def rerun_command(
     ``by_url``: the run used a database by URL; the command reads it (password and all)
     from ``$DATABASE_URL`` rather than showing it.
     """
+    from experiments.params import assignments
+
     words = ["coupon-chaos", "run", *(scenarios or ())]
     layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
     if layer != "service":
         words += ["--layer", layer]
     if strategy != "row_lock":
         words += ["--strategy", strategy]
-    if by_url:
-        words += ["--database-url", '"$DATABASE_URL"']
-    return " ".join([*words, "--seed", str(seed)])
+    words += assignments(parameters or {})
+    # Unquoted, so the shell expands it: the URL is read, never shown.
+    url = ' --database-url "$DATABASE_URL"' if by_url else ""
+    return f"{shlex.join(words)}{url} {shlex.join(['--seed', str(seed)])}"
+
+
+def _common(jobs: Sequence[Job]) -> dict[str, Any]:
+    """The -p parameters of a run (one value each, set on the notebooks declaring it)."""
+    given: dict[str, Any] = {}
+    for job in jobs:
+        given.update(job.overrides)
+    return given
 
 
 def _point_latest(out: Path, run_id: str) -> None:

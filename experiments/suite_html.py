@@ -2,19 +2,17 @@
 
 Pages are self-contained files (images as data URIs, nothing fetched from the network), so a
 run's folder opens from disk, offline. The suite (``experiments.suite``) calls ``render_job``
-for each executed notebook and ``index_html`` once for the run.
+for each executed notebook and ``index_html`` once for the run; this module knows only the
+records of ``experiments.suite_report``, never the suite (the arrow runs one way).
 """
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from experiments.suite_report import JobReport, SuiteReport
-
-if TYPE_CHECKING:
-    from experiments.suite import Job
 
 __all__ = ["index_html", "render_html", "render_job"]
 
@@ -91,10 +89,10 @@ def _without_tracebacks(nb: Any) -> Any:
     return nb
 
 
-def render_job(nb: Any, path: Path, job: Job, report: JobReport, run_id: str, hide: bool) -> None:
+def render_job(nb: Any, path: Path, report: JobReport, run_id: str, hide: bool) -> None:
     """Write one job's report page: its executed notebook under the verdict banner."""
     verdict = "pass" if report.passed else "FAIL"
-    title = f"{verdict}: {job.notebook.scenario} ({job.layer}, seed {job.seed})"
+    title = f"{verdict}: {report.name} ({report.layer}, seed {report.seed})"
     render_html(nb, path, title=title, hide_code=hide, banner=_banner(report, run_id, hide))
 
 
@@ -117,7 +115,9 @@ def _banner(job: JobReport, run_id: str, hide: bool) -> str:
         f"<b>{esc(job.strategy)}</b> · seed <b>{job.seed}</b></p>"
         f"<p>{passed} of {len(job.checks)} checks passed · {_outcomes_html(job.outcomes)}"
         f" · experiment {job.timing.get('experiment_s', 0.0):.2f} s"
-        f"{_spread_text(job.start_spread_ms)} · run {esc(run_id)}</p>"
+        f"{_spread_text(job.start_spread_ms)}{_collision_text(job.collision)}"
+        f" · run {esc(run_id)}</p>"
+        f"{f'<p>replay this plan: <code>{esc(job.rerun)}</code></p>' if job.rerun else ''}"
         f"{f'<ul>{failed}</ul>' if failed else ''}</header>"
     )
 
@@ -136,6 +136,22 @@ def _spread_text(spread: float | dict[str, float] | None) -> str:
     if isinstance(spread, dict):
         return " · start spread " + ", ".join(f"{k}: {v:.1f} ms" for k, v in spread.items())
     return f" · start spread {spread:.1f} ms"
+
+
+def _collision_text(collision: dict[str, Any]) -> str:
+    peak, share = collision.get("peak_in_flight"), collision.get("overlap_with_winner")
+    if peak is None:
+        return ""
+    if isinstance(peak, dict):
+        shares = share if isinstance(share, dict) else {}
+        return " · peak in flight " + ", ".join(
+            f"{k}: {v} (overlap {_share(shares.get(k))})" for k, v in peak.items()
+        )
+    return f" · peak in flight {peak}, overlap with the winner {_share(share)}"
+
+
+def _share(value: object) -> str:
+    return f"{value:.0%}" if isinstance(value, int | float) else "n/a"
 
 
 # -- index ---------------------------------------------------------------------------------
@@ -199,6 +215,17 @@ def _outcomes_cell(outcomes: dict[str, dict[str, int]]) -> str:
     return f'<table class="outcomes">{rows}</table>'
 
 
+def _previous_link(suite: SuiteReport) -> str:
+    if not suite.previous or not (suite.run_dir / "compare.html").exists():
+        return ""
+    esc = html.escape
+    return (
+        f'<p><a href="compare.html">Compared with the previous run</a> '
+        f'(<a href="../{esc(suite.previous)}/index.html">{esc(suite.previous)}</a>): '
+        "changed verdicts, outcome counts, latency and throughput.</p>"
+    )
+
+
 def index_html(suite: SuiteReport) -> str:
     """The run's ``index.html``: the verdict banner, then one row per notebook."""
     esc = html.escape
@@ -221,6 +248,15 @@ def index_html(suite: SuiteReport) -> str:
             if isinstance(spread, dict)
             else ("" if spread is None else f"{spread:.1f}")
         )
+        peak = job.collision.get("peak_in_flight")
+        overlap = job.collision.get("overlap_with_winner")
+        if isinstance(peak, dict):
+            shares = overlap if isinstance(overlap, dict) else {}
+            collision_text = "<br>".join(
+                f"{k}: {v} / {_share(shares.get(k))}" for k, v in peak.items()
+            )
+        else:
+            collision_text = "" if peak is None else f"{peak} / {_share(overlap)}"
         rows.append(
             f'<tr id="{esc(anchor)}" class="{verdict.lower()}">'
             f'<td><span class="tag {verdict.lower()}">{verdict}</span></td>'
@@ -230,8 +266,10 @@ def index_html(suite: SuiteReport) -> str:
             f"<td>{_outcomes_cell(job.outcomes)}</td>"
             f"<td class=num>{job.duration_s:.1f} s<br>"
             f"<small>experiment {job.timing.get('experiment_s', 0):.2f} s</small></td>"
-            f"<td class=num>{spread_text}</td>"
-            f"<td class=num>{job.seed}</td><td>{links}</td><td>{chart}</td></tr>"
+            f"<td class=num>{spread_text}</td><td class=num>{collision_text}</td>"
+            f"<td class=num>{job.seed}</td><td>{links}"
+            f"{f'<br><small>replay: <code>{esc(job.rerun)}</code></small>' if job.rerun else ''}"
+            f"</td><td>{chart}</td></tr>"
         )
     n_pass = sum(j.passed for j in suite.jobs)
     verdict = "pass" if suite.passed else "FAIL"
@@ -251,6 +289,7 @@ def index_html(suite: SuiteReport) -> str:
 <p class="big"><span class="tag {verdict.lower()}">{verdict}</span>
 {n_pass} of {len(suite.jobs)} notebooks passed</p>
 {f"<p>Failed: {failed_links}</p>" if failed_links else ""}
+{_previous_link(suite)}
 <p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; replay with
 <code>{esc(suite.rerun or f"coupon-chaos run --seed {suite.seed}")}</code>) · started {esc(suite.started_at)}
 · {suite.duration_s:.1f} s, {suite.parallel} notebook(s) at a time
@@ -260,7 +299,8 @@ cells {timing["cells_s"]:.1f} s (of which experiments {timing["experiment_s"]:.1
 rendering {timing["render_s"]:.1f} s; database start {timing["database_s"]:.1f} s.</small></p>
 </div>
 <table><thead><tr><th>verdict</th><th>scenario</th><th>checks passed</th><th>outcomes</th>
-<th>duration</th><th>start spread (ms)</th><th>seed</th><th>report</th>
+<th>duration</th><th>start spread (ms)</th><th>peak in flight / overlap with winner</th>
+<th>seed</th><th>report</th>
 <th>outcome chart</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}

@@ -29,6 +29,10 @@ class JobReport:
     #: scenario's own duration (part of cells_s); render_s is nbconvert, after wall_s.
     timing: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: The command that replays exactly this notebook's plan (scenario, layer, seed, -p).
+    rerun: str = ""
+    #: The parameters set with ``-p`` for this notebook.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -52,7 +56,26 @@ class JobReport:
         spread = self.start_spread_ms
         if spread is not None:
             out["start_spread_ms"] = spread
+        out.update(self.collision)
+        out.update(rerun=self.rerun, parameters=self.parameters, figures=self.figures)
         return out
+
+    @property
+    def collision(self) -> dict[str, Any]:
+        """Beside the spread, whether the ops overlapped: peak in flight and the share of
+        ops that overlapped the winner (per size for ``scale``); empty when not recorded."""
+        out: dict[str, Any] = {}
+        for key in ("peak_in_flight", "overlap_with_winner"):
+            found = self.summary.get(key, self.summary.get(f"{key}_by_size"))
+            if isinstance(found, int | float | dict):
+                out[key] = found
+        return out
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        """What a comparison of two runs reads: latency quantiles (ms) and throughput."""
+        keep = ("throughput_ops_s", "latency", "latency_ok", "wall_s", "ops")
+        return {k: self.summary[k] for k in keep if self.summary.get(k) is not None}
 
     @property
     def start_spread_ms(self) -> float | dict[str, float] | None:
@@ -77,6 +100,8 @@ class SuiteReport:
     rerun: str = ""
     #: Where the database was: "embedded", or its URL with the password as ``***``.
     database: str = ""
+    #: The run before this one in the same results folder (``compare.html`` compares them).
+    previous: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -89,7 +114,9 @@ class SuiteReport:
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
             "database": self.database,
+            "passed": self.passed,
             "rerun": self.rerun,
+            "previous": self.previous,
             "scenarios": [j.to_dict() for j in self.jobs],
             "jobs": self.parallel,
             "timing": {

@@ -7,7 +7,8 @@ Four layers run the same claim against the same server, one cell at a time:
              ceiling for a Python client, so that service/psycopg is the service's cost
 ``service``  ``CouponService.claim`` from N threads in this process
 ``http``     ``POST /api/coupons/claim`` through uvicorn, from N minimal keep-alive
-             clients in a second process (so the load generator does not share our GIL)
+             clients in a second process (so the load generator does not share our GIL);
+             the server processes' CPU time per request is read from /proc around it
 
 Every cell claims on fresh coupons (one hot coupon, or many), with distinct users and
 stock that never runs out, for a bounded time. Cells are interleaved (round, then
@@ -34,6 +35,7 @@ from experiments.bench._loads import (
     check_conservation,
     create_coupons,
     http_load,
+    process_cpu_s,
     psycopg_load,
     quantile_ms,
     service_load,
@@ -62,6 +64,7 @@ __all__ = [
     "http_load",
     "pgbench_load",
     "pgbench_path",
+    "process_cpu_s",
     "psycopg_load",
     "quantile_ms",
     "run",

@@ -19,6 +19,7 @@ from experiments.bench._loads import (
     check_conservation,
     create_coupons,
     http_load,
+    process_cpu_s,
     psycopg_load,
     quantile_ms,
     service_load,
@@ -27,6 +28,8 @@ from experiments.bench._pgbench import pgbench_load
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from coupon_core.workers import ServerGroup
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class CellResult:
     db_claims: int
     conserved: bool
     client_cpu_share: float
+    #: HTTP only: the server processes' CPU time (user + system) per request answered,
+    #: in microseconds; NaN for the other layers.
+    server_cpu_us: float
     detail: str
 
 
@@ -55,7 +61,13 @@ class CellResult:
 class BenchConfig:
     """What to measure; the defaults are the full grid, ``quick()`` a small one."""
 
-    strategies: tuple[str, ...] = ("advisory", "atomic", "row_lock", "serializable")
+    strategies: tuple[str, ...] = (
+        "advisory",
+        "atomic",
+        "row_lock",
+        "row_lock_pipelined",
+        "serializable",
+    )
     workloads: tuple[int, ...] = (1, 64)  # coupons per cell: one hot coupon, or many
     workers: tuple[int, ...] = (1, 4, 16, 64)
     layers: tuple[Layer, ...] = LAYERS
@@ -116,7 +128,7 @@ def server_processes(config: BenchConfig, workers: int) -> int:
 @contextlib.contextmanager
 def _doors(
     url: str, config: BenchConfig, workers: int
-) -> Iterator[tuple[dict[str, CouponService], dict[str, str]]]:
+) -> Iterator[tuple[dict[str, CouponService], dict[str, ServerGroup]]]:
     """For the layers that need them: a service per strategy with a pool of exactly
     ``workers`` connections, and a group of server processes per strategy with
     ``workers`` connections between them.
@@ -126,7 +138,7 @@ def _doors(
     backends gone cold; measured here, 1 worker on a pool of 64 claimed 4x slower than
     on a pool of 1, and 16 workers on 64 about 0.6x of 16 on 16.
     """
-    from coupon_core.workers import ServerGroup, serve_processes
+    from coupon_core.workers import serve_processes
 
     with contextlib.ExitStack() as stack:
         services: dict[str, CouponService] = {}
@@ -137,7 +149,7 @@ def _doors(
             svc = stack.enter_context(CouponService.connect(url, svc_config))
             svc.pool.wait(timeout=30)
             services[strategy] = svc
-        urls: dict[str, str] = {}
+        groups: dict[str, ServerGroup] = {}
         if "http" in config.layers:
             procs = server_processes(config, workers)
             pool_size = -(-workers // procs)
@@ -154,17 +166,15 @@ def _doors(
                     )
                     for strategy in config.strategies
                 ]
-            groups: list[ServerGroup] = []
             failures: list[BaseException] = []
-            for future in starting:
+            for strategy, future in zip(config.strategies, starting, strict=True):
                 try:
-                    groups.append(stack.enter_context(future.result()))
+                    groups[strategy] = stack.enter_context(future.result())
                 except BaseException as err:  # the started groups stop with the stack
                     failures.append(err)
             if failures:
                 raise failures[0]
-            urls = {s: g.url for s, g in zip(config.strategies, groups, strict=True)}
-        yield services, urls
+        yield services, groups
 
 
 def _pgbench_target(url: str) -> dict[str, Any]:
@@ -205,24 +215,29 @@ def run_bench(
     run = BenchRun(seed, config, [])
     order = -1
     for rnd, coupons, workers, cells in _schedule(config):
-        with _doors(url, config, workers) as (services, urls):
+        with _doors(url, config, workers) as (services, groups):
             for strategy, layer in cells:
                 order += 1
                 cell = _Cell(rnd, order, coupons, workers, strategy, layer)
-                run.cells.append(_measure(url, run, cell, services, urls))
+                run.cells.append(_measure(url, run, cell, services, groups))
                 if progress is not None:
                     progress(run.cells[-1])
     return run
 
 
 def _measure(
-    url: str, run: BenchRun, cell: _Cell, services: dict[str, CouponService], urls: dict[str, str]
+    url: str,
+    run: BenchRun,
+    cell: _Cell,
+    services: dict[str, CouponService],
+    groups: dict[str, ServerGroup],
 ) -> CellResult:
     """Run one cell on fresh coupons and check conservation on them afterwards."""
     # Coupon names: base + i, where base is run-unique (salt) and cell-unique (order).
     base = (10**8 + run.salt) * 10**6 + cell.order * 100
     names = create_coupons(url, base, cell.coupons)
     tag, duration = f"b{run.seed}-{cell.order}", run.config.duration_s
+    server_cpu_s = float("nan")  # measured for the HTTP layer only
     if cell.layer == "pgbench":
         target = _pgbench_target(url)
         load = pgbench_load(
@@ -240,12 +255,17 @@ def _measure(
     elif cell.layer == "service":
         load = service_load(services[cell.strategy], names, cell.workers, duration, tag)
     else:
-        load = http_load(urls[cell.strategy], names, cell.workers, duration, tag)
+        group = groups[cell.strategy]
+        cpu0 = process_cpu_s(group.pids)
+        load = http_load(group.url, names, cell.workers, duration, tag)
+        server_cpu_s = process_cpu_s(group.pids) - cpu0
         load.detail = f"server_processes={server_processes(run.config, cell.workers)}"
     db_claims, conserved = check_conservation(url, names)
     # pgbench counts transactions (a refusal is one too); the database counts claims.
     claims = db_claims if cell.layer == "pgbench" else load.claims
     errors = [f"{k}={v}" for k, v in sorted(load.errors.items())]
+    requests = load.claims + sum(load.errors.values())
+    server_cpu_us = server_cpu_s / requests * 1e6 if requests else float("nan")
     return CellResult(
         round=cell.round,
         order=cell.order,
@@ -262,6 +282,7 @@ def _measure(
         db_claims=db_claims,
         conserved=conserved,
         client_cpu_share=load.client_cpu_s / load.elapsed_s if load.elapsed_s else 0.0,
+        server_cpu_us=server_cpu_us,
         detail=" ".join([*errors, load.detail]).strip(),
     )
 

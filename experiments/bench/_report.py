@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,19 +18,23 @@ from experiments.bench._harness import BenchRun
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per strategy, workload, workers and layer: median claims/s over rounds,
     latency quantiles (median over rounds), the ratio to pgbench within each round
-    (median, min and max over rounds), and the median ratio to the bare psycopg client
-    (NaN where that layer did not run)."""
+    (median, min and max over rounds), the median ratios to the bare psycopg client and
+    to the service layer, and the HTTP layer's server CPU per request (NaN where a
+    layer did not run)."""
     import pandas as pd
 
     keys = ["strategy", "workload", "workers"]
     merged = frame
-    for base in ("pgbench", "psycopg"):
+    for base in ("pgbench", "psycopg", "service"):
         rows = frame[frame["layer"] == base][[*keys, "round", "claims_per_s"]]
         merged = merged.merge(
             rows.rename(columns={"claims_per_s": f"{base}_per_s"}), on=[*keys, "round"], how="left"
         )
     merged["ratio"] = merged["claims_per_s"] / merged["pgbench_per_s"]
     merged["vs_psycopg"] = merged["claims_per_s"] / merged["psycopg_per_s"]
+    merged["vs_service"] = merged["claims_per_s"] / merged["service_per_s"]
+    if "server_cpu_us" not in merged:  # cells recorded before it was measured
+        merged["server_cpu_us"] = float("nan")
     grouped = merged.groupby([*keys, "layer"], sort=False)
     table = pd.DataFrame(
         {
@@ -40,6 +45,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
             "ratio_min": grouped["ratio"].min(),
             "ratio_max": grouped["ratio"].max(),
             "vs_psycopg": grouped["vs_psycopg"].median(),
+            "vs_service": grouped["vs_service"].median(),
+            "server_cpu_us": grouped["server_cpu_us"].median(),
             "errors": grouped["errors"].sum(),
             "conserved": grouped["conserved"].all(),
         }
@@ -56,21 +63,29 @@ class Target:
     measured: float | None
     #: What else bears on it, e.g. how far the bare psycopg client got.
     context: str = ""
+    #: A cost (CPU per request), met at or under the goal; a speed is met at or over it.
+    lower_is_better: bool = False
 
     @property
     def met(self) -> bool | None:
-        return None if self.measured is None else self.measured >= self.goal
+        if self.measured is None:
+            return None
+        return self.measured <= self.goal if self.lower_is_better else self.measured >= self.goal
 
     def line(self) -> str:
         if self.measured is None:
             return f"{'n/a':>5}  {self.name}: not measured (goal {self.goal:.2f})"
         verdict = "MET" if self.met else "MISSED"
         context = f"; {self.context}" if self.context else ""
+        if self.lower_is_better:
+            return (
+                f"{verdict:>6}  {self.name}: {self.measured:.0f} (goal <= {self.goal:.0f}{context})"
+            )
         return f"{verdict:>6}  {self.name}: {self.measured:.3f} (goal >= {self.goal:.2f}{context})"
 
 
 def targets(summary: pd.DataFrame, workers: int = 16) -> list[Target]:
-    """The targets of issue 6, per strategy, from ``summarize``'s table."""
+    """The targets of issues 6 and 12, from ``summarize``'s table."""
 
     def cell(strategy: str, workload: str, layer: str, column: str) -> float | None:
         rows = summary[
@@ -129,26 +144,82 @@ def targets(summary: pd.DataFrame, workers: int = 16) -> list[Target]:
                     f"fastest correct ({best}) / row_lock, hot, {layer}", 1.5, speeds[best] / base
                 )
             )
+    return found + _http_targets(summary, cell, workers)
+
+
+Cell = Callable[[str, str, str, str], "float | None"]
+
+#: The strategies that keep the original's design: the coupon row locked, then check,
+#: insert, decrement (``row_lock`` itself, and its pipelined variant).
+ROW_LOCK_DESIGN = ("row_lock", "row_lock_pipelined")
+#: Issue 12's goal for the server CPU per claim request (atomic, many coupons), in us.
+SERVER_CPU_GOAL_US = 120.0
+
+
+def _http_targets(summary: pd.DataFrame, cell: Cell, workers: int) -> list[Target]:
+    """Issue 12: the HTTP layer against the service, its server CPU, and the row-lock
+    design through HTTP against pgbench's own row_lock transaction."""
+    found: list[Target] = []
+    many = sorted(w for w in set(summary["workload"]) if w != "hot")
+    for workload, goal in [*((w, 0.60) for w in many), ("hot", 0.70)]:
+        found.append(
+            Target(
+                f"atomic http/service, {workload}, {workers} workers",
+                goal,
+                cell("atomic", workload, "http", "vs_service"),
+            )
+        )
+    for workload in [*many, "hot"]:
+        cpu = cell("atomic", workload, "http", "server_cpu_us")
+        found.append(
+            Target(
+                f"atomic http server CPU per claim request (us), {workload}, {workers} workers",
+                SERVER_CPU_GOAL_US,
+                cpu,
+                lower_is_better=True,
+            )
+        )
+    # Against pgbench's row_lock transaction itself (the pipelined variant's own pgbench
+    # cell runs the same script, so it would only add that cell's noise): medians of
+    # claims/s over the run's rounds.
+    reference = cell("row_lock", "hot", "pgbench", "claims_per_s")
+    speeds = {
+        s: v / reference
+        for s in ROW_LOCK_DESIGN
+        if reference and (v := cell(s, "hot", "http", "claims_per_s")) is not None
+    }
+    if speeds:
+        best = max(speeds, key=lambda s: speeds[s])
+        others = ", ".join(f"{s} {v:.2f}" for s, v in speeds.items() if s != best)
+        found.append(
+            Target(
+                f"fastest row-lock design ({best}) http / pgbench row_lock, hot, {workers} workers",
+                0.60,
+                speeds[best],
+                others,
+            )
+        )
     return found
 
 
 def format_table(summary: pd.DataFrame) -> str:
     """The summary as a fixed-width text table (what ``coupon-chaos bench`` prints)."""
     head = (
-        f"{'strategy':<13}{'workload':<12}{'workers':>7}  {'layer':<8}{'claims/s':>9}"
+        f"{'strategy':<19}{'workload':<12}{'workers':>7}  {'layer':<8}{'claims/s':>9}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'vs pgbench':>11}{'(min-max)':>12}{'vs psycopg':>11}"
-        f"{'errors':>7}  ok"
+        f"{'errors':>7}  ok{'us/req':>8}"
     )
     lines = [head, "-" * len(head)]
     vs_psycopg: list[float] = summary["vs_psycopg"].astype(float).tolist()
-    for r, vs_bare in zip(summary.itertuples(index=False), vs_psycopg, strict=True):
+    cpu_us: list[float] = summary["server_cpu_us"].astype(float).tolist()
+    for r, vs_bare, cpu in zip(summary.itertuples(index=False), vs_psycopg, cpu_us, strict=True):
         spread = "" if r.layer == "pgbench" else f"{r.ratio_min:.2f}-{r.ratio_max:.2f}"
         ratio = "" if r.layer == "pgbench" else f"{r.ratio:.2f}"
         bare = "" if r.layer in ("pgbench", "psycopg") or math.isnan(vs_bare) else f"{vs_bare:.2f}"
         lines.append(
-            f"{r.strategy:<13}{r.workload:<12}{r.workers:>7}  {r.layer:<8}{r.claims_per_s:>9.0f}"
+            f"{r.strategy:<19}{r.workload:<12}{r.workers:>7}  {r.layer:<8}{r.claims_per_s:>9.0f}"
             f"{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{ratio:>11}{spread:>12}{bare:>11}{r.errors:>7}"
-            f"  {'yes' if r.conserved else 'NO'}"
+            f"  {'yes' if r.conserved else 'NO ':<3}{'' if math.isnan(cpu) else f'{cpu:.0f}':>8}"
         )
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ from experiments.bench import (
     write_outputs,
 )
 from experiments.cli import CommandError
+from experiments.cli_checks import UsageError, check_out_dir, check_reachable, check_url
 
 NAME = "bench"
 HELP = "benchmark the claim strategies (pgbench, service, HTTP) and write CSV and charts"
@@ -57,8 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url", default=None, help="an existing database (default: a fresh embedded one)"
     )
-    parser.add_argument("--strategies", type=_names(available_strategies()), default=None)
-    parser.add_argument("--layers", type=_names(LAYERS), default=None)
+    parser.add_argument(
+        "--strategies",
+        type=_names(available_strategies()),
+        default=None,
+        help=f"comma-separated, of {','.join(available_strategies())} (default: all)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=_names(LAYERS),
+        default=None,
+        help=f"comma-separated, of {','.join(LAYERS)} (default: all)",
+    )
     parser.add_argument(
         "--workers", type=_ints, default=None, help="comma-separated, e.g. 1,4,16,64"
     )
@@ -101,6 +112,13 @@ def _progress(cell: CellResult) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for option, value in (("--seconds", args.seconds), ("--rounds", args.rounds)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} must be at least 1")
+    if args.out is not None:
+        check_out_dir(args.out)
+    if args.url:
+        check_reachable(check_url(args.url, "--url"))
     config = _config(args)
     with contextlib.ExitStack() as stack:
         url = args.url

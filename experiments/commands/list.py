@@ -1,11 +1,14 @@
-"""``coupon-chaos list``: the scenarios, their parameters and defaults, and their notebooks."""
+"""``coupon-chaos list``: every notebook run runs, its layers and typed parameters."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from experiments import suite
 
 NAME = "list"
-HELP = "list the scenarios with their parameters and defaults"
+HELP = "list every notebook run runs: its scenario, layers, parameters (defaults, types)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,25 +19,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.notebooks:
-        from experiments import suite
-
         for nb in suite.discover():
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
-    from experiments.scenarios import CATALOG, COMMON_DEFAULTS, FAULTS, SCENARIOS
+    from experiments.scenarios import CATALOG, COMMON_DEFAULTS, DISTRIBUTED, FAULTS, SCENARIOS
+    from experiments.scenarios._checks import (
+        ALWAYS_ON,
+        FAULT_ALWAYS_ON,
+        OWN_CHECKS,
+        shared_checks_of,
+    )
 
     common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
     print(f"every scenario takes: {common}")
-    groups = {"catalog (concurrency)": CATALOG, "faults and bad input": FAULTS}
-    others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS)
+    print(f"always-on checks (catalog): {', '.join(ALWAYS_ON)}")
+    print(f"always-on checks (faults): {', '.join(FAULT_ALWAYS_ON)}")
+    print(_P_HINT)
+    notebooks = {nb.scenario: nb for nb in suite.discover()}
+    groups = {
+        "catalog (concurrency)": CATALOG,
+        "faults and bad input": FAULTS,
+        "distributed (Locust)": DISTRIBUTED,
+    }
+    others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS + DISTRIBUTED)
     if others:
         groups["other"] = others
     for heading, names in groups.items():
         hint = "" if heading == "other" else f" (coupon-chaos run --group {heading.split()[0]})"
         print(f"\n== {heading}{hint} ==")
         for scenario in (SCENARIOS[n] for n in names if n in SCENARIOS):
-            own = ", ".join(f"{k}={v!r}" for k, v in scenario.defaults.items()) or "(none)"
-            print(f"{scenario.name}: {scenario.title}")
+            own = _parameters(scenario.defaults, notebooks.get(scenario.name))
+            print(f"{scenario.name}: {scenario.title}{_where(notebooks.get(scenario.name))}")
             print(f"    {scenario.description}")
             print(f"    parameters: {own}")
+            shared = shared_checks_of(scenario.name)
+            label = {ALWAYS_ON: "always-on", FAULT_ALWAYS_ON: "always-on (faults)"}.get(
+                shared, "always-on except " + ", ".join(c for c in ALWAYS_ON if c not in shared)
+            )
+            mine = ", ".join(OWN_CHECKS.get(scenario.name, ())) or "(none declared)"
+            print(f"    checks: {label}; its own: {mine}")
+    _other_notebooks([nb for name, nb in notebooks.items() if name not in SCENARIOS])
     return 0
+
+
+_P_HINT = (
+    "run SCENARIO -p NAME=VALUE sets a parameter, typed like its default; "
+    "seed, layer, database_url and out_dir are set by --seed, --layer, --database-url, --out"
+)
+
+
+def _where(nb: suite.Notebook | None) -> str:
+    return f"  [{nb.path.name}; layers {', '.join(nb.layers)}]" if nb else "  [no notebook]"
+
+
+def _parameters(defaults: dict[str, Any], nb: suite.Notebook | None) -> str:
+    """``name=default (type)``: the notebook's, as -p reads them; else the registry's."""
+    from experiments.params import RESERVED, type_name
+
+    if nb is None:
+        return ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "(none)"
+    shown = [f"{k}={v} ({type_name(v)})" for k, v in nb.defaults.items() if k not in RESERVED]
+    return ", ".join(shown) or "(none)"
+
+
+def _other_notebooks(notebooks: list[suite.Notebook]) -> None:
+    """The notebooks run runs that are no registered scenario (detection, performance)."""
+    if not notebooks:
+        return
+    print("\n== other notebooks (coupon-chaos run NAME) ==")
+    for nb in notebooks:
+        print(f"{nb.scenario}: {nb.title}{_where(nb)}")
+        print(f"    parameters: {_parameters({}, nb)}")

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.cli import CommandError
+from experiments.cli_checks import (
+    UsageError,
+    check_choices,
+    check_out_file,
+    check_reachable,
+    database_url,
+)
 from experiments.detection import Cell, detection_matrix, matrix_table, mutant_summary
 from experiments.mutants import MUTANTS, mutant
 
@@ -16,8 +22,13 @@ HELP = "run each scenario against each mutant and real strategy: caught / missed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from experiments.scenarios import SCENARIOS
+
     parser.add_argument(
-        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: the catalog)"
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"scenarios to run (default: the catalog): {', '.join(SCENARIOS)}",
     )
     parser.add_argument(
         "--mutant",
@@ -50,15 +61,18 @@ def _print_cell(cell: Cell) -> None:
 def run(args: argparse.Namespace) -> int:
     from experiments import scenarios as catalog
 
-    unknown = sorted(set(args.scenarios) - set(catalog.SCENARIOS))
-    if unknown:
-        raise CommandError(f"unknown scenario(s) {', '.join(unknown)}")
-    try:
-        chosen = [mutant(n) for n in args.mutants] if args.mutants else list(MUTANTS)
-    except KeyError as err:
-        raise CommandError(str(err.args[0])) from None
+    check_choices(args.scenarios, list(catalog.SCENARIOS), "scenario")
+    names = check_choices(args.mutants or [], [m.name for m in MUTANTS], "mutant")
+    chosen = [mutant(n) for n in names] if names else list(MUTANTS)
+    if args.attempts < 1:
+        raise UsageError("--attempts must be at least 1")
+    if args.json is not None:
+        check_out_file(args.json, "--json")
+    url = database_url(args.database_url)
+    if url is not None:
+        check_reachable(url)
     cells = detection_matrix(
-        args.database_url,
+        url,
         mutants=chosen,
         scenarios=args.scenarios or None,
         seed=args.seed,

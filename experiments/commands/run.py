@@ -1,22 +1,53 @@
-"""``coupon-chaos run``: execute the scenario notebooks headless and write the report."""
+"""``coupon-chaos run``: execute the scenario notebooks headless and write the report.
+
+Everything is checked before any work (scenario names, layers, strategy, ``-p``
+parameters, the database URL and whether it answers, ``--out``): a refused run
+starts nothing and leaves no folder behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
+from typing import Any
 
 from experiments import suite
 from experiments.cli import CommandError
+from experiments.cli_checks import (
+    UsageError,
+    check_choices,
+    check_out_dir,
+    check_reachable,
+    database_url,
+)
 
 NAME = "run"
 HELP = "run the scenario notebooks against one database; write results/<run-id>/"
 
 _LAYER_CHOICES = {"service": ("service",), "http": ("http",), "both": suite.LAYERS}
+_GROUPS = ("all", "catalog", "faults", "distributed")
+_DATABASES = ("embedded", "docker")
+
+
+def strategy_choices() -> list[str]:
+    """The real strategies, then the lab's mutants (``mutant:<bug>``)."""
+    from coupon_core import available_strategies
+    from experiments.mutants import MUTANT_STRATEGIES
+
+    return [*available_strategies(), *(s.name for s in MUTANT_STRATEGIES)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    layers = suite.scenario_layers()
+    only = {name: ls for name, ls in layers.items() if set(ls) != set(suite.LAYERS)}
+    notes = "; ".join(f"{n}: {','.join(ls)} only" for n, ls in only.items())
     parser.add_argument(
-        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)"
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"scenarios to run (default: all): {', '.join(layers)}"
+        + (f" ({notes})" if notes else ""),
     )
     parser.add_argument(
         "--layer",
@@ -26,19 +57,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--group",
-        choices=("all", "catalog", "faults"),
+        choices=_GROUPS,
         default="all",
         help="without SCENARIO names: every notebook (default), only the concurrency "
-        "catalog's, or only the fault scenarios'",
+        "catalog's, only the fault scenarios', or only the Locust-driven ones'",
     )
-    parser.add_argument("--strategy", default="row_lock", help="claim strategy (default: row_lock)")
     parser.add_argument(
-        "--seed", type=int, default=None, help="run seed (default: drawn; printed and recorded)"
+        "--strategy",
+        choices=strategy_choices(),
+        default="row_lock",
+        metavar="STRATEGY",
+        help=f"claim strategy (default: row_lock): {', '.join(strategy_choices())}",
+    )
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        dest="parameters",
+        metavar="NAME=VALUE",
+        help="set a notebook parameter, typed like its default (repeatable; "
+        "coupon-chaos list shows them), e.g. -p users=200 -p stock=3",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="run seed (default: drawn); one scenario runs with it exactly, several each "
+        "with one derived from it (printed and recorded)",
     )
     parser.add_argument(
         "--database-url",
         default=None,
-        help="use this PostgreSQL (default: $DATABASE_URL, else one embedded for the run)",
+        help="use this PostgreSQL (default: $DATABASE_URL, else --database)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=_DATABASES,
+        default="embedded",
+        help="without a URL: an embedded PostgreSQL 18 (default), or a container "
+        "(docker: needs the docker extra and a running Docker)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("results"), help="results folder (default: results)"
@@ -62,53 +120,138 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=suite.NOTEBOOKS_DIR,
         help="folder of notebooks (default: the project's notebooks/)",
     )
+    parser.add_argument("--open", action="store_true", help="open the report in a browser")
 
 
-def _chosen(args: argparse.Namespace) -> list[str] | None:
+def _chosen(args: argparse.Namespace, layers: dict[str, tuple[str, ...]]) -> list[str] | None:
     """The scenario names to run; None for every notebook found."""
     if args.scenarios:
         if args.group != "all":
-            raise CommandError("give SCENARIO names or --group, not both")
-        return list(args.scenarios)
+            raise UsageError("give SCENARIO names or --group, not both")
+        return check_choices(args.scenarios, list(layers), "scenario")
     if args.group == "all":
         return None
-    from experiments.scenarios import CATALOG, FAULTS
+    from experiments.scenarios import CATALOG, DISTRIBUTED, FAULTS
 
-    group = CATALOG if args.group == "catalog" else FAULTS
+    group = {"catalog": CATALOG, "faults": FAULTS, "distributed": DISTRIBUTED}[args.group]
     # Only the group's scenarios that have a notebook (a fault may have none yet).
-    have = {nb.scenario for nb in suite.discover(args.notebooks)}
-    chosen = [name for name in group if name in have]
+    chosen = [name for name in group if name in layers]
     if not chosen:
-        raise CommandError(f"no notebook in {args.notebooks} for the {args.group} group")
+        raise UsageError(f"no notebook in {args.notebooks} for the {args.group} group")
     return chosen
 
 
+def _check_layers(chosen: list[str] | None, layer: str, layers: dict[str, tuple[str, ...]]) -> None:
+    wanted = set(_LAYER_CHOICES[layer])
+    names = chosen if chosen is not None else list(layers)
+    if chosen is not None:
+        for name in chosen:
+            if not wanted & set(layers[name]):
+                only = ",".join(layers[name])
+                raise UsageError(
+                    f"{name} runs on the {only} layer only; add --layer {only} (or --layer both)"
+                )
+    elif not any(wanted & set(layers[n]) for n in names):
+        raise UsageError(f"no notebook in the run supports --layer {layer}")
+
+
+def _overrides(
+    args: argparse.Namespace, chosen: list[str] | None
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Typed -p values per scenario, and the strategy (``-p strategy=`` sets it too)."""
+    from experiments.params import parse_assignments, resolve
+
+    given = parse_assignments(args.parameters)
+    strategy = args.strategy
+    if "strategy" in given:
+        strategy = given.pop("strategy").strip("'\"")
+        check_choices([strategy], strategy_choices(), "strategy")
+    if not given:
+        return {}, strategy
+    notebooks = [
+        nb for nb in suite.discover(args.notebooks) if chosen is None or nb.scenario in set(chosen)
+    ]
+    declared = {nb.scenario: nb.defaults for nb in notebooks}
+    return resolve(given, declared), strategy
+
+
+def _print_plan(run_seed: int, jobs: list[suite.Job]) -> None:
+    scenarios = list(dict.fromkeys(job.notebook.scenario for job in jobs))
+    seeds = {job.notebook.scenario: job.seed for job in jobs}
+    if len(scenarios) == 1:
+        print(f"seed {run_seed}: {scenarios[0]}", flush=True)
+        return
+    print(f"run seed {run_seed}; each scenario's seed derives from it:", flush=True)
+    for name in scenarios:
+        print(f"  {name:26} seed {seeds[name]}", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
+    # -- check everything, before any work ------------------------------------------------
     if args.jobs < 1:
-        raise CommandError("--jobs must be at least 1")
-    scenarios = _chosen(args)
+        raise UsageError("--jobs must be at least 1")
+    if not args.notebooks.is_dir():
+        raise UsageError(f"--notebooks {args.notebooks}: not a folder")
+    layers = suite.scenario_layers(args.notebooks)
+    if not layers:
+        raise UsageError(f"--notebooks {args.notebooks}: no notebook in it")
+    scenarios = _chosen(args, layers)
+    _check_layers(scenarios, args.layer, layers)
+    overrides, strategy = _overrides(args, scenarios)
+    check_out_dir(args.out)
+    url = database_url(args.database_url)
+    if url is not None and args.database != "embedded":
+        raise UsageError("give --database-url (or DATABASE_URL) or --database docker, not both")
+    if url is not None:
+        check_reachable(url)
+    if args.database == "docker" and importlib.util.find_spec("testcontainers") is None:
+        raise CommandError(
+            "cannot start the database: testcontainers is not installed: pip install '.[docker]'"
+        )
+    # -- run ------------------------------------------------------------------------------
     with suite.progress_reporter() as progress:
         try:
             report = suite.run_suite(
                 scenarios,
                 layers=_LAYER_CHOICES[args.layer],
-                strategy=args.strategy,
+                strategy=strategy,
                 seed=args.seed,
-                database_url=args.database_url,
+                database_url=url,
                 out=args.out,
                 jobs=args.jobs,
                 hide_code=args.hide_code,
                 notebooks_dir=args.notebooks,
                 progress=progress,
+                overrides=overrides,
+                docker=args.database == "docker",
+                on_plan=_print_plan,
             )
         except ValueError as err:
             raise CommandError(str(err)) from err
+        except _database_errors() as err:
+            raise CommandError(f"cannot start the database: {err}") from None
     passed = sum(j.passed for j in report.jobs)
     print(
         f"run {report.run_id} (seed {report.seed}): {passed} of {len(report.jobs)} passed "
         f"in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
     )
+    if report.previous:
+        print(
+            f"compared with the previous run {report.previous}: {report.run_dir / 'compare.html'}"
+        )
     for job in report.jobs:
         for check in job.failures:
             print(f"FAILED {job.name} [{job.layer}]: {check['name']}: {check['detail']}")
+        if not job.passed:
+            print(f"  replay: {job.rerun}")
+    if args.open:
+        from experiments.commands.open import open_page
+
+        open_page(report.run_dir / "index.html")
     return 0 if report.passed else 1
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    from coupon_core.database import DatabaseError
+
+    return (DatabaseError,)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
+import socket
 
 from coupon_core import CouponService, EmbeddedPostgres, ServiceConfig, available_strategies
 from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
 from coupon_core.errors import Unavailable
-from coupon_core.redact import redact_url
 from coupon_core.server import RunningServer, ServerError, run_server, stop_signals
 from coupon_core.workers import serve_processes
 from experiments.cli import CommandError
+from experiments.cli_checks import UsageError, check_reachable, database_url, where
 
 NAME = "serve"
 HELP = "serve the coupon HTTP API (starts an embedded PostgreSQL unless given a URL)"
@@ -99,9 +99,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_host(host: str) -> None:
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise UsageError(
+            f"--host {host}: not an address (nor a name) this machine can use"
+        ) from None
+
+
 def _database(url: str | None) -> DatabaseHandle:
     if url:
-        print(f"database: {redact_url(url)}", flush=True)
+        print(f"database: {where(url)}", flush=True)
         return ExternalDatabase(url)
     embedded = EmbeddedPostgres.create()
     try:
@@ -124,7 +133,7 @@ def _serve_in_process(args: argparse.Namespace, url: str) -> None:
             connect_timeout=args.connect_timeout,
         )
     except Unavailable as err:
-        raise CommandError(f"cannot reach the database at {redact_url(url)}") from err
+        raise CommandError(f"cannot reach the database at {where(url)}") from err
 
     def ready(server: RunningServer) -> None:
         print(f"serving on {server.url} (strategy {args.strategy})", flush=True)
@@ -153,7 +162,7 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                 connect_timeout=args.connect_timeout,
             )
         except Unavailable as err:
-            raise CommandError(f"cannot reach the database at {redact_url(url)}") from err
+            raise CommandError(f"cannot reach the database at {where(url)}") from err
         except ServerError as err:
             raise CommandError(str(err)) from err
         with group:
@@ -171,7 +180,12 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = args.database_url or os.environ.get("DATABASE_URL") or None
+    # Checked before anything starts: an address that is none, a URL that does not parse
+    # or does not answer.
+    _check_host(args.host)
+    url = database_url(args.database_url)
+    if url is not None:
+        check_reachable(url)
     database = _database(url)
     try:
         if args.workers == 1:

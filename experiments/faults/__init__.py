@@ -11,14 +11,12 @@ was active (``experiments.faults.window``) so ops can be labelled with a phase.
     proxy      a loopback TCP proxy: latency, throttling, resets, stalls
     cancel     cancel statements in flight (server side, or psycopg's cancel)
     partial    fail a claim between its insert and its decrement
-    leaks      after a run: pool idle, no stray threads, no stray backends
 """
 
 from __future__ import annotations
 
 from experiments.faults.backends import BackendKiller, ClaimPause, backend_pids, terminate_backends
 from experiments.faults.cancel import CancelAfter, cancel_backends
-from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.faults.locks import RowLockHolder, SlowQuery
 from experiments.faults.partial import FailAfterInsert, InjectedFault, chain_hooks
 from experiments.faults.pool import PoolHog
@@ -39,15 +37,12 @@ __all__ = [
     "RowLockHolder",
     "SlowQuery",
     "TcpProxy",
-    "ThreadBaseline",
     "Window",
     "Windows",
     "backend_pids",
     "cancel_backends",
     "chain_hooks",
-    "check_leaks",
     "label_ops",
-    "pool_idle",
     "restart_skip_reason",
     "terminate_backends",
     "time_to_recover",

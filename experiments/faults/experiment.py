@@ -20,7 +20,7 @@ import psycopg
 
 from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
 from experiments.checks import FinalState, always_on
-from experiments.faults.leaks import ThreadBaseline, check_leaks
+from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.faults.loads import BackingOff
 from experiments.faults.restart import time_to_recover
 from experiments.faults.window import Window, Windows, label_ops

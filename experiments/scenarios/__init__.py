@@ -16,7 +16,16 @@ from typing import Any
 
 from experiments.result import Result
 
-__all__ = ["CATALOG", "COMMON_DEFAULTS", "FAULTS", "SCENARIOS", "Scenario", "register", "run"]
+__all__ = [
+    "CATALOG",
+    "COMMON_DEFAULTS",
+    "DISTRIBUTED",
+    "FAULTS",
+    "SCENARIOS",
+    "Scenario",
+    "register",
+    "run",
+]
 
 #: The concurrency catalog, in the catalog's order.
 CATALOG: tuple[str, ...] = (
@@ -40,8 +49,10 @@ FAULTS: tuple[str, ...] = (
     "negative_stock",
     "input_boundary",
 )
+#: Load from other processes (Locust master and workers).
+DISTRIBUTED: tuple[str, ...] = ("locust_stampede",)
 # Add a module name to one of the tuples above to register a scenario.
-_MODULES: tuple[str, ...] = CATALOG + FAULTS
+_MODULES: tuple[str, ...] = CATALOG + FAULTS + DISTRIBUTED
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "seed": None,

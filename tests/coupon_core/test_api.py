@@ -452,3 +452,18 @@ def test_unexpected_error_is_500_and_claim_rolled_back(db_url: str, unique: str)
             assert c.get(path(name)).json()["remaining_amount"] == 2
     finally:
         svc.close()
+
+
+def test_head_and_other_methods_on_the_get_routes(client: httpx.Client, unique: str) -> None:
+    r = client.head("/health")
+    assert (r.status_code, r.content, r.headers["content-type"]) == (200, b"", "application/json")
+    r = client.head(path(f"{unique}-none"))
+    assert (r.status_code, r.content) == (404, b"")
+    r = client.post(path(f"{unique}-none"), json={})
+    assert (r.status_code, r.json()) == (405, {"error": "method not allowed"})
+    assert r.headers["allow"] == "GET, HEAD"
+    r = client.delete("/openapi.json")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
+    # The same fixed reply, sent again and again, is the same bytes every time.
+    bodies = {client.get("/api/nothing").content for _ in range(3)}
+    assert bodies == {b'{"error":"not found"}'}

@@ -243,11 +243,12 @@ def test_db_reap_prints_what_it_reaped_and_spares_db_up(own_tmp: Path) -> None:
         ["nosuchcommand"],
     ],
 )
-def test_bad_arguments_exit_2_with_usage(args: list[str]) -> None:
+def test_bad_arguments_exit_2_with_one_line(args: list[str]) -> None:
     r = cli(*args)
     assert r.returncode == 2
-    assert r.stderr.startswith("usage: coupon-chaos")
-    assert "error:" in r.stderr
+    assert r.stderr.startswith("coupon-chaos")
+    assert r.stderr.endswith("--help)\n")
+    assert r.stderr.count("\n") == 1
     assert "Traceback" not in r.stderr
 
 
@@ -256,4 +257,8 @@ def test_unreachable_database_is_one_line(workers: str) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     r = cli("serve", "--port", str(free_port()), "--database-url", url, "--workers", workers)
     assert r.returncode == 1
-    assert r.stderr == f"coupon-chaos: cannot reach the database at {url}\n"
+    port = url.split(":")[-1].split("/")[0]
+    assert r.stderr == (
+        f"coupon-chaos: cannot reach the database at 127.0.0.1:{port} (database postgres):"
+        " Connection refused\n"
+    )

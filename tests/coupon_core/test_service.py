@@ -257,7 +257,9 @@ def test_health_ok(service: CouponService) -> None:
     assert service.health() == (True, "ok")
 
 
-@pytest.mark.parametrize("strategy", ["row_lock", "atomic", "serializable", "advisory"])
+@pytest.mark.parametrize(
+    "strategy", ["row_lock", "atomic", "serializable", "advisory", "row_lock_pipelined"]
+)
 def test_claims_keep_one_cursor_per_connection_even_after_an_error(
     db_url: str, unique: str, strategy: str
 ) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.pq import Trace, TransactionStatus
 
-from coupon_core import CouponError, CouponService, available_strategies
+from coupon_core import CouponError, CouponService, available_strategies, get_strategy
+from coupon_core.errors import AlreadyClaimed, CouponNotFound
+from coupon_core.strategies import ClaimConnection
 
 WAIT_S = 60.0
 
@@ -103,4 +108,132 @@ def test_flash_sale(strategy_service: CouponService, db_url: str, unique: str) -
 
 
 def test_strategy_names() -> None:
-    assert available_strategies() == ["advisory", "atomic", "row_lock", "serializable"]
+    assert available_strategies() == [
+        "advisory",
+        "atomic",
+        "row_lock",
+        "row_lock_pipelined",
+        "serializable",
+    ]
+
+
+# -- row_lock_pipelined: the failure paths of pipeline mode ------------------------------
+
+
+def _counts(url: str, coupon: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT remaining_amount, (SELECT count(*) FROM claims WHERE coupon_name = %s)::int"
+            " FROM coupons WHERE name = %s",
+            (coupon, coupon),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _new_coupon(url: str, name: str, amount: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, %s, %s)",
+            (name, amount, amount),
+        )
+
+
+def test_pipelined_exception_between_insert_and_decrement_commits_nothing(
+    db_url: str, unique: str
+) -> None:
+    # The hook runs after the INSERT has executed (a Sync went out, inside BEGIN) and
+    # before the UPDATE is queued: the pipeline's exit sends another Sync. Neither may
+    # commit the claim row without its decrement.
+    coupon = f"{unique}-p"
+    _new_coupon(db_url, coupon, 5)
+    conn = ClaimConnection.connect(db_url, autocommit=True)
+    seen: list[tuple[object, ...]] = []
+
+    def fault(point: str) -> None:
+        # From another session: the claim's backend holds the row lock and has inserted
+        # (its RowExclusiveLock on claims), uncommitted.
+        with psycopg.connect(db_url, autocommit=True) as other:
+            row = other.execute(
+                "SELECT"
+                " EXISTS (SELECT 1 FROM pg_locks WHERE pid = %(pid)s"
+                "  AND relation = 'claims'::regclass AND mode = 'RowExclusiveLock'),"
+                " (SELECT count(*) FROM claims WHERE coupon_name = %(c)s)::int",
+                {"pid": conn.info.backend_pid, "c": coupon},
+            ).fetchone()
+        assert row is not None
+        seen.append(row)
+        raise RuntimeError(f"a bug at {point}")
+
+    strategy = get_strategy("row_lock_pipelined")
+    try:
+        with pytest.raises(RuntimeError, match="a bug at after_insert"):
+            strategy.claim(conn, "u1", coupon, fault)
+        assert seen == [(True, 0)]
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        assert _counts(db_url, coupon) == (5, 0)
+        strategy.claim(conn, "u1", coupon, None)  # the connection claims again, cleanly
+    finally:
+        conn.close()
+    assert _counts(db_url, coupon) == (4, 1)
+
+
+def test_pipelined_database_error_in_the_batch_leaves_the_connection_idle(
+    db_url: str, unique: str
+) -> None:
+    # The row lock times out: the pipeline is aborted (the ROLLBACK queued after the
+    # error is skipped by the server), and the strategy rolls back after the Sync.
+    coupon = f"{unique}-t"
+    _new_coupon(db_url, coupon, 5)
+    conn = ClaimConnection.connect(db_url, autocommit=True, options="-c lock_timeout=100")
+    try:
+        with psycopg.connect(db_url) as holder:
+            holder.execute("SELECT 1 FROM coupons WHERE name = %s FOR UPDATE", (coupon,))
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                get_strategy("row_lock_pipelined").claim(conn, "u1", coupon, None)
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+            holder.rollback()
+        for kind, user, name in [
+            (None, "u1", coupon),
+            (AlreadyClaimed, "u1", coupon),
+            (CouponNotFound, "u2", f"{unique}-none"),
+        ]:
+            if kind is None:
+                get_strategy("row_lock_pipelined").claim(conn, user, name, None)
+            else:
+                with pytest.raises(kind):
+                    get_strategy("row_lock_pipelined").claim(conn, user, name, None)
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+    finally:
+        conn.close()
+    assert _counts(db_url, coupon) == (4, 1)
+
+
+def _turns(trace: str) -> int:
+    """Round trips in a libpq protocol trace: each run of client (F) messages answered
+    by server (B) messages is one."""
+    sides = [line.split("\t", 1)[0] for line in trace.splitlines() if line[:1] in "FB"]
+    return sum(1 for a, b in itertools.pairwise(sides) if (a, b) == ("F", "B"))
+
+
+def test_pipelined_uses_two_round_trips_where_row_lock_uses_six(
+    db_url: str, unique: str, tmp_path: Path
+) -> None:
+    coupon = f"{unique}-r"
+    _new_coupon(db_url, coupon, 10)
+    turns: dict[str, int] = {}
+    for name in ("row_lock", "row_lock_pipelined"):
+        conn = ClaimConnection.connect(db_url, autocommit=True)
+        log = tmp_path / f"{name}.trace"
+        try:
+            with log.open("w") as f:
+                conn.pgconn.trace(f.fileno())
+                conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+                get_strategy(name).claim(conn, f"user-{name}", coupon, None)
+                conn.pgconn.untrace()
+        finally:
+            conn.close()
+        turns[name] = _turns(log.read_text())
+    # row_lock: BEGIN, SELECT ... FOR UPDATE, the check, INSERT, UPDATE, COMMIT.
+    assert turns == {"row_lock": 6, "row_lock_pipelined": 2}
+    assert _counts(db_url, coupon) == (8, 2)

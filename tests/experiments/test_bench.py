@@ -318,3 +318,91 @@ def test_http_load_counts_refusals_by_status(db_url: str) -> None:
     assert missing.claims == 0
     assert set(missing.errors) == {"http_404"}
     assert check_conservation(db_url, [coupon]) == (3, True)
+
+
+def test_process_cpu_counts_what_a_child_burned() -> None:
+    import subprocess
+    import sys
+
+    from experiments.bench import process_cpu_s
+
+    # The child burns 0.3 s of CPU (by its own clock, not the wall's), says so, then
+    # idles until told to exit, so its /proc entry is still there to read.
+    burn = (
+        "import sys, time\n"
+        "while time.process_time() < 0.3: pass\n"
+        "print('burnt', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "burnt\n"
+        used = process_cpu_s([child.pid])
+        assert 0.25 <= used < 30  # /proc counts whole clock ticks (10 ms)
+        assert process_cpu_s([child.pid, child.pid]) == pytest.approx(2 * used, abs=0.05)
+    finally:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        child.stdin.close()
+        child.wait(30)
+        child.stdout.close()
+
+
+def test_http_targets_take_the_service_as_base_and_the_cpu_as_a_cost() -> None:
+    import pandas as pd
+
+    rows = []
+    rates = {
+        # (strategy, layer): (claims/s in round 0, round 1)
+        ("atomic", "pgbench"): (10000.0, 8000.0),
+        ("atomic", "service"): (9000.0, 6000.0),
+        ("atomic", "http"): (6300.0, 3600.0),  # 0.70 and 0.60 of the service, same round
+        ("row_lock", "pgbench"): (2000.0, 1000.0),
+        ("row_lock", "service"): (1000.0, 900.0),
+        ("row_lock", "http"): (900.0, 500.0),
+        ("row_lock_pipelined", "pgbench"): (9999.0, 9999.0),  # not the reference
+        ("row_lock_pipelined", "service"): (1500.0, 1400.0),
+        ("row_lock_pipelined", "http"): (1300.0, 1100.0),
+    }
+    for (strategy, layer), per_round in rates.items():
+        for rnd, rate in enumerate(per_round):
+            for workload in ("hot", "64_coupons"):
+                rows.append(
+                    {
+                        "round": rnd,
+                        "strategy": strategy,
+                        "workload": workload,
+                        "workers": 16,
+                        "layer": layer,
+                        "claims_per_s": rate,
+                        "p50_ms": 1.0,
+                        "p99_ms": 2.0,
+                        "errors": 0,
+                        "conserved": True,
+                        "server_cpu_us": (100.0 + 40 * rnd) if layer == "http" else float("nan"),
+                    }
+                )
+    summary = summarize(pd.DataFrame(rows))
+    found = {t.name: t for t in targets(summary)}
+
+    many = found["atomic http/service, 64_coupons, 16 workers"]
+    assert many.measured == pytest.approx(0.65)
+    assert many.met is True
+    hot = found["atomic http/service, hot, 16 workers"]
+    assert (hot.goal, hot.met) == (0.70, False)
+    cpu = found["atomic http server CPU per claim request (us), hot, 16 workers"]
+    assert cpu.measured == pytest.approx(120.0)  # the median of 100 and 140
+    assert cpu.met is True  # at the goal: a cost is met at or under it
+    assert cpu.line().startswith("   MET  atomic http server CPU")
+    assert "goal <= 120" in cpu.line()
+    (design,) = [t for t in found.values() if t.name.startswith("fastest row-lock design")]
+    # The best of the two through HTTP (median 1200/s) over pgbench's row_lock (1500/s).
+    assert design.name.startswith("fastest row-lock design (row_lock_pipelined)")
+    assert design.measured == pytest.approx(1200 / 1500)
+    assert design.context == "row_lock 0.47"
+    table = format_table(summary)
+    http_line = next(line for line in table.splitlines() if "atomic" in line and "http" in line)
+    assert http_line.rstrip().endswith("120")

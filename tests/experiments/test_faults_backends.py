@@ -99,7 +99,7 @@ def test_killer_is_bounded_and_records_windows(db_url: str, unique: str) -> None
         assert time.monotonic() - start < 5
 
 
-@pytest.mark.parametrize("strategy", ["advisory", "serializable"])
+@pytest.mark.parametrize("strategy", ["advisory", "serializable", "row_lock_pipelined"])
 def test_pause_kill_on_other_strategies(db_url: str, unique: str, strategy: str) -> None:
     app = f"svc-{unique}"
     coupon = f"{unique}-c"

@@ -21,7 +21,7 @@ def _counts(url: str, coupon: str) -> tuple[int, int]:
     return int(str(row[0])), int(str(row[1]))
 
 
-@pytest.mark.parametrize("strategy", ["row_lock", "advisory", "serializable"])
+@pytest.mark.parametrize("strategy", ["row_lock", "advisory", "serializable", "row_lock_pipelined"])
 def test_every_second_claim_fails_and_leaves_nothing(
     db_url: str, unique: str, strategy: str
 ) -> None:

@@ -12,7 +12,8 @@ import nbformat as _nbformat
 import pytest
 
 from experiments import suite
-from experiments.cli import CommandError, main
+from experiments.cli import main
+from experiments.cli_checks import UsageError
 
 # nbformat's functions are untyped; one Any instead of an ignore at every call.
 nbformat: Any = _nbformat
@@ -147,16 +148,19 @@ def test_run_group_picks_the_catalog_or_the_faults_that_have_notebooks(tmp_path:
     def chosen(*argv: str) -> list[str] | None:
         parser = argparse.ArgumentParser()
         run_command.add_arguments(parser)
-        return run_command._chosen(parser.parse_args([*argv, "--notebooks", str(tmp_path)]))
+        args = parser.parse_args([*argv, "--notebooks", str(tmp_path)])
+        return run_command._chosen(args, suite.scenario_layers(tmp_path))
 
     assert chosen() is None  # every notebook, "detection" included
     assert chosen("--group", "catalog") == [CATALOG[0], CATALOG[1]]  # catalog order
     assert chosen("--group", "faults") == [FAULTS[0]]
-    assert chosen("flash_sale") == ["flash_sale"]
-    with pytest.raises(CommandError, match="not both"):
-        chosen("flash_sale", "--group", "catalog")
+    assert chosen(CATALOG[0]) == [CATALOG[0]]
+    with pytest.raises(UsageError, match="unknown scenario 'nope'"):
+        chosen("nope")
+    with pytest.raises(UsageError, match="not both"):
+        chosen(CATALOG[0], "--group", "catalog")
     (tmp_path / f"{FAULTS[0]}.ipynb").unlink()
-    with pytest.raises(CommandError, match=r"no notebook .* for the faults group"):
+    with pytest.raises(UsageError, match=r"no notebook .* for the faults group"):
         chosen("--group", "faults")
 
 

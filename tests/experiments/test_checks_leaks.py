@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from coupon_core import CouponService, ServiceConfig
-from experiments.faults import ThreadBaseline, check_leaks, pool_idle
+from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
 
 
 def test_a_left_thread_and_a_busy_pool_fail_the_check() -> None:

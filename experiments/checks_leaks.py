@@ -1,4 +1,4 @@
-"""After a scenario: the service's pool is idle, no lab thread or server is left, no backend either."""
+"""The leak check every scenario runs: pool idle, no lab thread, server or backend left."""
 
 from __future__ import annotations
 

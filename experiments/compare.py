@@ -1,0 +1,397 @@
+"""Past runs and their comparison: what changed between two ``summary.json`` files.
+
+A run is a folder of the results folder holding ``summary.json`` (``experiments.suite``
+writes it last). Two runs compare per scenario and layer: the verdict, the outcome
+counts that differ, the latency quantiles and the throughput, as a terminal table
+(``table``) and as one self-contained HTML page with side-by-side charts
+(``write_html``). This module reads only those files: it never imports the suite.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Comparison",
+    "Row",
+    "RunInfo",
+    "RunNotFound",
+    "compare_runs",
+    "find_run",
+    "list_runs",
+    "markdown_verdicts",
+    "previous_run",
+    "table",
+    "write_html",
+]
+
+QUANTILES: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")
+
+
+class RunNotFound(LookupError):
+    """A run reference (id, folder, ``latest``) that names no run with a summary."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One past run, as ``coupon-chaos runs`` lists it."""
+
+    run_id: str
+    path: Path
+    started_at: str
+    seed: int | None
+    passed: int
+    failed: int
+    duration_s: float | None
+    complete: bool
+
+    @classmethod
+    def read(cls, path: Path) -> RunInfo:
+        try:
+            summary = load_summary(path)
+        except RunNotFound:
+            return cls(path.name, path, "", None, 0, 0, None, complete=False)
+        jobs = summary.get("scenarios", [])
+        passed = sum(1 for j in jobs if j.get("passed"))
+        return cls(
+            run_id=str(summary.get("run_id", path.name)),
+            path=path,
+            started_at=str(summary.get("started_at", "")),
+            seed=summary.get("seed"),
+            passed=passed,
+            failed=len(jobs) - passed,
+            duration_s=summary.get("duration_s"),
+            complete=True,
+        )
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunNotFound(f"{run_dir}: no readable summary.json ({type(err).__name__})") from None
+    return loaded
+
+
+def _is_run_dir(path: Path) -> bool:
+    # A suite run's id starts with its UTC time, 20261129T081500Z-ab12; bench-* are not runs.
+    return path.is_dir() and not path.is_symlink() and path.name[:8].isdigit()
+
+
+def list_runs(results: Path) -> list[RunInfo]:
+    """The runs of ``results``, oldest first (ids begin with their start time)."""
+    if not results.is_dir():
+        return []
+    return [
+        RunInfo.read(p) for p in sorted(results.iterdir(), key=lambda p: p.name) if _is_run_dir(p)
+    ]
+
+
+def find_run(ref: str, results: Path) -> Path:
+    """The folder of ``ref``: ``latest``, ``previous``, a run id in ``results``, or a folder."""
+    runs = [r for r in list_runs(results) if r.complete]
+    if ref in ("latest", "previous"):
+        index = -1 if ref == "latest" else -2
+        if len(runs) < -index:
+            raise RunNotFound(f"no {ref} run in {results}")
+        return runs[index].path
+    for candidate in (results / ref, Path(ref)):
+        if (candidate / "summary.json").is_file():
+            return candidate.resolve()
+    raise RunNotFound(f"no run {ref!r} (not a run id in {results}, nor a run folder)")
+
+
+def previous_run(results: Path, run_id: str) -> Path | None:
+    """The newest complete run of ``results`` before ``run_id``; None for the first."""
+    earlier = [r for r in list_runs(results) if r.complete and r.path.name < run_id]
+    return earlier[-1].path if earlier else None
+
+
+# -- comparing ----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One scenario on one layer in both runs (a side is None when that run lacks it)."""
+
+    scenario: str
+    layer: str
+    a: dict[str, Any] | None
+    b: dict[str, Any] | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.scenario} [{self.layer}]"
+
+    def verdict(self, side: dict[str, Any] | None) -> str:
+        if side is None:
+            return "-"
+        return "pass" if side.get("passed") else "FAIL"
+
+    @property
+    def verdict_changed(self) -> bool:
+        """Both runs ran it and judged it differently (a side missing is not a change)."""
+        return (
+            self.a is not None
+            and self.b is not None
+            and self.verdict(self.a) != self.verdict(self.b)
+        )
+
+    def outcome_diffs(self) -> list[tuple[str, int, int]]:
+        """(``kind result``, count in A, count in B) for each count that differs."""
+        if self.a is None or self.b is None:
+            return []
+        a = _flat_outcomes(self.a)
+        b = _flat_outcomes(self.b)
+        return [
+            (k, a.get(k, 0), b.get(k, 0))
+            for k in sorted(a.keys() | b.keys())
+            if a.get(k, 0) != b.get(k, 0)
+        ]
+
+    def check_changes(self) -> list[tuple[str, str, str]]:
+        """(check, verdict in A, verdict in B) for each named check judged differently.
+
+        The notebook's assert cells (``cell [n] ...``) repeat the checks they assert on.
+        """
+
+        def verdicts(side: dict[str, Any] | None) -> dict[str, str]:
+            return {
+                str(c.get("name")): "pass" if c.get("passed") is True else "FAIL"
+                for c in (side or {}).get("checks", [])
+                if not str(c.get("name")).startswith("cell [")
+            }
+
+        if self.a is None or self.b is None:
+            return []
+        a, b = verdicts(self.a), verdicts(self.b)
+        return [
+            (name, a.get(name, "-"), b.get(name, "-"))
+            for name in [*a, *(n for n in b if n not in a)]
+            if a.get(name, "-") != b.get(name, "-")
+        ]
+
+    def latency(self, side: dict[str, Any] | None) -> dict[str, float | None]:
+        lat = ((side or {}).get("figures") or {}).get("latency") or {}
+        return {q: lat.get(q) for q in QUANTILES}
+
+    def throughput(self, side: dict[str, Any] | None) -> float | None:
+        value = ((side or {}).get("figures") or {}).get("throughput_ops_s")
+        return float(value) if isinstance(value, int | float) else None
+
+
+def _flat_outcomes(side: dict[str, Any] | None) -> dict[str, int]:
+    outcomes = (side or {}).get("outcomes") or {}
+    return {f"{kind} {result}": int(n) for kind, by in outcomes.items() for result, n in by.items()}
+
+
+@dataclass
+class Comparison:
+    """Run A (before) against run B (after)."""
+
+    a_id: str
+    b_id: str
+    a_path: Path
+    b_path: Path
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict_changed]
+
+    @property
+    def only_a(self) -> list[Row]:
+        return [r for r in self.rows if r.b is None]
+
+    @property
+    def only_b(self) -> list[Row]:
+        return [r for r in self.rows if r.a is None]
+
+
+def compare_runs(a: Path, b: Path) -> Comparison:
+    """Compare the runs in folders ``a`` and ``b`` (each with its ``summary.json``)."""
+    sa, sb = load_summary(a), load_summary(b)
+    ja = {(j["name"], j["layer"]): j for j in sa.get("scenarios", [])}
+    jb = {(j["name"], j["layer"]): j for j in sb.get("scenarios", [])}
+    keys = list(ja) + [k for k in jb if k not in ja]
+    rows = [Row(name, layer, ja.get((name, layer)), jb.get((name, layer))) for name, layer in keys]
+    return Comparison(str(sa.get("run_id", a.name)), str(sb.get("run_id", b.name)), a, b, rows)
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _shift(a: float | None, b: float | None) -> str:
+    if a is None or b is None or a == 0:
+        return ""
+    return f"{(b - a) / a * 100:+.0f}%"
+
+
+def _pair(a: float | None, b: float | None, digits: int = 1) -> str:
+    shift = _shift(a, b)
+    return f"{_num(a, digits)} -> {_num(b, digits)}" + (f" ({shift})" if shift else "")
+
+
+def table(cmp: Comparison) -> str:
+    """The comparison as plain text: verdicts, then differing counts, then figures."""
+    lines = [f"A {cmp.a_id}  ->  B {cmp.b_id}", ""]
+    both = [r for r in cmp.rows if r.a is not None and r.b is not None]
+    lines.append(f"verdicts changed: {len(cmp.changed)} of {len(both)} run in both")
+    for row in cmp.changed:
+        lines.append(f"  {row.key:34} {row.verdict(row.a)} -> {row.verdict(row.b)}")
+        for name, va, vb in row.check_changes():
+            lines.append(f"      {name:30} {va} -> {vb}")
+    for label, rows in (("only in A", cmp.only_a), ("only in B", cmp.only_b)):
+        if rows:
+            lines.append(f"{label}: {', '.join(r.key for r in rows)}")
+    diffs = [(row, d) for row in cmp.rows for d in row.outcome_diffs()]
+    lines += ["", f"outcome counts that differ: {len(diffs)}"]
+    for row, (kind, na, nb) in diffs:
+        lines.append(f"  {row.key:34} {kind:26} {na:>6} -> {nb}")
+    lines += ["", "latency of all operations (ms) and throughput (ops/s), A -> B"]
+    head = ["scenario [layer]", "verdict", *(q.removesuffix("_ms") for q in QUANTILES), "ops/s"]
+    table_rows = [head]
+    for row in both:
+        la, lb = row.latency(row.a), row.latency(row.b)
+        table_rows.append(
+            [
+                row.key,
+                f"{row.verdict(row.a)} -> {row.verdict(row.b)}",
+                *(_pair(la[q], lb[q]) for q in QUANTILES),
+                _pair(row.throughput(row.a), row.throughput(row.b), 0),
+            ]
+        )
+    widths = [max(len(r[i]) for r in table_rows) for i in range(len(head))]
+    for r in table_rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def markdown_verdicts(run_dir: Path) -> str:
+    """One run's verdict table in Markdown (for ``$GITHUB_STEP_SUMMARY``)."""
+    summary = load_summary(run_dir)
+    jobs = summary.get("scenarios", [])
+    passed = sum(1 for j in jobs if j.get("passed"))
+    lines = [
+        f"### coupon chaos lab: {passed} of {len(jobs)} passed "
+        f"(run {summary.get('run_id')}, seed {summary.get('seed')})",
+        "",
+        "| verdict | scenario | layer | checks | seed | failed checks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for job in jobs:
+        checks = job.get("checks", [])
+        ok = sum(1 for c in checks if c.get("passed") is True)
+        failing = [str(c.get("name")) for c in checks if c.get("passed") is not True]
+        # The assert cells repeat the named checks: name those, count the cells.
+        named = [n.replace("|", "\\|") for n in failing if not n.startswith("cell [")]
+        cells = len(failing) - len(named)
+        failed = "; ".join(named) + (f" ({cells} assert cells)" if cells else "")
+        verdict = "pass" if job.get("passed") else "**FAIL**"
+        lines.append(
+            f"| {verdict} | {job.get('name')} | {job.get('layer')} | {ok}/{len(checks)} "
+            f"| {job.get('seed')} | {failed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- the page -----------------------------------------------------------------------------
+
+
+def _chart(row: Row, a_id: str, b_id: str) -> str:
+    """Outcome counts and latency quantiles of both runs, side by side; a data URI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from experiments.report import to_data_uri
+
+    oa, ob = _flat_outcomes(row.a), _flat_outcomes(row.b)
+    kinds = sorted(oa.keys() | ob.keys())
+    la, lb = row.latency(row.a), row.latency(row.b)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 2.8))
+    width = 0.4
+    xs = range(len(kinds))
+    left.bar([x - width / 2 for x in xs], [oa.get(k, 0) for k in kinds], width, label=f"A {a_id}")
+    left.bar([x + width / 2 for x in xs], [ob.get(k, 0) for k in kinds], width, label=f"B {b_id}")
+    left.set_xticks(list(xs), kinds, rotation=20, ha="right", fontsize=7)
+    left.set_title("outcomes", fontsize=9)
+    left.legend(fontsize=7)
+    qs = range(len(QUANTILES))
+    right.bar([x - width / 2 for x in qs], [la[q] or 0 for q in QUANTILES], width, label="A")
+    right.bar([x + width / 2 for x in qs], [lb[q] or 0 for q in QUANTILES], width, label="B")
+    right.set_xticks(list(qs), [q.removesuffix("_ms") for q in QUANTILES], fontsize=8)
+    right.set_title("latency (ms)", fontsize=9)
+    fig.tight_layout()
+    uri = to_data_uri(fig, dpi=80)
+    plt.close(fig)
+    return uri
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #1f2328; font-size: 15px; }
+table { border-collapse: collapse; width: 100%; }
+th { text-align: left; font-size: 13px; color: #59636e; border-bottom: 2px solid #d1d9e0; }
+td, th { padding: .4em .6em; vertical-align: top; }
+tbody tr { border-bottom: 1px solid #d1d9e0; }
+tr.changed { background: #fff8c5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.pass { color: #1a7f37; font-weight: bold; } .fail { color: #cf222e; font-weight: bold; }
+img { width: 640px; height: auto; display: block; }
+"""
+
+
+def write_html(cmp: Comparison, path: Path) -> Path:
+    """Write the comparison as one self-contained page (charts as data URIs)."""
+    esc = html.escape
+
+    def link(run: Path) -> str:
+        return esc(os.path.relpath(run / "index.html", path.parent))
+
+    def verdict(row: Row, side: dict[str, Any] | None) -> str:
+        text = row.verdict(side)
+        return f'<span class="{text.lower()}">{text}</span>'
+
+    body = []
+    for row in cmp.rows:
+        la, lb = row.latency(row.a), row.latency(row.b)
+        diffs = "".join(f"<li>{esc(k)}: {na} &rarr; {nb}</li>" for k, na, nb in row.outcome_diffs())
+        diffs += "".join(
+            f"<li>check <b>{esc(k)}</b>: {va} &rarr; {vb}</li>" for k, va, vb in row.check_changes()
+        )
+        figures = "<br>".join(
+            f"{q.removesuffix('_ms')}: {_num(la[q])} &rarr; {_num(lb[q])} ms {_shift(la[q], lb[q])}"
+            for q in QUANTILES
+        )
+        ta, tb = row.throughput(row.a), row.throughput(row.b)
+        body.append(
+            f'<tr class="{"changed" if row.verdict_changed else ""}">'
+            f"<td><b>{esc(row.scenario)}</b><br>{esc(row.layer)}</td>"
+            f"<td>{verdict(row, row.a)} &rarr; {verdict(row, row.b)}</td>"
+            f"<td>{f'<ul>{diffs}</ul>' if diffs else 'same'}</td>"
+            f"<td class=num>{figures}<br>ops/s: {_num(ta, 0)} &rarr; {_num(tb, 0)} {_shift(ta, tb)}</td>"
+            f'<td><img alt="A and B of {esc(row.key)}" src="{_chart(row, cmp.a_id, cmp.b_id)}"></td></tr>'
+        )
+    changed = len(cmp.changed)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>compare {esc(cmp.a_id)} and {esc(cmp.b_id)}</title>
+<style>{_CSS}</style></head><body>
+<h1>Run A <a href="{link(cmp.a_path)}">{esc(cmp.a_id)}</a> &rarr; run B
+<a href="{link(cmp.b_path)}">{esc(cmp.b_id)}</a></h1>
+<p>{changed} of {len(cmp.rows)} verdicts changed; rows with a changed verdict are marked.</p>
+<table><thead><tr><th>scenario</th><th>verdict A &rarr; B</th><th>counts and checks that differ</th>
+<th>latency quantiles, throughput</th><th>A and B side by side</th></tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody></table></body></html>
+"""
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,334 @@
+"""One scenario driven by Locust, start to finish: seed, plan, lab, swarm, merge, checks, result.
+
+The lab serves the API (uvicorn on loopback, as for ``layer="http"``) unless a
+``target`` URL is given, creates the plan's setup coupons through HTTP, and hands the
+plan to a Locust master and its workers (``_swarm``). What comes back is merged onto
+the master's clock (the lab's process shares it: the master is always started here),
+every op widened by its worker's clock uncertainty, and judged by the same checks as
+any scenario. The result also carries Locust's own statistics and the path of its
+HTML report, and, for comparison, the linearizability verdicts of the same history
+placed without widening and at face value.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from experiments.checks import FinalState, read_state
+from experiments.checks_leaks import ThreadBaseline
+from experiments.clients import HttpClient
+from experiments.history import History, Op
+from experiments.lab import (
+    LabError,
+    announce,
+    common_params,
+    invariant_verdicts,
+    latency_quantiles,
+    open_lab,
+    pool_stats_when_idle,
+    run_prefix,
+    state_figures,
+)
+from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
+from experiments.locust._catalog import driven
+from experiments.locust._merge import (
+    LOST,
+    PLACEMENTS,
+    UNREPORTED,
+    merge,
+    peak_overlap,
+    start_spread_ms,
+)
+from experiments.locust._swarm import SwarmRun, run_swarm
+from experiments.plans import Plan, draw_seed
+from experiments.result import Result, Verdict
+
+__all__ = ["locust_stats", "run_locust", "save_locust_reports"]
+
+
+def _percentile(histogram: Mapping[str, int], q: float) -> float | None:
+    # Locust keeps response times as a histogram of rounded milliseconds.
+    points = sorted((float(k), int(v)) for k, v in histogram.items())
+    total = sum(n for _, n in points)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for value, n in points:
+        seen += n
+        if seen >= rank:
+            return value
+    return points[-1][0]
+
+
+def locust_stats(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Locust's statistics per request name: requests, failures, requests/s, percentiles (ms).
+
+    Requests per second are over the whole run's span (first request to last), so a
+    name with one request is not divided by a zero-length span of its own.
+    """
+    starts = [float(e["start_time"]) for e in entries if e.get("start_time")]
+    ends = [float(e["last_request_timestamp"]) for e in entries if e.get("last_request_timestamp")]
+    span = max(ends) - min(starts) if starts and ends else 0.0
+    out: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        n = int(e.get("num_requests", 0))
+        times = e.get("response_times") or {}
+        out[str(e.get("name"))] = {
+            "requests": n,
+            "failures": int(e.get("num_failures", 0)),
+            "rps": round(n / span, 1) if span > 0 else None,
+            "p50_ms": _percentile(times, 0.50),
+            "p95_ms": _percentile(times, 0.95),
+            "p99_ms": _percentile(times, 0.99),
+            "max_ms": None
+            if e.get("max_response_time") is None
+            else round(float(e["max_response_time"]), 3),
+        }
+    return dict(sorted(out.items()))
+
+
+def _setup(client: HttpClient, plan: Plan, history: History) -> None:
+    for i, (name, amount) in enumerate(plan.setup):
+        op = Op(op_id=-(i + 1), worker=-1, kind="create", coupon=name, amount=amount, phase="setup")
+        client.invoke(op, history)
+        if op.result != "ok":
+            raise LabError(f"setup: create {name} ended {op.result}: {op.message}")
+
+
+def _placed(history: History, swarm: SwarmRun, plan: Plan, placement: str) -> History:
+    setup = History(ops=[o for o in history.ops if o.phase == "setup"], origin_ns=history.origin_ns)
+    return merge(
+        swarm.reports,
+        plan,
+        window=(swarm.go_ns, swarm.end_ns),
+        history=setup,
+        placement=placement,  # type: ignore[arg-type]
+        unassigned=swarm.unassigned,
+    )
+
+
+def _swarm_verdict(swarm: SwarmRun, plan: Plan, history: History) -> Verdict:
+    planned = {o.op_id for o in plan.ops}
+    merged = {o.op_id for o in history.ops if o.phase != "setup"}
+    lost = [r.index for r in swarm.reports if r.lost]
+    unreported = sum(1 for o in history.ops if o.message in (LOST, UNREPORTED))
+    problems = []
+    if swarm.error:
+        problems.append(f"master: {swarm.error}")
+    if swarm.unassigned:
+        problems.append(f"{len(swarm.unassigned)} plan workers had no Locust user")
+    if merged != planned:
+        problems.append(f"{len(planned - merged)} planned ops missing from the merged history")
+    if lost:
+        problems.append(f"worker(s) {lost} lost ({unreported} ops unknown)")
+    elif unreported:
+        problems.append(f"{unreported} ops never reported")
+    figures = {
+        "workers": len(swarm.reports),
+        "lost_workers": lost,
+        "unreported_ops": unreported,
+        "unassigned_plan_workers": swarm.unassigned,
+        "ops_merged": len(merged),
+        "ops_planned": len(planned),
+    }
+    detail = (
+        "; ".join(problems)
+        if problems
+        else f"{len(merged)} ops from {len(swarm.reports)} workers, every planned op reported once"
+    )
+    return Verdict("swarm_complete", not problems, detail, figures)
+
+
+def run_locust(
+    scenario: str,
+    *,
+    processes: int = 2,
+    seed: int | None = None,
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    target: str | None = None,
+    op_timeout_s: float = 10.0,
+    run_timeout_s: float = 60.0,
+    out_dir: str | Path | None = None,
+    master_bind: str | None = None,
+    expect_workers: int | None = None,
+    worker_env: Mapping[int, Mapping[str, str]] | None = None,
+    name: str | None = None,
+    **params: Any,
+) -> Result:
+    """Run the plan of ``scenario`` from a Locust master and ``processes`` workers.
+
+    ``params`` override the scenario's figures (``stock``, ``users``, ...). ``target``
+    is the base URL of a server the lab does not start (its database is still
+    ``database_url`` or ``DATABASE_URL``, read for the final-state checks).
+    ``name`` is the result's scenario name (the scenario's own by default).
+    """
+    which = driven(scenario)
+    unknown = set(params) - set(which.defaults)
+    if unknown:
+        raise TypeError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
+    figures = {**which.defaults, **params}
+    label = name or scenario
+    seed = draw_seed(seed)
+    announce(label, seed, "locust", strategy)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    prefix = run_prefix(label)
+    plan = which.make_plan(seed, prefix, figures)
+    app = f"coupon-{prefix}"[:63]
+    baseline = ThreadBaseline()
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="locust-"))
+    with open_lab(
+        scenario=label,
+        layer="service" if target else "http",
+        strategy=strategy,
+        database_url=database_url,
+        workers=plan.workers,
+        op_timeout_s=op_timeout_s,
+        prefix=prefix,
+        service_overrides={"application_name": app},
+    ) as lab:
+        base_url = target or lab.server.url
+        setup_client = HttpClient(base_url, timeout_s=op_timeout_s, max_connections=1)
+        try:
+            _setup(setup_client, plan, lab.history)
+        finally:
+            setup_client.close()
+        swarm = run_swarm(
+            plan,
+            base_url,
+            out / prefix,
+            processes=processes,
+            master_bind=master_bind,
+            expect_workers=expect_workers,
+            op_timeout_s=op_timeout_s,
+            run_timeout_s=run_timeout_s,
+            worker_env=worker_env,
+        )
+        placed = {p: _placed(lab.history, swarm, plan, p) for p in PLACEMENTS}
+        lab.history = placed["widened"]
+        state: FinalState = read_state(lab.conn, prefix)
+        pool_stats = pool_stats_when_idle(lab.service)
+    history = lab.history
+    verdicts = [
+        *invariant_verdicts(lab, state, baseline=baseline, pool_stats=pool_stats, app=app),
+        _swarm_verdict(swarm, plan, history),
+        *which.expect(history, state, plan, figures),
+    ]
+    clock_checks: dict[str, dict[str, Any]] = {
+        p: check_linearizable(placed[p], LINEARIZABLE_TIME_LIMIT_S).to_dict()
+        for p in PLACEMENTS
+        if p != "widened"
+    }
+    clock_checks["widened"] = next(v.to_dict() for v in verdicts if v.name == "linearizable")
+    summary = {
+        "prefix": prefix,
+        "outcomes": history.counts(),
+        **state_figures(state),
+        **_load_figures(history, placed["corrected"], swarm),
+        "clock_checks": clock_checks,
+    }
+    return Result(
+        scenario=label,
+        seed=seed,
+        # The load went over HTTP: the suite files it with the http layer.
+        layer="http",
+        strategy=strategy,
+        params={
+            **common_params(
+                seed=seed,
+                layer="http",
+                strategy=strategy,
+                database_url=database_url,
+                op_timeout_s=op_timeout_s,
+                run_timeout_s=run_timeout_s,
+            ),
+            "driver": "locust",
+            "processes": processes,
+            "target": _masked_url(target),
+            **figures,
+        },
+        history=history,
+        verdicts=verdicts,
+        summary=summary,
+        started_at=started_at,
+        duration_s=time.monotonic() - t0,
+    )
+
+
+def _load_figures(widened: History, corrected: History, swarm: SwarmRun) -> dict[str, Any]:
+    load = [o for o in corrected.ops if o.phase != "setup" and o.message not in (LOST, UNREPORTED)]
+    clocks = {}
+    for r in swarm.reports:
+        clock = r.clock()
+        clocks[f"locust-{r.index}"] = {
+            "users": r.users,
+            "plan_workers": len(r.plan_workers),
+            "ops": len(r.ops),
+            "lost": r.lost,
+            **(clock.to_dict() if clock is not None else {"offset_ms": None}),
+        }
+    widening = [c.uncertainty_ns for r in swarm.reports if (c := r.clock()) is not None]
+    by_process: dict[str, list[Op]] = {}
+    for o in load:
+        by_process.setdefault(o.phase or "", []).append(o)
+    firsts = [min(o.invoke_ns for o in ops) for ops in by_process.values() if ops]
+    wall = (max(o.complete_ns for o in load) - min(o.invoke_ns for o in load)) / 1e9 if load else 0
+    return {
+        "ops": len(widened.ops),
+        "processes": len(swarm.reports),
+        # On the master's clock (offsets corrected, not widened): how together the
+        # release was, over every user and over the processes' first ops.
+        "start_spread_ms": _round(start_spread_ms(load)),
+        "process_start_spread_ms": _round((max(firsts) - min(firsts)) / 1e6 if firsts else None),
+        "peak_overlap": peak_overlap(load),
+        "peak_overlap_by_process": {k: peak_overlap(v) for k, v in sorted(by_process.items())},
+        "widening_ms": _round(max(widening) / 1e6 if widening else None),
+        "clocks": clocks,
+        "wall_s": round(wall, 4),
+        "throughput_ops_s": round(len(load) / wall, 1) if wall > 0 else None,
+        "latency": latency_quantiles(load),
+        "locust_stats": locust_stats(swarm.stats),
+        "locust_html": str(swarm.html) if swarm.html else None,
+        "locust_dir": str(swarm.out_dir),
+    }
+
+
+def _masked_url(url: str | None) -> str | None:
+    # Params land in reports: never a password, whatever the URL's scheme.
+    return None if url is None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def save_locust_reports(result: Result, out_dir: str | Path) -> list[Path]:
+    """Copy Locust's HTML report and statistics beside the lab's files of ``result``.
+
+    Written as ``<scenario>-<layer>.locust.html`` and ``.locust-stats.json`` in
+    ``out_dir``, next to what ``Result.save`` writes; returns the paths copied.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{result.scenario}-{result.layer}"
+    source = result.summary.get("locust_dir")
+    copied = []
+    if source:
+        for name, suffix in (
+            ("locust-report.html", "locust.html"),
+            ("locust-stats.json", "locust-stats.json"),
+        ):
+            path = Path(source) / name
+            if path.exists():
+                copied.append(Path(shutil.copy2(path, out / f"{stem}.{suffix}")))
+    return copied
