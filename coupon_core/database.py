@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from coupon_core import orphans
 from coupon_core.orphans import TEMP_PREFIX, Owner
+from coupon_core.redact import redact_text
 
 if TYPE_CHECKING:
     from coupon_core.cluster import ReplicatedCluster
@@ -132,7 +133,9 @@ def wait_until_ready(url: str, timeout: float = 30.0) -> None:
         except psycopg.Error as err:
             last = err
             time.sleep(0.05)
-    raise DatabaseError(f"database not ready after {timeout:.0f}s: {last}")
+    # A driver's message about a malformed URI may quote it whole: never its password.
+    reason = redact_text(str(last), url)
+    raise DatabaseError(f"database not ready after {timeout:.0f}s: {reason}")
 
 
 @dataclass

@@ -13,6 +13,7 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 
+from coupon_core.breaker import DEFAULT_PROBE_S, DEFAULT_THRESHOLD, CircuitBreaker, Outcome
 from coupon_core.errors import (
     AlreadyClaimed,
     CouponError,
@@ -67,6 +68,10 @@ class ServiceConfig:
     apply_schema: bool = True
     #: Names the service's backends in pg_stat_activity (the lab's faults find them by it).
     application_name: str = "coupon-service"
+    #: Consecutive connection failures that open the circuit breaker (0: no breaker),
+    #: and how often an open breaker probes the database (coupon_core.breaker).
+    breaker_threshold: int = DEFAULT_THRESHOLD
+    breaker_probe_s: float = DEFAULT_PROBE_S
 
     def conninfo_options(self) -> str:
         opts = []
@@ -76,6 +81,12 @@ class ServiceConfig:
             opts.append(f"-c lock_timeout={self.lock_timeout_ms}")
         return " ".join(opts)
 
+
+# While the breaker suspects the database, a call waits for a connection in slices this
+# long and gives up once the circuit opens: the slice bounds how long a call already
+# waiting then keeps waiting (each slice re-queues the caller behind newer waiters;
+# only while suspect, never in healthy operation).
+_SUSPECT_SLICE_S = 0.02
 
 # Errors that mean "the database could not answer", as opposed to a bug.
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -116,6 +127,8 @@ class CouponService:
     fault: FaultHook | None = None
     #: Where gets go when a read URL was given (a standby); None: the main pool.
     read_pool: psycopg_pool.ConnectionPool[Conn] | None = None
+    #: Refuses calls at once while the database is unreachable; None: no breaker.
+    breaker: CircuitBreaker | None = None
     _last_check: float = field(default=0.0, init=False, repr=False)
     _check_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -150,11 +163,16 @@ class CouponService:
         }
         if options := config.conninfo_options():
             kwargs["options"] = options
-        pool = _open_pool(url, config, kwargs, "coupon-service")
+        breaker = _breaker(url, kwargs, config)
+        pool = _open_pool(url, config, kwargs, "coupon-service", breaker)
         read_pool = None if read_url is None else _open_pool(read_url, config, kwargs, "reads")
-        return cls(pool=pool, strategy=strategy, config=config, read_pool=read_pool)
+        return cls(
+            pool=pool, strategy=strategy, config=config, read_pool=read_pool, breaker=breaker
+        )
 
     def close(self) -> None:
+        if self.breaker is not None:
+            self.breaker.close()
         if self.read_pool is not None:
             self.read_pool.close()
         self.pool.close()
@@ -237,39 +255,73 @@ class CouponService:
         CPU (py-spy). ``putconn`` still rolls back a connection left in a transaction and
         replaces a broken one.
         """
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            raise Unavailable()  # the database is unreachable: say so now, not in 10 s
+        # What this call learns about the database, for the breaker (unknown until told).
+        outcome: Outcome = "unknown"
         pool = pool or self.pool
         try:
-            conn = pool.getconn(timeout)
+            conn = self._getconn(timeout, pool)
             try:
-                return fn(conn)
+                result = fn(conn)
+                outcome = "answered"
+                return result
             except pg_errors.ReadOnlySqlTransaction:
                 conn.close()  # a standby now (a failover): the pool must not hand it out again
                 raise
             finally:
                 pool.putconn(conn)
         except CouponError:
+            outcome = "answered"  # a domain error: the database answered
             raise
         except pg_errors.UniqueViolation as err:
+            outcome = "answered"
             if err.diag.constraint_name == "coupons_pkey":
                 raise CouponExists() from err
             raise AlreadyClaimed() from err
         except pg_errors.CheckViolation as err:
+            outcome = "answered"
             raise NoStock() from err
         except pg_errors.ForeignKeyViolation as err:
+            outcome = "answered"
             raise CouponNotFound() from err
         except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable) as err:
+            outcome = "answered"
             raise Unavailable("service unavailable: the database timed out") from err
         except pg_errors.ReadOnlySqlTransaction as err:
             self._check_pool_soon()
             raise Unavailable("service unavailable: the database is read-only") from err
         except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
+            outcome = "answered"
             raise Unavailable("service unavailable: too much contention") from err
         except _TRANSIENT as err:
+            # A lost or refused connection is a failure; a pool timeout alone is no news
+            # (an exhausted pool is not a dead database).
+            outcome = "failed" if isinstance(err, psycopg.OperationalError) else "unknown"
             self._check_pool_soon()
             raise Unavailable() from err
         except psycopg.Error as err:
+            outcome = "answered"
             log.exception("unexpected database error")
             raise InternalError() from err
+        finally:
+            if breaker is not None:
+                breaker.record(outcome)
+
+    def _getconn(self, timeout: float | None, pool: psycopg_pool.ConnectionPool[Conn]) -> Conn:
+        """A pooled connection; with a suspect breaker, given up as soon as it opens."""
+        breaker = self.breaker
+        if breaker is None or not breaker.suspect:
+            return pool.getconn(timeout)  # healthy: one wait, first come first served
+        deadline = time.monotonic() + (pool.timeout if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return pool.getconn(max(min(left, _SUSPECT_SLICE_S), 0.001))
+            except psycopg_pool.PoolTimeout:
+                if left <= _SUSPECT_SLICE_S or breaker.state == "open":
+                    raise
 
     def _check_pool_soon(self) -> None:
         """After a connection error, have the pool replace its dead idle connections.
@@ -296,7 +348,11 @@ class CouponService:
 
 
 def _open_pool(
-    url: str, config: ServiceConfig, kwargs: dict[str, Any], name: str
+    url: str,
+    config: ServiceConfig,
+    kwargs: dict[str, Any],
+    name: str,
+    breaker: CircuitBreaker | None = None,
 ) -> psycopg_pool.ConnectionPool[Conn]:
     # Last in, first out: a pool larger than the load keeps its hot connections.
     pool: psycopg_pool.ConnectionPool[Conn] = LifoConnectionPool(
@@ -310,10 +366,26 @@ def _open_pool(
         # the pool grows again on demand as soon as a caller waits, so after a
         # database restart recovery is bounded by one connection attempt.
         reconnect_timeout=0,
+        # A connection the pool could not open is a connection failure to the breaker.
+        reconnect_failed=None if breaker is None else lambda _pool: breaker.connect_failed(),
         # A multi-host URL asking for the primary: never hand out a standby's connection.
         check=_writable if _wants_primary(url) else None,
         open=False,
         name=name,
     )
+    if breaker is not None:
+        breaker.on_recover = pool.check  # drop what the outage broke before the trial
     pool.open(wait=False)
     return pool
+
+
+def _breaker(url: str, kwargs: dict[str, Any], config: ServiceConfig) -> CircuitBreaker | None:
+    """The service's breaker, probing with a plain connection like the pool's own."""
+    if config.breaker_threshold <= 0:
+        return None
+    probe_kwargs = {**kwargs, "application_name": f"{config.application_name}-probe"[:63]}
+
+    def probe() -> None:
+        psycopg.connect(url, **probe_kwargs).close()
+
+    return CircuitBreaker(probe, threshold=config.breaker_threshold, probe_s=config.breaker_probe_s)

@@ -8,8 +8,9 @@ each connection's addresses (2 processes on 2 cores: 3370-3460 claims/s; 3 were 
 better). A keep-alive connection stays with the worker that accepted it.
 
 Parent: ``serve_processes(url, processes=N) -> ServerGroup``. Worker:
-``python -m coupon_core.workers --database-url URL --port P [...]``, which prints
-``ready <pid>`` once it accepts and serves until SIGTERM or SIGINT. A worker's
+``DATABASE_URL=URL python -m coupon_core.workers --port P [...]``, which prints
+``ready <pid>`` once it accepts and serves until SIGTERM or SIGINT. The URL goes in
+the environment, never on the command line: ``ps`` shows every process's argv. A worker's
 backends are named ``coupon-service-<pid>`` in pg_stat_activity (prefix-compatible
 with the single process's ``coupon-service``).
 """
@@ -33,6 +34,7 @@ import psycopg
 
 from coupon_core import schema
 from coupon_core.errors import Unavailable
+from coupon_core.redact import redact_text
 from coupon_core.server import (
     GRACEFUL_SHUTDOWN_S,
     RunningServer,
@@ -58,7 +60,7 @@ _PARENT_POLL_S = 0.5
 class _Worker:
     """One worker process: its stdout pipe (for the ready line) and its stderr file."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         # A file, not a pipe: nobody reads stderr while the worker serves, and a full
         # pipe would block it. pread, not read: the offset is shared with the worker.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
@@ -68,7 +70,7 @@ class _Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
-                env=_worker_env(),
+                env=env,
                 # Its own process group: a terminal's Ctrl-C reaches the parent only,
                 # which stops the workers in order (they stop themselves if it dies).
                 process_group=0,
@@ -179,11 +181,11 @@ def _expect_ready(worker: _Worker, received: bytes) -> None:
         raise ServerError(f"worker {worker.pid} said {line!r} instead of 'ready {worker.pid}'")
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(database_url: str) -> dict[str, str]:
     # Workers import the same coupon_core as the parent, installed or not.
     root = str(Path(__file__).resolve().parents[1])
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "DATABASE_URL": database_url}
 
 
 def _ensure_schema(database_url: str) -> None:
@@ -194,11 +196,11 @@ def _ensure_schema(database_url: str) -> None:
         raise Unavailable("service unavailable: cannot reach the database") from err
 
 
-def _spawn(argv: list[str], processes: int) -> list[_Worker]:
+def _spawn(argv: list[str], env: dict[str, str], processes: int) -> list[_Worker]:
     workers: list[_Worker] = []
     try:
         for _ in range(processes):
-            workers.append(_Worker(argv))
+            workers.append(_Worker(argv, env))
     except BaseException:
         ServerGroup(workers, "", 0).stop()
         raise
@@ -215,6 +217,8 @@ def serve_processes(
     pool_size: int = DEFAULT_POOL_SIZE,
     startup_timeout: float = STARTUP_TIMEOUT_S,
     apply_schema: bool = True,
+    pool_timeout: float = ServiceConfig.pool_timeout,
+    connect_timeout: float = ServiceConfig.connect_timeout,
 ) -> ServerGroup:
     """Start ``processes`` workers on one port, each with ``pool_size`` connections.
 
@@ -239,8 +243,9 @@ def serve_processes(
         if port and _accepts(host, bound):
             # Another SO_REUSEPORT server (an earlier group) would share the port silently.
             raise ServerError(f"cannot listen on {host}:{bound}: a server is listening there")
-        argv = _worker_argv(database_url, host, bound, strategy, pool_size)
-        group = ServerGroup(_spawn(argv, processes), host, bound)
+        argv = _worker_argv(host, bound, strategy, pool_size)
+        argv += ["--pool-timeout", str(pool_timeout), "--connect-timeout", str(connect_timeout)]
+        group = ServerGroup(_spawn(argv, _worker_env(database_url), processes), host, bound)
         try:
             group.wait_ready(startup_timeout)
         except BaseException:
@@ -249,12 +254,13 @@ def serve_processes(
     return group
 
 
-def _worker_argv(url: str, host: str, port: int, strategy: str, pool_size: int) -> list[str]:
+def _worker_argv(host: str, port: int, strategy: str, pool_size: int) -> list[str]:
+    # No URL here: it may carry a password, and argv is public (/proc/<pid>/cmdline).
     return [
         sys.executable,
         "-m",
         "coupon_core.workers",
-        *("--database-url", url, "--host", host, "--port", str(port)),
+        *("--host", host, "--port", str(port)),
         *("--strategy", strategy, "--pool-size", str(pool_size)),
         *("--parent-pid", str(os.getpid())),
     ]
@@ -268,11 +274,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m coupon_core.workers",
         description="One worker of a ServerGroup: serve the API on a SO_REUSEPORT port.",
     )
-    p.add_argument("--database-url", required=True, metavar="URL")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="default: $DATABASE_URL (the group passes it so: argv is visible to every user)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--strategy", choices=available_strategies(), default="row_lock")
     p.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE, metavar="N")
+    p.add_argument("--pool-timeout", type=float, default=ServiceConfig.pool_timeout, metavar="S")
+    p.add_argument(
+        "--connect-timeout", type=float, default=ServiceConfig.connect_timeout, metavar="S"
+    )
     p.add_argument(
         "--parent-pid", type=int, default=None, metavar="PID", help="stop when PID is gone"
     )
@@ -292,11 +307,17 @@ def _stop_with_parent(parent: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one worker: open a pool of exactly ``--pool-size``, serve, say ``ready <pid>``."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    if not database_url:
+        parser.error("no database: give --database-url or set DATABASE_URL")
     config = ServiceConfig(
         strategy=args.strategy,
         pool_min=args.pool_size,
         pool_max=args.pool_size,
+        pool_timeout=args.pool_timeout,
+        connect_timeout=args.connect_timeout,
         apply_schema=False,  # the parent applied it
         application_name=f"{ServiceConfig.application_name}-{os.getpid()}",
     )
@@ -309,12 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The pool retries a refused connection quietly until its wait times out;
         # one plain connection fails at once, with the reason.
-        psycopg.connect(args.database_url, connect_timeout=5).close()
-        with CouponService.connect(args.database_url, config) as service:
+        psycopg.connect(database_url, connect_timeout=5).close()
+        with CouponService.connect(database_url, config) as service:
             service.pool.wait(timeout=STARTUP_TIMEOUT_S)  # all K connections, before ready
             run_server(service, args.host, args.port, on_ready=ready, reuse_port=True)
     except (psycopg.Error, ServerError) as err:  # PoolTimeout is a psycopg.Error
-        print(f"worker {os.getpid()}: {err}", file=sys.stderr, flush=True)
+        reason = redact_text(str(err), database_url)
+        print(f"worker {os.getpid()}: {reason}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -15,7 +15,6 @@ import contextlib
 import contextvars
 import dataclasses
 import os
-import re
 import statistics
 import time
 import uuid
@@ -28,6 +27,7 @@ import psycopg
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
+from coupon_core.redact import redact_url
 from experiments.checks import FinalState, always_on, read_state, stampede_collided
 from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
@@ -254,7 +254,7 @@ Expectations = Callable[[History, FinalState, Plan], list[Verdict]]
 
 def _masked(url: str | None) -> str | None:
     # Params land in reports: never a password.
-    return None if url is None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return None if url is None else redact_url(url)
 
 
 def common_params(

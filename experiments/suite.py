@@ -6,9 +6,11 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
                in its metadata (``{"coupon_chaos": {"scenario": ..., "layers": [...]}}``;
                without it: the file stem, both layers). Adding a notebook is adding a file.
     provision  one database for the whole run (``coupon_core.database.provision``), unless
-               a URL is given; its URL goes to every notebook as ``database_url``. The
-               run's folder is made only once the database answers: a refused run leaves
-               nothing behind.
+               a URL is given; its URL goes to every kernel in its environment
+               (``DATABASE_URL``), never as a parameter: an injected literal would put
+               a password into the executed notebook and its HTML (see "Secrets" below).
+               The run's folder is made only once the database answers: a refused run
+               leaves nothing behind.
     seed       a run seed (given or drawn); a run of one notebook uses it as it is, a run
                of several derives each scenario's seed from it and the scenario name, so
                both layers of a scenario run the same plan; each job records the command
@@ -26,6 +28,10 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
 A scenario passes when its notebook ran without an error output and every check of its
 saved result passed; a notebook that crashed fails with its error. The pages themselves
 are drawn by ``experiments.suite_html``; what a run reports is ``experiments.suite_report``.
+
+Secrets: nothing a run writes or prints holds the database password. The URL reaches
+the kernels through their environment only; ``summary.json`` and the index name it
+redacted (``coupon_core.redact``); the rerun command reads it from ``$DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -161,12 +167,12 @@ class Job:
             [self.notebook.scenario], [self.layer], self.strategy, self.seed, dict(self.overrides)
         )
 
-    def parameters(self, database_url: str, out_dir: Path) -> dict[str, Any]:
+    def parameters(self, out_dir: Path) -> dict[str, Any]:
+        """What papermill injects; never the database URL (it goes in the environment)."""
         offered: dict[str, Any] = {
             "seed": self.seed,
             "layer": self.layer,
             "strategy": self.strategy,
-            "database_url": database_url,
             "out_dir": str(out_dir),
             **dict(self.overrides),
         }
@@ -178,6 +184,23 @@ def _execute(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> Job
         return _execute_in_thread(job, run_dir, database_url, hide_code)
     finally:
         _close_thread_loop()
+
+
+def _kernel_manager_class(env: dict[str, str]) -> type[Any]:
+    """A kernel manager that starts its kernel with ``env`` added to ours.
+
+    nbclient takes the class (``kernel_manager_class``) and owns the manager it makes,
+    so the kernel is shut down as before; papermill offers no other way to a kernel's
+    environment short of changing this process's ``os.environ`` (shared by threads).
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelWithEnv(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            await super().start_kernel(**kw)
+
+    return KernelWithEnv
 
 
 def _close_thread_loop() -> None:
@@ -213,8 +236,10 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         papermill.execute_notebook(
             str(job.notebook.path),
             str(executed),
-            parameters=job.parameters(database_url, data_dir),
+            parameters=job.parameters(data_dir),
             kernel_name=KERNEL,
+            # The URL (and any password in it) through the kernel's environment only.
+            kernel_manager_class=_kernel_manager_class({"DATABASE_URL": database_url}),
             progress_bar=False,
             # Not papermill's cwd=: it chdirs the whole process, which threads share.
             # nbclient starts the kernel in resources' path instead.
@@ -381,6 +406,7 @@ def run_suite(
     ``on_plan`` is called with the run seed and the jobs before the database starts.
     """
     from coupon_core.database import provision
+    from coupon_core.redact import redact_url
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -397,6 +423,7 @@ def run_suite(
     run_dir = out / run_id
 
     db_started = time.perf_counter()
+    database_url = database_url or os.environ.get("DATABASE_URL") or None
     handle = provision(database_url, docker=docker)
     database_s = time.perf_counter() - db_started
     try:
@@ -434,7 +461,15 @@ def run_suite(
         jobs=reports,
         database_s=database_s,
         parallel=max(1, jobs),
-        rerun=rerun_command(scenarios, layers, strategy, run_seed, _common(planned)),
+        rerun=rerun_command(
+            scenarios,
+            layers,
+            strategy,
+            run_seed,
+            _common(planned),
+            by_url=database_url is not None,
+        ),
+        database=redact_url(database_url) if database_url else "embedded",
     )
     previous = compare.previous_run(out, run_id)
     report.previous = previous.name if previous is not None else None
@@ -458,8 +493,14 @@ def rerun_command(
     strategy: str,
     seed: int,
     parameters: dict[str, Any] | None = None,
+    *,
+    by_url: bool = False,
 ) -> str:
-    """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers."""
+    """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers.
+
+    ``by_url``: the run used a database by URL; the command reads it (password and all)
+    from ``$DATABASE_URL`` rather than showing it.
+    """
     from experiments.params import assignments
 
     words = ["coupon-chaos", "run", *(scenarios or ())]
@@ -469,7 +510,9 @@ def rerun_command(
     if strategy != "row_lock":
         words += ["--strategy", strategy]
     words += assignments(parameters or {})
-    return shlex.join([*words, "--seed", str(seed)])
+    # Unquoted, so the shell expands it: the URL is read, never shown.
+    url = ' --database-url "$DATABASE_URL"' if by_url else ""
+    return f"{shlex.join(words)}{url} {shlex.join(['--seed', str(seed)])}"
 
 
 def _common(jobs: Sequence[Job]) -> dict[str, Any]:

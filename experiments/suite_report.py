@@ -98,6 +98,8 @@ class SuiteReport:
     parallel: int = 1
     #: The command that replays this run's plans (same notebooks, layers, strategy, seed).
     rerun: str = ""
+    #: Where the database was: "embedded", or its URL with the password as ``***``.
+    database: str = ""
     #: The run before this one in the same results folder (``compare.html`` compares them).
     previous: str | None = None
 
@@ -111,6 +113,7 @@ class SuiteReport:
             "seed": self.seed,
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
+            "database": self.database,
             "passed": self.passed,
             "rerun": self.rerun,
             "previous": self.previous,
