@@ -145,11 +145,15 @@ def open_lab(
     pool_max: int | None = None,
     prefix: str | None = None,
     service_overrides: dict[str, Any] | None = None,
+    server_workers: int = 0,
 ) -> Iterator[Lab]:
     """Open everything an experiment needs, and close it all on exit (see the module).
 
     ``service_overrides`` replaces fields of the service's config (fault scenarios:
     a run-unique ``application_name``, a short ``pool_timeout``, lock timeouts).
+    ``server_workers`` (HTTP layer): serve from that many supervised worker
+    processes (``coupon_core.workers``) instead of a thread of this process; their
+    backends are named ``<application_name>-<pid>``.
     """
     if layer not in LAYERS:
         raise LabError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
@@ -168,7 +172,21 @@ def open_lab(
         stack.callback(service.close)
         server: Any = None
         client: Client
-        if layer == "http":
+        if layer == "http" and server_workers > 0:
+            from coupon_core.workers import serve_processes
+
+            server = serve_processes(
+                url,
+                processes=server_workers,
+                strategy=strategy,
+                pool_size=pool,
+                apply_schema=False,  # the lab's service applied it
+                supervise=True,
+                application_name=config.application_name,
+            )
+            stack.callback(server.stop)
+            client = HttpClient(server.url, timeout_s=op_timeout_s, max_connections=max(workers, 1))
+        elif layer == "http":
             from coupon_core.server import serve_in_thread
 
             server = serve_in_thread(service, host="127.0.0.1", port=0)

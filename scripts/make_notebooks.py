@@ -411,6 +411,41 @@ SPECS["input_boundary"] = Spec(
     ),
 )
 
+SPECS["process_crash"] = Spec(
+    "20_process_crash.ipynb",
+    "Sixteen workers stampede a coupon of 40 and go on claiming, over HTTP, against two "
+    "supervised server worker processes. The nemesis SIGKILLs one worker at a seeded "
+    "time (or several, one after another) and the supervisor starts a replacement; then "
+    "a graceful rolling restart (SIGTERM) goes through the workers. Claims in flight on "
+    "the killed worker end unknown and the linearizability check resolves them; no "
+    "half-claim (conservation); no acknowledged claim lost; PostgreSQL drops the dead "
+    "worker's backends within 10 s; a replacement answers within 30 s; the rolling "
+    "restart's failed requests are counted (goal: zero) and none is a 5xx.",
+    "a claim row without its decrement, an acknowledged claim missing, a failure outside "
+    "a kill, a backend of the dead worker left behind, a worker not restarted, or a 5xx.",
+    tuple(
+        _verdict(e)
+        for e in (
+            "nemesis_ran",
+            "claim_results",
+            "get_results",
+            "failures_only_from_kills",
+            "workers_restarted",
+            "dead_backends_gone",
+            "recovered_on_new_worker",
+            "rolling_restart_no_5xx",
+        )
+    ),
+    charts=_fault_charts("kill"),
+    extra_tables=(
+        _BY_PHASE,
+        _WINDOWS,
+        'pd.DataFrame(result.summary["kills"])',
+    ),
+    layers=("http",),
+    invariants=FAULT_INVARIANTS,
+)
+
 
 def _literal(value: Any) -> str:
     # Literals only in the parameters cell; tuples stay tuples (papermill injects repr).

@@ -137,6 +137,7 @@ def fault_experiment(
     faults_done: Callable[[], bool] | None = None,
     observers: MakeFaults | None = None,
     own_database: bool = False,
+    server_workers: int = 0,
 ) -> Result:
     """Run ``scenario``: see the module docstring.
 
@@ -150,6 +151,7 @@ def fault_experiment(
     start with the faults and stop when the whole load, recovery included, is over.
     ``own_database`` runs on a fresh embedded cluster whatever ``database_url`` and
     ``DATABASE_URL`` say (a fault that stops the database must not stop a shared one).
+    ``server_workers`` (HTTP): the lab serves from supervised worker processes.
     """
     seed = draw_seed(seed)
     announce(scenario, seed, layer, strategy)
@@ -193,6 +195,7 @@ def fault_experiment(
             pool_max=pool_max,
             prefix=prefix,
             service_overrides=overrides,
+            server_workers=server_workers,
         ) as lab:
             lab.database = handle
             fr = FaultRun(lab, plan, app, db_url)

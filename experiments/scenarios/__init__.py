@@ -39,6 +39,7 @@ FAULTS: tuple[str, ...] = (
     "network_faults",
     "negative_stock",
     "input_boundary",
+    "process_crash",
 )
 # Add a module name to one of the tuples above to register a scenario.
 _MODULES: tuple[str, ...] = CATALOG + FAULTS
