@@ -77,10 +77,13 @@ def test_killed_worker_is_replaced_and_counted(
     restart = supervised.wait_restart(victim, BOUND_S)
     assert restart is not None, "the supervisor did not replace the killed worker"
     assert (restart.reason, restart.exit_code, restart.error) == ("exited", -signal.SIGKILL, None)
-    assert restart.new_pid is not None and restart.ready_s is not None
+    assert restart.new_pid is not None
+    assert restart.ready_s is not None
     assert sorted(supervised.pids) == sorted([restart.new_pid, other])
-    assert alive(restart.new_pid) and not alive(victim)
-    assert supervised.restarts == 1 and supervised.running
+    assert alive(restart.new_pid)
+    assert not alive(victim)
+    assert supervised.restarts == 1
+    assert supervised.running
     supervised.check()  # supervised: a replaced worker is no error
     # The replacement serves, with a pool of its own; the dead worker's backends went.
     assert answered_by(supervised.url, restart.new_pid)
@@ -111,7 +114,8 @@ def test_supervisor_gives_up_after_max_restarts(db_url: str) -> None:
         (first,) = g.pids
         os.kill(first, signal.SIGKILL)
         restart = g.wait_restart(first, BOUND_S)
-        assert restart is not None and restart.new_pid is not None
+        assert restart is not None
+        assert restart.new_pid is not None
         os.kill(restart.new_pid, signal.SIGKILL)
         deadline = time.monotonic() + BOUND_S
         with pytest.raises(ServerError, match="not restarted: 1 restarts already"):  # noqa: PT012
@@ -130,4 +134,5 @@ def test_unsupervised_group_reports_a_dead_worker(db_url: str) -> None:
             time.sleep(0.02)
         with pytest.raises(ServerError, match=f"worker {victim} exited with code -9"):
             g.check()
-        assert g.restarts == 0 and not g.supervised
+        assert g.restarts == 0
+        assert not g.supervised

@@ -23,9 +23,11 @@ def test_crash_plan_is_seeded_and_starts_with_a_stampede() -> None:
 
 
 def test_killer_refuses_an_unsupervised_group(db_url: str) -> None:
-    with serve_processes(db_url, processes=1, pool_size=1) as g:
-        with pytest.raises(ValueError, match="supervised"):
-            WorkerKiller(g, db_url, "x").start()
+    with (
+        serve_processes(db_url, processes=1, pool_size=1) as g,
+        pytest.raises(ValueError, match="supervised"),
+    ):
+        WorkerKiller(g, db_url, "x").start()
 
 
 def test_process_crash_with_two_kills(db_url: str) -> None:
@@ -38,7 +40,8 @@ def test_process_crash_with_two_kills(db_url: str) -> None:
     # Each kill cut the killed worker's pool: it had backends, and they went.
     assert all(k["backends_before"] > 0 for k in s["kills"])
     assert all(g is not None for g in s["backends_gone_s"])
-    assert s["rolling_ops"] > 0 and s["rolling_restart_s"] is not None
+    assert s["rolling_ops"] > 0
+    assert s["rolling_restart_s"] is not None
     # The unknown ops are the maybe-happened claims the linearizability check resolved.
     unknown = result.outcomes()["claim"].get("unknown", 0)
     assert unknown == sum(1 for o in result.history if o.kind == "claim" and o.result == "unknown")
