@@ -127,7 +127,13 @@ class Job:
     def stem(self) -> str:
         return f"{self.notebook.scenario}-{self.layer}"
 
-    def parameters(self, database_url: str, out_dir: Path) -> dict[str, Any]:
+    def parameters(
+        self,
+        database_url: str | None,
+        out_dir: Path,
+        target: str | None = None,
+        cleanup: bool = False,
+    ) -> dict[str, Any]:
         offered: dict[str, Any] = {
             "seed": self.seed,
             "layer": self.layer,
@@ -135,12 +141,26 @@ class Job:
             "database_url": database_url,
             "out_dir": str(out_dir),
         }
+        # Only when asked: a notebook without these parameters still runs as before.
+        if target is not None:
+            offered["target"] = target
+        if cleanup:
+            offered["cleanup"] = True
         return {k: v for k, v in offered.items() if k in self.notebook.parameters}
 
 
-def _execute(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> JobReport:
+@dataclass(frozen=True)
+class _Against:
+    """What every notebook of a run is pointed at."""
+
+    database_url: str | None
+    target: str | None = None
+    cleanup: bool = False
+
+
+def _execute(job: Job, run_dir: Path, against: _Against, hide_code: bool) -> JobReport:
     try:
-        return _execute_in_thread(job, run_dir, database_url, hide_code)
+        return _execute_in_thread(job, run_dir, against, hide_code)
     finally:
         _close_thread_loop()
 
@@ -159,7 +179,7 @@ def _close_thread_loop() -> None:
     policy.set_event_loop(None)
 
 
-def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> JobReport:
+def _execute_in_thread(job: Job, run_dir: Path, against: _Against, hide_code: bool) -> JobReport:
     import nbformat
     import papermill
 
@@ -176,7 +196,9 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         papermill.execute_notebook(
             str(job.notebook.path),
             str(executed),
-            parameters=job.parameters(database_url, data_dir),
+            parameters=job.parameters(
+                against.database_url, data_dir, against.target, against.cleanup
+            ),
             kernel_name=KERNEL,
             progress_bar=False,
             # Not papermill's cwd=: it chdirs the whole process, which threads share.
@@ -207,7 +229,12 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         report.outcomes = result.get("outcomes", {})
         report.summary = result.get("summary", {})
         report.checks = [
-            {"name": c["name"], "passed": c["passed"], "detail": c["detail"]}
+            {
+                "name": c["name"],
+                "passed": c["passed"],
+                "detail": c["detail"],
+                **({"skipped": True} if c.get("skipped") else {}),
+            }
             for c in result.get("checks", [])
         ]
         # With a result, each error is a failed assertion: report every one of them.
@@ -324,9 +351,17 @@ def run_suite(
     hide_code: bool = False,
     notebooks_dir: Path | str = NOTEBOOKS_DIR,
     progress: Progress | None = None,
+    target: str | None = None,
+    cleanup: bool = False,
 ) -> SuiteReport:
-    """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps."""
-    from coupon_core.database import provision
+    """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps.
+
+    ``target``: every notebook runs over HTTP against that server, with
+    ``database_url`` as its database if given (none is started); a scenario that
+    cannot run against a target is not executed and is reported skipped, with its
+    reason. ``cleanup``: each scenario deletes its own rows afterwards.
+    """
+    from coupon_core.database import DatabaseHandle, provision
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -341,16 +376,30 @@ def run_suite(
     run_dir = out / run_id
     run_dir.mkdir(parents=True)
 
+    if target is not None and set(layers) != {"http"}:
+        raise ValueError("a target is reached over HTTP: run it with layers ('http',) only")
     db_started = time.perf_counter()
-    handle = provision(database_url)
+    # Against a target, only its own database (if given): none is started for it.
+    handle: DatabaseHandle | None = (
+        provision(database_url) if target is None or database_url else None
+    )
     database_s = time.perf_counter() - db_started
+    against = _Against(None if handle is None else handle.url, target, cleanup)
     reports: list[JobReport] = []
     if progress is not None:
         progress(None, 0, len(planned))
+    skips = {job: _target_skip(job, target) for job in planned}
     try:
+        for job, reason in skips.items():
+            if reason is not None:
+                reports.append(_skipped(job, reason))
+                if progress is not None:
+                    progress(reports[-1], len(reports), len(planned))
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="nb") as pool:
             futures = {
-                pool.submit(_execute, job, run_dir, handle.url, hide_code): job for job in planned
+                pool.submit(_execute, job, run_dir, against, hide_code): job
+                for job in planned
+                if skips[job] is None
             }
             try:
                 for future in as_completed(futures):
@@ -361,7 +410,8 @@ def run_suite(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     finally:
-        handle.close()
+        if handle is not None:
+            handle.close()
 
     order = {(j.notebook.scenario, j.layer): i for i, j in enumerate(planned)}
     reports.sort(key=lambda r: order[(r.name, r.layer)])
@@ -374,7 +424,7 @@ def run_suite(
         jobs=reports,
         database_s=database_s,
         parallel=max(1, jobs),
-        rerun=rerun_command(scenarios, layers, strategy, run_seed),
+        rerun=rerun_command(scenarios, layers, strategy, run_seed, target),
     )
     (run_dir / "summary.json").write_text(
         json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
@@ -384,13 +434,40 @@ def run_suite(
     return report
 
 
+def _target_skip(job: Job, target: str | None) -> str | None:
+    if target is None:
+        return None
+    from experiments.scenarios import SCENARIOS
+
+    scenario = SCENARIOS.get(job.notebook.scenario)
+    if scenario is None:
+        return "not a registered scenario: what it needs of a target is unknown"
+    return scenario.target_skip_reason(target)
+
+
+def _skipped(job: Job, reason: str) -> JobReport:
+    """A notebook not run: one skipped check with the reason; neither passed nor failed."""
+    report = JobReport(job.notebook.scenario, job.layer, job.strategy, job.seed)
+    report.skipped = reason
+    report.checks = [
+        {"name": "runnable", "passed": None, "detail": f"skipped: {reason}", "skipped": True}
+    ]
+    return report
+
+
 def rerun_command(
-    scenarios: Sequence[str] | None, layers: Sequence[str], strategy: str, seed: int
+    scenarios: Sequence[str] | None,
+    layers: Sequence[str],
+    strategy: str,
+    seed: int,
+    target: str | None = None,
 ) -> str:
     """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers."""
     words = ["coupon-chaos", "run", *(scenarios or ())]
     layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
-    if layer != "service":
+    if target is not None:
+        words += ["--target", target]
+    elif layer != "service":
         words += ["--layer", layer]
     if strategy != "row_lock":
         words += ["--strategy", strategy]
@@ -411,6 +488,8 @@ def _point_latest(out: Path, run_id: str) -> None:
 
 def line(job: JobReport) -> str:
     """One plain line for a finished notebook."""
+    if job.skipped is not None:
+        return f"{job.name} [{job.layer}] skipped: {job.skipped}"
     verdict = "passed" if job.passed else "FAILED"
     return (
         f"{job.name} [{job.layer}] {verdict} in {job.duration_s:.1f} s "

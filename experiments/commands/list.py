@@ -37,4 +37,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{scenario.name}: {scenario.title}")
             print(f"    {scenario.description}")
             print(f"    parameters: {own}")
+            needs = ", ".join(scenario.needs) or "nothing beyond HTTP"
+            cannot = scenario.target_skip_reason("http://target")
+            print(
+                f"    needs: {needs}; "
+                + ("skipped against --target" if cannot else "runs against --target")
+            )
     return 0

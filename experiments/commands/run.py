@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layer",
         choices=tuple(_LAYER_CHOICES),
-        default="service",
-        help="call the service in-process, over HTTP, or both (default: service)",
+        default=None,
+        help="call the service in-process, over HTTP, or both (default: service; http "
+        "with --target)",
     )
     parser.add_argument(
         "--group",
@@ -39,6 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--database-url",
         default=None,
         help="use this PostgreSQL (default: $DATABASE_URL, else one embedded for the run)",
+    )
+    parser.add_argument(
+        "--target",
+        metavar="URL",
+        default=None,
+        help="run over HTTP against this server (http://host:port), one the lab did not "
+        "start; with --database-url (its database) every check runs, without it the "
+        "checks that read the tables are skipped; scenarios that need more (the "
+        "in-process service, server processes, a superuser, the database process) are "
+        "skipped with the reason",
+    )
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="each scenario deletes its own rows (its run prefix) afterwards",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("results"), help="results folder (default: results)"
@@ -83,15 +99,30 @@ def _chosen(args: argparse.Namespace) -> list[str] | None:
     return chosen
 
 
+def _layers(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.target is None:
+        return _LAYER_CHOICES[args.layer or "service"]
+    if args.layer not in (None, "http"):
+        raise CommandError(f"--target is reached over HTTP: --layer {args.layer} cannot apply")
+    from experiments.lab import LabError, check_target
+
+    try:
+        check_target(args.target)
+    except LabError as err:
+        raise CommandError(str(err)) from err
+    return ("http",)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise CommandError("--jobs must be at least 1")
+    layers = _layers(args)
     scenarios = _chosen(args)
     with suite.progress_reporter() as progress:
         try:
             report = suite.run_suite(
                 scenarios,
-                layers=_LAYER_CHOICES[args.layer],
+                layers=layers,
                 strategy=args.strategy,
                 seed=args.seed,
                 database_url=args.database_url,
@@ -100,13 +131,16 @@ def run(args: argparse.Namespace) -> int:
                 hide_code=args.hide_code,
                 notebooks_dir=args.notebooks,
                 progress=progress,
+                target=args.target,
+                cleanup=args.cleanup,
             )
         except ValueError as err:
             raise CommandError(str(err)) from err
     passed = sum(j.passed for j in report.jobs)
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     print(
-        f"run {report.run_id} (seed {report.seed}): {passed} of {len(report.jobs)} passed "
-        f"in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
+        f"run {report.run_id} (seed {report.seed}): {passed} of {len(report.jobs)} passed"
+        f"{skipped} in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
     )
     for job in report.jobs:
         for check in job.failures:

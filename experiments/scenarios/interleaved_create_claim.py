@@ -36,6 +36,8 @@ def run(
     database_url: str | None = None,
     op_timeout_s: float = 10.0,
     run_timeout_s: float = 60.0,
+    target: str | None = None,
+    cleanup: bool = False,
     ops: int = 30,
     amount: int = 50,
 ) -> Result:
@@ -62,4 +64,6 @@ def run(
         database_url=database_url,
         op_timeout_s=op_timeout_s,
         run_timeout_s=run_timeout_s,
+        target=target,
+        cleanup=cleanup,
     )

@@ -25,6 +25,8 @@ DESCRIPTION = (
     "backends gone within 10 s (time measured); a replacement answers within 30 s; "
     "failed requests during the rolling restart counted."
 )
+#: It starts, kills and restarts server processes of its own, and reads the tables.
+NEEDS = ("server", "tables")
 DEFAULTS: dict[str, Any] = {
     "workers": 16,
     "server_workers": 2,
