@@ -17,7 +17,7 @@ from typing import Any, ParamSpec
 
 import psycopg
 
-from experiments.history import INDETERMINATE, History, Op
+from experiments.history import INDETERMINATE, History, Op, collision
 from experiments.result import Verdict
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "check",
     "claims_match_history",
     "conservation",
+    "contract_kept",
     "create_winner",
     "expected_counts",
     "gets_consistent",
@@ -45,6 +46,7 @@ __all__ = [
     "remaining_equals",
     "results_within",
     "rows_equal",
+    "stampede_collided",
     "statuses_allowed",
 ]
 
@@ -303,9 +305,76 @@ def no_driver_text(history: History) -> Verdict:
     bad = []
     for o in history:
         # A transport error (unknown) is the client's message, not the server's.
-        if o.message and o.result != "unknown" and DRIVER_TEXT.search(o.message):
-            bad.append(f"op {o.op_id} {o.kind}: {o.message[:120]!r}")
+        if o.result == "unknown":
+            continue
+        for text in (o.message, o.body):
+            if text and DRIVER_TEXT.search(text):
+                bad.append(f"op {o.op_id} {o.kind}: {text[:120]!r}")
+                break
     return _verdict("no_driver_text", bad, "no driver text in any message", {"leaks": len(bad)})
+
+
+@check("contract_kept")
+def contract_kept(history: History) -> Verdict:
+    """Every HTTP answer was the contract's for its operation (status, Content-Type, body).
+
+    On the service layer there is no HTTP answer to judge: it passes with 0 judged.
+    """
+    judged = [o for o in history if o.http_status is not None]
+    broken = [o for o in history if o.result == "contract_violation"]
+    bad = [f"op {o.op_id} {o.kind} HTTP {o.http_status}: {(o.message or '')[:160]}" for o in broken]
+    by_status: dict[str, int] = {}
+    for o in broken:
+        key = str(o.http_status)
+        by_status[key] = by_status.get(key, 0) + 1
+    return _verdict(
+        "contract_kept",
+        bad,
+        f"all {len(judged)} HTTP answers as the contract says"
+        if judged
+        else "no HTTP answer to judge (service layer)",
+        {
+            "judged": len(judged),
+            "violations": len(broken),
+            "violations_by_status": by_status,
+            "first_body": broken[0].body if broken else None,
+        },
+    )
+
+
+#: A stampede whose peak in flight is below this share of its workers did not collide.
+COLLIDED_SHARE = 0.5
+
+
+def stampede_collided(
+    history: History,
+    workers: int,
+    *,
+    phase: str | None = "load",
+    name: str = "stampede_collided",
+) -> Verdict:
+    """The stampede really collided: at some instant at least half the workers were in flight.
+
+    Fails with "not a stampede" otherwise, so a pass of the scenario's other checks
+    never hides workers that ran one after another.
+    """
+
+    @check(name)
+    def run() -> Verdict:
+        ops = [o for o in history if phase is None or o.phase == phase]
+        figures = collision(ops, workers)
+        need = COLLIDED_SHARE * workers
+        peak = figures["peak_in_flight"]
+        shown = (
+            f"peak {peak} of {workers} workers in flight at once"
+            f" ({figures['peak_in_flight_share']}), overlap with the winner"
+            f" {figures['overlap_with_winner']}"
+        )
+        if peak >= need:
+            return Verdict(name, True, f"collided: {shown}", figures)
+        return Verdict(name, False, f"not a stampede: {shown}, need >= {need:g}", figures)
+
+    return run()
 
 
 @check("no_timeouts")
@@ -533,6 +602,7 @@ def always_on(
         no_negative_stock(state),
         claims_match_history(history, state),
         statuses_allowed(history),
+        contract_kept(history),
         no_server_errors(history, allow_unavailable=allow_unavailable),
         no_driver_text(history),
     ]

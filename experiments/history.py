@@ -8,7 +8,8 @@ when (invoke and complete on the monotonic clock, in ns), and how it ended:
              unknown   it may or may not have happened (timeout, lost connection)
 
 ``result`` names the outcome kind, the same on every layer (see ``RESULT_KINDS``);
-``http_status`` is set when the operation went over HTTP.
+``http_status`` is set when the operation went over HTTP; an answer outside the
+HTTP contract ends ``contract_violation`` with its ``body`` kept.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ __all__ = [
     "OpKind",
     "Outcome",
     "ResultKind",
+    "collision",
     "outcome_of",
+    "peak_in_flight",
+    "winner_overlap",
 ]
 
 OpKind = Literal["create", "claim", "get"]
@@ -48,6 +52,7 @@ ResultKind = Literal[
     "unavailable",
     "unknown",
     "server_error",
+    "contract_violation",
 ]
 OP_KINDS: tuple[OpKind, ...] = ("create", "claim", "get")
 RESULT_KINDS: tuple[ResultKind, ...] = (
@@ -60,11 +65,16 @@ RESULT_KINDS: tuple[ResultKind, ...] = (
     "unavailable",
     "unknown",
     "server_error",
+    "contract_violation",
 )
 
 #: Results after which the operation's effect is not known. ``unavailable`` belongs
 #: here: a connection lost during COMMIT reports it although the write may have landed.
-INDETERMINATE: frozenset[str] = frozenset({"unknown", "unavailable", "server_error"})
+#: So does ``contract_violation``: an answer outside the contract says nothing reliable
+#: about what the server did.
+INDETERMINATE: frozenset[str] = frozenset(
+    {"unknown", "unavailable", "server_error", "contract_violation"}
+)
 
 
 def outcome_of(result: str) -> Outcome:
@@ -92,6 +102,8 @@ class Op:
     value: dict[str, Any] | None = None
     #: Labels set by the experiment (e.g. the fault phase the op ran in).
     phase: str | None = None
+    #: The body of an HTTP answer that broke the contract (first 500 characters).
+    body: str | None = None
 
     @property
     def outcome(self) -> Outcome:
@@ -174,3 +186,56 @@ class History:
             header = json.loads(f.readline())
             ops = [Op(**json.loads(line)) for line in f if line.strip()]
         return cls(ops=ops, origin_ns=int(header["origin_ns"]))
+
+
+# -- how much the operations overlapped ----------------------------------------------
+
+
+def peak_in_flight(ops: Iterable[Op]) -> int:
+    """The most operations in flight at one instant (invoked and not yet complete).
+
+    An op completing at the very instant another is invoked does not overlap it.
+    """
+    events: list[tuple[int, int]] = []
+    for o in ops:
+        if o.complete_ns >= o.invoke_ns > 0:
+            events.append((o.invoke_ns, 1))
+            events.append((o.complete_ns, -1))
+    # At equal times completions (-1) sort first: touching is not overlapping.
+    events.sort()
+    peak = now = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def winner_overlap(ops: Iterable[Op]) -> tuple[Op | None, float | None]:
+    """The winner (the first op to complete ``ok``, a claim where there is one) and the
+    share of the other ops whose interval overlapped it: 1.0 when every other op was in
+    flight while the winner ran, near 0 when the others came after it (a serial run)."""
+    timed = [o for o in ops if o.complete_ns >= o.invoke_ns > 0]
+    oks = [o for o in timed if o.result == "ok"]
+    pool = [o for o in oks if o.kind == "claim"] or oks
+    if not pool:
+        return None, None
+    win = min(pool, key=lambda o: (o.complete_ns, o.op_id))
+    others = [o for o in timed if o is not win]
+    if not others:
+        return win, None
+    hit = sum(1 for o in others if o.invoke_ns < win.complete_ns and o.complete_ns > win.invoke_ns)
+    return win, hit / len(others)
+
+
+def collision(ops: Iterable[Op], workers: int) -> dict[str, Any]:
+    """How much a run's operations collided: peak in flight (and its share of the
+    workers), and the share of operations that overlapped the winner."""
+    listed = list(ops)
+    peak = peak_in_flight(listed)
+    win, share = winner_overlap(listed)
+    return {
+        "peak_in_flight": peak,
+        "peak_in_flight_share": round(peak / workers, 3) if workers > 0 else None,
+        "overlap_with_winner": None if share is None else round(share, 3),
+        "winner_op_id": None if win is None else win.op_id,
+    }

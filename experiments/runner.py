@@ -1,9 +1,11 @@
 """The runner: a plan's workers as threads, released together by a barrier.
 
 Threads are the project's concurrency model (the service and psycopg's pool are
-synchronous). Every worker waits at one ``threading.Barrier``, so a stampede is a
-real one; the first invoke time of each worker gives the start spread actually
-achieved. The whole run is bounded: past ``run_timeout_s`` no new operation starts
+synchronous). Every worker waits at one gate (a lock of its own, all released in one
+loop once the last has arrived), so a stampede is a real one; the first invoke time of each worker gives the start spread actually
+achieved. A client with ``ready(ops)`` gets it called on each worker's thread before
+the barrier (the HTTP client connects, warms and encodes there), and ``release()``
+when the worker is done. The whole run is bounded: past ``run_timeout_s`` no new operation starts
 (those left are recorded ``unknown``, "not started"), the in-flight ones end by
 their own timeout, and every thread is joined before ``run_plan`` returns.
 """
@@ -26,6 +28,45 @@ __all__ = ["PhaseLabel", "RunReport", "RunnerError", "run_plan"]
 PhaseLabel = str | Callable[[], str | None] | None
 
 NOT_STARTED = "not started: the run's time bound passed"
+
+
+class _Gate:
+    """Where the workers wait for the release: each parks on a lock of its own.
+
+    ``open()`` releases them in one tight loop. A ``threading.Barrier`` (or an
+    ``Event``) wakes its waiters through one condition whose lock each must take
+    again in turn before it can return: the release itself was serialized.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._locks = [threading.Lock() for _ in range(n)]
+        for parked in self._locks:
+            parked.acquire()
+        self._arrived = 0
+        self._count = threading.Lock()
+        self._everyone = threading.Event()
+        self._broken = False
+
+    def wait(self, worker: int, timeout_s: float) -> bool:
+        """Arrive and park; True when released, False when the gate broke or timed out."""
+        with self._count:
+            self._arrived += 1
+            if self._arrived == self._n:
+                self._everyone.set()
+        released = self._locks[worker].acquire(timeout=timeout_s)
+        return released and not self._broken
+
+    def all_arrived(self, timeout_s: float) -> bool:
+        return self._everyone.wait(timeout_s)
+
+    def open(self) -> None:
+        for parked in self._locks:
+            parked.release()
+
+    def break_open(self) -> None:
+        self._broken = True
+        self.open()
 
 
 class RunnerError(RuntimeError):
@@ -102,21 +143,33 @@ def run_plan(
         released_ns = time.monotonic_ns()
         deadline = time.monotonic() + run_timeout_s
 
-    barrier = threading.Barrier(n, action=release, timeout=barrier_timeout_s)
+    gate = _Gate(n)
     first_invoke: dict[int, int] = {}
     not_started: list[PlannedOp] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
     ops_run = 0
 
+    # Clients that can (HTTP) connect, warm up and encode the worker's requests on its
+    # own thread before the barrier, so the release is followed by sends, not set-up.
+    ready: Callable[[list[Op]], None] | None = getattr(client, "ready", None)
+    release_client: Callable[[], None] | None = getattr(client, "release", None)
+
     def work(worker: int) -> None:
+        try:
+            run_worker(worker)
+        finally:
+            if release_client is not None:
+                release_client()
+
+    def run_worker(worker: int) -> None:
         nonlocal ops_run
         mine = per_worker[worker]
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError as err:
+        if ready is not None:
+            ready([p.to_op() for p in mine])
+        if not gate.wait(worker, barrier_timeout_s + 5.0):
             with lock:
-                errors.append(err)
+                errors.append(RunnerError("the gate never opened: a worker did not arrive"))
                 not_started.extend(mine)
             return
         for i, planned in enumerate(mine):
@@ -135,9 +188,14 @@ def run_plan(
     started = time.monotonic()
     last_started_ns = 0
     for t in threads:
-        # Taken before each start: the barrier cannot release before the last one.
+        # Taken before each start: the gate cannot open before the last one arrived.
         last_started_ns = time.monotonic_ns()
         t.start()
+    if gate.all_arrived(barrier_timeout_s):
+        release()
+        gate.open()
+    else:
+        gate.break_open()
     for t in threads:
         while t.is_alive() and time.monotonic() < deadline:
             t.join(min(0.1, max(0.0, deadline - time.monotonic())))

@@ -120,7 +120,8 @@ def _banner(job: JobReport, run_id: str, hide: bool) -> str:
         f"<p>{passed} of {len(job.checks)} checks passed"
         f"{f' ({n_skipped} skipped)' if n_skipped else ''} · {_outcomes_html(job.outcomes)}"
         f" · experiment {job.timing.get('experiment_s', 0.0):.2f} s"
-        f"{_spread_text(job.start_spread_ms)} · run {esc(run_id)}</p>"
+        f"{_spread_text(job.start_spread_ms)}{_collision_text(job.collision)}"
+        f" · run {esc(run_id)}</p>"
         f"{f'<ul>{failed}</ul>' if failed else ''}</header>"
     )
 
@@ -139,6 +140,22 @@ def _spread_text(spread: float | dict[str, float] | None) -> str:
     if isinstance(spread, dict):
         return " · start spread " + ", ".join(f"{k}: {v:.1f} ms" for k, v in spread.items())
     return f" · start spread {spread:.1f} ms"
+
+
+def _collision_text(collision: dict[str, Any]) -> str:
+    peak, share = collision.get("peak_in_flight"), collision.get("overlap_with_winner")
+    if peak is None:
+        return ""
+    if isinstance(peak, dict):
+        shares = share if isinstance(share, dict) else {}
+        return " · peak in flight " + ", ".join(
+            f"{k}: {v} (overlap {_share(shares.get(k))})" for k, v in peak.items()
+        )
+    return f" · peak in flight {peak}, overlap with the winner {_share(share)}"
+
+
+def _share(value: object) -> str:
+    return f"{value:.0%}" if isinstance(value, int | float) else "n/a"
 
 
 # -- index ---------------------------------------------------------------------------------
@@ -227,6 +244,15 @@ def index_html(suite: SuiteReport) -> str:
             if isinstance(spread, dict)
             else ("" if spread is None else f"{spread:.1f}")
         )
+        peak = job.collision.get("peak_in_flight")
+        overlap = job.collision.get("overlap_with_winner")
+        if isinstance(peak, dict):
+            shares = overlap if isinstance(overlap, dict) else {}
+            collision_text = "<br>".join(
+                f"{k}: {v} / {_share(shares.get(k))}" for k, v in peak.items()
+            )
+        else:
+            collision_text = "" if peak is None else f"{peak} / {_share(overlap)}"
         rows.append(
             f'<tr id="{esc(anchor)}" class="{verdict.lower()}">'
             f'<td><span class="tag {verdict.lower()}">{verdict}</span></td>'
@@ -237,7 +263,7 @@ def index_html(suite: SuiteReport) -> str:
             f"<td>{_outcomes_cell(job.outcomes)}</td>"
             f"<td class=num>{job.duration_s:.1f} s<br>"
             f"<small>experiment {job.timing.get('experiment_s', 0):.2f} s</small></td>"
-            f"<td class=num>{spread_text}</td>"
+            f"<td class=num>{spread_text}</td><td class=num>{collision_text}</td>"
             f"<td class=num>{job.seed}</td><td>{links}</td><td>{chart}</td></tr>"
         )
     n_pass = sum(j.passed for j in suite.jobs)
@@ -267,7 +293,8 @@ cells {timing["cells_s"]:.1f} s (of which experiments {timing["experiment_s"]:.1
 rendering {timing["render_s"]:.1f} s; database start {timing["database_s"]:.1f} s.</small></p>
 </div>
 <table><thead><tr><th>verdict</th><th>scenario</th><th>checks passed</th><th>outcomes</th>
-<th>duration</th><th>start spread (ms)</th><th>seed</th><th>report</th>
+<th>duration</th><th>start spread (ms)</th><th>peak in flight / overlap with winner</th>
+<th>seed</th><th>report</th>
 <th>outcome chart</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}

@@ -68,6 +68,18 @@ class JobReport:
         spread = self.start_spread_ms
         if spread is not None:
             out["start_spread_ms"] = spread
+        out.update(self.collision)
+        return out
+
+    @property
+    def collision(self) -> dict[str, Any]:
+        """Beside the spread, whether the ops overlapped: peak in flight and the share of
+        ops that overlapped the winner (per size for ``scale``); empty when not recorded."""
+        out: dict[str, Any] = {}
+        for key in ("peak_in_flight", "overlap_with_winner"):
+            found = self.summary.get(key, self.summary.get(f"{key}_by_size"))
+            if isinstance(found, int | float | dict):
+                out[key] = found
         return out
 
     @property

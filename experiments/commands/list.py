@@ -22,9 +22,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
     from experiments.scenarios import CATALOG, COMMON_DEFAULTS, FAULTS, SCENARIOS
+    from experiments.scenarios._checks import (
+        ALWAYS_ON,
+        FAULT_ALWAYS_ON,
+        OWN_CHECKS,
+        shared_checks_of,
+    )
 
     common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
     print(f"every scenario takes: {common}")
+    print(f"always-on checks (catalog): {', '.join(ALWAYS_ON)}")
+    print(f"always-on checks (faults): {', '.join(FAULT_ALWAYS_ON)}")
     groups = {"catalog (concurrency)": CATALOG, "faults and bad input": FAULTS}
     others = tuple(name for name in SCENARIOS if name not in CATALOG + FAULTS)
     if others:
@@ -43,4 +51,10 @@ def run(args: argparse.Namespace) -> int:
                 f"    needs: {needs}; "
                 + ("skipped against --target" if cannot else "runs against --target")
             )
+            shared = shared_checks_of(scenario.name)
+            label = {ALWAYS_ON: "always-on", FAULT_ALWAYS_ON: "always-on (faults)"}.get(
+                shared, "always-on except " + ", ".join(c for c in ALWAYS_ON if c not in shared)
+            )
+            mine = ", ".join(OWN_CHECKS.get(scenario.name, ())) or "(none declared)"
+            print(f"    checks: {label}; its own: {mine}")
     return 0

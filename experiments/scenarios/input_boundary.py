@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import httpx
 import psycopg
@@ -18,9 +19,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from coupon_core.database import provision
 from experiments.checks import (
     DRIVER_TEXT,
+    claims_match_history,
     conservation,
+    no_driver_text,
     no_negative_stock,
     no_orphan_claims,
+    no_timeouts,
     one_claim_per_user,
     read_state,
 )
@@ -28,6 +32,7 @@ from experiments.faults.leaks import ThreadBaseline, check_leaks
 from experiments.history import History, Op, ResultKind
 from experiments.hostile import Case, Endpoint, catalog, expect_body, generated, get_path
 from experiments.lab import announce, common_params, open_lab, run_prefix
+from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
 from experiments.plans import draw_seed
 from experiments.result import Result, Verdict
 
@@ -91,6 +96,31 @@ def _private_database(url: str) -> Iterator[tuple[str, bool]]:
             )
 
 
+def _as_operation(op: Op, method: str, path: str, body: bytes | str | None) -> bool:
+    """Fill ``op`` with the operation the request is (coupon, user, amount from the body),
+    so the history checks and linearizability read it; False for a request that is no
+    operation (wrong method or path), which touches nothing."""
+    if method == "GET" and path.startswith("/api/coupons/"):
+        op.kind = "get"
+        op.coupon = unquote_to_bytes(path[len("/api/coupons/") :]).decode("utf-8", "replace")
+        return True
+    if method != "POST" or path not in ("/api/coupons", "/api/coupons/claim"):
+        return False
+    op.kind = "create" if path == "/api/coupons" else "claim"
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        name = data.get("name" if op.kind == "create" else "coupon_name")
+        op.coupon = name if isinstance(name, str) else op.coupon
+        amount = data.get("amount")
+        op.amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else None
+        user = data.get("user_id")
+        op.user = user if isinstance(user, str) and op.kind == "claim" else None
+    return True
+
+
 def _error_of(response: httpx.Response) -> tuple[str | None, str | None]:
     """(error text, problem) of a rejection: a JSON object with a string ``error``."""
     try:
@@ -150,9 +180,14 @@ def run(
         )
         client = stack.enter_context(httpx.Client(base_url=lab.server.url, timeout=op_timeout_s))
         conn = lab.conn
+        setup = Op(-1, -1, "create", target, amount=1_000_000, phase="setup")
+        setup.invoke_ns = time.monotonic_ns()
         r = client.post("/api/coupons", json={"name": target, "amount": 1_000_000})
+        setup.complete_ns = time.monotonic_ns()
         if r.status_code != 201:
             raise RuntimeError(f"setup: creating {target} answered {r.status_code}")
+        setup.result, setup.http_status = "ok", 201
+        history.append(setup)  # the history's checks start from the coupon's creation
         existing: set[str] = {target}
         claimed: set[str] = set()
         deadline = time.monotonic() + run_timeout_s
@@ -215,6 +250,7 @@ def run(
                 coupon=case.path[:80],
                 phase=case.group,
             )
+            is_operation = _as_operation(op, case.method, case.path, case.body)
             op.invoke_ns = time.monotonic_ns()
             try:
                 response = client.request(
@@ -254,6 +290,17 @@ def run(
                     problems["error_body"].append(f"{label}: driver text in {error!r}")
                 elif case.error is not None and error != case.error:
                     problems["error_body"].append(f"{label}: {error!r}, expected {case.error!r}")
+            if not is_operation and op.result != "unknown":
+                # No endpoint: nothing it could have touched (rejections_change_nothing
+                # checks the tables); the history keeps it as a refused request.
+                op.result = "invalid"
+            elif op.kind == "get" and op.result == "ok":
+                with contextlib.suppress(ValueError):
+                    view = response.json()
+                    if isinstance(view, dict):
+                        op.value = {
+                            k: view.get(k) for k in ("amount", "remaining_amount", "claimed_by")
+                        }
             history.append(op)
             after = _fingerprint(conn, like)
             if status not in _OK and after != before:
@@ -333,6 +380,12 @@ def run(
         one_claim_per_user(state),
         no_orphan_claims(state),
         no_negative_stock(state),
+        # The rest of the always-on set that applies to hostile requests (statuses and
+        # bodies are judged per case above: statuses_as_contract, clear_json_errors).
+        claims_match_history(history, state),
+        no_driver_text(history),
+        no_timeouts(history),
+        check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
         leaks,
     ]
     return Result(

@@ -6,13 +6,14 @@ from typing import Any
 
 from experiments.checks import (
     FinalState,
+    check,
+    create_winner,
     expected_counts,
     no_not_found_after_create,
     no_success_before_create,
-    remaining_equals,
     results_within,
 )
-from experiments.history import History
+from experiments.history import History, Op
 from experiments.lab import experiment
 from experiments.plans import Plan, interleaved_plan
 from experiments.result import Result, Verdict
@@ -21,9 +22,11 @@ NAME = "interleaved_create_claim"
 TITLE = "Interleaved create and claim"
 DESCRIPTION = (
     "One new name; 30 operations alternate create (amount 50) and claim, all released "
-    "together. Expected: exactly 1 create wins, the rest 409; claims succeed or 404; no "
-    "claim succeeds before the winning create began, no 404 after it ended; "
-    "remaining = 50 - successes."
+    "together. Expected, from the plan: exactly 1 create wins, the rest 409; claims "
+    "succeed or 404 (every claimer is a new user and the stock covers every claim); "
+    "every claim invoked after the winning create completed succeeds; none succeeds "
+    "before it began; the final stock lies between 50 minus the claims that could have "
+    "landed and 50 minus those that must have."
 )
 DEFAULTS: dict[str, Any] = {"ops": 30, "amount": 50}
 
@@ -44,11 +47,17 @@ def run(
     def expect(history: History, state: FinalState, plan: Plan) -> list[Verdict]:
         coupon = plan.ops[0].coupon
         creates = plan.kinds().get("create", 0)
-        ok_claims = sum(1 for o in history.of_kind("claim") if o.result == "ok")
+        planned_claims = plan.kinds().get("claim", 0)
+        # From the plan: distinct users, one claim each, so none is already_claimed;
+        # and where the stock covers every planned claim, none is out of stock.
+        allowed = (
+            ("ok", "not_found") if amount >= planned_claims else ("ok", "not_found", "no_stock")
+        )
         return [
             expected_counts(history, "create", {"ok": 1, "coupon_exists": creates - 1}),
-            results_within(history, "claim", ("ok", "not_found")),
-            remaining_equals(state, coupon, amount - ok_claims),
+            results_within(history, "claim", allowed),
+            claims_after_create_succeed(history, coupon, covered=amount >= planned_claims),
+            final_stock_within_plan(history, state, coupon, amount),
             no_success_before_create(history, coupon),
             no_not_found_after_create(history, coupon),
         ]
@@ -66,4 +75,56 @@ def run(
         run_timeout_s=run_timeout_s,
         target=target,
         cleanup=cleanup,
+    )
+
+
+def _claim_window(history: History, coupon: str) -> tuple[list[Op], list[Op], list[Op]]:
+    """The claims on ``coupon``; those that must have landed (invoked after the winning
+    create completed), and those that could have (completed after it began)."""
+    claims = [o for o in history if o.kind == "claim" and o.coupon == coupon]
+    win = create_winner(history, coupon)
+    if win is None:
+        return claims, [], []
+    must = [o for o in claims if o.invoke_ns > win.complete_ns]
+    could = [o for o in claims if o.complete_ns > win.invoke_ns]
+    return claims, must, could
+
+
+@check("claims_after_create_succeed")
+def claims_after_create_succeed(history: History, coupon: str, *, covered: bool) -> Verdict:
+    """Every claim invoked after the winning create completed succeeded (the coupon
+    existed, each claimer is a new user, and the plan's stock covers every claim)."""
+    _, must, _ = _claim_window(history, coupon)
+    if not covered:
+        return Verdict(
+            "claims_after_create_succeed",
+            True,
+            "the plan's stock does not cover every claim: no claim is bound to succeed",
+            {"after_create": len(must)},
+        )
+    bad = [f"claim {o.op_id} ended {o.result}" for o in must if o.result != "ok"]
+    return Verdict(
+        "claims_after_create_succeed",
+        not bad,
+        f"{len(must) - len(bad)} of the {len(must)} claims invoked after the create completed"
+        " succeeded" + (f": {'; '.join(bad[:5])}" if bad else ""),
+        {"after_create": len(must), "failed": len(bad)},
+    )
+
+
+@check("final_stock_within_plan")
+def final_stock_within_plan(
+    history: History, state: FinalState, coupon: str, amount: int
+) -> Verdict:
+    """amount - (claims that could have landed) <= remaining <= amount - (claims that must have)."""
+    _, must, could = _claim_window(history, coupon)
+    low = max(0, amount - len(could))
+    high = amount - min(len(must), amount)
+    got = state.remaining(coupon)
+    return Verdict(
+        "final_stock_within_plan",
+        got is not None and low <= got <= high,
+        f"{coupon}: remaining {got}, expected {low}..{high} ({len(must)} claims must have"
+        f" landed, {len(could)} could have)",
+        {"remaining": got, "low": low, "high": high, "must": len(must), "could": len(could)},
     )

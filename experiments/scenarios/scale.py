@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from experiments.checks import expected_counts, remaining_equals, rows_equal
+from experiments.checks import expected_counts, remaining_equals, rows_equal, stampede_collided
 from experiments.faults.leaks import ThreadBaseline
 from experiments.lab import (
     announce,
@@ -104,6 +104,9 @@ def run(
             ),
             remaining_equals(state, coupon, stock - wins, name=f"final_stock_{size}"),
             rows_equal(state, coupon, wins, name=f"claim_rows_{size}"),
+            stampede_collided(
+                history, size, phase=f"size-{size}", name=f"stampede_collided_{size}"
+            ),
         ]
     summary = {
         "prefix": prefix,
@@ -112,6 +115,8 @@ def run(
         "by_size": by_size,
         "latency_by_size": {k: v["latency"] for k, v in by_size.items()},
         "start_spread_ms_by_size": {k: v["start_spread_ms"] for k, v in by_size.items()},
+        "peak_in_flight_by_size": {k: v["peak_in_flight"] for k, v in by_size.items()},
+        "overlap_with_winner_by_size": {k: v["overlap_with_winner"] for k, v in by_size.items()},
         "throughput_by_size": {k: v["throughput_ops_s"] for k, v in by_size.items()},
         **cleaned,
     }

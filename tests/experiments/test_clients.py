@@ -65,14 +65,14 @@ def test_names_with_awkward_characters_read_back(db_url: str, unique: str, layer
 
 
 def test_connection_refused_is_unknown() -> None:
-    client = HttpClient(f"http://127.0.0.1:{free_port()}", timeout_s=2.0, max_connections=2)
+    client = HttpClient(f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
     try:
         op = client.invoke(_op(1, "claim", "x", user="u"))
     finally:
         client.close()
     assert op.result == "unknown"
     assert op.http_status is None
-    assert "ConnectError" in (op.message or "")
+    assert "ConnectionRefusedError" in (op.message or "")
 
 
 def test_http_timeout_is_unknown_and_the_claim_may_land(db_url: str, unique: str) -> None:
@@ -80,7 +80,7 @@ def test_http_timeout_is_unknown_and_the_claim_may_land(db_url: str, unique: str
     history = History()
     with open_lab(database_url=db_url, layer="http", workers=1, prefix=unique) as lab:
         assert lab.client.invoke(_op(1, "create", coupon, amount=5)).result == "ok"
-        short = HttpClient(lab.server.url, timeout_s=0.5, max_connections=1)
+        short = HttpClient(lab.server.url, timeout_s=0.5)
         try:
             with psycopg.connect(db_url) as locker:
                 locker.execute("SELECT 1 FROM coupons WHERE name = %s FOR UPDATE", (coupon,))
@@ -137,3 +137,48 @@ def test_lab_leaves_nothing_running(db_url: str, unique: str) -> None:
 )
 def test_result_of_http(kind: str, status: int, error: str | None, want: str) -> None:
     assert result_of_http(kind, status, error) == want  # type: ignore[arg-type]
+
+
+def test_http_client_warms_one_connection_per_worker_and_reuses_it(
+    db_url: str, unique: str
+) -> None:
+    coupon = f"{unique}-w"
+    with open_lab(database_url=db_url, layer="http", workers=2, prefix=unique) as lab:
+        client = lab.client
+        assert isinstance(client, HttpClient)
+        assert client.invoke(_op(1, "create", coupon, amount=5)).result == "ok"
+        client.release()
+        ops = [_op(i, "claim", coupon, user=f"u{i}") for i in range(2, 6)]
+
+        def worker(mine: list[Op]) -> None:
+            client.ready(mine)  # connect, warm, encode: before any op runs
+            for op in mine:
+                client.invoke(op)
+            client.release()
+
+        threads = [threading.Thread(target=worker, args=(ops[i::2],)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        # Two workers at once: at most two connections, given back for the next run.
+        assert 1 <= len(client._open) <= 2
+        assert len(client._idle) == len(client._open)
+        got = client.invoke(_op(9, "get", coupon))
+    assert [o.result for o in ops] == ["ok"] * 4
+    assert got.value is not None
+    assert got.value["remaining_amount"] == 1
+    assert sorted(got.value["claimed_by"]) == sorted(o.user or "" for o in ops)
+
+
+def test_http_client_reconnects_when_the_server_closed_its_connection(
+    db_url: str, unique: str
+) -> None:
+    with open_lab(database_url=db_url, layer="http", workers=1, prefix=unique) as lab:
+        client = lab.client
+        assert isinstance(client, HttpClient)
+        first = client.invoke(_op(1, "get", f"{unique}-none"))
+        (conn,) = client._open
+        conn.sock.shutdown(2)  # as if the server had closed the idle keep-alive connection
+        second = client.invoke(_op(2, "get", f"{unique}-none"))
+    assert (first.result, second.result) == ("not_found", "not_found")

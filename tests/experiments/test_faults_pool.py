@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+import psycopg_pool
 import pytest
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.errors import Unavailable
 from experiments.faults import PoolHog, ThreadBaseline, check_leaks
-from experiments.faults.pool import PoolWatch
+from experiments.faults.pool import PoolRefusals, PoolWatch, judge_refusals
+from experiments.history import Op
 
 
 def test_all_connections_held_means_unavailable_within_the_pool_timeout(
@@ -56,3 +58,65 @@ def test_pool_watch_sees_an_exhausted_pool_and_an_idle_one(db_url: str, unique: 
     assert len(watch.samples) >= 10
     assert watch.no_idle_during(held_from, held_to)
     assert not watch.no_idle_during(idle_from, idle_to)
+
+
+def _refused_claim(svc: CouponService, coupon: str, user: str) -> Op:
+    op = Op(op_id=1, worker=0, kind="claim", coupon=coupon, user=user)
+    op.invoke_ns = time.monotonic_ns()
+    with pytest.raises(Unavailable):
+        svc.claim(user, coupon)
+    op.complete_ns = time.monotonic_ns()
+    op.result = "unavailable"
+    return op
+
+
+def test_a_refusal_of_an_exhausted_pool_is_sound(db_url: str, unique: str) -> None:
+    cfg = ServiceConfig(pool_min=2, pool_max=2, pool_timeout=0.2, application_name=f"r-{unique}")
+    with CouponService.connect(db_url, cfg) as svc:
+        svc.create(f"{unique}-c", 5)
+        refusals = PoolRefusals(svc.pool).start()
+        try:
+            with PoolHog(svc.pool, count=2, hold_s=5):
+                op = _refused_claim(svc, f"{unique}-c", "u")
+        finally:
+            refusals.stop()
+    assert len(refusals.refusals) == 1
+    refusal = refusals.refusals[0]
+    assert refusal.at_refusal["available"] == 0
+    assert refusal.at_refusal["in_use"] == 2
+    assert refusal.waited_s >= 0.19
+    verdict = judge_refusals([op], refusals.refusals)
+    assert verdict.passed is True, verdict.detail
+
+
+def test_a_pool_refusing_with_idle_connections_fails_the_check(db_url: str, unique: str) -> None:
+    """A planted pool bug: getconn refuses at once while every connection sits idle."""
+    cfg = ServiceConfig(pool_min=2, pool_max=2, pool_timeout=0.2, application_name=f"l-{unique}")
+    with CouponService.connect(db_url, cfg) as svc:
+        svc.create(f"{unique}-c", 5)
+        svc.pool.wait(timeout=10)
+
+        def lying_getconn(timeout: float | None = None) -> object:
+            raise psycopg_pool.PoolTimeout("no connection (a lie)")
+
+        svc.pool.getconn = lying_getconn  # type: ignore[method-assign]
+        refusals = PoolRefusals(svc.pool).start()
+        try:
+            op = _refused_claim(svc, f"{unique}-c", "u")
+        finally:
+            refusals.stop()
+        assert "getconn" not in vars(svc.pool)  # stop() gives the pool its own method back
+        svc.claim("u", f"{unique}-c")
+    assert refusals.refusals[0].at_refusal["available"] == 2
+    verdict = judge_refusals([op], refusals.refusals)
+    assert verdict.passed is False
+    assert "idle" in verdict.detail
+    assert verdict.figures["stray"] == 1
+
+
+def test_an_unavailable_without_a_pool_refusal_is_a_stray() -> None:
+    op = Op(op_id=7, worker=0, kind="claim", coupon="c", user="u", result="unavailable")
+    op.invoke_ns, op.complete_ns = 1_000, 2_000
+    verdict = judge_refusals([op], [])
+    assert verdict.passed is False
+    assert "without a pool refusal" in verdict.detail

@@ -11,6 +11,7 @@ from coupon_core import available_strategies
 from experiments import scenarios
 from experiments.lab import open_lab
 from experiments.result import Result
+from experiments.scenarios._checks import checks_of
 
 STRATEGIES = available_strategies()
 # The concurrency catalog; the fault scenarios have their own tests (test_fault_scenarios).
@@ -72,6 +73,11 @@ def test_scenario_on_the_http_layer(db_url: str, name: str) -> None:
     claims = [o for o in result.history.of_kind("claim") if o.phase != "setup"]
     assert claims
     assert all(o.http_status is not None for o in claims)
+    # What `coupon-chaos list` says this scenario runs is what it ran.
+    sizes = SMALL.get(name, {}).get("sizes", ())
+    declared = {c.replace("<size>", str(n)) for c in checks_of(name) for n in (sizes or (0,))}
+    assert {v.name for v in result.verdicts} == declared
+    assert result.verdict("contract_kept").figures["judged"] >= len(claims)
 
 
 @pytest.mark.chaos

@@ -21,6 +21,8 @@ from experiments import scenarios
 from experiments.checks import read_state
 from experiments.lab import NO_DATABASE, LabError, open_lab
 from experiments.scenarios import CATALOG, FAULTS, SCENARIOS
+from tests.experiments.test_contract import CATCHES
+from tests.wrong_server import serve_wrong
 
 pytestmark = pytest.mark.chaos
 
@@ -199,3 +201,37 @@ def test_run_command_refuses_a_target_on_the_service_layer(tmp_path: Path) -> No
     )
     assert done.returncode != 0
     assert "--target is reached over HTTP" in done.stderr + done.stdout
+
+
+# -- a deliberately wrong server as the target (tests/wrong_server.py) -----------------
+
+
+@pytest.mark.parametrize("with_database", [True, False], ids=["with-db", "without-db"])
+@pytest.mark.parametrize("variant", sorted(CATCHES))
+def test_each_wrong_server_variant_is_caught_as_a_target(
+    variant: str, with_database: bool, db_url: str
+) -> None:
+    scenario, figures = CATCHES[variant]
+    with serve_wrong(db_url, variant) as url:
+        result = scenarios.run(
+            scenario,
+            layer="http",
+            seed=11,
+            target=url,
+            database_url=db_url if with_database else None,
+            cleanup=with_database,
+            **figures,
+        )
+    # The contract is judged from the history alone: caught with or without the tables.
+    verdict = result.verdict("contract_kept")
+    assert verdict.passed is False, verdict.detail
+    assert not result.passed
+    assert any(o.result == "contract_violation" for o in result.history.ops)
+    assert bool(result.skipped) is not with_database
+
+
+def test_the_unbugged_double_passes_as_a_target(db_url: str) -> None:
+    with serve_wrong(db_url, None) as url:
+        result = scenarios.run("flash_sale", layer="http", seed=11, target=url, users=20)
+    assert result.passed, [(v.name, v.detail) for v in result.failed]
+    assert result.verdict("contract_kept").passed is True
