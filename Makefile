@@ -28,7 +28,7 @@ test: $(STAMP)
 	@export COUPON_CHAOS_HOME="$$(mktemp -d)"; \
 	  url="$$($(BIN)/coupon-chaos db up)" || exit 1; \
 	  echo "notebooks share the database at $$url"; \
-	  DATABASE_URL="$$url" $(BIN)/python -m pytest --chaos --nbmake --nbmake-timeout=900 notebooks; \
+	  DATABASE_URL="$$url" $(BIN)/python -m pytest --chaos --nbmake notebooks; \
 	  rc=$$?; $(BIN)/coupon-chaos db down >/dev/null; rm -rf "$$COUPON_CHAOS_HOME"; exit $$rc
 
 unit: $(STAMP)

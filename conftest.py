@@ -21,6 +21,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One timeout, stated once: pyproject's ``timeout`` (pytest-timeout, per test).
+
+    nbmake has a per-cell timeout of its own (``--nbmake-timeout``, default 300); a
+    notebook is one test, so its cells can never use more than the test's timeout, and
+    a larger nbmake value is silently cut short (it once said 900 while pytest-timeout
+    stopped every notebook at 300). nbmake takes the test timeout instead; ``--timeout``
+    on the command line changes both.
+    """
+    timeout = config.getoption("timeout", None) or config.getini("timeout")
+    if timeout and hasattr(config.option, "nbmake_timeout"):
+        config.option.nbmake_timeout = int(float(timeout))
+
+
 def _chaos_enabled(config: pytest.Config) -> bool:
     return bool(config.getoption("--chaos")) or os.environ.get("CI", "").lower() == "true"
 

@@ -19,6 +19,7 @@ from coupon_core.errors import (
     NoStock,
     Unavailable,
 )
+from coupon_core.redact import redact_url
 from coupon_core.schema import SCHEMA_SQL, apply_schema
 from coupon_core.service import CouponService, CouponView, ServiceConfig
 from coupon_core.strategies import (
@@ -54,5 +55,6 @@ __all__ = [
     "available_strategies",
     "get_strategy",
     "provision",
+    "redact_url",
     "register_strategy",
 ]

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from coupon_core import orphans
 from coupon_core.orphans import TEMP_PREFIX, Owner
+from coupon_core.redact import redact_text
 
 __all__ = [
     "DatabaseError",
@@ -126,7 +127,9 @@ def wait_until_ready(url: str, timeout: float = 30.0) -> None:
         except psycopg.Error as err:
             last = err
             time.sleep(0.05)
-    raise DatabaseError(f"database not ready after {timeout:.0f}s: {last}")
+    # A driver's message about a malformed URI may quote it whole: never its password.
+    reason = redact_text(str(last), url)
+    raise DatabaseError(f"database not ready after {timeout:.0f}s: {reason}")
 
 
 @dataclass

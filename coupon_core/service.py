@@ -13,6 +13,7 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 
+from coupon_core.breaker import DEFAULT_PROBE_S, DEFAULT_THRESHOLD, CircuitBreaker, Outcome
 from coupon_core.errors import (
     AlreadyClaimed,
     CouponError,
@@ -66,6 +67,10 @@ class ServiceConfig:
     apply_schema: bool = True
     #: Names the service's backends in pg_stat_activity (the lab's faults find them by it).
     application_name: str = "coupon-service"
+    #: Consecutive connection failures that open the circuit breaker (0: no breaker),
+    #: and how often an open breaker probes the database (coupon_core.breaker).
+    breaker_threshold: int = DEFAULT_THRESHOLD
+    breaker_probe_s: float = DEFAULT_PROBE_S
 
     def conninfo_options(self) -> str:
         opts = []
@@ -93,6 +98,8 @@ class CouponService:
     config: ServiceConfig = field(default_factory=ServiceConfig)
     #: Lab-only fault hook called at named points of a claim; None (the default) costs nothing.
     fault: FaultHook | None = None
+    #: Refuses calls at once while the database is unreachable; None: no breaker.
+    breaker: CircuitBreaker | None = None
     _last_check: float = field(default=0.0, init=False, repr=False)
     _check_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -122,6 +129,7 @@ class CouponService:
         }
         if options := config.conninfo_options():
             kwargs["options"] = options
+        breaker = _breaker(url, kwargs, config)
         pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
             url,
             connection_class=ClaimConnection,
@@ -133,13 +141,19 @@ class CouponService:
             # the pool grows again on demand as soon as a caller waits, so after a
             # database restart recovery is bounded by one connection attempt.
             reconnect_timeout=0,
+            # A connection the pool could not open is a connection failure to the breaker.
+            reconnect_failed=None if breaker is None else lambda _pool: breaker.connect_failed(),
             open=False,
             name="coupon-service",
         )
+        if breaker is not None:
+            breaker.on_recover = pool.check  # drop what the outage broke before the trial
         pool.open(wait=False)
-        return cls(pool=pool, strategy=strategy, config=config)
+        return cls(pool=pool, strategy=strategy, config=config, breaker=breaker)
 
     def close(self) -> None:
+        if self.breaker is not None:
+            self.breaker.close()
         self.pool.close()
 
     def __enter__(self) -> CouponService:
@@ -215,32 +229,66 @@ class CouponService:
         CPU (py-spy). ``putconn`` still rolls back a connection left in a transaction and
         replaces a broken one.
         """
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            raise Unavailable()  # the database is unreachable: say so now, not in 10 s
+        # What this call learns about the database, for the breaker (unknown until told).
+        outcome: Outcome = "unknown"
         try:
-            conn = self.pool.getconn(timeout)
+            conn = self._getconn(timeout)
             try:
-                return fn(conn)
+                result = fn(conn)
+                outcome = "answered"
+                return result
             finally:
                 self.pool.putconn(conn)
         except CouponError:
+            outcome = "answered"  # a domain error: the database answered
             raise
         except pg_errors.UniqueViolation as err:
+            outcome = "answered"
             if err.diag.constraint_name == "coupons_pkey":
                 raise CouponExists() from err
             raise AlreadyClaimed() from err
         except pg_errors.CheckViolation as err:
+            outcome = "answered"
             raise NoStock() from err
         except pg_errors.ForeignKeyViolation as err:
+            outcome = "answered"
             raise CouponNotFound() from err
         except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable) as err:
+            outcome = "answered"
             raise Unavailable("service unavailable: the database timed out") from err
         except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
+            outcome = "answered"
             raise Unavailable("service unavailable: too much contention") from err
         except _TRANSIENT as err:
+            # A lost or refused connection is a failure; a pool timeout alone is no news
+            # (an exhausted pool is not a dead database).
+            outcome = "failed" if isinstance(err, psycopg.OperationalError) else "unknown"
             self._check_pool_soon()
             raise Unavailable() from err
         except psycopg.Error as err:
+            outcome = "answered"
             log.exception("unexpected database error")
             raise InternalError() from err
+        finally:
+            if breaker is not None:
+                breaker.record(outcome)
+
+    def _getconn(self, timeout: float | None) -> Conn:
+        """A pooled connection; with a suspect breaker, given up as soon as it opens."""
+        breaker = self.breaker
+        if breaker is None or not breaker.suspect:
+            return self.pool.getconn(timeout)  # healthy: one wait, first come first served
+        deadline = time.monotonic() + (self.pool.timeout if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return self.pool.getconn(max(min(left, breaker.probe_s), 0.001))
+            except psycopg_pool.PoolTimeout:
+                if left <= breaker.probe_s or breaker.state == "open":
+                    raise
 
     def _check_pool_soon(self) -> None:
         """After a connection error, have the pool replace its dead idle connections.
@@ -261,3 +309,15 @@ class CouponService:
             self.pool.check()
         except Exception:  # a check that fails now is retried by the next error
             log.debug("pool check failed", exc_info=True)
+
+
+def _breaker(url: str, kwargs: dict[str, Any], config: ServiceConfig) -> CircuitBreaker | None:
+    """The service's breaker, probing with a plain connection like the pool's own."""
+    if config.breaker_threshold <= 0:
+        return None
+    probe_kwargs = {**kwargs, "application_name": f"{config.application_name}-probe"[:63]}
+
+    def probe() -> None:
+        psycopg.connect(url, **probe_kwargs).close()
+
+    return CircuitBreaker(probe, threshold=config.breaker_threshold, probe_s=config.breaker_probe_s)

@@ -8,8 +8,9 @@ each connection's addresses (2 processes on 2 cores: 3370-3460 claims/s; 3 were 
 better). A keep-alive connection stays with the worker that accepted it.
 
 Parent: ``serve_processes(url, processes=N) -> ServerGroup``. Worker:
-``python -m coupon_core.workers --database-url URL --port P [...]``, which prints
-``ready <pid>`` once it accepts and serves until SIGTERM or SIGINT. A worker's
+``DATABASE_URL=URL python -m coupon_core.workers --port P [...]``, which prints
+``ready <pid>`` once it accepts and serves until SIGTERM or SIGINT. The URL goes in
+the environment, never on the command line: ``ps`` shows every process's argv. A worker's
 backends are named ``coupon-service-<pid>`` in pg_stat_activity (prefix-compatible
 with the single process's ``coupon-service``; ``--application-name`` changes the
 prefix), and every response carries ``x-coupon-worker: <pid>``, so a probe can tell
@@ -46,6 +47,7 @@ import psycopg
 
 from coupon_core import schema
 from coupon_core.errors import Unavailable
+from coupon_core.redact import redact_text
 from coupon_core.server import (
     GRACEFUL_SHUTDOWN_S,
     RunningServer,
@@ -81,7 +83,7 @@ MAX_RESTARTS = 100
 class _Worker:
     """One worker process: its stdout pipe (for the ready line) and its stderr file."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         # A file, not a pipe: nobody reads stderr while the worker serves, and a full
         # pipe would block it. pread, not read: the offset is shared with the worker.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
@@ -91,7 +93,7 @@ class _Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
-                env=_worker_env(),
+                env=env,
                 # Its own process group: a terminal's Ctrl-C reaches the parent only,
                 # which stops the workers in order (they stop themselves if it dies).
                 process_group=0,
@@ -159,6 +161,7 @@ class ServerGroup(Served):
         host: str,
         port: int,
         argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
         *,
         startup_timeout: float = STARTUP_TIMEOUT_S,
         max_restarts: int = MAX_RESTARTS,
@@ -167,6 +170,7 @@ class ServerGroup(Served):
         self.host = host
         self.port = port
         self._argv = argv
+        self._env = env
         self._startup_timeout = startup_timeout
         self._max_restarts = max_restarts
         self._stop_lock = threading.Lock()
@@ -229,7 +233,7 @@ class ServerGroup(Served):
 
     def supervise(self) -> None:
         """Start the supervisor thread (once); needs the group's worker argv."""
-        if self._argv is None:
+        if self._argv is None or self._env is None:
             raise ValueError("a group without its worker argv cannot restart workers")
         if self._supervisor is None:
             self._supervisor = threading.Thread(
@@ -253,7 +257,7 @@ class ServerGroup(Served):
         """Replace every worker, one at a time: start the new one, wait for its ready
         line, then SIGTERM the old one (graceful: in-flight requests finish, bounded by
         ``STOP_TIMEOUT_S``). ``pause_s`` between workers. Returns the restarts made."""
-        if self._argv is None:
+        if self._argv is None or self._env is None:
             raise ValueError("a group without its worker argv cannot restart workers")
         made: list[Restart] = []
         for old in list(self._workers):
@@ -306,8 +310,9 @@ class ServerGroup(Served):
 
     def _start_one(self) -> tuple[_Worker | None, str | None]:
         assert self._argv is not None
+        assert self._env is not None
         try:
-            worker = _Worker(self._argv)
+            worker = _Worker(self._argv, self._env)
         except OSError as err:
             return None, f"cannot start a worker: {err}"
         try:
@@ -430,11 +435,11 @@ def _expect_ready(worker: _Worker, received: bytes) -> None:
         raise ServerError(f"worker {worker.pid} said {line!r} instead of 'ready {worker.pid}'")
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(database_url: str) -> dict[str, str]:
     # Workers import the same coupon_core as the parent, installed or not.
     root = str(Path(__file__).resolve().parents[1])
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "DATABASE_URL": database_url}
 
 
 def _ensure_schema(database_url: str) -> None:
@@ -445,11 +450,11 @@ def _ensure_schema(database_url: str) -> None:
         raise Unavailable("service unavailable: cannot reach the database") from err
 
 
-def _spawn(argv: list[str], processes: int) -> list[_Worker]:
+def _spawn(argv: list[str], env: dict[str, str], processes: int) -> list[_Worker]:
     workers: list[_Worker] = []
     try:
         for _ in range(processes):
-            workers.append(_Worker(argv))
+            workers.append(_Worker(argv, env))
     except BaseException:
         ServerGroup(workers, "", 0).stop()
         raise
@@ -495,14 +500,16 @@ def serve_processes(
         if port and _accepts(host, bound):
             # Another SO_REUSEPORT server (an earlier group) would share the port silently.
             raise ServerError(f"cannot listen on {host}:{bound}: a server is listening there")
-        argv = _worker_argv(database_url, host, bound, strategy, pool_size)
+        argv = _worker_argv(host, bound, strategy, pool_size)
         if application_name is not None:
             argv += ["--application-name", application_name]
+        env = _worker_env(database_url)
         group = ServerGroup(
-            _spawn(argv, processes),
+            _spawn(argv, env, processes),
             host,
             bound,
             argv,
+            env,
             startup_timeout=startup_timeout,
             max_restarts=max_restarts,
         )
@@ -516,12 +523,13 @@ def serve_processes(
     return group
 
 
-def _worker_argv(url: str, host: str, port: int, strategy: str, pool_size: int) -> list[str]:
+def _worker_argv(host: str, port: int, strategy: str, pool_size: int) -> list[str]:
+    # No URL here: it may carry a password, and argv is public (/proc/<pid>/cmdline).
     return [
         sys.executable,
         "-m",
         "coupon_core.workers",
-        *("--database-url", url, "--host", host, "--port", str(port)),
+        *("--host", host, "--port", str(port)),
         *("--strategy", strategy, "--pool-size", str(pool_size)),
         *("--parent-pid", str(os.getpid())),
     ]
@@ -535,7 +543,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m coupon_core.workers",
         description="One worker of a ServerGroup: serve the API on a SO_REUSEPORT port.",
     )
-    p.add_argument("--database-url", required=True, metavar="URL")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="default: $DATABASE_URL (the group passes it so: argv is visible to every user)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--strategy", choices=available_strategies(), default="row_lock")
@@ -565,7 +578,11 @@ def _stop_with_parent(parent: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one worker: open a pool of exactly ``--pool-size``, serve, say ``ready <pid>``."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    if not database_url:
+        parser.error("no database: give --database-url or set DATABASE_URL")
     config = ServiceConfig(
         strategy=args.strategy,
         pool_min=args.pool_size,
@@ -582,8 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The pool retries a refused connection quietly until its wait times out;
         # one plain connection fails at once, with the reason.
-        psycopg.connect(args.database_url, connect_timeout=5).close()
-        with CouponService.connect(args.database_url, config) as service:
+        psycopg.connect(database_url, connect_timeout=5).close()
+        with CouponService.connect(database_url, config) as service:
             service.pool.wait(timeout=STARTUP_TIMEOUT_S)  # all K connections, before ready
             run_server(
                 service,
@@ -594,7 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 headers=[(WORKER_HEADER, str(os.getpid()))],
             )
     except (psycopg.Error, ServerError) as err:  # PoolTimeout is a psycopg.Error
-        print(f"worker {os.getpid()}: {err}", file=sys.stderr, flush=True)
+        reason = redact_text(str(err), database_url)
+        print(f"worker {os.getpid()}: {reason}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -10,8 +10,9 @@ database.
 
 With ``target=URL`` the HTTP client speaks to a server the lab did not start (any
 implementation of the contract, anywhere): no service, no server, and no database
-unless ``database_url`` (the target's own) is given explicitly. Without it the
-tables cannot be read, and every check that needs them is skipped with the reason
+unless ``database_url`` (the target's own) or ``TARGET_DATABASE_URL`` names it.
+Without it the tables cannot be read, and every check that needs them is skipped with
+the reason
 (``FinalState.unavailable``), never passed. ``cleanup=True`` deletes the run's own
 rows (its prefix, nothing else) on exit.
 """
@@ -22,7 +23,6 @@ import contextlib
 import contextvars
 import dataclasses
 import os
-import re
 import statistics
 import time
 import uuid
@@ -35,6 +35,7 @@ import psycopg
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
+from coupon_core.redact import redact_url
 from experiments.checks import FinalState, _like_prefix, always_on, read_state, stampede_collided
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.faults.leaks import ThreadBaseline, check_leaks, pool_idle
@@ -97,6 +98,8 @@ class LabError(RuntimeError):
     """The lab could not set an experiment up (setup coupon refused, bad layer)."""
 
 
+#: The environment variable that names a target's database (never DATABASE_URL).
+TARGET_DATABASE_ENV = "TARGET_DATABASE_URL"
 #: Why the tables are not read against a target given without its database.
 NO_DATABASE = "no database access: the target was given without --database-url"
 
@@ -355,7 +358,9 @@ def _target_lab(
     prefix: str | None,
     cleanup: bool,
 ) -> Iterator[Lab]:
-    # Only an explicit database_url counts: DATABASE_URL may be another database.
+    # The target's database: given, or TARGET_DATABASE_URL (how the suite passes it to
+    # a notebook's kernel); never DATABASE_URL, which may name another database.
+    database_url = database_url or os.environ.get(TARGET_DATABASE_ENV) or None
     if layer != "http":
         raise LabError(f"a target is reached over HTTP: layer must be 'http', not {layer!r}")
     target = check_target(target)
@@ -407,7 +412,7 @@ Expectations = Callable[[History, FinalState, Plan], list[Verdict]]
 
 def _masked(url: str | None) -> str | None:
     # Params land in reports: never a password.
-    return None if url is None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return None if url is None else redact_url(url)
 
 
 def common_params(

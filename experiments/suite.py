@@ -6,7 +6,9 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
                in its metadata (``{"coupon_chaos": {"scenario": ..., "layers": [...]}}``;
                without it: the file stem, both layers). Adding a notebook is adding a file.
     provision  one database for the whole run (``coupon_core.database.provision``), unless
-               a URL is given; its URL goes to every notebook as ``database_url``.
+               a URL is given; its URL goes to every kernel in its environment
+               (``DATABASE_URL``), never as a parameter: an injected literal would put
+               a password into the executed notebook and its HTML (see "Secrets" below).
     seed       a run seed (given or drawn); each scenario's seed derives from it and the
                scenario name, so both layers of a scenario run the same plan.
     execute    papermill, kernel ``python3``, up to ``jobs`` notebooks at once, immediate
@@ -21,6 +23,10 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads):
 A scenario passes when its notebook ran without an error output and every check of its
 saved result passed; a notebook that crashed fails with its error. The pages themselves
 are drawn by ``experiments.suite_html``; what a run reports is ``experiments.suite_report``.
+
+Secrets: nothing a run writes or prints holds the database password. The URL reaches
+the kernels through their environment only; ``summary.json`` and the index name it
+redacted (``coupon_core.redact``); the rerun command reads it from ``$DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -128,17 +134,13 @@ class Job:
         return f"{self.notebook.scenario}-{self.layer}"
 
     def parameters(
-        self,
-        database_url: str | None,
-        out_dir: Path,
-        target: str | None = None,
-        cleanup: bool = False,
+        self, out_dir: Path, target: str | None = None, cleanup: bool = False
     ) -> dict[str, Any]:
+        """What papermill injects; never the database URL (it goes in the environment)."""
         offered: dict[str, Any] = {
             "seed": self.seed,
             "layer": self.layer,
             "strategy": self.strategy,
-            "database_url": database_url,
             "out_dir": str(out_dir),
         }
         # Only when asked: a notebook without these parameters still runs as before.
@@ -157,12 +159,39 @@ class _Against:
     target: str | None = None
     cleanup: bool = False
 
+    def kernel_env(self) -> dict[str, str]:
+        """The URL goes to the kernel by its environment: never in a notebook's parameters.
+
+        Against a target, its database (if given) is ``TARGET_DATABASE_URL``, and
+        ``DATABASE_URL`` is emptied: a database of ours must never pass for the target's.
+        """
+        if self.target is None:
+            return {"DATABASE_URL": self.database_url or ""}
+        return {"DATABASE_URL": "", "TARGET_DATABASE_URL": self.database_url or ""}
+
 
 def _execute(job: Job, run_dir: Path, against: _Against, hide_code: bool) -> JobReport:
     try:
         return _execute_in_thread(job, run_dir, against, hide_code)
     finally:
         _close_thread_loop()
+
+
+def _kernel_manager_class(env: dict[str, str]) -> type[Any]:
+    """A kernel manager that starts its kernel with ``env`` added to ours.
+
+    nbclient takes the class (``kernel_manager_class``) and owns the manager it makes,
+    so the kernel is shut down as before; papermill offers no other way to a kernel's
+    environment short of changing this process's ``os.environ`` (shared by threads).
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelWithEnv(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            await super().start_kernel(**kw)
+
+    return KernelWithEnv
 
 
 def _close_thread_loop() -> None:
@@ -196,10 +225,10 @@ def _execute_in_thread(job: Job, run_dir: Path, against: _Against, hide_code: bo
         papermill.execute_notebook(
             str(job.notebook.path),
             str(executed),
-            parameters=job.parameters(
-                against.database_url, data_dir, against.target, against.cleanup
-            ),
+            parameters=job.parameters(data_dir, against.target, against.cleanup),
             kernel_name=KERNEL,
+            # The URL (and any password in it) through the kernel's environment only.
+            kernel_manager_class=_kernel_manager_class(against.kernel_env()),
             progress_bar=False,
             # Not papermill's cwd=: it chdirs the whole process, which threads share.
             # nbclient starts the kernel in resources' path instead.
@@ -357,11 +386,13 @@ def run_suite(
     """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps.
 
     ``target``: every notebook runs over HTTP against that server, with
-    ``database_url`` as its database if given (none is started); a scenario that
-    cannot run against a target is not executed and is reported skipped, with its
-    reason. ``cleanup``: each scenario deletes its own rows afterwards.
+    ``database_url`` (given, never taken from ``$DATABASE_URL``) as its database if
+    given, none started; a scenario that cannot run against a target is not executed
+    and is reported skipped, with its reason. ``cleanup``: each scenario deletes its
+    own rows afterwards.
     """
     from coupon_core.database import DatabaseHandle, provision
+    from coupon_core.redact import redact_url
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -379,10 +410,13 @@ def run_suite(
     if target is not None and set(layers) != {"http"}:
         raise ValueError("a target is reached over HTTP: run it with layers ('http',) only")
     db_started = time.perf_counter()
-    # Against a target, only its own database (if given): none is started for it.
-    handle: DatabaseHandle | None = (
-        provision(database_url) if target is None or database_url else None
-    )
+    handle: DatabaseHandle | None = None
+    if target is None:
+        database_url = database_url or os.environ.get("DATABASE_URL") or None
+        handle = provision(database_url)
+    elif database_url:
+        # Against a target, only its own database, and only when given: none is started.
+        handle = provision(database_url)
     database_s = time.perf_counter() - db_started
     against = _Against(None if handle is None else handle.url, target, cleanup)
     reports: list[JobReport] = []
@@ -424,7 +458,12 @@ def run_suite(
         jobs=reports,
         database_s=database_s,
         parallel=max(1, jobs),
-        rerun=rerun_command(scenarios, layers, strategy, run_seed, target),
+        rerun=rerun_command(
+            scenarios, layers, strategy, run_seed, target, by_url=database_url is not None
+        ),
+        database=redact_url(database_url)
+        if database_url
+        else ("none (the target's tables are not read)" if target else "embedded"),
     )
     (run_dir / "summary.json").write_text(
         json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
@@ -461,8 +500,14 @@ def rerun_command(
     strategy: str,
     seed: int,
     target: str | None = None,
+    *,
+    by_url: bool = False,
 ) -> str:
-    """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers."""
+    """``coupon-chaos run ...`` replaying a run: a bare ``--seed`` would run other layers.
+
+    ``by_url``: the run used a database by URL; the command reads it (password and all)
+    from ``$DATABASE_URL`` rather than showing it.
+    """
     words = ["coupon-chaos", "run", *(scenarios or ())]
     layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
     if target is not None:
@@ -471,6 +516,10 @@ def rerun_command(
         words += ["--layer", layer]
     if strategy != "row_lock":
         words += ["--strategy", strategy]
+    if by_url:
+        # Against a target its database is TARGET_DATABASE_URL (DATABASE_URL may be another).
+        env = "TARGET_DATABASE_URL" if target is not None else "DATABASE_URL"
+        words += ["--database-url", f'"${env}"']
     return " ".join([*words, "--seed", str(seed)])
 
 

@@ -287,7 +287,8 @@ def index_html(suite: SuiteReport) -> str:
 {f"<p>Failed: {failed_links}</p>" if failed_links else ""}
 <p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; replay with
 <code>{esc(suite.rerun or f"coupon-chaos run --seed {suite.seed}")}</code>) · started {esc(suite.started_at)}
-· {suite.duration_s:.1f} s, {suite.parallel} notebook(s) at a time</p>
+· {suite.duration_s:.1f} s, {suite.parallel} notebook(s) at a time
+· database {esc(suite.database or "embedded")}</p>
 <p><small>Summed over notebooks: kernel start-up and shutdown {timing["kernel_s"]:.1f} s,
 cells {timing["cells_s"]:.1f} s (of which experiments {timing["experiment_s"]:.1f} s),
 rendering {timing["render_s"]:.1f} s; database start {timing["database_s"]:.1f} s.</small></p>

@@ -103,6 +103,8 @@ class SuiteReport:
     parallel: int = 1
     #: The command that replays this run's plans (same notebooks, layers, strategy, seed).
     rerun: str = ""
+    #: Where the database was: "embedded", or its URL with the password as ``***``.
+    database: str = ""
 
     @property
     def passed(self) -> bool:
@@ -120,6 +122,8 @@ class SuiteReport:
             "seed": self.seed,
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
+            "database": self.database,
+            "rerun": self.rerun,
             "scenarios": [j.to_dict() for j in self.jobs],
             "jobs": self.parallel,
             "timing": {

@@ -8,6 +8,7 @@ import os
 from coupon_core import CouponService, EmbeddedPostgres, available_strategies
 from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
 from coupon_core.errors import Unavailable
+from coupon_core.redact import redact_url
 from coupon_core.server import RunningServer, ServerError, run_server, stop_signals
 from coupon_core.workers import serve_processes
 from experiments.cli import CommandError
@@ -73,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _database(url: str | None) -> DatabaseHandle:
     if url:
-        print(f"database: {url}", flush=True)
+        print(f"database: {redact_url(url)}", flush=True)
         return ExternalDatabase(url)
     embedded = EmbeddedPostgres.create()
     try:
@@ -94,7 +95,7 @@ def _serve_in_process(args: argparse.Namespace, url: str) -> None:
             pool_min=min(4, args.pool_size),
         )
     except Unavailable as err:
-        raise CommandError(f"cannot reach the database at {url}") from err
+        raise CommandError(f"cannot reach the database at {redact_url(url)}") from err
 
     def ready(server: RunningServer) -> None:
         print(f"serving on {server.url} (strategy {args.strategy})", flush=True)
@@ -123,7 +124,7 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                 supervise=True,
             )
         except Unavailable as err:
-            raise CommandError(f"cannot reach the database at {url}") from err
+            raise CommandError(f"cannot reach the database at {redact_url(url)}") from err
         except ServerError as err:
             raise CommandError(str(err)) from err
         with group:

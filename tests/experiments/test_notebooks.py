@@ -155,3 +155,10 @@ def test_a_notebook_runs_as_opened_with_no_parameters(tmp_path: Path) -> None:
 def test_every_registered_scenario_has_a_notebook() -> None:
     covered = {_read(p).metadata["coupon_chaos"]["scenario"] for p in SCENARIO_NOTEBOOKS}
     assert covered == set(SCENARIOS), f"without a notebook: {sorted(set(SCENARIOS) - covered)}"
+
+
+def test_nbmake_and_pytest_share_one_timeout(pytestconfig: pytest.Config) -> None:
+    # pyproject states it once (pytest-timeout); conftest.py gives it to nbmake.
+    stated = float(pytestconfig.getoption("timeout", None) or pytestconfig.getini("timeout"))
+    assert stated > 0
+    assert pytestconfig.option.nbmake_timeout == int(stated)

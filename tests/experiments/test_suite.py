@@ -17,9 +17,11 @@ from experiments.cli import CommandError, main
 # nbformat's functions are untyped; one Any instead of an ignore at every call.
 nbformat: Any = _nbformat
 
-# A tiny notebook of the suite's shape: it reaches the run's database, records a Result
-# with a hand-made history, and asserts a claim count given as a literal.
-_RUN = """import time
+# A tiny notebook of the suite's shape: it reaches the run's database (its URL in the
+# kernel's environment, as the scenarios read it), records a Result with a hand-made
+# history, and asserts a claim count given as a literal.
+_RUN = """import os
+import time
 
 import psycopg
 
@@ -27,7 +29,7 @@ from experiments.history import History, Op
 from experiments.result import Result, Verdict
 
 t0 = time.perf_counter()
-with psycopg.connect(database_url) as conn:
+with psycopg.connect(database_url or os.environ["DATABASE_URL"]) as conn:
     one = conn.execute("SELECT 1").fetchone()[0]
 {crash}history = History(origin_ns=0)
 history.append(Op(0, 0, "claim", "c", invoke_ns=0, complete_ns=2_000_000, result="ok"))
@@ -106,11 +108,11 @@ def test_plan_jobs_keeps_supported_layers_and_rejects_unknown_names(tmp_path: Pa
     ]
     # Both layers of a scenario run the same plan: one seed per scenario.
     assert jobs[1].seed == jobs[2].seed == suite.derive_seed(5, "two")
-    assert jobs[0].parameters("postgresql://x", Path("/o")) == {
+    # Never the database URL: it reaches the kernel through its environment.
+    assert jobs[0].parameters(Path("/o")) == {
         "seed": jobs[0].seed,
         "layer": "service",
         "strategy": "atomic",
-        "database_url": "postgresql://x",
         "out_dir": "/o",
     }
     assert suite.plan_jobs(notebooks, ["two"], ("http",), "atomic", 5)[0].layer == "http"
@@ -233,7 +235,11 @@ def test_failed_assertion_and_crash_fail_the_run_and_are_named(
     assert index.count('src="data:image/png;base64,') == 2  # the crash recorded no history
     assert '<span class="tag fail">FAIL</span>\n1 of 3 notebooks passed' in index
     assert '<a href="#bad-service">bad [service]</a>' in index
-    assert "<code>coupon-chaos run --seed 11</code>" in index
+    # On a database by URL, the rerun reads it from the environment, never shows it.
+    rerun = 'coupon-chaos run --database-url "$DATABASE_URL" --seed 11'
+    shown = rerun.replace('"', "&quot;")
+    assert f"<code>{shown}</code>" in index
+    assert summary["rerun"] == rerun
     # Every link of the index is relative and lands on a file of the run (or a row).
     links = re.findall(r'href="([^"]+)"', index)
     assert len(links) == 3 * 2 + 1 + 2  # report + without code per row, summary, 2 failures
