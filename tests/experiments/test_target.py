@@ -189,6 +189,30 @@ def test_run_command_against_the_target(served: str, tmp_path: Path) -> None:
     assert "1 skipped (not run)" in index
 
 
+def test_run_command_against_the_target_and_its_database(
+    served: str, db_url: str, tmp_path: Path
+) -> None:
+    # The suite hands the target's database to the kernel as TARGET_DATABASE_URL.
+    done = subprocess.run(
+        [*CLI, "run", "flash_sale", "--target", served, "--database-url", db_url, "--cleanup"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
+    (job,) = summary["scenarios"]
+    assert job["passed"] is True
+    assert job["checks_skipped"] == 0
+    assert {c["name"] for c in job["checks"]} >= TABLE_CHECKS
+    assert f"--target {served}" in summary["rerun"]
+    assert '--database-url "$TARGET_DATABASE_URL"' in summary["rerun"]
+
+
 def test_run_command_refuses_a_target_on_the_service_layer(tmp_path: Path) -> None:
     done = subprocess.run(
         [*CLI, "run", "flash_sale", "--target", "http://127.0.0.1:1", "--layer", "service"],
