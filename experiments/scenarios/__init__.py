@@ -95,7 +95,6 @@ _NEEDS: dict[str, tuple[Need, ...]] = {
     "database_restart": ("database_process", "service", "tables"),
     "partial_failure": ("service", "tables"),
     "lock_contention": ("service", "database", "tables"),
-    "network_faults": ("service", "tables"),
     "negative_stock": ("service", "database", "tables"),
     "input_boundary": ("server", "database", "tables"),
 }

@@ -135,6 +135,29 @@ def test_cleanup_touches_only_the_runs_own_rows(served: str, db_url: str, unique
     assert _rows(db_url, unique) == (1, 1)
 
 
+@pytest.mark.parametrize("with_database", [True, False], ids=["with-db", "without-db"])
+def test_network_faults_through_a_proxy_in_front_of_the_target(
+    with_database: bool, served: str, db_url: str
+) -> None:
+    result = scenarios.run(
+        "network_faults",
+        target=served,
+        seed=5,
+        database_url=db_url if with_database else None,
+        cleanup=with_database,
+    )
+    assert result.passed, [(v.name, v.detail) for v in result.failed]
+    assert result.params["target"] == served
+    # The proxy stood between the lab and the target, and its reset cut requests.
+    proxy = result.summary["proxy"]
+    assert proxy["accepted"] > 0
+    assert proxy["resets"] + proxy["refused"] > 0
+    assert result.verdict("latency_applied").passed
+    assert bool(result.skipped) is not with_database
+    if with_database:
+        assert _rows(db_url, result.summary["prefix"]) == (0, 0)
+
+
 @pytest.mark.parametrize("name", [n for n in FAULTS if SCENARIOS[n].target_skip_reason("x")])
 def test_scenarios_that_need_more_are_skipped(name: str, served: str, db_url: str) -> None:
     result = scenarios.run(name, target=served, database_url=db_url)
