@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from experiments.checks import FinalState, always_on
+from experiments.clients import Client
 from experiments.faults.experiment import fault_figures
 from experiments.faults.leaks import ThreadBaseline, check_leaks
 from experiments.faults.proxy import TcpProxy
 from experiments.faults.restart import time_to_recover
 from experiments.faults.schedule import ProxySchedule, Step
 from experiments.faults.window import label_ops
-from experiments.clients import Client
 from experiments.history import History, Op
 from experiments.lab import (
     announce,

@@ -217,8 +217,18 @@ def test_run_command_against_the_target_and_its_database(
 ) -> None:
     # The suite hands the target's database to the kernel as TARGET_DATABASE_URL.
     done = subprocess.run(
-        [*CLI, "run", "flash_sale", "--target", served, "--database-url", db_url, "--cleanup"]
-        + ["--out", str(tmp_path)],
+        [
+            *CLI,
+            "run",
+            "flash_sale",
+            "--target",
+            served,
+            "--database-url",
+            db_url,
+            "--cleanup",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         env=_env(),
