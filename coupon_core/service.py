@@ -81,6 +81,12 @@ class ServiceConfig:
         return " ".join(opts)
 
 
+# While the breaker suspects the database, a call waits for a connection in slices this
+# long and gives up once the circuit opens: the slice bounds how long a call already
+# waiting then keeps waiting (each slice re-queues the caller behind newer waiters;
+# only while suspect, never in healthy operation).
+_SUSPECT_SLICE_S = 0.02
+
 # Errors that mean "the database could not answer", as opposed to a bug.
 _TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,  # connection lost, server shutting down, timeouts
@@ -285,9 +291,9 @@ class CouponService:
         while True:
             left = deadline - time.monotonic()
             try:
-                return self.pool.getconn(max(min(left, breaker.probe_s), 0.001))
+                return self.pool.getconn(max(min(left, _SUSPECT_SLICE_S), 0.001))
             except psycopg_pool.PoolTimeout:
-                if left <= breaker.probe_s or breaker.state == "open":
+                if left <= _SUSPECT_SLICE_S or breaker.state == "open":
                     raise
 
     def _check_pool_soon(self) -> None:

@@ -474,6 +474,8 @@ def serve_processes(
     supervise: bool = False,
     application_name: str | None = None,
     max_restarts: int = MAX_RESTARTS,
+    pool_timeout: float = ServiceConfig.pool_timeout,
+    connect_timeout: float = ServiceConfig.connect_timeout,
 ) -> ServerGroup:
     """Start ``processes`` workers on one port, each with ``pool_size`` connections.
 
@@ -501,6 +503,7 @@ def serve_processes(
             # Another SO_REUSEPORT server (an earlier group) would share the port silently.
             raise ServerError(f"cannot listen on {host}:{bound}: a server is listening there")
         argv = _worker_argv(host, bound, strategy, pool_size)
+        argv += ["--pool-timeout", str(pool_timeout), "--connect-timeout", str(connect_timeout)]
         if application_name is not None:
             argv += ["--application-name", application_name]
         env = _worker_env(database_url)
@@ -553,6 +556,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--strategy", choices=available_strategies(), default="row_lock")
     p.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE, metavar="N")
+    p.add_argument("--pool-timeout", type=float, default=ServiceConfig.pool_timeout, metavar="S")
+    p.add_argument(
+        "--connect-timeout", type=float, default=ServiceConfig.connect_timeout, metavar="S"
+    )
     p.add_argument(
         "--parent-pid", type=int, default=None, metavar="PID", help="stop when PID is gone"
     )
@@ -587,6 +594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         strategy=args.strategy,
         pool_min=args.pool_size,
         pool_max=args.pool_size,
+        pool_timeout=args.pool_timeout,
+        connect_timeout=args.connect_timeout,
         apply_schema=False,  # the parent applied it
         application_name=f"{args.application_name}-{os.getpid()}"[:63],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from coupon_core import CouponService, EmbeddedPostgres, available_strategies
+from coupon_core import CouponService, EmbeddedPostgres, ServiceConfig, available_strategies
 from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
 from coupon_core.errors import Unavailable
 from coupon_core.redact import redact_url
@@ -37,6 +37,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600 s: {value:g}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
@@ -60,6 +70,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=20,
         metavar="N",
         help="database connections in the pool, per worker process (default: 20)",
+    )
+    defaults = ServiceConfig()
+    parser.add_argument(
+        "--pool-timeout",
+        type=_seconds,
+        default=defaults.pool_timeout,
+        metavar="S",
+        help="seconds a request waits for a pooled connection before its 503; while the"
+        " database is unreachable the circuit breaker answers 503 at once"
+        f" (default: {defaults.pool_timeout:g})",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=defaults.connect_timeout,
+        metavar="S",
+        help="seconds to open one database connection, whole seconds, at least 1"
+        f" (libpq's connect_timeout; default: {defaults.connect_timeout:g})",
     )
     parser.add_argument(
         "--workers",
@@ -93,6 +121,8 @@ def _serve_in_process(args: argparse.Namespace, url: str) -> None:
             strategy=args.strategy,
             pool_max=args.pool_size,
             pool_min=min(4, args.pool_size),
+            pool_timeout=args.pool_timeout,
+            connect_timeout=args.connect_timeout,
         )
     except Unavailable as err:
         raise CommandError(f"cannot reach the database at {redact_url(url)}") from err
@@ -120,6 +150,8 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                 port=args.port,
                 strategy=args.strategy,
                 pool_size=args.pool_size,
+                pool_timeout=args.pool_timeout,
+                connect_timeout=args.connect_timeout,
                 # A worker that dies is replaced (restarts counted and logged on stderr).
                 supervise=True,
             )

@@ -21,6 +21,7 @@ import psycopg
 from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
 from experiments.checks import FinalState, always_on
 from experiments.faults.leaks import ThreadBaseline, check_leaks
+from experiments.faults.loads import BackingOff
 from experiments.faults.restart import time_to_recover
 from experiments.faults.window import Window, Windows, label_ops
 from experiments.history import History
@@ -138,6 +139,7 @@ def fault_experiment(
     observers: MakeFaults | None = None,
     own_database: bool = False,
     server_workers: int = 0,
+    backoff_s: float = 0.0,
 ) -> Result:
     """Run ``scenario``: see the module docstring.
 
@@ -149,6 +151,8 @@ def fault_experiment(
     ``faults_done()`` ends the fault phase early once a self-timed fault finished.
     ``observers(run)`` builds watchers (no faults: their windows label nothing) that
     start with the faults and stop when the whole load, recovery included, is over.
+    ``backoff_s``: a worker told "unavailable" pauses this long before its next op
+    (``loads.BackingOff``), for faults that make the database unreachable.
     ``own_database`` runs on a fresh embedded cluster whatever ``database_url`` and
     ``DATABASE_URL`` say (a fault that stops the database must not stop a shared one).
     ``server_workers`` (HTTP): the lab serves from supervised worker processes.
@@ -226,7 +230,7 @@ def fault_experiment(
             try:
                 report = run_plan(
                     plan,
-                    lab.client,
+                    BackingOff(lab.client, backoff_s) if backoff_s > 0 else lab.client,
                     lab.history,
                     phase="load",
                     run_timeout_s=run_timeout_s,

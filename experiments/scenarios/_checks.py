@@ -81,6 +81,7 @@ OWN_CHECKS: dict[str, tuple[str, ...]] = {
         "outage_observed",
         "service_recovered_in_bound",
         "ops_bounded",
+        "outage_answers_fast",
     ),
     "partial_failure": (
         "claim_results",

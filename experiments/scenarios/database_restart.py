@@ -11,21 +11,31 @@ from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason
 from experiments.history import History
-from experiments.lab import common_params
+from experiments.lab import common_params, latency_quantiles
 from experiments.result import Result, Verdict
 
 NAME = "database_restart"
 TITLE = "Database restart"
 DESCRIPTION = (
     "8 workers claim while the database is stopped (fast shutdown), kept down 1 s and "
-    "started again on the same port. Expected: ops during the outage end unavailable "
-    "within the pool timeout, never hang or 5xx; no acknowledged claim is lost; the "
-    "service serves again without a restart, within 30 s (time to recover measured). "
+    "started again on the same port. Expected: ops during the outage end unavailable, "
+    "at once once the circuit breaker has opened (in well under the pool timeout), "
+    "never hang or 5xx; no acknowledged claim is lost; the service serves again "
+    "without a restart, within 30 s. Measured: p50/p99 of the refusals during the "
+    "outage and the time from the database accepting connections to the first "
+    "successful claim (goals: p99 under 1 s, recovery under 2 s). "
     "Needs a database the lab can restart: it always starts its own (a database_url "
     "given is not used, and the result says so)."
 )
 DEFAULTS: dict[str, Any] = {"workers": 8, "down_s": 1.0, "mode": "fast"}
 RECOVERY_BOUND_S = 30.0
+#: Goals of issue 11 §4, reported MET/MISSED beside the figures (not a timed check).
+GOAL_OUTAGE_P99_S = 1.0
+GOAL_RECOVERY_S = 2.0
+#: A worker told "unavailable" pauses this long before its next op (see
+#: ``loads.BackingOff``); at 10 ms, 800 refusals made the linearizability search the
+#: longest step of the notebook. It also bounds how late a recovery is seen.
+BACKOFF_S = 0.05
 
 
 def run(
@@ -54,21 +64,52 @@ def run(
     def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
         r = restarts[0]
         ws = r.windows.windows
+        start = ws[-1].start_ns if ws else None
+        # The window ends once start() returned: pg_ctl -w saw the server accept
+        # connections and one connection of our own succeeded.
         end = ws[-1].end_ns if ws else None
         load = [o for o in history.ops if o.phase not in (None, "setup")]
+        # Recovery: from the database accepting connections to the first successful
+        # claim that completed after it.
         after_ok = sorted(
-            o.complete_ns for o in load if o.result == "ok" and end and o.invoke_ns >= end
+            o.complete_ns
+            for o in load
+            if o.kind == "claim" and o.result == "ok" and end is not None and o.complete_ns >= end
         )
         recover = None if not after_ok or end is None else (after_ok[0] - end) / 1e9
+        # The refusals during the outage: unavailable ops invoked while it was down.
+        refused = [
+            o
+            for o in load
+            if o.result == "unavailable"
+            and start is not None
+            and end is not None
+            and start <= o.invoke_ns < end
+        ]
+        refusals = latency_quantiles(refused)
+        p99 = refusals["p99_ms"]
+        pool_timeout_s = fr.lab.service.config.pool_timeout
         fr.figures.update(
             {
                 "db_stop_s": None if r.stopped_s is None else round(r.stopped_s, 4),
                 "db_start_s": None if r.started_s is None else round(r.started_s, 4),
                 "service_recovery_s": None if recover is None else round(recover, 4),
+                "outage_refusals": len(refused),
+                "outage_refusal_ms": refusals,
+                "pool_timeout_s": pool_timeout_s,
+                "goals": {
+                    f"outage p99 < {GOAL_OUTAGE_P99_S:g} s": _goal(
+                        None if p99 is None else p99 / 1000, GOAL_OUTAGE_P99_S
+                    ),
+                    f"recovery < {GOAL_RECOVERY_S:g} s": _goal(recover, GOAL_RECOVERY_S),
+                },
             }
         )
         bound_ns = int((op_timeout_s + 2.0) * 1e9)
         slow = [o.op_id for o in load if o.latency_ns > bound_ns]
+        # Without the breaker each refusal waits the pool timeout; with it, the p99 is a
+        # small part of it (the bound derives from the setting, not from this machine).
+        fast_bound_s = pool_timeout_s / 2
         return [
             results_within(history, "claim", {"ok", "unavailable"}),
             results_within(history, "get", {"ok", "unavailable"}),
@@ -86,6 +127,13 @@ def run(
                 {"recovery_s": recover, "bound_s": RECOVERY_BOUND_S},
             ),
             Verdict("ops_bounded", not slow, f"{len(slow)} ops took longer than op timeout + 2 s"),
+            Verdict(
+                "outage_answers_fast",
+                p99 is not None and p99 / 1000 < fast_bound_s,
+                f"{len(refused)} refusals during the outage: p50 {refusals['p50_ms']} ms, "
+                f"p99 {p99} ms (bound: half the pool timeout, {fast_bound_s:g} s)",
+                {**refusals, "n": len(refused), "bound_s": fast_bound_s},
+            ),
         ]
 
     note = None
@@ -109,9 +157,11 @@ def run(
         run_timeout_s=run_timeout_s,
         fault_s=run_timeout_s / 2,
         after_s=1.0,
-        service_overrides={"pool_timeout": 1.0},
+        # The lab's pool timeout (5 s with the default op timeout): the circuit breaker,
+        # not a short timeout, is what makes refusals fast.
         faults_done=lambda: bool(restarts) and restarts[0].wait(0),
         own_database=True,
+        backoff_s=BACKOFF_S,
     )
     result.duration_s = time.monotonic() - t0
     if note is not None:
@@ -125,3 +175,9 @@ def run(
         )["database_url"]
         result.summary["database"] = note
     return result
+
+
+def _goal(value: float | None, goal: float) -> str:
+    if value is None:
+        return "not measured"
+    return f"{'MET' if value < goal else 'MISSED'} ({value:.3f} s)"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +18,10 @@ import psycopg
 import pytest
 
 from coupon_core import CouponService, EmbeddedPostgres
+from coupon_core.database import free_port
 from coupon_core.server import serve_in_thread
+
+ROOT = Path(__file__).resolve().parents[2]
 
 POOL_TIMEOUT_S = 2.0
 # A request during the outage may wait the pool timeout, plus a health check's 2 s,
@@ -153,3 +161,167 @@ def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
     assert users == acknowledged
     assert remaining == (100 - len(acknowledged),)
     print(f"recovered {recovered_after:.2f}s after restart")
+
+
+# -- the circuit breaker: 503 at once during the outage, served again soon after ----------
+
+# The service's default pool timeout: without the breaker every request during the
+# outage would wait this long; with it, each must answer in a fraction of it.
+DEFAULT_POOL_TIMEOUT_S = 10.0
+FAST_BOUND_S = DEFAULT_POOL_TIMEOUT_S / 2
+
+
+def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPostgres) -> None:
+    db = own_database
+    svc = CouponService.connect(db.url, strategy="atomic", pool_max=8)
+    assert svc.config.pool_timeout == DEFAULT_POOL_TIMEOUT_S
+    assert svc.breaker is not None
+    try:
+        with (
+            serve_in_thread(svc) as server,
+            httpx.Client(base_url=server.url, timeout=DEFAULT_POOL_TIMEOUT_S + 10) as client,
+        ):
+            assert client.post("/api/coupons", json={"name": "c", "amount": 500}).status_code == 201
+            acknowledged = []
+            for i in range(5):
+                r = client.post(
+                    "/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"}
+                )
+                assert r.status_code == 200
+                acknowledged.append(f"before-{i}")
+
+            db.stop()
+            slowest = 0.0
+            for i in range(20):
+                start = time.monotonic()
+                r = client.post(
+                    "/api/coupons/claim", json={"user_id": f"during-{i}", "coupon_name": "c"}
+                )
+                slowest = max(slowest, time.monotonic() - start)
+                assert (r.status_code, r.json()) == (503, {"error": "service unavailable"})
+            assert slowest < FAST_BOUND_S, f"a 503 took {slowest:.2f}s"
+            assert svc.breaker.state == "open"
+            # A crowd: every one refused at once, none waits a pool timeout.
+            crowd = outage_crowd(server.url, 100)
+            assert crowd["statuses"] == {503: 100}
+            assert crowd["slowest_s"] < FAST_BOUND_S
+            r = client.get("/health")
+            assert r.status_code == 503
+
+            db.start()
+            up = time.monotonic()
+            deadline = up + RECOVERY_BOUND_S
+            while True:
+                r = client.post("/api/coupons/claim", json={"user_id": "after", "coupon_name": "c"})
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503
+                assert time.monotonic() < deadline, "no recovery"
+                time.sleep(0.01)
+            recovered_s = time.monotonic() - up
+            acknowledged.append("after")
+            assert svc.breaker.state == "closed"
+            assert svc.breaker.opened >= 1
+            assert client.get("/health").status_code == 200
+    finally:
+        svc.close()
+    assert not any(t.name == "breaker-probe" for t in threading.enumerate())
+
+    with psycopg.connect(db.url) as conn:
+        users = [
+            row[0]
+            for row in conn.execute(
+                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
+            ).fetchall()
+        ]
+        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
+    # Nothing acknowledged is lost, and nothing refused was written.
+    assert users == acknowledged
+    assert remaining == (500 - len(acknowledged),)
+    print(f"slowest 503 {slowest * 1000:.1f} ms; first claim {recovered_s:.3f}s after start")
+
+
+def children(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(
+    own_database: EmbeddedPostgres,
+) -> None:
+    # The real command, two worker processes, the options passed through to each.
+    db = own_database
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATABASE_URL=db.url, PYTHONPATH=str(ROOT))
+    argv = [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port)]
+    options = [
+        "--workers",
+        "2",
+        "--pool-size",
+        "2",
+        "--pool-timeout",
+        "8",
+        "--connect-timeout",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        [*argv, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + RECOVERY_BOUND_S
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.1)
+        for pid in children(proc.pid):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[cmdline.index(b"--pool-timeout") + 1] == b"8.0"
+            assert cmdline[cmdline.index(b"--connect-timeout") + 1] == b"2.0"
+        with httpx.Client(base_url=base, timeout=30) as c:
+            assert c.post("/api/coupons", json={"name": "w", "amount": 100}).status_code == 201
+            db.stop()
+            # New connections each time: SO_REUSEPORT spreads them over both workers.
+            slowest = 0.0
+            for i in range(20):
+                start = time.monotonic()
+                r = httpx.post(
+                    f"{base}/api/coupons/claim",
+                    json={"user_id": f"d{i}", "coupon_name": "w"},
+                    timeout=30,
+                )
+                slowest = max(slowest, time.monotonic() - start)
+                assert r.status_code == 503
+            assert slowest < 8 / 2, f"a 503 took {slowest:.2f}s with --pool-timeout 8"
+            db.start()
+            deadline = time.monotonic() + RECOVERY_BOUND_S
+            ok = 0
+            while ok < 4:  # several connections: both workers serve again
+                r = httpx.post(
+                    f"{base}/api/coupons/claim",
+                    json={"user_id": f"a{ok}", "coupon_name": "w"},
+                    timeout=30,
+                )
+                ok += r.status_code == 200
+                assert time.monotonic() < deadline, "no recovery"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
