@@ -3,17 +3,16 @@
 A stampede of ``--workers`` users on a coupon of stock 1, ``--rounds`` times per row,
 through the lab's runner (threads released together) against a real database:
 
-    service before   in-process service calls, the pool growing from 4 connections
-                     during the stampede (as every scenario's first run did)
-    service after    the pool's connections opened before the release (``Lab.warm_pool``)
-    http  before     the pooled httpx client the lab used until issue 10: connections
-                     opened on first use, requests built after the release, cold pool
-    http  after      ``experiments.clients.HttpClient``: one warm connection per worker,
-                     request bytes encoded before the release, warm pool
+    service before   in-process service calls released by a ``threading.Barrier``
+                     (whose waiters retake one lock in turn), as before issue 10
+    service after    released by the runner's gate (a lock per worker, opened in one loop)
+    http  before     the pooled httpx client the lab used until issue 10 (connections
+                     opened on first use, requests built after the release), Barrier
+    http  after      ``experiments.clients.HttpClient`` (one warm connection per worker,
+                     request bytes encoded before the release), gate
 
 Every round opens a fresh lab (service, pool, server): each is a scenario's first
-stampede. The release is the runner's gate in every row (a lock per worker; before
-issue 10 a ``threading.Barrier``, whose waiters retake one lock in turn).
+stampede.
 
 Goals (issue 10 §4), for 100 workers on 2 cores: start spread < 5 ms on the service
 layer and < 10 ms over HTTP, peak in flight >= 80% of the workers. Figures, not a
@@ -91,14 +90,16 @@ class PooledHttpxClient:
         self.http.close()
 
 
-def _round(client: Client, setup: Client, workers: int, seed: int, prefix: str) -> dict[str, Any]:
+def _round(
+    client: Client, setup: Client, workers: int, seed: int, prefix: str, release_by: Any
+) -> dict[str, Any]:
     plan = stampede_plan(seed, prefix, stock=1, users=workers)
     name, amount = plan.setup[0]
     made = setup.invoke(Op(-1, -1, "create", name, amount=amount))
     if made.result != "ok":
         raise RuntimeError(f"setup create ended {made.result}: {made.message}")
     history = History()
-    report = run_plan(plan, client, history, run_timeout_s=60.0)
+    report = run_plan(plan, client, history, run_timeout_s=60.0, release_by=release_by)
     oks = sum(1 for o in history.ops if o.result == "ok")
     if oks != 1:
         raise RuntimeError(f"a stampede on stock 1 had {oks} winners")
@@ -139,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     # Each round is a scenario's first stampede: a fresh lab (service pool, server).
     variants: list[tuple[str, str, bool]] = [
-        ("service before (pool grows in the run)", "service", False),
-        ("service after (pool warm, gate)", "service", True),
-        ("http before (pooled httpx, cold)", "http", False),
+        ("service before (Barrier)", "service", False),
+        ("service after (gate)", "service", True),
+        ("http before (pooled httpx, Barrier)", "http", False),
         ("http after (warm conns, prepared, gate)", "http", True),
     ]
     try:
@@ -154,11 +155,16 @@ def main(argv: list[str] | None = None) -> int:
                     client: Client = lab.client
                     if layer == "http" and not after:
                         client = PooledHttpxClient(lab.server.url, max_connections=args.workers)
-                    if after:
-                        lab.warm_pool(args.workers)
                     try:
                         rounds.append(
-                            _round(client, lab.client, args.workers, args.seed + i, lab.prefix)
+                            _round(
+                                client,
+                                lab.client,
+                                args.workers,
+                                args.seed + i,
+                                lab.prefix,
+                                "gate" if after else "barrier",
+                            )
                         )
                     finally:
                         if client is not lab.client:

@@ -140,7 +140,12 @@ class HttpClient:
 
     layer = "http"
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float = 10.0, max_connections: int | None = None
+    ) -> None:
+        # max_connections: accepted from callers written for the pooled client it replaced;
+        # connections here are one per thread (or greenlet), so the callers bound them.
+        del max_connections
         self.base_url = base_url.rstrip("/")
         url = urlsplit(self.base_url)
         if url.scheme not in ("http", "https") or not url.hostname:

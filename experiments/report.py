@@ -56,6 +56,7 @@ RESULT_COLOURS: dict[str, str] = {
     "unavailable": "#d62728",
     "unknown": "#7f7f7f",
     "server_error": "#000000",
+    "contract_violation": "#17becf",
 }
 #: A result kind this module does not know (a newer history) still gets a visible colour.
 _FALLBACK_COLOUR = "#bcbd22"

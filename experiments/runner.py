@@ -12,10 +12,12 @@ their own timeout, and every thread is joined before ``run_plan`` returns.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from experiments.clients import Client
 from experiments.history import History, Op
@@ -69,6 +71,39 @@ class _Gate:
         self.open()
 
 
+class _BarrierGate(_Gate):
+    """The release before issue 10: one ``threading.Barrier`` (the main thread its last party)."""
+
+    def __init__(self, n: int, timeout_s: float) -> None:
+        self._n = n
+        self._barrier = threading.Barrier(n + 1, timeout=timeout_s)
+        self._broken = False
+
+    def wait(self, worker: int, timeout_s: float) -> bool:
+        try:
+            self._barrier.wait()
+        except threading.BrokenBarrierError:
+            return False
+        return not self._broken
+
+    def all_arrived(self, timeout_s: float) -> bool:
+        # The main thread's own wait is the release; arrival shows as n_waiting.
+        deadline = time.monotonic() + timeout_s
+        while self._barrier.n_waiting < self._n:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def open(self) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._barrier.wait()
+
+    def break_open(self) -> None:
+        self._broken = True
+        self._barrier.abort()
+
+
 class RunnerError(RuntimeError):
     """The run could not be carried out (a worker could not be joined, a broken barrier)."""
 
@@ -119,6 +154,7 @@ def run_plan(
     phase: PhaseLabel = None,
     barrier_timeout_s: float = 30.0,
     stop: threading.Event | None = None,
+    release_by: Literal["gate", "barrier"] = "gate",
 ) -> RunReport:
     """Run ``plan`` through ``client``, recording into ``history``; return the run's figures.
 
@@ -126,6 +162,8 @@ def run_plan(
     bound does. The join waits ``op_timeout_s`` plus a grace for in-flight calls
     after the bound; a worker still alive then is a client that ignored its timeout,
     and ``RunnerError`` says so instead of returning with a thread left behind.
+    ``release_by="barrier"`` releases through a ``threading.Barrier`` as before issue
+    10 (kept for ``benchmarks/stampede_collision.py``'s "before" rows).
     """
     stop = stop or threading.Event()
     n = plan.workers
@@ -143,7 +181,7 @@ def run_plan(
         released_ns = time.monotonic_ns()
         deadline = time.monotonic() + run_timeout_s
 
-    gate = _Gate(n)
+    gate = _Gate(n) if release_by == "gate" else _BarrierGate(n, barrier_timeout_s)
     first_invoke: dict[int, int] = {}
     not_started: list[PlannedOp] = []
     lock = threading.Lock()
@@ -166,7 +204,10 @@ def run_plan(
         nonlocal ops_run
         mine = per_worker[worker]
         if ready is not None:
-            ready([p.to_op() for p in mine])
+            # Preparation only: a client that fails here meets the same trouble in its
+            # ops, which record it. The worker must still arrive at the gate.
+            with contextlib.suppress(Exception):
+                ready([p.to_op() for p in mine])
         if not gate.wait(worker, barrier_timeout_s + 5.0):
             with lock:
                 errors.append(RunnerError("the gate never opened: a worker did not arrive"))

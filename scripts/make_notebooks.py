@@ -243,11 +243,13 @@ SPECS.update(
             "Forty workers share a pool of four connections with a 0.25 s pool timeout, "
             "and for 0.8 s the nemesis holds all four. Every operation ends within the "
             "pool timeout plus slack as a success or a clean 'unavailable' (503 over HTTP), "
-            "none hangs or 5xxs; a refusal happens only while the pool is exhausted (held "
-            "by the nemesis, or sampled every 5 ms with no idle connection); the pool is "
-            "idle afterwards and nothing is lost.",
+            "none hangs or 5xxs; each refusal is the pool's own, judged by the pool's state "
+            "at the moment it refused (no connection idle, its whole timeout waited), whether "
+            "the nemesis or the 40 callers exhausted it; the pool is idle afterwards and "
+            "nothing is lost.",
             "a hang, a 5xx, a refusal slower than the pool timeout, a refusal while the pool "
-            "had an idle connection, a connection never given back, or any invariant violated.",
+            "had an idle connection or before its timeout, an unavailable the pool never "
+            "refused, a connection never given back, or any invariant violated.",
             "exhausted",
             "claim_results",
             "get_results",

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import psycopg
 import pytest
@@ -30,11 +31,14 @@ def row_locked(url: str, coupon: str) -> Iterator[None]:
             conn.rollback()
 
 
-def test_barrier_releases_every_worker_together(db_url: str, unique: str) -> None:
+@pytest.mark.parametrize("release_by", ["gate", "barrier"])
+def test_barrier_releases_every_worker_together(
+    db_url: str, unique: str, release_by: Literal["gate", "barrier"]
+) -> None:
     with open_lab(database_url=db_url, workers=50, prefix=unique) as lab:
         plan = stampede_plan(1, unique, stock=50, users=50)
         lab.setup(plan)
-        report = lab.run(plan, run_timeout_s=30)
+        report = run_plan(plan, lab.client, lab.history, run_timeout_s=30, release_by=release_by)
         state = lab.state()
     assert report.ops_run == 50
     assert report.not_started == 0
@@ -121,3 +125,31 @@ def test_stop_event_ends_the_run_early(db_url: str, unique: str) -> None:
     assert 0 < report.ops_run < 100_000
     assert report.not_started == 100_000 - report.ops_run
     assert report.timed_out
+
+
+def test_a_worker_that_never_arrives_breaks_the_gate_and_nothing_runs(
+    db_url: str, unique: str
+) -> None:
+    with open_lab(database_url=db_url, workers=3, prefix=unique) as lab:
+        plan = stampede_plan(1, unique, stock=3, users=3)
+        lab.setup(plan)
+        inner = lab.client
+        slow = threading.Event()
+
+        class Late:
+            layer = inner.layer
+
+            def ready(self, ops: list[object]) -> None:
+                if threading.current_thread().name == "worker-0":
+                    slow.wait(2.0)  # arrives after the gate gave up
+
+            def invoke(self, op: object, history: object = None) -> object:
+                return inner.invoke(op, history)  # type: ignore[arg-type]
+
+            def close(self) -> None: ...
+
+        with pytest.raises(RunnerError, match="never released"):
+            run_plan(plan, Late(), lab.history, barrier_timeout_s=0.5, run_timeout_s=5)  # type: ignore[arg-type]
+        claims = [o for o in lab.history.ops if o.kind == "claim"]
+    assert claims == []
+    assert _workers_alive() == []
