@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +140,61 @@ def test_unsupervised_group_reports_a_dead_worker(db_url: str) -> None:
             g.check()
         assert g.restarts == 0
         assert not g.supervised
+
+
+def test_serve_restarts_a_killed_worker_and_says_so(db_url: str, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = str(root)
+    err_path = tmp_path / "stderr"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.cli",
+                "serve",
+                "--port",
+                "0",
+                "--database-url",
+                db_url,
+                "--workers",
+                "2",
+                "--pool-size",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=root,
+            process_group=0,
+        )
+    try:
+        assert proc.stdout is not None
+        pids: list[int] = []
+        deadline = time.monotonic() + BOUND_S
+        while not pids and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"serve exited: {err_path.read_text()}"
+            if line.startswith("worker pids: "):
+                pids = [int(p) for p in line.removeprefix("worker pids: ").split()]
+        victim = pids[0]
+        os.kill(victim, signal.SIGKILL)
+        while "replaced by" not in err_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        logged = err_path.read_text()
+        assert f"worker {victim} exited with code -9; restarting it" in logged
+        assert f"worker {victim} replaced by " in logged
+        assert "(restart 1)" in logged
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err_path.read_text()
+        assert out.splitlines()[-2:] == ["worker restarts: 1", "stopped"]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
