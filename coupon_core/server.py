@@ -90,7 +90,13 @@ class RunningServer(Served):
                 self._thread.join(5.0)
 
 
-def _config(service: CouponService, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _config(
+    service: CouponService,
+    host: str,
+    port: int,
+    log_level: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(service),
         host=host,
@@ -109,6 +115,7 @@ def _config(service: CouponService, host: str, port: int, log_level: str) -> uvi
         proxy_headers=False,
         timeout_keep_alive=30,  # keep-alive on: load clients reuse their connections
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        headers=headers,  # extra response headers (a worker names itself)
     )
 
 
@@ -147,14 +154,16 @@ def serve_in_thread(
     log_level: str = "warning",
     startup_timeout: float = STARTUP_TIMEOUT_S,
     reuse_port: bool = False,
+    headers: list[tuple[str, str]] | None = None,
 ) -> RunningServer:
     """Serve the API for ``service`` in a background thread; returns once it accepts.
 
-    ``reuse_port`` lets other processes listen on the same port (SO_REUSEPORT).
+    ``reuse_port`` lets other processes listen on the same port (SO_REUSEPORT);
+    ``headers`` are added to every response.
     """
     sock = _bind(host, port, reuse_port=reuse_port)
     bound_port = int(sock.getsockname()[1])
-    server = uvicorn.Server(_config(service, host, bound_port, log_level))
+    server = uvicorn.Server(_config(service, host, bound_port, log_level, headers))
     failure: list[BaseException] = []
 
     def main() -> None:
@@ -208,6 +217,7 @@ def run_server(
     log_level: str = "warning",
     on_ready: Callable[[RunningServer], None] | None = None,
     reuse_port: bool = False,
+    headers: list[tuple[str, str]] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT (Ctrl-C), then shut down cleanly and return.
 
@@ -217,7 +227,9 @@ def run_server(
     """
     with (
         stop_signals() as stop,
-        serve_in_thread(service, host, port, log_level=log_level, reuse_port=reuse_port) as running,
+        serve_in_thread(
+            service, host, port, log_level=log_level, reuse_port=reuse_port, headers=headers
+        ) as running,
     ):
         if on_ready is not None:
             on_ready(running)

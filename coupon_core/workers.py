@@ -12,13 +12,24 @@ Parent: ``serve_processes(url, processes=N) -> ServerGroup``. Worker:
 ``ready <pid>`` once it accepts and serves until SIGTERM or SIGINT. The URL goes in
 the environment, never on the command line: ``ps`` shows every process's argv. A worker's
 backends are named ``coupon-service-<pid>`` in pg_stat_activity (prefix-compatible
-with the single process's ``coupon-service``).
+with the single process's ``coupon-service``; ``--application-name`` changes the
+prefix), and every response carries ``x-coupon-worker: <pid>``, so a probe can tell
+which worker answered.
+
+Supervision (``supervise=True``, what ``serve --workers N`` uses): a thread of the
+parent watches the workers; one that exits on its own (a crash, a SIGKILL) is
+replaced by a new worker on the same port, and each restart is counted, logged and
+kept in ``ServerGroup.restart_log``. ``rolling_restart()`` replaces the workers one
+by one, the new one ready before the old one gets SIGTERM, so the port always has a
+listener. The supervisor gives up (``check()`` raises) after ``max_restarts``, or
+when a replacement does not start.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import select
 import signal
@@ -28,7 +39,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 
@@ -47,7 +60,12 @@ from coupon_core.server import (
 from coupon_core.service import CouponService, ServiceConfig
 from coupon_core.strategies import available_strategies, get_strategy
 
-__all__ = ["ServerGroup", "serve_processes"]
+__all__ = ["WORKER_HEADER", "Restart", "ServerGroup", "serve_processes"]
+
+log = logging.getLogger(__name__)
+
+#: The response header naming the worker process that answered.
+WORKER_HEADER = "x-coupon-worker"
 
 DEFAULT_POOL_SIZE = 10  # per worker process
 # Workers import the service and open their pools in parallel, on the same cores.
@@ -55,6 +73,11 @@ STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = GRACEFUL_SHUTDOWN_S + 5.0
 _TAIL_BYTES = 2000
 _PARENT_POLL_S = 0.5
+# How often the supervisor looks at its workers: a dead one is noticed within this.
+_SUPERVISE_POLL_S = 0.02
+#: Restarts a supervisor makes before it gives up (a worker that dies at start-up
+#: would otherwise be restarted forever).
+MAX_RESTARTS = 100
 
 
 class _Worker:
@@ -105,74 +128,305 @@ class _Worker:
         self._stderr.close()
 
 
-class ServerGroup(Served):
-    """Worker processes serving one port; ``stop()`` is bounded and idempotent."""
+@dataclass(frozen=True)
+class Restart:
+    """One replacement of a worker: why, when (monotonic ns), and how it went."""
 
-    def __init__(self, workers: list[_Worker], host: str, port: int) -> None:
+    reason: Literal["exited", "rolling"]
+    old_pid: int
+    #: The old worker's exit code; negative: the signal that ended it (-9: SIGKILL).
+    exit_code: int | None
+    #: When the supervisor saw it exit (``exited``) or began replacing it (``rolling``).
+    seen_ns: int
+    new_pid: int | None = None
+    #: When the replacement said ``ready`` (None: it did not start).
+    ready_ns: int | None = None
+    error: str | None = None
+
+    @property
+    def ready_s(self) -> float | None:
+        """Seconds from ``seen_ns`` to the replacement's ready line."""
+        return None if self.ready_ns is None else (self.ready_ns - self.seen_ns) / 1e9
+
+
+class ServerGroup(Served):
+    """Worker processes serving one port; ``stop()`` is bounded and idempotent.
+
+    Supervised (``supervise()``), a worker that exits is replaced; see the module.
+    """
+
+    def __init__(
+        self,
+        workers: list[_Worker],
+        host: str,
+        port: int,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        *,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
+        max_restarts: int = MAX_RESTARTS,
+    ) -> None:
         self._workers = workers
         self.host = host
         self.port = port
+        self._argv = argv
+        self._env = env
+        self._startup_timeout = startup_timeout
+        self._max_restarts = max_restarts
         self._stop_lock = threading.Lock()
+        # Guards _workers and restart_log: the supervisor replaces entries in place.
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._retiring: set[int] = set()  # pids a rolling restart is stopping on purpose
+        self._retired: list[_Worker] = []
+        self._gave_up: str | None = None
+        #: Every replacement made, in order (crashes and rolling restarts).
+        self.restart_log: list[Restart] = []
 
     @property
     def pids(self) -> list[int]:
-        return [w.pid for w in self._workers]
+        with self._lock:
+            return [w.pid for w in self._workers]
 
     @property
     def running(self) -> bool:
         """Every worker is alive."""
-        return all(w.proc.poll() is None for w in self._workers)
+        with self._lock:
+            return all(w.proc.poll() is None for w in self._workers)
 
     @property
     def exit_codes(self) -> dict[int, int | None]:
         """Each worker's exit code by pid; None while it runs."""
-        return {w.pid: w.proc.poll() for w in self._workers}
+        with self._lock:
+            return {w.pid: w.proc.poll() for w in self._workers}
+
+    @property
+    def supervised(self) -> bool:
+        return self._supervisor is not None
+
+    @property
+    def restarts(self) -> int:
+        """Workers replaced because they exited on their own (rolling restarts not counted)."""
+        with self._lock:
+            return sum(1 for r in self.restart_log if r.reason == "exited")
 
     def check(self) -> None:
-        """Raise ServerError, with its stderr, if a worker has exited."""
-        for w in self._workers:
-            if w.proc.poll() is not None:
-                raise ServerError(w.describe_exit())
+        """Raise ServerError, with its stderr, if a worker has exited (supervised: if the
+        supervisor gave up)."""
+        if self._supervisor is not None:
+            if self._gave_up is not None:
+                raise ServerError(self._gave_up)
+            return
+        with self._lock:
+            for w in self._workers:
+                if w.proc.poll() is not None:
+                    raise ServerError(w.describe_exit())
 
     def wait_ready(self, timeout: float) -> None:
         """Wait for every worker's ``ready <pid>`` line; ServerError if one dies or is late."""
+        with self._lock:
+            workers = list(self._workers)
+        _wait_ready(workers, timeout)
+
+    # -- supervision ---------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Start the supervisor thread (once); needs the group's worker argv."""
+        if self._argv is None or self._env is None:
+            raise ValueError("a group without its worker argv cannot restart workers")
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(
+                target=self._watch, name=f"server-supervisor-{self.port}", daemon=True
+            )
+            self._supervisor.start()
+
+    def wait_restart(self, old_pid: int, timeout: float) -> Restart | None:
+        """The restart that replaced ``old_pid``, once its replacement is ready or failed."""
         deadline = time.monotonic() + timeout
-        pending = {w.stdout_fd(): w for w in self._workers}
-        received = dict.fromkeys(pending, b"")
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                late = next(iter(pending.values()))
-                raise ServerError(
-                    f"worker {late.pid} was not ready within {timeout:.0f}s{late.stderr_tail()}"
-                )
-            # A worker that dies closes its stdout, which wakes the select too.
-            readable, _, _ = select.select(list(pending), [], [], left)
-            for fd in readable:
-                worker = pending[fd]
-                chunk = os.read(fd, 256)
-                if not chunk:
-                    raise ServerError(worker.describe_exit())
-                received[fd] += chunk
-                if b"\n" in received[fd]:
-                    _expect_ready(worker, received[fd])
-                    del pending[fd]
+        while True:
+            with self._lock:
+                for r in self.restart_log:
+                    if r.old_pid == old_pid:
+                        return r
+            if time.monotonic() >= deadline or self._stopping.is_set():
+                return None
+            time.sleep(_SUPERVISE_POLL_S)
+
+    def rolling_restart(self, *, pause_s: float = 0.0) -> list[Restart]:
+        """Replace every worker, one at a time: start the new one, wait for its ready
+        line, then SIGTERM the old one (graceful: in-flight requests finish, bounded by
+        ``STOP_TIMEOUT_S``). ``pause_s`` between workers. Returns the restarts made."""
+        if self._argv is None or self._env is None:
+            raise ValueError("a group without its worker argv cannot restart workers")
+        made: list[Restart] = []
+        for old in list(self._workers):
+            if self._stopping.is_set():
+                break
+            seen = time.monotonic_ns()
+            with self._lock:
+                self._retiring.add(old.pid)
+            new, error = self._start_one()
+            restart = Restart(
+                "rolling",
+                old.pid,
+                None,
+                seen,
+                new_pid=None if new is None else new.pid,
+                ready_ns=None if new is None else time.monotonic_ns(),
+                error=error,
+            )
+            if new is None:
+                with self._lock:
+                    self._retiring.discard(old.pid)
+                    self.restart_log.append(restart)
+                made.append(restart)
+                raise ServerError(f"rolling restart: {error}")
+            with self._lock:
+                self._workers[self._workers.index(old)] = new
+                self._retired.append(old)
+            old.proc.send_signal(signal.SIGTERM)
+            try:
+                old.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                old.proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    old.proc.wait(5.0)
+            restart = Restart(
+                "rolling",
+                old.pid,
+                old.proc.returncode,
+                seen,
+                new_pid=new.pid,
+                ready_ns=restart.ready_ns,
+            )
+            with self._lock:
+                self.restart_log.append(restart)
+            log.info("worker %d replaced by %d (rolling restart)", old.pid, new.pid)
+            made.append(restart)
+            if pause_s > 0 and self._stopping.wait(pause_s):
+                break
+        return made
+
+    def _start_one(self) -> tuple[_Worker | None, str | None]:
+        assert self._argv is not None
+        assert self._env is not None
+        try:
+            worker = _Worker(self._argv, self._env)
+        except OSError as err:
+            return None, f"cannot start a worker: {err}"
+        try:
+            _wait_ready([worker], self._startup_timeout)
+        except ServerError as err:
+            with contextlib.suppress(OSError):
+                worker.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.proc.wait(5.0)
+            worker.close()
+            return None, str(err)
+        return worker, None
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(_SUPERVISE_POLL_S):
+            with self._lock:
+                dead = [
+                    w
+                    for w in self._workers
+                    if w.pid not in self._retiring and w.proc.poll() is not None
+                ]
+            for w in dead:
+                if self._stopping.is_set():
+                    return
+                self._replace(w)
+                if self._gave_up is not None:
+                    return
+
+    def _replace(self, dead: _Worker) -> None:
+        seen = time.monotonic_ns()
+        code = dead.proc.returncode
+        with self._lock:
+            made = len(self.restart_log)
+        if made >= self._max_restarts:
+            self._gave_up = (
+                f"worker {dead.pid} exited with code {code}; not restarted: "
+                f"{made} restarts already (the limit){dead.stderr_tail()}"
+            )
+            log.error("%s", self._gave_up)
+            return
+        log.warning("worker %d exited with code %s; restarting it", dead.pid, code)
+        new, error = self._start_one()
+        restart = Restart(
+            "exited",
+            dead.pid,
+            code,
+            seen,
+            new_pid=None if new is None else new.pid,
+            ready_ns=None if new is None else time.monotonic_ns(),
+            error=error,
+        )
+        with self._lock:
+            if new is not None:
+                self._workers[self._workers.index(dead)] = new
+            self._retired.append(dead)
+            self.restart_log.append(restart)
+            count = sum(1 for r in self.restart_log if r.reason == "exited")
+        if new is None:
+            self._gave_up = f"worker {dead.pid} exited with code {code}; its replacement: {error}"
+            log.error("%s", self._gave_up)
+            return
+        log.warning(
+            "worker %d replaced by %d, ready in %.3fs (restart %d)",
+            dead.pid,
+            new.pid,
+            restart.ready_s or 0.0,
+            count,
+        )
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM every worker, give them ``timeout`` together, then SIGKILL the rest."""
         with self._stop_lock:
-            for w in self._workers:
+            self._stopping.set()
+            if self._supervisor is not None:
+                # A restart in progress is bounded by the startup timeout.
+                self._supervisor.join(self._startup_timeout + 10.0)
+            with self._lock:
+                workers = [*self._workers, *self._retired]
+            for w in workers:
                 w.proc.send_signal(signal.SIGTERM)  # a no-op once it has been reaped
             deadline = time.monotonic() + timeout
-            for w in self._workers:
+            for w in workers:
                 try:
                     w.proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     w.proc.kill()
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         w.proc.wait(5.0)  # stuck in the kernel: still bounded
-            for w in self._workers:
+            for w in workers:
                 w.close()
+
+
+def _wait_ready(workers: list[_Worker], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {w.stdout_fd(): w for w in workers}
+    received = dict.fromkeys(pending, b"")
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            late = next(iter(pending.values()))
+            raise ServerError(
+                f"worker {late.pid} was not ready within {timeout:.0f}s{late.stderr_tail()}"
+            )
+        # A worker that dies closes its stdout, which wakes the select too.
+        readable, _, _ = select.select(list(pending), [], [], left)
+        for fd in readable:
+            worker = pending[fd]
+            chunk = os.read(fd, 256)
+            if not chunk:
+                raise ServerError(worker.describe_exit())
+            received[fd] += chunk
+            if b"\n" in received[fd]:
+                _expect_ready(worker, received[fd])
+                del pending[fd]
 
 
 def _expect_ready(worker: _Worker, received: bytes) -> None:
@@ -217,6 +471,9 @@ def serve_processes(
     pool_size: int = DEFAULT_POOL_SIZE,
     startup_timeout: float = STARTUP_TIMEOUT_S,
     apply_schema: bool = True,
+    supervise: bool = False,
+    application_name: str | None = None,
+    max_restarts: int = MAX_RESTARTS,
     pool_timeout: float = ServiceConfig.pool_timeout,
     connect_timeout: float = ServiceConfig.connect_timeout,
 ) -> ServerGroup:
@@ -227,7 +484,9 @@ def serve_processes(
     With ``port=0`` the kernel picks the port: the parent binds a SO_REUSEPORT socket
     without listening, which holds the port for the workers yet takes no connections
     (only listeners share them), and closes it once every worker is ready.
-    ``apply_schema=False``: the caller vouches for the schema.
+    ``apply_schema=False``: the caller vouches for the schema. ``supervise``: replace
+    a worker that exits (see the module), at most ``max_restarts`` times.
+    ``application_name``: the prefix of the workers' backend names (``<name>-<pid>``).
 
     Raises Unavailable if the schema cannot be applied, ServerError if the port is
     taken (by any server, SO_REUSEPORT or not) or a worker does not start (the others
@@ -245,12 +504,25 @@ def serve_processes(
             raise ServerError(f"cannot listen on {host}:{bound}: a server is listening there")
         argv = _worker_argv(host, bound, strategy, pool_size)
         argv += ["--pool-timeout", str(pool_timeout), "--connect-timeout", str(connect_timeout)]
-        group = ServerGroup(_spawn(argv, _worker_env(database_url), processes), host, bound)
+        if application_name is not None:
+            argv += ["--application-name", application_name]
+        env = _worker_env(database_url)
+        group = ServerGroup(
+            _spawn(argv, env, processes),
+            host,
+            bound,
+            argv,
+            env,
+            startup_timeout=startup_timeout,
+            max_restarts=max_restarts,
+        )
         try:
             group.wait_ready(startup_timeout)
         except BaseException:
             group.stop()
             raise
+    if supervise:
+        group.supervise()
     return group
 
 
@@ -291,6 +563,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--parent-pid", type=int, default=None, metavar="PID", help="stop when PID is gone"
     )
+    p.add_argument(
+        "--application-name",
+        default=ServiceConfig.application_name,
+        metavar="NAME",
+        help="backends are named NAME-<pid> in pg_stat_activity",
+    )
     return p
 
 
@@ -319,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pool_timeout=args.pool_timeout,
         connect_timeout=args.connect_timeout,
         apply_schema=False,  # the parent applied it
-        application_name=f"{ServiceConfig.application_name}-{os.getpid()}",
+        application_name=f"{args.application_name}-{os.getpid()}"[:63],
     )
 
     def ready(server: RunningServer) -> None:
@@ -333,7 +611,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         psycopg.connect(database_url, connect_timeout=5).close()
         with CouponService.connect(database_url, config) as service:
             service.pool.wait(timeout=STARTUP_TIMEOUT_S)  # all K connections, before ready
-            run_server(service, args.host, args.port, on_ready=ready, reuse_port=True)
+            run_server(
+                service,
+                args.host,
+                args.port,
+                on_ready=ready,
+                reuse_port=True,
+                headers=[(WORKER_HEADER, str(os.getpid()))],
+            )
     except (psycopg.Error, ServerError) as err:  # PoolTimeout is a psycopg.Error
         reason = redact_text(str(err), database_url)
         print(f"worker {os.getpid()}: {reason}", file=sys.stderr, flush=True)

@@ -35,9 +35,13 @@ class ThreadBaseline:
 
 
 def _service_backends(url: str, application_name: str) -> int:
+    # Server worker processes name theirs <application_name>-<pid>: theirs count too.
+    pattern = application_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = %s OR application_name LIKE %s",
+            (application_name, pattern + "-%"),
         ).fetchone()
     return int(str(row[0])) if row is not None else 0
 

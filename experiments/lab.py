@@ -7,6 +7,14 @@ strategy with its pool sized for the run, a client for the chosen layer (for
 connection for reading the final state, and a run-unique coupon prefix. On exit
 nothing it started is left running: client, server, service pool, connection,
 database.
+
+With ``target=URL`` the HTTP client speaks to a server the lab did not start (any
+implementation of the contract, anywhere): no service, no server, and no database
+unless ``database_url`` (the target's own) or ``TARGET_DATABASE_URL`` names it.
+Without it the tables cannot be read, and every check that needs them is skipped with
+the reason
+(``FinalState.unavailable``), never passed. ``cleanup=True`` deletes the run's own
+rows (its prefix, nothing else) on exit.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import psycopg
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
 from coupon_core.redact import redact_url
-from experiments.checks import FinalState, always_on, read_state, stampede_collided
+from experiments.checks import FinalState, _like_prefix, always_on, read_state, stampede_collided
 from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.history import History, Op, collision
@@ -48,7 +56,9 @@ __all__ = [
     "LabError",
     "Layer",
     "announce",
+    "check_target",
     "common_params",
+    "delete_run_rows",
     "experiment",
     "http_target",
     "latency_quantiles",
@@ -88,6 +98,12 @@ class LabError(RuntimeError):
     """The lab could not set an experiment up (setup coupon refused, bad layer)."""
 
 
+#: The environment variable that names a target's database (never DATABASE_URL).
+TARGET_DATABASE_ENV = "TARGET_DATABASE_URL"
+#: Why the tables are not read against a target given without its database.
+NO_DATABASE = "no database access: the target was given without --database-url"
+
+
 def run_prefix(scenario: str) -> str:
     """A coupon-name prefix unique to one run: ``<scenario>-<12 hex>``."""
     return f"{scenario}-{uuid.uuid4().hex[:12]}"
@@ -97,19 +113,40 @@ def run_prefix(scenario: str) -> str:
 class Lab:
     """What a scenario needs; see ``open_lab``."""
 
+    #: "" against a target given without its database.
     database_url: str
     layer: Layer
     strategy: str
     prefix: str
-    service: CouponService
+    service_or_none: CouponService | None
     client: Client
-    conn: psycopg.Connection[Any]
+    conn_or_none: psycopg.Connection[Any] | None
     op_timeout_s: float
     #: The database, when the lab started it (faults may restart it).
     database: DatabaseHandle | None = None
-    #: The HTTP server, when ``layer == "http"``.
+    #: The HTTP server, when ``layer == "http"`` and the lab started it.
     server: Any = None
     history: History = field(default_factory=History)
+    #: The external server's URL, when the lab runs against one.
+    target: str | None = None
+
+    @property
+    def service(self) -> CouponService:
+        """The in-process service; LabError against a target (there is none)."""
+        if self.service_or_none is None:
+            raise LabError(f"no in-process service against the target {self.target}")
+        return self.service_or_none
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The lab's own connection; LabError against a target without its database."""
+        if self.conn_or_none is None:
+            raise LabError(NO_DATABASE)
+        return self.conn_or_none
+
+    @conn.setter
+    def conn(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn_or_none = conn
 
     def setup(self, plan: Plan) -> list[Op]:
         """Create the plan's setup coupons through the client (phase ``setup``)."""
@@ -140,8 +177,30 @@ class Lab:
         )
 
     def state(self) -> FinalState:
-        """The run's coupons and claims, read from the tables (only this run's prefix)."""
-        return read_state(self.conn, self.prefix)
+        """The run's coupons and claims, read from the tables (only this run's prefix).
+
+        Without database access: an empty state that says why (its checks are skipped).
+        """
+        if self.conn_or_none is None:
+            return FinalState(prefix=self.prefix, unavailable=NO_DATABASE)
+        return read_state(self.conn_or_none, self.prefix)
+
+    def cleanup(self) -> dict[str, Any]:
+        """Delete this run's own claims and coupons (by its prefix, nothing else)."""
+        if self.conn_or_none is None:
+            return {"cleanup": f"skipped: {NO_DATABASE}"}
+        return delete_run_rows(self.conn_or_none, self.prefix)
+
+
+def delete_run_rows(conn: psycopg.Connection[Any], prefix: str) -> dict[str, Any]:
+    """Delete the claims, then the coupons, whose coupon name starts with ``prefix``."""
+    if not prefix:
+        raise LabError("cleanup deletes only its own run's rows: give a non-empty prefix")
+    pattern = _like_prefix(prefix)
+    with conn.transaction():
+        claims = conn.execute("DELETE FROM claims WHERE coupon_name LIKE %s", (pattern,)).rowcount
+        coupons = conn.execute("DELETE FROM coupons WHERE name LIKE %s", (pattern,)).rowcount
+    return {"cleanup": "done", "deleted_claims": claims, "deleted_coupons": coupons}
 
 
 def _service_config(strategy: str, pool_max: int, op_timeout_s: float) -> ServiceConfig:
@@ -176,15 +235,36 @@ def open_lab(
     prefix: str | None = None,
     service_overrides: dict[str, Any] | None = None,
     read_url: str | None = None,
+    server_workers: int = 0,
+    target: str | None = None,
+    cleanup: bool = False,
 ) -> Iterator[Lab]:
     """Open everything an experiment needs, and close it all on exit (see the module).
 
     ``service_overrides`` replaces fields of the service's config (fault scenarios:
     a run-unique ``application_name``, a short ``pool_timeout``, lock timeouts);
     ``read_url`` sends the service's gets to another server (a standby).
+    ``server_workers`` (HTTP layer): serve from that many supervised worker
+    processes (``coupon_core.workers``) instead of a thread of this process; their
+    backends are named ``<application_name>-<pid>``. ``target``, ``cleanup``: see the
+    module.
     """
     if layer not in LAYERS:
         raise LabError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+    if target is not None:
+        with _target_lab(
+            scenario=scenario,
+            layer=layer,
+            strategy=strategy,
+            target=target,
+            database_url=database_url,
+            workers=workers,
+            op_timeout_s=op_timeout_s,
+            prefix=prefix,
+            cleanup=cleanup,
+        ) as lab:
+            yield lab
+        return
     pool = pool_max or max(2, min(workers, DEFAULT_POOL_CAP))
     with contextlib.ExitStack() as stack:
         url = database_url or os.environ.get("DATABASE_URL") or None
@@ -200,10 +280,23 @@ def open_lab(
         stack.callback(service.close)
         server: Any = None
         client: Client
-        target = HTTP_TARGET.get()
-        if layer == "http" and target is not None:
+        if layer == "http" and server_workers > 0:
+            from coupon_core.workers import serve_processes
+
+            server = serve_processes(
+                url,
+                processes=server_workers,
+                strategy=strategy,
+                pool_size=pool,
+                apply_schema=False,  # the lab's service applied it
+                supervise=True,
+                application_name=config.application_name,
+            )
+            stack.callback(server.stop)
+            client = HttpClient(server.url, timeout_s=op_timeout_s)
+        elif layer == "http" and (seam := HTTP_TARGET.get()) is not None:
             # A server the lab did not start (a test double); it serves the same database.
-            client = HttpClient(target, timeout_s=op_timeout_s)
+            client = HttpClient(seam, timeout_s=op_timeout_s)
         elif layer == "http":
             from coupon_core.server import serve_in_thread
 
@@ -215,18 +308,74 @@ def open_lab(
         stack.callback(client.close)
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         stack.enter_context(conn)
-        yield Lab(
+        lab = Lab(
             database_url=url,
             layer=layer,
             strategy=strategy,
             prefix=prefix or run_prefix(scenario),
-            service=service,
+            service_or_none=service,
             client=client,
-            conn=conn,
+            conn_or_none=conn,
             op_timeout_s=op_timeout_s,
             database=handle,
             server=server,
         )
+        yield lab
+        if cleanup:
+            lab.cleanup()
+
+
+def check_target(target: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LabError(f"target must be an http(s)://host:port URL, not {target!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise LabError(f"target must be the server's root URL (no path or query): {target!r}")
+    return target.rstrip("/")
+
+
+@contextlib.contextmanager
+def _target_lab(
+    *,
+    scenario: str,
+    layer: str,
+    strategy: str,
+    target: str,
+    database_url: str | None,
+    workers: int,
+    op_timeout_s: float,
+    prefix: str | None,
+    cleanup: bool,
+) -> Iterator[Lab]:
+    # The target's database: given, or TARGET_DATABASE_URL (how the suite passes it to
+    # a notebook's kernel); never DATABASE_URL, which may name another database.
+    database_url = database_url or os.environ.get(TARGET_DATABASE_ENV) or None
+    if layer != "http":
+        raise LabError(f"a target is reached over HTTP: layer must be 'http', not {layer!r}")
+    target = check_target(target)
+    with contextlib.ExitStack() as stack:
+        client = HttpClient(target, timeout_s=op_timeout_s)
+        stack.callback(client.close)
+        conn = None
+        if database_url:
+            conn = psycopg.connect(database_url, autocommit=True, connect_timeout=10)
+            stack.enter_context(conn)
+        lab = Lab(
+            database_url=database_url or "",
+            layer="http",
+            strategy=strategy,
+            prefix=prefix or run_prefix(scenario),
+            service_or_none=None,
+            client=client,
+            conn_or_none=conn,
+            op_timeout_s=op_timeout_s,
+            target=target,
+        )
+        yield lab
+        if cleanup:
+            lab.cleanup()
 
 
 def latency_quantiles(ops: list[Op]) -> dict[str, float | None]:
@@ -301,6 +450,13 @@ def load_figures(history: History, report: RunReport, phase: str | None = "load"
 
 
 def state_figures(state: FinalState) -> dict[str, Any]:
+    if state.unavailable is not None:
+        return {
+            "final_stock": {},
+            "claim_rows": {},
+            "coupons": None,
+            "tables": f"skipped: {state.unavailable}",
+        }
     return {
         "final_stock": {name: remaining for name, (_, remaining) in state.coupons.items()},
         "claim_rows": {name: state.claim_rows(name) for name in state.coupons},
@@ -324,7 +480,7 @@ def invariant_verdicts(
     state: FinalState,
     *,
     baseline: ThreadBaseline,
-    pool_stats: dict[str, int],
+    pool_stats: dict[str, int] | None,
     app: str,
 ) -> list[Verdict]:
     """The checks every scenario gets, after its lab has closed.
@@ -341,7 +497,7 @@ def invariant_verdicts(
         check_leaks(
             baseline,
             pool_stats=pool_stats,
-            db_url=lab.database_url if lab.database is None else None,
+            db_url=(lab.database_url or None) if lab.database is None else None,
             application_name=app,
         ),
     ]
@@ -360,8 +516,14 @@ def experiment(
     op_timeout_s: float = 10.0,
     run_timeout_s: float = 60.0,
     pool_max: int | None = None,
+    target: str | None = None,
+    cleanup: bool = False,
 ) -> Result:
-    """The common pipeline: seed, plan, lab, setup, run, final state, checks, result."""
+    """The common pipeline: seed, plan, lab, setup, run, final state, checks, result.
+
+    ``target``: against that server (see the module); ``cleanup``: delete the run's
+    own rows afterwards (recorded in the summary).
+    """
     seed = draw_seed(seed)
     announce(scenario, seed, layer, strategy)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -380,11 +542,15 @@ def experiment(
         pool_max=pool_max,
         prefix=prefix,
         service_overrides={"application_name": app},
+        target=target,
     ) as lab:
         lab.setup(plan)
         report = lab.run(plan, run_timeout_s=run_timeout_s)
         state = lab.state()
-        pool_stats = pool_stats_when_idle(lab.service)
+        pool_stats = (
+            None if lab.service_or_none is None else pool_stats_when_idle(lab.service_or_none)
+        )
+        cleaned = lab.cleanup() if cleanup else {}
     history = lab.history
     verdicts = [
         *invariant_verdicts(lab, state, baseline=baseline, pool_stats=pool_stats, app=app),
@@ -397,6 +563,7 @@ def experiment(
         "outcomes": history.counts(),
         **state_figures(state),
         **load_figures(history, report),
+        **cleaned,
     }
     return Result(
         scenario=scenario,
@@ -413,6 +580,7 @@ def experiment(
                 run_timeout_s=run_timeout_s,
             ),
             "pool_max": pool_max,
+            "target": target,
             **params,
         },
         history=history,

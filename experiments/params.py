@@ -24,6 +24,8 @@ RESERVED: dict[str, str] = {
     "layer": "--layer",
     "database_url": "--database-url",
     "out_dir": "--out",
+    "target": "--target",
+    "cleanup": "--cleanup",
 }
 
 

@@ -19,25 +19,38 @@ __all__ = ["Result", "Verdict"]
 class Verdict:
     """A check's judgement: passed True/False, or None when it could not tell (unknown).
 
-    An unknown verdict never counts as a pass.
+    An unknown verdict never counts as a pass. A skipped one (``Verdict.skip``: the
+    check could not run here, say against a target without database access) has
+    ``passed=None`` and ``skipped=True``: neither passed nor failed, shown as skipped.
     """
 
     name: str
     passed: bool | None
     detail: str
     figures: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+    @classmethod
+    def skip(cls, name: str, reason: str) -> Verdict:
+        """A check that did not run, with the reason why."""
+        return cls(name, None, f"skipped: {reason}", {"reason": reason}, skipped=True)
 
     @property
     def label(self) -> str:
+        if self.skipped:
+            return "skipped"
         return {True: "pass", False: "FAIL", None: "unknown"}[self.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "passed": self.passed,
             "detail": self.detail,
             "figures": self.figures,
         }
+        if self.skipped:
+            out["skipped"] = True
+        return out
 
 
 @dataclass
@@ -58,11 +71,19 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return all(v.passed is True for v in self.verdicts)
+        """Every check that ran passed, and at least one ran (skipped ones aside)."""
+        ran = [v for v in self.verdicts if not v.skipped]
+        return bool(ran) and all(v.passed is True for v in ran)
 
     @property
     def failed(self) -> list[Verdict]:
-        return [v for v in self.verdicts if v.passed is not True]
+        """Checks that ran and did not pass (failed or unknown)."""
+        return [v for v in self.verdicts if v.passed is not True and not v.skipped]
+
+    @property
+    def skipped(self) -> list[Verdict]:
+        """Checks that could not run here, each with its reason."""
+        return [v for v in self.verdicts if v.skipped]
 
     def verdict(self, name: str) -> Verdict:
         for v in self.verdicts:

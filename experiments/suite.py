@@ -167,7 +167,9 @@ class Job:
             [self.notebook.scenario], [self.layer], self.strategy, self.seed, dict(self.overrides)
         )
 
-    def parameters(self, out_dir: Path) -> dict[str, Any]:
+    def parameters(
+        self, out_dir: Path, target: str | None = None, cleanup: bool = False
+    ) -> dict[str, Any]:
         """What papermill injects; never the database URL (it goes in the environment)."""
         offered: dict[str, Any] = {
             "seed": self.seed,
@@ -176,12 +178,36 @@ class Job:
             "out_dir": str(out_dir),
             **dict(self.overrides),
         }
+        # Only when asked: a notebook without these parameters still runs as before.
+        if target is not None:
+            offered["target"] = target
+        if cleanup:
+            offered["cleanup"] = True
         return {k: v for k, v in offered.items() if k in self.notebook.parameters}
 
 
-def _execute(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> JobReport:
+@dataclass(frozen=True)
+class _Against:
+    """What every notebook of a run is pointed at."""
+
+    database_url: str | None
+    target: str | None = None
+    cleanup: bool = False
+
+    def kernel_env(self) -> dict[str, str]:
+        """The URL goes to the kernel by its environment: never in a notebook's parameters.
+
+        Against a target, its database (if given) is ``TARGET_DATABASE_URL``, and
+        ``DATABASE_URL`` is emptied: a database of ours must never pass for the target's.
+        """
+        if self.target is None:
+            return {"DATABASE_URL": self.database_url or ""}
+        return {"DATABASE_URL": "", "TARGET_DATABASE_URL": self.database_url or ""}
+
+
+def _execute(job: Job, run_dir: Path, against: _Against, hide_code: bool) -> JobReport:
     try:
-        return _execute_in_thread(job, run_dir, database_url, hide_code)
+        return _execute_in_thread(job, run_dir, against, hide_code)
     finally:
         _close_thread_loop()
 
@@ -217,7 +243,7 @@ def _close_thread_loop() -> None:
     policy.set_event_loop(None)
 
 
-def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bool) -> JobReport:
+def _execute_in_thread(job: Job, run_dir: Path, against: _Against, hide_code: bool) -> JobReport:
     import nbformat
     import papermill
 
@@ -236,10 +262,10 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         papermill.execute_notebook(
             str(job.notebook.path),
             str(executed),
-            parameters=job.parameters(data_dir),
+            parameters=job.parameters(data_dir, against.target, against.cleanup),
             kernel_name=KERNEL,
             # The URL (and any password in it) through the kernel's environment only.
-            kernel_manager_class=_kernel_manager_class({"DATABASE_URL": database_url}),
+            kernel_manager_class=_kernel_manager_class(against.kernel_env()),
             progress_bar=False,
             # Not papermill's cwd=: it chdirs the whole process, which threads share.
             # nbclient starts the kernel in resources' path instead.
@@ -269,7 +295,12 @@ def _execute_in_thread(job: Job, run_dir: Path, database_url: str, hide_code: bo
         report.outcomes = result.get("outcomes", {})
         report.summary = result.get("summary", {})
         report.checks = [
-            {"name": c["name"], "passed": c["passed"], "detail": c["detail"]}
+            {
+                "name": c["name"],
+                "passed": c["passed"],
+                "detail": c["detail"],
+                **({"skipped": True} if c.get("skipped") else {}),
+            }
             for c in result.get("checks", [])
         ]
         # With a result, each error is a failed assertion: report every one of them.
@@ -400,12 +431,19 @@ def run_suite(
     overrides: dict[str, dict[str, Any]] | None = None,
     docker: bool = False,
     on_plan: Callable[[int, list[Job]], None] | None = None,
+    target: str | None = None,
+    cleanup: bool = False,
 ) -> SuiteReport:
     """Run the suite and write ``<out>/<run-id>/``; see the module docstring for the steps.
 
     ``on_plan`` is called with the run seed and the jobs before the database starts.
+    ``target``: every notebook runs over HTTP against that server, with
+    ``database_url`` (given, never taken from ``$DATABASE_URL``) as its database if
+    given, none started; a scenario that cannot run against a target is not executed
+    and is reported skipped, with its reason. ``cleanup``: each scenario deletes its
+    own rows afterwards.
     """
-    from coupon_core.database import provision
+    from coupon_core.database import DatabaseHandle, provision
     from coupon_core.redact import redact_url
 
     started_at = datetime.now(UTC)
@@ -422,22 +460,39 @@ def run_suite(
     out = Path(out).resolve()
     run_dir = out / run_id
 
+    if target is not None and set(layers) != {"http"}:
+        raise ValueError("a target is reached over HTTP: run it with layers ('http',) only")
     db_started = time.perf_counter()
-    database_url = database_url or os.environ.get("DATABASE_URL") or None
-    handle = provision(database_url, docker=docker)
+    handle: DatabaseHandle | None = None
+    if target is None:
+        database_url = database_url or os.environ.get("DATABASE_URL") or None
+        handle = provision(database_url, docker=docker)
+    elif database_url:
+        # Against a target, only its own database, and only when given: none is started.
+        handle = provision(database_url)
     database_s = time.perf_counter() - db_started
     try:
         run_dir.mkdir(parents=True)
     except BaseException:
-        handle.close()
+        if handle is not None:
+            handle.close()
         raise
+    against = _Against(None if handle is None else handle.url, target, cleanup)
     reports: list[JobReport] = []
     if progress is not None:
         progress(None, 0, len(planned))
+    skips = {job: _target_skip(job, target) for job in planned}
     try:
+        for job, reason in skips.items():
+            if reason is not None:
+                reports.append(_skipped(job, reason))
+                if progress is not None:
+                    progress(reports[-1], len(reports), len(planned))
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="nb") as pool:
             futures = {
-                pool.submit(_execute, job, run_dir, handle.url, hide_code): job for job in planned
+                pool.submit(_execute, job, run_dir, against, hide_code): job
+                for job in planned
+                if skips[job] is None
             }
             try:
                 for future in as_completed(futures):
@@ -448,7 +503,8 @@ def run_suite(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     finally:
-        handle.close()
+        if handle is not None:
+            handle.close()
 
     order = {(j.notebook.scenario, j.layer): i for i, j in enumerate(planned)}
     reports.sort(key=lambda r: order[(r.name, r.layer)])
@@ -467,9 +523,12 @@ def run_suite(
             strategy,
             run_seed,
             _common(planned),
+            target,
             by_url=database_url is not None,
         ),
-        database=redact_url(database_url) if database_url else "embedded",
+        database=redact_url(database_url)
+        if database_url
+        else ("none (the target's tables are not read)" if target else "embedded"),
     )
     previous = compare.previous_run(out, run_id)
     report.previous = previous.name if previous is not None else None
@@ -487,12 +546,34 @@ def run_suite(
     return report
 
 
+def _target_skip(job: Job, target: str | None) -> str | None:
+    if target is None:
+        return None
+    from experiments.scenarios import SCENARIOS
+
+    scenario = SCENARIOS.get(job.notebook.scenario)
+    if scenario is None:
+        return "not a registered scenario: what it needs of a target is unknown"
+    return scenario.target_skip_reason(target)
+
+
+def _skipped(job: Job, reason: str) -> JobReport:
+    """A notebook not run: one skipped check with the reason; neither passed nor failed."""
+    report = JobReport(job.notebook.scenario, job.layer, job.strategy, job.seed)
+    report.skipped = reason
+    report.checks = [
+        {"name": "runnable", "passed": None, "detail": f"skipped: {reason}", "skipped": True}
+    ]
+    return report
+
+
 def rerun_command(
     scenarios: Sequence[str] | None,
     layers: Sequence[str],
     strategy: str,
     seed: int,
     parameters: dict[str, Any] | None = None,
+    target: str | None = None,
     *,
     by_url: bool = False,
 ) -> str:
@@ -505,13 +586,19 @@ def rerun_command(
 
     words = ["coupon-chaos", "run", *(scenarios or ())]
     layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
-    if layer != "service":
+    if target is not None:
+        words += ["--target", target]
+    elif layer != "service":
         words += ["--layer", layer]
     if strategy != "row_lock":
         words += ["--strategy", strategy]
     words += assignments(parameters or {})
-    # Unquoted, so the shell expands it: the URL is read, never shown.
-    url = ' --database-url "$DATABASE_URL"' if by_url else ""
+    url = ""
+    if by_url:
+        # Unquoted, so the shell expands it: the URL is read, never shown. Against a
+        # target its database is TARGET_DATABASE_URL (DATABASE_URL may be another).
+        env = "TARGET_DATABASE_URL" if target is not None else "DATABASE_URL"
+        url = f' --database-url "${env}"'
     return f"{shlex.join(words)}{url} {shlex.join(['--seed', str(seed)])}"
 
 
@@ -537,6 +624,8 @@ def _point_latest(out: Path, run_id: str) -> None:
 
 def line(job: JobReport) -> str:
     """One plain line for a finished notebook."""
+    if job.skipped is not None:
+        return f"{job.name} [{job.layer}] skipped: {job.skipped}"
     verdict = "passed" if job.passed else "FAILED"
     return (
         f"{job.name} [{job.layer}] {verdict} in {job.duration_s:.1f} s "

@@ -38,6 +38,7 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 .cc-verdict { display: inline-block; padding: 0 .5em; color: #fff; font-weight: bold;
   border-radius: 3px; }
 .cc-pass .cc-verdict { background: #1a7f37; }
+.cc-skipped .cc-verdict { background: #6e7781; }
 .cc-fail .cc-verdict { background: #cf222e; text-transform: uppercase; }
 .cc-banner ul { margin: .3em 0 0 1.2em; padding: 0; }
 .jp-RenderedImage img { max-width: 100%; height: auto; }
@@ -91,15 +92,16 @@ def _without_tracebacks(nb: Any) -> Any:
 
 def render_job(nb: Any, path: Path, report: JobReport, run_id: str, hide: bool) -> None:
     """Write one job's report page: its executed notebook under the verdict banner."""
-    verdict = "pass" if report.passed else "FAIL"
+    verdict = report.status
     title = f"{verdict}: {report.name} ({report.layer}, seed {report.seed})"
     render_html(nb, path, title=title, hide_code=hide, banner=_banner(report, run_id, hide))
 
 
 def _banner(job: JobReport, run_id: str, hide: bool) -> str:
     esc = html.escape
-    verdict = "pass" if job.passed else "FAIL"
+    verdict = job.status
     passed = sum(c["passed"] is True for c in job.checks)
+    n_skipped = len(job.skipped_checks)
     other = job.html if hide else job.html_no_code
     other_link = (
         f' · <a href="{esc(other)}">{"with code" if hide else "without code"}</a>' if other else ""
@@ -113,7 +115,8 @@ def _banner(job: JobReport, run_id: str, hide: bool) -> str:
         f'<p class="cc-head"><span class="cc-verdict">{verdict}</span> '
         f"<b>{esc(job.name)}</b> · layer <b>{esc(job.layer)}</b> · strategy "
         f"<b>{esc(job.strategy)}</b> · seed <b>{job.seed}</b></p>"
-        f"<p>{passed} of {len(job.checks)} checks passed · {_outcomes_html(job.outcomes)}"
+        f"<p>{passed} of {len(job.checks)} checks passed"
+        f"{f' ({n_skipped} skipped)' if n_skipped else ''} · {_outcomes_html(job.outcomes)}"
         f" · experiment {job.timing.get('experiment_s', 0.0):.2f} s"
         f"{_spread_text(job.start_spread_ms)}{_collision_text(job.collision)}"
         f" · run {esc(run_id)}</p>"
@@ -187,6 +190,7 @@ h1 { font-size: 1.5em; margin: 0 0 .4em; }
   font-weight: bold; }
 .tag.pass { background: #1a7f37; }
 .tag.fail { background: #cf222e; }
+.tag.skipped { background: #6e7781; }
 table { border-collapse: collapse; width: 100%; }
 th { text-align: left; font-size: 13px; color: #59636e; border-bottom: 2px solid #d1d9e0; }
 td, th { padding: .45em .6em; vertical-align: top; }
@@ -231,10 +235,11 @@ def index_html(suite: SuiteReport) -> str:
     esc = html.escape
     rows = []
     for job in suite.jobs:
-        verdict = "pass" if job.passed else "FAIL"
+        verdict = job.status
         anchor = f"{job.name}-{job.layer}"
         failed = "".join(
-            f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>" for c in job.failures
+            f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>"
+            for c in [*job.failures, *job.skipped_checks]
         )
         png = _outcome_png(suite.run_dir, job)
         chart = f'<img alt="outcomes of {esc(anchor)}" src="{png}">' if png else ""
@@ -242,6 +247,7 @@ def index_html(suite: SuiteReport) -> str:
         if job.html_no_code:
             links += f'<br><a href="{esc(job.html_no_code)}">without code</a>'
         n_ok = sum(c["passed"] is True for c in job.checks)
+        n_skip = len(job.skipped_checks)
         spread = job.start_spread_ms
         spread_text = (
             "<br>".join(f"{k}: {v:.1f}" for k, v in spread.items())
@@ -262,7 +268,8 @@ def index_html(suite: SuiteReport) -> str:
             f'<td><span class="tag {verdict.lower()}">{verdict}</span></td>'
             f"<td><b>{esc(job.name)}</b><br>{esc(job.layer)} · {esc(job.strategy)}"
             f"{f'<ul>{failed}</ul>' if failed else ''}</td>"
-            f"<td class=num>{n_ok} / {len(job.checks)}</td>"
+            f"<td class=num>{n_ok} / {len(job.checks)}"
+            f"{f'<br><small>{n_skip} skipped</small>' if n_skip else ''}</td>"
             f"<td>{_outcomes_cell(job.outcomes)}</td>"
             f"<td class=num>{job.duration_s:.1f} s<br>"
             f"<small>experiment {job.timing.get('experiment_s', 0):.2f} s</small></td>"
@@ -272,11 +279,12 @@ def index_html(suite: SuiteReport) -> str:
             f"</td><td>{chart}</td></tr>"
         )
     n_pass = sum(j.passed for j in suite.jobs)
+    n_skipped = len(suite.skipped)
     verdict = "pass" if suite.passed else "FAIL"
     failed_links = ", ".join(
         f'<a href="#{esc(j.name)}-{esc(j.layer)}">{esc(j.name)} [{esc(j.layer)}]</a>'
         for j in suite.jobs
-        if not j.passed
+        if not j.passed and j.skipped is None
     )
     timing = suite.to_dict()["timing"]
     return f"""<!DOCTYPE html>
@@ -287,7 +295,7 @@ def index_html(suite: SuiteReport) -> str:
 <h1>Coupon chaos lab · run {esc(suite.run_id)}</h1>
 <div class="banner {verdict.lower()}">
 <p class="big"><span class="tag {verdict.lower()}">{verdict}</span>
-{n_pass} of {len(suite.jobs)} notebooks passed</p>
+{n_pass} of {len(suite.jobs)} notebooks passed{f", {n_skipped} skipped (not run)" if n_skipped else ""}</p>
 {f"<p>Failed: {failed_links}</p>" if failed_links else ""}
 {_previous_link(suite)}
 <p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; replay with

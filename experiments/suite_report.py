@@ -33,10 +33,24 @@ class JobReport:
     rerun: str = ""
     #: The parameters set with ``-p`` for this notebook.
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: Why the notebook was not run at all (a scenario the target cannot serve).
+    skipped: str | None = None
 
     @property
     def failures(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if c["passed"] is not True]
+        """Checks that ran and did not pass (skipped ones are neither passed nor failed)."""
+        return [c for c in self.checks if c["passed"] is not True and not c.get("skipped")]
+
+    @property
+    def skipped_checks(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if c.get("skipped")]
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``FAIL`` or ``skipped`` (not run: never counted as passed)."""
+        if self.skipped is not None:
+            return "skipped"
+        return "pass" if self.passed else "FAIL"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -45,6 +59,8 @@ class JobReport:
             "strategy": self.strategy,
             "seed": self.seed,
             "passed": self.passed,
+            "skipped": self.skipped,
+            "checks_skipped": len(self.skipped_checks),
             "duration_s": round(self.duration_s, 3),
             "outcomes": self.outcomes,
             "checks": self.checks,
@@ -105,7 +121,13 @@ class SuiteReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.jobs) and all(j.passed for j in self.jobs)
+        """Every notebook run passed (skipped ones aside), and at least one ran."""
+        ran = [j for j in self.jobs if j.skipped is None]
+        return bool(ran) and all(j.passed for j in ran)
+
+    @property
+    def skipped(self) -> list[JobReport]:
+        return [j for j in self.jobs if j.skipped is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {

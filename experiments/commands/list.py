@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{scenario.name}: {scenario.title}{_where(notebooks.get(scenario.name))}")
             print(f"    {scenario.description}")
             print(f"    parameters: {own}")
+            needs = ", ".join(scenario.needs) or "nothing beyond HTTP"
+            cannot = scenario.target_skip_reason("http://target")
+            print(
+                f"    needs: {needs}; "
+                + ("skipped against --target" if cannot else "runs against --target")
+            )
             shared = shared_checks_of(scenario.name)
             label = {ALWAYS_ON: "always-on", FAULT_ALWAYS_ON: "always-on (faults)"}.get(
                 shared, "always-on except " + ", ".join(c for c in ALWAYS_ON if c not in shared)
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
 _P_HINT = (
     "run SCENARIO -p NAME=VALUE sets a parameter, typed like its default; "
-    "seed, layer, database_url and out_dir are set by --seed, --layer, --database-url, --out"
+    "seed, layer, database_url, out_dir, target and cleanup are set by --seed, --layer, "
+    "--database-url, --out, --target and --cleanup"
 )
 
 

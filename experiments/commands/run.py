@@ -15,6 +15,7 @@ from typing import Any
 from experiments import suite
 from experiments.cli import CommandError
 from experiments.cli_checks import (
+    CONNECT_TIMEOUT_S,
     UsageError,
     check_choices,
     check_out_dir,
@@ -54,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layer",
         choices=tuple(_LAYER_CHOICES),
-        default="service",
-        help="call the service in-process, over HTTP, or both (default: service)",
+        default=None,
+        help="call the service in-process, over HTTP, or both (default: service; http "
+        "with --target)",
     )
     parser.add_argument(
         "--group",
@@ -99,6 +101,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="embedded",
         help="without a URL: an embedded PostgreSQL 18 (default), or a container "
         "(docker: needs the docker extra and a running Docker)",
+    )
+    parser.add_argument(
+        "--target",
+        metavar="URL",
+        default=None,
+        help="run over HTTP against this server (http://host:port), one the lab did not "
+        "start; with --database-url (its database) every check runs, without it the "
+        "checks that read the tables are skipped; scenarios that need more (the "
+        "in-process service, server processes, a superuser, the database process) are "
+        "skipped with the reason",
+    )
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="each scenario deletes its own rows (its run prefix) afterwards",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("results"), help="results folder (default: results)"
@@ -188,6 +205,37 @@ def _print_plan(run_seed: int, jobs: list[suite.Job]) -> None:
         print(f"  {name:26} seed {seeds[name]}", flush=True)
 
 
+def _layer(args: argparse.Namespace) -> str:
+    """The layer choice: ``--layer`` (default service), or http against a ``--target``."""
+    if args.target is None:
+        return str(args.layer or "service")
+    if args.layer not in (None, "http"):
+        raise UsageError(f"--target is reached over HTTP: --layer {args.layer} cannot apply")
+    from experiments.lab import LabError, check_target
+
+    try:
+        check_target(args.target)
+    except LabError as err:
+        raise UsageError(f"--target: {err}") from None
+    return "http"
+
+
+def _check_target_answers(target: str) -> None:
+    """One TCP connection within the connect timeout: a target that is not there is one line."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise CommandError(
+            f"cannot reach the target at {parts.hostname}:{port}: {reason}"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     # -- check everything, before any work ------------------------------------------------
     if args.jobs < 1:
@@ -197,13 +245,17 @@ def run(args: argparse.Namespace) -> int:
     layers = suite.scenario_layers(args.notebooks)
     if not layers:
         raise UsageError(f"--notebooks {args.notebooks}: no notebook in it")
+    layer = _layer(args)
     scenarios = _chosen(args, layers)
-    _check_layers(scenarios, args.layer, layers)
+    _check_layers(scenarios, layer, layers)
     overrides, strategy = _overrides(args, scenarios)
     check_out_dir(args.out)
-    url = database_url(args.database_url)
+    # Against a target only its own database, given by --database-url: never $DATABASE_URL.
+    url = database_url(args.database_url) if args.target is None or args.database_url else None
     if url is not None and args.database != "embedded":
         raise UsageError("give --database-url (or DATABASE_URL) or --database docker, not both")
+    if args.target is not None:
+        _check_target_answers(args.target)
     if url is not None:
         check_reachable(url)
     if args.database == "docker" and importlib.util.find_spec("testcontainers") is None:
@@ -215,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             report = suite.run_suite(
                 scenarios,
-                layers=_LAYER_CHOICES[args.layer],
+                layers=_LAYER_CHOICES[layer],
                 strategy=strategy,
                 seed=args.seed,
                 database_url=url,
@@ -227,15 +279,18 @@ def run(args: argparse.Namespace) -> int:
                 overrides=overrides,
                 docker=args.database == "docker",
                 on_plan=_print_plan,
+                target=args.target,
+                cleanup=args.cleanup,
             )
         except ValueError as err:
             raise CommandError(str(err)) from err
         except _database_errors() as err:
             raise CommandError(f"cannot start the database: {err}") from None
     passed = sum(j.passed for j in report.jobs)
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     print(
-        f"run {report.run_id} (seed {report.seed}): {passed} of {len(report.jobs)} passed "
-        f"in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
+        f"run {report.run_id} (seed {report.seed}): {passed} of {len(report.jobs)} passed"
+        f"{skipped} in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
     )
     if report.previous:
         print(

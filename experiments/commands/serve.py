@@ -102,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="server processes sharing the port (SO_REUSEPORT), each with its own pool;"
-        " one process is held to one core by the GIL (default: 1, in this process)",
+        " one process is held to one core by the GIL; a worker that dies is restarted"
+        " (default: 1, in this process)",
     )
 
 
@@ -168,6 +169,8 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                 pool_size=args.pool_size,
                 pool_timeout=args.pool_timeout,
                 connect_timeout=args.connect_timeout,
+                # A worker that dies is replaced (restarts counted and logged on stderr).
+                supervise=True,
             )
         except Unavailable as err:
             raise CommandError(f"cannot reach the database at {where(url)}") from err
@@ -185,6 +188,8 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                     group.check()
             except ServerError as err:
                 raise CommandError(str(err)) from err
+            if group.restarts:
+                print(f"worker restarts: {group.restarts}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -139,6 +139,7 @@ def fault_experiment(
     observers: MakeFaults | None = None,
     own_database: bool = False,
     read_url: str | None = None,
+    server_workers: int = 0,
     backoff_s: float = 0.0,
 ) -> Result:
     """Run ``scenario``: see the module docstring.
@@ -156,6 +157,7 @@ def fault_experiment(
     ``own_database`` runs on a fresh embedded cluster whatever ``database_url`` and
     ``DATABASE_URL`` say (a fault that stops the database must not stop a shared one).
     ``read_url`` sends the service's gets there (a standby of a replicated cluster).
+    ``server_workers`` (HTTP): the lab serves from supervised worker processes.
     """
     seed = draw_seed(seed)
     announce(scenario, seed, layer, strategy)
@@ -200,6 +202,7 @@ def fault_experiment(
             prefix=prefix,
             service_overrides=overrides,
             read_url=read_url,
+            server_workers=server_workers,
         ) as lab:
             lab.database = handle
             fr = FaultRun(lab, plan, app, db_url)

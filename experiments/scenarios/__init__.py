@@ -4,7 +4,14 @@ Each scenario is one module of this package exposing ``NAME``, ``TITLE``,
 ``DESCRIPTION``, ``DEFAULTS`` (its own figures, the catalog's) and
 ``run(**params) -> Result``. Registering another is one line in ``_MODULES``.
 Common parameters of every scenario: ``seed=None``, ``layer="service"``,
-``strategy="row_lock"``, ``database_url=None``, ``op_timeout_s``, ``run_timeout_s``.
+``strategy="row_lock"``, ``database_url=None``, ``op_timeout_s``, ``run_timeout_s``,
+``target=None``, ``cleanup=False``.
+
+What a scenario needs (``NEEDS`` in its module, else ``_NEEDS`` below; see ``NEED``):
+against an external ``target`` a scenario that needs what a target cannot give (the
+in-process service, a server the lab controls, a superuser, the database process)
+is skipped with that reason, never run and never passed; one that only reads the
+``tables`` runs, and without the target's database its table checks are skipped.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from experiments.result import Result
+from experiments.history import History
+from experiments.result import Result, Verdict
 
 __all__ = [
     "CATALOG",
@@ -22,12 +31,26 @@ __all__ = [
     "DISTRIBUTED",
     "FAULTS",
     "GROUPS",
+    "NEED",
     "REPLICATION",
     "SCENARIOS",
+    "Need",
     "Scenario",
     "register",
     "run",
 ]
+
+Need = Literal["tables", "service", "server", "database", "superuser", "database_process"]
+#: What each need means; all but ``tables`` rule a scenario out against a target.
+NEED: dict[str, str] = {
+    "tables": "reads the final tables (its table checks are skipped without database access)",
+    "service": "the in-process service (its faults hook into it)",
+    "server": "a server the lab starts and controls (it kills its processes)",
+    "database": "direct database access (SQL of its own, sessions holding locks)",
+    "superuser": "a database superuser (it terminates other sessions' backends)",
+    "database_process": "control of the database process (it stops and starts it)",
+}
+_TARGET_CANNOT: frozenset[str] = frozenset(NEED) - {"tables"}
 
 #: The concurrency catalog, in the catalog's order.
 CATALOG: tuple[str, ...] = (
@@ -50,6 +73,7 @@ FAULTS: tuple[str, ...] = (
     "network_faults",
     "negative_stock",
     "input_boundary",
+    "process_crash",
 )
 #: Replicated PostgreSQL: failover and stale reads (each starts its own cluster).
 REPLICATION: tuple[str, ...] = ("failover", "stale_reads")
@@ -72,6 +96,27 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "database_url": None,
     "op_timeout_s": 10.0,
     "run_timeout_s": 60.0,
+    "target": None,
+    "cleanup": False,
+}
+
+#: What the registered scenarios need, when their module does not say (``NEEDS``).
+_NEEDS: dict[str, tuple[Need, ...]] = {
+    **{name: ("tables",) for name in CATALOG},
+    "pool_exhaustion": ("service", "tables"),
+    "query_timeout": ("service", "database", "tables"),
+    "connection_drop": ("service", "superuser", "tables"),
+    "database_restart": ("database_process", "service", "tables"),
+    "partial_failure": ("service", "tables"),
+    "lock_contention": ("service", "database", "tables"),
+    "negative_stock": ("service", "database", "tables"),
+    "input_boundary": ("server", "database", "tables"),
+    # A replicated cluster of its own: it kills and promotes database processes.
+    "failover": ("database_process", "database", "tables"),
+    "stale_reads": ("database_process", "database", "tables"),
+    # The lab opens the target's database itself (setup checks, final state); the
+    # suite does not hand it one against a target: `coupon-chaos locust --target` does.
+    "locust_stampede": ("database", "tables"),
 }
 
 
@@ -84,6 +129,17 @@ class Scenario:
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
     runner: Callable[..., Result] | None = None
+    needs: tuple[Need, ...] = ()
+
+    def target_skip_reason(self, target: str | None) -> str | None:
+        """Why this scenario cannot run against ``target``; None when it can."""
+        if target is None:
+            return None
+        missing = [n for n in self.needs if n in _TARGET_CANNOT]
+        if not missing:
+            return None
+        why = "; ".join(f"{n}: {NEED[n]}" for n in missing)
+        return f"cannot run against an external target, it needs {why}"
 
     def params(self, **overrides: Any) -> dict[str, Any]:
         """Every parameter of a run: common defaults, the scenario's, then ``overrides``."""
@@ -93,9 +149,49 @@ class Scenario:
         return {**COMMON_DEFAULTS, **self.defaults, **overrides}
 
     def run(self, **params: Any) -> Result:
+        """Run it; against a target it cannot serve, a skipped Result with the reason."""
         if self.runner is None:
             raise RuntimeError(f"scenario {self.name} has no run function")
-        return self.runner(**self.params(**params))
+        every = self.params(**params)
+        target, cleanup = every.pop("target"), every.pop("cleanup")
+        if target is None and not cleanup:
+            return self.runner(**every)
+        reason = self.target_skip_reason(target)
+        if reason is not None:
+            return self.skipped(reason, every, target)
+        if not any(n in _TARGET_CANNOT for n in self.needs):
+            # The scenarios that can run against a target take both.
+            return self.runner(**every, target=target, cleanup=cleanup)
+        return self.runner(**every)
+
+    def skipped(self, reason: str, params: dict[str, Any], target: str | None) -> Result:
+        """The Result of a run that did not happen: one skipped check, with the reason."""
+        from experiments.lab import common_params
+        from experiments.plans import draw_seed
+
+        seed = draw_seed(params.get("seed"))
+        print(f"[{self.name}] skipped: {reason}", flush=True)
+        return Result(
+            scenario=self.name,
+            seed=seed,
+            layer=str(params.get("layer")),
+            strategy=str(params.get("strategy")),
+            params={
+                **common_params(
+                    seed=seed,
+                    layer=str(params.get("layer")),
+                    strategy=str(params.get("strategy")),
+                    database_url=params.get("database_url"),
+                    op_timeout_s=float(params.get("op_timeout_s", 0.0)),
+                    run_timeout_s=float(params.get("run_timeout_s", 0.0)),
+                ),
+                "target": target,
+            },
+            history=History(),
+            verdicts=[Verdict.skip("runnable", reason)],
+            summary={"skipped": reason},
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -111,6 +207,7 @@ def register(module_name: str) -> Scenario:
         description=module.DESCRIPTION,
         defaults=dict(module.DEFAULTS),
         runner=module.run,
+        needs=tuple(getattr(module, "NEEDS", _NEEDS.get(module.NAME, ()))),
     )
     SCENARIOS[scenario.name] = scenario
     return scenario

@@ -123,6 +123,16 @@ OWN_CHECKS: dict[str, tuple[str, ...]] = {
         "accepted_round_trip",
         "catalog_size",
     ),
+    "process_crash": (
+        "nemesis_ran",
+        "claim_results",
+        "get_results",
+        "failures_only_from_kills",
+        "workers_restarted",
+        "dead_backends_gone",
+        "recovered_on_new_worker",
+        "rolling_restart_no_5xx",
+    ),
 }
 
 

@@ -39,6 +39,8 @@ def run(
     database_url: str | None = None,
     op_timeout_s: float = 10.0,
     run_timeout_s: float = 60.0,
+    target: str | None = None,
+    cleanup: bool = False,
     ops: int = 30,
     amount: int = 50,
 ) -> Result:
@@ -71,6 +73,8 @@ def run(
         database_url=database_url,
         op_timeout_s=op_timeout_s,
         run_timeout_s=run_timeout_s,
+        target=target,
+        cleanup=cleanup,
     )
 
 

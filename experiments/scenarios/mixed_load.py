@@ -35,6 +35,8 @@ def run(
     database_url: str | None = None,
     op_timeout_s: float = 10.0,
     run_timeout_s: float = 60.0,
+    target: str | None = None,
+    cleanup: bool = False,
     coupons: int = 3,
     amount: int = 100,
     ops: int = 50,
@@ -82,4 +84,6 @@ def run(
         database_url=database_url,
         op_timeout_s=op_timeout_s,
         run_timeout_s=run_timeout_s,
+        target=target,
+        cleanup=cleanup,
     )

@@ -9,6 +9,7 @@ from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.proxy import TcpProxy
 from experiments.faults.schedule import ProxySchedule, Step
+from experiments.faults.target import proxied_target_experiment
 from experiments.history import History
 from experiments.result import Result, Verdict
 
@@ -19,8 +20,12 @@ DESCRIPTION = (
     "timetable: pass, latency 40 ms ±15, throttle 20 kB/s, stall 0.4 s, reset (live "
     "connections cut, new ones refused), pass. Expected: outcomes by phase: ok in pass, "
     "slower in latency/throttle/stall, clean unavailable around the reset; no 5xx, no "
-    "partial claim, recovery after the proxy passes again."
+    "partial claim, recovery after the proxy passes again. Against an external target "
+    "(target=URL) the proxy stands in front of the target instead: cut requests end "
+    "unknown, and the tables are read only with the target's database."
 )
+#: Against a target it needs nothing but HTTP (and the tables, for the table checks).
+NEEDS = ("tables",)
 DEFAULTS: dict[str, Any] = {
     "workers": 6,
     "latency_s": 0.04,
@@ -45,6 +50,8 @@ def run(
     bytes_per_s: int = 20_000,
     stall_s: float = 0.4,
     reset_s: float = 0.4,
+    target: str | None = None,
+    cleanup: bool = False,
 ) -> Result:
     proxies: list[TcpProxy] = []
     schedules: list[ProxySchedule] = []
@@ -56,42 +63,36 @@ def run(
         Step("reset", reset_s),
     ]
 
-    def through(url: str) -> tuple[str, Nemesis]:
-        proxy = TcpProxy.for_url(url)
-        proxies.append(proxy)
-        proxy.start()
-        return proxy.conninfo(url), proxy
+    params = {
+        "workers": workers,
+        "latency_s": latency_s,
+        "jitter_s": jitter_s,
+        "bytes_per_s": bytes_per_s,
+        "stall_s": stall_s,
+        "reset_s": reset_s,
+    }
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
-        proxies[0].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
-        sched = ProxySchedule(proxies[0], steps)
-        schedules.append(sched)
-        return [sched]
-
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
-        p = proxies[0]
+    def judge(history: History, p: TcpProxy, cut: set[str]) -> tuple[dict[str, Any], list[Verdict]]:
         load = [o for o in history.ops if o.phase not in (None, "setup")]
         lat = {
             ph: sorted(o.latency_ns / 1e6 for o in load if o.phase == ph and o.result == "ok")
             for ph in ("before", "latency", "after")
         }
         med = {ph: (v[len(v) // 2] if v else None) for ph, v in lat.items()}
-        fr.figures.update(
-            {
-                "proxy": {
-                    "accepted": p.accepted,
-                    "refused": p.refused,
-                    "resets": p.resets,
-                    "bytes_up": p.bytes_up,
-                    "bytes_down": p.bytes_down,
-                },
-                "median_ok_latency_ms": med,
-            }
-        )
+        figures = {
+            "proxy": {
+                "accepted": p.accepted,
+                "refused": p.refused,
+                "resets": p.resets,
+                "bytes_up": p.bytes_up,
+                "bytes_down": p.bytes_down,
+            },
+            "median_ok_latency_ms": med,
+        }
         slowed = med["latency"] is not None and med["latency"] >= latency_s * 1000 * 0.8
-        return [
-            results_within(history, "claim", {"ok", "unavailable"}),
-            results_within(history, "get", {"ok", "unavailable"}),
+        return figures, [
+            results_within(history, "claim", {"ok", *cut}),
+            results_within(history, "get", {"ok", *cut}),
             Verdict(
                 "latency_applied",
                 slowed,
@@ -106,19 +107,55 @@ def run(
             ),
         ]
 
+    if target is not None:
+        figures: dict[str, Any] = {}
+
+        def expect_target(history: History, state: FinalState, p: TcpProxy) -> list[Verdict]:
+            # Between client and server a cut request's effect is unknown: it may have landed.
+            found, verdicts = judge(history, p, {"unavailable", "unknown"})
+            figures.update(found)
+            return verdicts
+
+        result = proxied_target_experiment(
+            NAME,
+            make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
+            steps=steps,
+            expect=expect_target,
+            params=params,
+            seed=seed,
+            strategy=strategy,
+            target=target,
+            database_url=database_url,
+            op_timeout_s=op_timeout_s,
+            run_timeout_s=run_timeout_s,
+            cleanup=cleanup,
+        )
+        result.summary.update(figures)
+        return result
+
+    def through(url: str) -> tuple[str, Nemesis]:
+        proxy = TcpProxy.for_url(url)
+        proxies.append(proxy)
+        proxy.start()
+        return proxy.conninfo(url), proxy
+
+    def faults(fr: FaultRun) -> list[Nemesis]:
+        proxies[0].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
+        sched = ProxySchedule(proxies[0], steps)
+        schedules.append(sched)
+        return [sched]
+
+    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+        found, verdicts = judge(history, proxies[0], {"unavailable"})
+        fr.figures.update(found)
+        return verdicts
+
     return fault_experiment(
         NAME,
         make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
         make_faults=faults,
         expect=expect,
-        params={
-            "workers": workers,
-            "latency_s": latency_s,
-            "jitter_s": jitter_s,
-            "bytes_per_s": bytes_per_s,
-            "stall_s": stall_s,
-            "reset_s": reset_s,
-        },
+        params=params,
         seed=seed,
         layer=layer,
         strategy=strategy,

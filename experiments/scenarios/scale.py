@@ -41,6 +41,8 @@ def run(
     run_timeout_s: float = 60.0,
     sizes: tuple[int, ...] | list[int] = (100, 200, 500),
     stock_ratio: float = 0.1,
+    target: str | None = None,
+    cleanup: bool = False,
 ) -> Result:
     sizes = tuple(int(s) for s in sizes)
     if not sizes or min(sizes) < 1:
@@ -70,6 +72,7 @@ def run(
         op_timeout_s=op_timeout_s,
         prefix=prefix,
         service_overrides={"application_name": app},
+        target=target,
     ) as lab:
         for size, plan in zip(sizes, plans, strict=True):
             lab.setup(plan)
@@ -80,7 +83,10 @@ def run(
                 **load_figures(lab.history, report, phase),
             }
         state = lab.state()
-        pool_stats = pool_stats_when_idle(lab.service)
+        pool_stats = (
+            None if lab.service_or_none is None else pool_stats_when_idle(lab.service_or_none)
+        )
+        cleaned = lab.cleanup() if cleanup else {}
     history = lab.history
     verdicts.extend(
         invariant_verdicts(lab, state, baseline=baseline, pool_stats=pool_stats, app=app)
@@ -112,6 +118,7 @@ def run(
         "peak_in_flight_by_size": {k: v["peak_in_flight"] for k, v in by_size.items()},
         "overlap_with_winner_by_size": {k: v["overlap_with_winner"] for k, v in by_size.items()},
         "throughput_by_size": {k: v["throughput_ops_s"] for k, v in by_size.items()},
+        **cleaned,
     }
     params = {
         **common_params(
@@ -124,6 +131,7 @@ def run(
         ),
         "sizes": list(sizes),
         "stock_ratio": stock_ratio,
+        "target": target,
     }
     return Result(
         scenario=NAME,

@@ -1,0 +1,243 @@
+"""process_crash: server worker processes are SIGKILLed mid-claim, then rolled gracefully."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from experiments.checks import FinalState, results_within
+from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
+from experiments.faults.processes import WorkerKiller
+from experiments.history import History, Op
+from experiments.lab import LabError
+from experiments.plans import Plan, PlannedOp
+from experiments.result import Result, Verdict
+
+NAME = "process_crash"
+TITLE = "Server process crash"
+DESCRIPTION = (
+    "HTTP only. 16 workers stampede a coupon of 40 and go on claiming on two large "
+    "coupons, served by 2 supervised worker processes; the nemesis SIGKILLs one worker "
+    "at a seeded time (kills=N: one after another), the supervisor restarts it, then a "
+    "graceful rolling restart (SIGTERM) goes through the workers. Expected: claims in "
+    "flight on the killed worker end unknown and the linearizability check resolves "
+    "them; no half-claim (conservation); no acknowledged claim lost; the dead worker's "
+    "backends gone within 10 s (time measured); a replacement answers within 30 s; "
+    "failed requests during the rolling restart counted."
+)
+#: It starts, kills and restarts server processes of its own, and reads the tables.
+NEEDS = ("server", "tables")
+DEFAULTS: dict[str, Any] = {
+    "workers": 16,
+    "server_workers": 2,
+    "kills": 1,
+    "stock": 40,
+    "rolling": True,
+}
+#: PostgreSQL must drop a dead client's backends within this (it takes milliseconds:
+#: the kernel closes the sockets with the process).
+BACKENDS_GONE_BOUND_S = 10.0
+#: From SIGKILL to a 200 from the replacement: worker start-up (imports, pool) on a busy
+#: 2-core machine is the bulk of it.
+RECOVERY_BOUND_S = 30.0
+
+
+def crash_plan(
+    seed: int, prefix: str, *, workers: int, stock: int, ops_per_worker: int = 3000
+) -> Plan:
+    """A stampede on ``<prefix>-hot`` (every worker's first claim), then a claim stream.
+
+    The stream claims, each for a new user, on two coupons of ample stock (every
+    refusal there is a fault's doing) and now and then on the hot one again (out of
+    stock by then) or reads; the fault pipeline stops it after the faults.
+    """
+    rng = random.Random(seed)
+    tag = f"{rng.getrandbits(32):08x}"
+    hot, big = f"{prefix}-hot", [f"{prefix}-c0", f"{prefix}-c1"]
+    ops: list[PlannedOp] = []
+    for step in range(ops_per_worker):
+        for w in range(workers):
+            user = f"u{w}-{step}-{tag}"
+            op_id = len(ops)
+            if step == 0:
+                ops.append(PlannedOp(op_id, w, "claim", hot, user=user))
+            elif rng.random() < 0.1:
+                ops.append(PlannedOp(op_id, w, "get", rng.choice(big)))
+            else:
+                coupon = hot if rng.random() < 0.05 else rng.choice(big)
+                ops.append(PlannedOp(op_id, w, "claim", coupon, user=user))
+    return Plan(
+        seed=seed,
+        prefix=prefix,
+        workers=workers,
+        ops=tuple(ops),
+        setup=((hot, stock), *((name, 1_000_000) for name in big)),
+        shape="process_crash",
+        params={"workers": workers, "stock": stock},
+    )
+
+
+def _failed(o: Op) -> bool:
+    return o.result in ("unknown", "unavailable", "server_error")
+
+
+def run(
+    *,
+    seed: int | None = None,
+    layer: str = "http",
+    strategy: str = "row_lock",
+    database_url: str | None = None,
+    op_timeout_s: float = 10.0,
+    run_timeout_s: float = 60.0,
+    workers: int = 16,
+    server_workers: int = 2,
+    kills: int = 1,
+    stock: int = 40,
+    rolling: bool = True,
+) -> Result:
+    # HTTP only (server processes), whatever layer the suite asks for: it is recorded.
+    requested_layer, layer = layer, "http"
+    if server_workers < 1 or kills < 0:
+        raise LabError(f"need server_workers >= 1 and kills >= 0: {server_workers}, {kills}")
+    killers: list[WorkerKiller] = []
+    params = {
+        "workers": workers,
+        "server_workers": server_workers,
+        "kills": kills,
+        "stock": stock,
+        "rolling": rolling,
+        "requested_layer": requested_layer,
+    }
+
+    def faults(fr: FaultRun) -> list[Nemesis]:
+        k = WorkerKiller(
+            fr.lab.server,
+            fr.database_url,
+            fr.application_name,
+            kills=kills,
+            seed=fr.plan.seed,
+            rolling=rolling,
+            bound_s=RECOVERY_BOUND_S,
+        )
+        killers.append(k)
+        return [k]
+
+    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+        k = killers[0]
+        load = [o for o in history.ops if o.phase not in (None, "setup")]
+        kill_ws = [w for w in k.windows.windows if w.phase == "kill"]
+        roll_ws = [w for w in k.windows.windows if w.phase == "rolling"]
+        # An op cut by a kill was in flight when the worker died, or was sent on a
+        # connection to it before the client saw it closed (until the replacement).
+        by_kill = [[o for o in load if w.overlaps(o.invoke_ns, o.complete_ns)] for w in kill_ws]
+        unknown_per_kill = [sum(1 for o in ops if o.result == "unknown") for ops in by_kill]
+        stray = [
+            o.op_id
+            for o in load
+            if _failed(o)
+            and not any(w.overlaps(o.invoke_ns, o.complete_ns) for w in kill_ws)
+            and not any(w.overlaps(o.invoke_ns, o.complete_ns) for w in roll_ws)
+        ]
+        in_roll = [o for o in load if any(w.overlaps(o.invoke_ns, o.complete_ns) for w in roll_ws)]
+        roll_failed = [o for o in in_roll if _failed(o)]
+        recs = k.records
+        gone = [r.backends_gone_s for r in recs]
+        ready = [r.restart_ready_s for r in recs]
+        first_ok = [r.first_ok_on_new_s for r in recs]
+        fr.figures.update(
+            {
+                "kills": [r.to_dict() for r in recs],
+                "unknown_per_kill": unknown_per_kill,
+                "ops_per_kill_window": [len(ops) for ops in by_kill],
+                "backends_gone_s": gone,
+                "restart_ready_s": ready,
+                "first_ok_on_new_s": first_ok,
+                "rolling_restart_s": None if k.rolling_s is None else round(k.rolling_s, 4),
+                "rolling_ops": len(in_roll),
+                "rolling_failed": len(roll_failed),
+                "rolling_failed_by_kind": _kinds(roll_failed),
+                "worker_restarts": fr.lab.server.restarts,
+            }
+        )
+        verdicts = [
+            Verdict(
+                "nemesis_ran",
+                k.error is None and len(recs) == kills and (not rolling or k.rolling_s is not None),
+                k.error
+                or f"{len(recs)} of {kills} kills"
+                + (f", rolling restart in {k.rolling_s:.3f}s" if k.rolling_s is not None else ""),
+            ),
+            results_within(history, "claim", {"ok", "no_stock", "unknown"}),
+            results_within(history, "get", {"ok", "unknown"}),
+            Verdict(
+                "failures_only_from_kills",
+                not stray,
+                f"{len(stray)} ops failed outside every kill and rolling window"
+                if stray
+                else "every unknown op overlaps a kill (or the rolling restart)",
+                {"stray_op_ids": stray[:20], "unknown_per_kill": unknown_per_kill},
+            ),
+            Verdict(
+                "workers_restarted",
+                len(recs) == kills and all(r.new_pid is not None for r in recs),
+                f"{sum(r.new_pid is not None for r in recs)} of {len(recs)} killed workers "
+                f"replaced; ready after {_list(ready)} s",
+                {"restart_ready_s": ready},
+            ),
+            Verdict(
+                "dead_backends_gone",
+                all(g is not None and g <= BACKENDS_GONE_BOUND_S for g in gone),
+                f"the killed workers' backends ({[r.backends_before for r in recs]}) gone "
+                f"after {_list(gone)} s (bound {BACKENDS_GONE_BOUND_S:.0f} s)",
+                {"backends_gone_s": gone, "bound_s": BACKENDS_GONE_BOUND_S},
+            ),
+            Verdict(
+                "recovered_on_new_worker",
+                all(f is not None and f <= RECOVERY_BOUND_S for f in first_ok),
+                f"a replacement answered 200 after {_list(first_ok)} s from its kill "
+                f"(bound {RECOVERY_BOUND_S:.0f} s)",
+                {"first_ok_on_new_s": first_ok, "bound_s": RECOVERY_BOUND_S},
+            ),
+        ]
+        if rolling:
+            five = [o.op_id for o in roll_failed if o.result == "server_error"]
+            goal = "met" if not roll_failed else "MISSED"
+            verdicts.append(
+                Verdict(
+                    "rolling_restart_no_5xx",
+                    k.rolling_s is not None and not five,
+                    f"{len(roll_failed)} of {len(in_roll)} ops failed during the rolling restart "
+                    f"({_kinds(roll_failed) or 'none'}); goal 0: {goal}; 5xx: {len(five)}",
+                    {"failed": len(roll_failed), "ops": len(in_roll), "goal": 0},
+                )
+            )
+        return verdicts
+
+    return fault_experiment(
+        NAME,
+        make_plan=lambda s, p: crash_plan(s, p, workers=workers, stock=stock),
+        make_faults=faults,
+        expect=expect,
+        params=params,
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        fault_s=run_timeout_s / 2,
+        after_s=0.5,
+        faults_done=lambda: bool(killers) and killers[0].done.is_set(),
+        server_workers=server_workers,
+    )
+
+
+def _kinds(ops: list[Op]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for o in ops:
+        out[o.result] = out.get(o.result, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _list(values: list[float | None]) -> str:
+    return ", ".join("-" if v is None else f"{v:.3f}" for v in values) or "-"

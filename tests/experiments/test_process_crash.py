@@ -1,0 +1,60 @@
+"""process_crash and its nemesis: SIGKILLed server workers, supervised restarts, rolling restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from coupon_core.workers import serve_processes
+from experiments import scenarios
+from experiments.faults.processes import WorkerKiller
+from experiments.scenarios._checks import checks_of
+from experiments.scenarios.process_crash import crash_plan
+
+pytestmark = pytest.mark.chaos
+
+
+def test_crash_plan_is_seeded_and_starts_with_a_stampede() -> None:
+    a = crash_plan(5, "p", workers=4, stock=3, ops_per_worker=50)
+    assert a == crash_plan(5, "p", workers=4, stock=3, ops_per_worker=50)
+    assert a != crash_plan(6, "p", workers=4, stock=3, ops_per_worker=50)
+    first = [o for o in a.ops if o.op_id < 4]
+    assert {(o.kind, o.coupon) for o in first} == {("claim", "p-hot")}
+    assert {o.worker for o in first} == {0, 1, 2, 3}
+    assert dict(a.setup)["p-hot"] == 3
+
+
+def test_killer_refuses_an_unsupervised_group(db_url: str) -> None:
+    with (
+        serve_processes(db_url, processes=1, pool_size=1) as g,
+        pytest.raises(ValueError, match="supervised"),
+    ):
+        WorkerKiller(g, db_url, "x").start()
+
+
+def test_process_crash_with_two_kills(db_url: str) -> None:
+    result = scenarios.run("process_crash", seed=11, kills=2, database_url=db_url)
+    assert result.passed, [(v.name, v.detail) for v in result.failed]
+    assert {v.name for v in result.verdicts} == set(checks_of("process_crash"))
+    s = result.summary
+    assert s["worker_restarts"] == 2
+    assert len(s["kills"]) == 2
+    assert all(k["new_pid"] not in (None, k["pid"]) for k in s["kills"])
+    # Each kill cut the killed worker's pool: it had backends, and they went.
+    assert all(k["backends_before"] > 0 for k in s["kills"])
+    assert all(g is not None for g in s["backends_gone_s"])
+    assert s["rolling_ops"] > 0
+    assert s["rolling_restart_s"] is not None
+    # The unknown ops are the maybe-happened claims the linearizability check resolved.
+    unknown = result.outcomes()["claim"].get("unknown", 0)
+    assert unknown == sum(1 for o in result.history if o.kind == "claim" and o.result == "unknown")
+    assert result.verdict("linearizable").passed
+
+
+def test_process_crash_is_http_only(db_url: str) -> None:
+    result = scenarios.run(
+        "process_crash", seed=3, layer="service", kills=0, rolling=False, database_url=db_url
+    )
+    assert result.layer == "http"
+    assert result.params["requested_layer"] == "service"
+    assert result.passed, [(v.name, v.detail) for v in result.failed]
+    assert result.summary["worker_restarts"] == 0
