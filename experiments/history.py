@@ -177,7 +177,9 @@ class History:
         with path.open("w", encoding="utf-8") as f:
             f.write(json.dumps({"origin_ns": self.origin_ns}) + "\n")
             for op in self:
-                f.write(json.dumps(asdict(op), ensure_ascii=False) + "\n")
+                # ASCII escapes: hostile input holds lone surrogates ("\\ud800"), which no
+                # UTF-8 file can carry raw; escaped, they load back exactly.
+                f.write(json.dumps(asdict(op)) + "\n")
         return path
 
     @classmethod

@@ -124,5 +124,7 @@ class Result:
         stem = f"{self.scenario}-{self.layer}"
         self.history.save(out / f"{stem}.history.jsonl")
         path = out / f"{stem}.result.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str, ensure_ascii=False))
+        # ASCII escapes, as in the history: a lone surrogate of hostile input cannot be
+        # written as UTF-8.
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str))
         return path
