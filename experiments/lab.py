@@ -425,6 +425,48 @@ def common_params(
     }
 
 
+def lab_result(
+    scenario: str,
+    *,
+    seed: int,
+    layer: str,
+    strategy: str,
+    database_url: str | None,
+    op_timeout_s: float,
+    run_timeout_s: float,
+    params: dict[str, Any],
+    history: History,
+    verdicts: list[Verdict],
+    summary: dict[str, Any],
+    started_at: str,
+    t0: float,
+) -> Result:
+    """A finished run's Result: ``common_params`` first in its params, then ``params``;
+    its duration counted from ``t0`` (``time.monotonic()`` when the run began)."""
+    return Result(
+        scenario=scenario,
+        seed=seed,
+        layer=layer,
+        strategy=strategy,
+        params={
+            **common_params(
+                seed=seed,
+                layer=layer,
+                strategy=strategy,
+                database_url=database_url,
+                op_timeout_s=op_timeout_s,
+                run_timeout_s=run_timeout_s,
+            ),
+            **params,
+        },
+        history=history,
+        verdicts=verdicts,
+        summary=summary,
+        started_at=started_at,
+        duration_s=time.monotonic() - t0,
+    )
+
+
 def announce(scenario: str, seed: int, layer: str, strategy: str) -> None:
     """Print the seed: one line, so any run can be replayed."""
     print(f"[{scenario}] seed={seed} layer={layer} strategy={strategy}", flush=True)
@@ -565,20 +607,15 @@ def experiment(
         **load_figures(history, report),
         **cleaned,
     }
-    return Result(
-        scenario=scenario,
+    return lab_result(
+        scenario,
         seed=seed,
         layer=layer,
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer=layer,
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             "pool_max": pool_max,
             "target": target,
             **params,
@@ -587,5 +624,5 @@ def experiment(
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

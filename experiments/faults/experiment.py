@@ -28,7 +28,7 @@ from experiments.history import History
 from experiments.lab import (
     Lab,
     announce,
-    common_params,
+    lab_result,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
@@ -343,25 +343,20 @@ def fault_experiment(
         head={"prefix": prefix, "application_name": app},
         figures=fr.figures,
     )
-    return Result(
-        scenario=scenario,
+    return lab_result(
+        scenario,
         seed=seed,
         layer=layer,
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer=layer,
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             **params,
         },
         history=history,
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

@@ -32,7 +32,7 @@ from experiments.history import History, Op
 from experiments.lab import (
     announce,
     check_target,
-    common_params,
+    lab_result,
     open_lab,
     run_prefix,
 )
@@ -174,20 +174,15 @@ def proxied_target_experiment(
         head={"prefix": prefix, "target": target},
         figures=cleaned,
     )
-    return Result(
-        scenario=scenario,
+    return lab_result(
+        scenario,
         seed=seed,
         layer="http",
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer="http",
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             "target": target,
             **params,
         },
@@ -195,5 +190,5 @@ def proxied_target_experiment(
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

@@ -27,8 +27,8 @@ from experiments.history import History, Op
 from experiments.lab import (
     LabError,
     announce,
-    common_params,
     invariant_verdicts,
+    lab_result,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
@@ -235,21 +235,16 @@ def run_locust(
         **_load_figures(history, placed["corrected"], swarm),
         "clock_checks": clock_checks,
     }
-    return Result(
-        scenario=label,
+    return lab_result(
+        label,
         seed=seed,
         # The load went over HTTP: the suite files it with the http layer.
         layer="http",
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer="http",
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             "driver": "locust",
             "processes": processes,
             "target": _masked_url(target),
@@ -259,7 +254,7 @@ def run_locust(
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )
 
 

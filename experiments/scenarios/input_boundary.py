@@ -31,7 +31,7 @@ from experiments.checks import (
 from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.history import History, Op, ResultKind
 from experiments.hostile import Case, Endpoint, catalog, expect_body, generated, get_path
-from experiments.lab import announce, common_params, open_lab, run_prefix
+from experiments.lab import announce, lab_result, open_lab, run_prefix
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
 from experiments.plans import draw_seed
 from experiments.result import Result, Verdict
@@ -388,23 +388,15 @@ def run(
         check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
         leaks,
     ]
-    return Result(
-        scenario=NAME,
+    return lab_result(
+        NAME,
         seed=seed,
         layer="http",
         strategy=strategy,
-        params={
-            **common_params(
-                seed=seed,
-                layer="http",
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
-            "generated": generated_cases,
-            "requested_layer": layer,
-        },
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        params={"generated": generated_cases, "requested_layer": layer},
         history=history,
         verdicts=verdicts,
         summary={
@@ -416,5 +408,5 @@ def run(
             "problems": {k: len(v) for k, v in problems.items()},
         },
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

@@ -10,8 +10,8 @@ from experiments.checks import expected_counts, remaining_equals, rows_equal, st
 from experiments.checks_leaks import ThreadBaseline
 from experiments.lab import (
     announce,
-    common_params,
     invariant_verdicts,
+    lab_result,
     load_figures,
     open_lab,
     pool_stats_when_idle,
@@ -120,28 +120,18 @@ def run(
         "throughput_by_size": {k: v["throughput_ops_s"] for k, v in by_size.items()},
         **cleaned,
     }
-    params = {
-        **common_params(
-            seed=seed,
-            layer=layer,
-            strategy=strategy,
-            database_url=database_url,
-            op_timeout_s=op_timeout_s,
-            run_timeout_s=run_timeout_s,
-        ),
-        "sizes": list(sizes),
-        "stock_ratio": stock_ratio,
-        "target": target,
-    }
-    return Result(
-        scenario=NAME,
+    return lab_result(
+        NAME,
         seed=seed,
         layer=layer,
         strategy=strategy,
-        params=params,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        params={"sizes": list(sizes), "stock_ratio": stock_ratio, "target": target},
         history=history,
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )
