@@ -20,6 +20,7 @@ import pytest
 from coupon_core import CouponService, EmbeddedPostgres
 from coupon_core.database import free_port
 from coupon_core.server import serve_in_thread
+from tests.procs import children
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -239,19 +240,6 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
     assert users == acknowledged
     assert remaining == (500 - len(acknowledged),)
     print(f"slowest 503 {slowest * 1000:.1f} ms; first claim {recovered_s:.3f}s after start")
-
-
-def children(pid: int) -> list[int]:
-    """Pids of the live processes whose parent is ``pid``, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):  # gone meanwhile
-            continue
-        if int(ppid) == pid and state != "Z":
-            found.append(int(stat.parent.name))
-    return sorted(found)
 
 
 def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(

@@ -31,6 +31,7 @@ import pytest
 from coupon_core.database import EmbeddedPostgres, free_port
 from coupon_core.redact import redact_url
 from experiments import cli
+from tests.procs import children
 
 pytestmark = pytest.mark.chaos
 
@@ -187,18 +188,6 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):  # gone meanwhile
-            continue
-        if int(ppid) == pid and state != "Z":
-            found.append(int(stat.parent.name))
-    return sorted(found)
-
-
 @pytest.mark.parametrize("way", WAYS)
 def test_serve_workers_get_no_password_on_their_command_line(
     secret_db: SecretDatabase, way: str, tmp_path: Path
@@ -229,7 +218,7 @@ def test_serve_workers_get_no_password_on_their_command_line(
                 pass
             assert time.monotonic() < deadline, "serve did not come up"
             time.sleep(0.1)
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         assert len(workers) == 2
         for pid in [proc.pid, *workers]:
             cmdline = _cmdline(pid)
