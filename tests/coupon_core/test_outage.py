@@ -52,6 +52,31 @@ def timed(client: httpx.Client, method: str, url: str, **kwargs: object) -> http
     return r
 
 
+def claim_before(client: httpx.Client, amount: int) -> list[str]:
+    """Create coupon ``c`` of ``amount`` and claim it for five users: those acknowledged."""
+    assert client.post("/api/coupons", json={"name": "c", "amount": amount}).status_code == 201
+    acknowledged = []
+    for i in range(5):
+        r = client.post("/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"})
+        assert r.status_code == 200
+        acknowledged.append(f"before-{i}")
+    return acknowledged
+
+
+def assert_only_acknowledged(url: str, acknowledged: list[str], amount: int) -> None:
+    """Nothing acknowledged is lost, and nothing refused was written, on coupon ``c``."""
+    with psycopg.connect(url) as conn:
+        users = [
+            row[0]
+            for row in conn.execute(
+                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
+            ).fetchall()
+        ]
+        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
+    assert users == acknowledged
+    assert remaining == (amount - len(acknowledged),)
+
+
 def outage_crowd(url: str, n: int) -> dict[str, Any]:
     """``n`` concurrent claims released together; their statuses and the slowest time."""
     barrier = threading.Barrier(n, timeout=30)
@@ -88,14 +113,7 @@ def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
             serve_in_thread(svc) as server,
             httpx.Client(base_url=server.url, timeout=REQUEST_BOUND_S + 5) as client,
         ):
-            assert client.post("/api/coupons", json={"name": "c", "amount": 100}).status_code == 201
-            acknowledged = []
-            for i in range(5):
-                r = client.post(
-                    "/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"}
-                )
-                assert r.status_code == 200
-                acknowledged.append(f"before-{i}")
+            acknowledged = claim_before(client, 100)
 
             db.stop()
             assert not db.is_running()
@@ -151,16 +169,7 @@ def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
     finally:
         svc.close()
 
-    with psycopg.connect(db.url) as conn:
-        users = [
-            row[0]
-            for row in conn.execute(
-                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
-            ).fetchall()
-        ]
-        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
-    assert users == acknowledged
-    assert remaining == (100 - len(acknowledged),)
+    assert_only_acknowledged(db.url, acknowledged, 100)
     print(f"recovered {recovered_after:.2f}s after restart")
 
 
@@ -182,14 +191,7 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
             serve_in_thread(svc) as server,
             httpx.Client(base_url=server.url, timeout=DEFAULT_POOL_TIMEOUT_S + 10) as client,
         ):
-            assert client.post("/api/coupons", json={"name": "c", "amount": 500}).status_code == 201
-            acknowledged = []
-            for i in range(5):
-                r = client.post(
-                    "/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"}
-                )
-                assert r.status_code == 200
-                acknowledged.append(f"before-{i}")
+            acknowledged = claim_before(client, 500)
 
             db.stop()
             slowest = 0.0
@@ -228,17 +230,7 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
         svc.close()
     assert not any(t.name == "breaker-probe" for t in threading.enumerate())
 
-    with psycopg.connect(db.url) as conn:
-        users = [
-            row[0]
-            for row in conn.execute(
-                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
-            ).fetchall()
-        ]
-        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
-    # Nothing acknowledged is lost, and nothing refused was written.
-    assert users == acknowledged
-    assert remaining == (500 - len(acknowledged),)
+    assert_only_acknowledged(db.url, acknowledged, 500)
     print(f"slowest 503 {slowest * 1000:.1f} ms; first claim {recovered_s:.3f}s after start")
 
 
