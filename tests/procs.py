@@ -1,10 +1,14 @@
-"""Process helpers for the tests that watch a server's worker processes through /proc."""
+"""Process helpers for the tests that start ``serve``: wait for it to answer, find its workers."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
-__all__ = ["children"]
+import httpx
+
+__all__ = ["children", "wait_serving"]
 
 
 def children(pid: int) -> list[int]:
@@ -19,3 +23,17 @@ def children(pid: int) -> list[int]:
         if int(ppid) == pid and state != "Z":
             found.append(int(stat.parent.name))
     return sorted(found)
+
+
+def wait_serving(proc: subprocess.Popen[str], url: str, bound_s: float) -> None:
+    """Until ``url``'s /health answers 200; fails if ``proc`` exits or ``bound_s`` passes."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        assert proc.poll() is None, f"serve exited: {proc.communicate()}"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not come up"
+        time.sleep(0.1)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from coupon_core.database import Owner, free_port
-from tests.procs import children
+from tests.procs import children, wait_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "experiments.cli"]
@@ -60,16 +60,8 @@ def start(procs: list[subprocess.Popen[str]], *args: str) -> tuple[subprocess.Po
     )
     procs.append(p)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_BOUND_S
-    while True:
-        assert p.poll() is None, f"serve exited: {p.communicate()}"
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return p, url
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "serve did not come up"
-        time.sleep(0.1)
+    wait_serving(p, url, START_BOUND_S)
+    return p, url
 
 
 def stop(p: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, str, str]:

@@ -20,7 +20,7 @@ import pytest
 from coupon_core import CouponService, EmbeddedPostgres
 from coupon_core.database import free_port
 from coupon_core.server import serve_in_thread
-from tests.procs import children
+from tests.procs import children, wait_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -258,16 +258,7 @@ def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + RECOVERY_BOUND_S
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.1)
+        wait_serving(proc, base, RECOVERY_BOUND_S)
         for pid in children(proc.pid):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             assert cmdline[cmdline.index(b"--pool-timeout") + 1] == b"8.0"

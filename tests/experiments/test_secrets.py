@@ -19,7 +19,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import pytest
 from coupon_core.database import EmbeddedPostgres, free_port
 from coupon_core.redact import redact_url
 from experiments import cli
-from tests.procs import children
+from tests.procs import children, wait_serving
 
 pytestmark = pytest.mark.chaos
 
@@ -208,16 +207,7 @@ def test_serve_workers_get_no_password_on_their_command_line(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_BOUND_S
-        while True:
-            assert proc.poll() is None, f"serve exited: {proc.communicate()}"
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.1)
+        wait_serving(proc, base, START_BOUND_S)
         workers = children(proc.pid)
         assert len(workers) == 2
         for pid in [proc.pid, *workers]:
