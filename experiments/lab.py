@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import psycopg
 
@@ -472,6 +472,25 @@ def announce(scenario: str, seed: int, layer: str, strategy: str) -> None:
     print(f"[{scenario}] seed={seed} layer={layer} strategy={strategy}", flush=True)
 
 
+class RunStart(NamedTuple):
+    """What a run begins with: its seed (drawn, printed), its prefix, when it started."""
+
+    seed: int
+    prefix: str
+    #: ISO time, to the second, for the Result.
+    started_at: str
+    #: ``time.monotonic()`` at the start, for the Result's duration.
+    t0: float
+
+
+def start_run(scenario: str, seed: int | None, layer: str, strategy: str) -> RunStart:
+    """Draw the seed and print it (``announce``), and give the run its prefix and start."""
+    drawn = draw_seed(seed)
+    announce(scenario, drawn, layer, strategy)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return RunStart(drawn, run_prefix(scenario), started_at, time.monotonic())
+
+
 def load_figures(history: History, report: RunReport, phase: str | None = "load") -> dict[str, Any]:
     """Counts, start spread, latency quantiles and throughput of one run's load ops."""
     ops = [o for o in history.ops if phase is None or o.phase == phase]
@@ -566,11 +585,7 @@ def experiment(
     ``target``: against that server (see the module); ``cleanup``: delete the run's
     own rows afterwards (recorded in the summary).
     """
-    seed = draw_seed(seed)
-    announce(scenario, seed, layer, strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(scenario)
+    seed, prefix, started_at, t0 = start_run(scenario, seed, layer, strategy)
     plan = make_plan(seed, prefix)
     app = f"coupon-{prefix}"[:63]  # run-unique: the leak check counts its backends
     baseline = ThreadBaseline()

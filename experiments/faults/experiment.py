@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -27,16 +26,15 @@ from experiments.faults.window import Window, Windows, label_ops
 from experiments.history import History
 from experiments.lab import (
     Lab,
-    announce,
     lab_result,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
-    run_prefix,
+    start_run,
     state_figures,
 )
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
-from experiments.plans import Plan, draw_seed
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
 from experiments.runner import NOT_STARTED, RunReport, run_plan
 
@@ -220,11 +218,7 @@ def fault_experiment(
     ``read_url`` sends the service's gets there (a standby of a replicated cluster).
     ``server_workers`` (HTTP): the lab serves from supervised worker processes.
     """
-    seed = draw_seed(seed)
-    announce(scenario, seed, layer, strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(scenario)
+    seed, prefix, started_at, t0 = start_run(scenario, seed, layer, strategy)
     app = f"coupon-{prefix}"[:63]  # PostgreSQL keeps 63 bytes of application_name
     plan = make_plan(seed, prefix)
     baseline = ThreadBaseline()

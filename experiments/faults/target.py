@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,13 +29,12 @@ from experiments.faults.restart import time_to_recover
 from experiments.faults.schedule import ProxySchedule, Step
 from experiments.history import History, Op
 from experiments.lab import (
-    announce,
     check_target,
     lab_result,
     open_lab,
-    run_prefix,
+    start_run,
 )
-from experiments.plans import Plan, draw_seed
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
 from experiments.runner import run_plan
 
@@ -101,11 +99,7 @@ def proxied_target_experiment(
     recover_timeout_s: float = 30.0,
 ) -> Result:
     """Run ``scenario`` against ``target`` through a proxy that follows ``steps``."""
-    seed = draw_seed(seed)
-    announce(scenario, seed, "http", strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(scenario)
+    seed, prefix, started_at, t0 = start_run(scenario, seed, "http", strategy)
     plan = make_plan(seed, prefix)
     parts = urlsplit(check_target(target))
     if parts.scheme != "http":

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +24,12 @@ from experiments.clients import HttpClient
 from experiments.history import History, Op
 from experiments.lab import (
     LabError,
-    announce,
     invariant_verdicts,
     lab_result,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
-    run_prefix,
+    start_run,
     state_figures,
 )
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
@@ -46,7 +43,7 @@ from experiments.locust._merge import (
     start_spread_ms,
 )
 from experiments.locust._swarm import SwarmRun, run_swarm
-from experiments.plans import Plan, draw_seed
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
 
 __all__ = ["locust_stats", "run_locust", "save_locust_reports"]
@@ -176,11 +173,7 @@ def run_locust(
         raise TypeError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
     figures = {**which.defaults, **params}
     label = name or scenario
-    seed = draw_seed(seed)
-    announce(label, seed, "locust", strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(label)
+    seed, prefix, started_at, t0 = start_run(label, seed, "locust", strategy)
     plan = which.make_plan(seed, prefix, figures)
     app = f"coupon-{prefix}"[:63]
     baseline = ThreadBaseline()

@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -31,9 +30,8 @@ from experiments.checks import (
 from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.history import History, Op, ResultKind
 from experiments.hostile import Case, Endpoint, catalog, expect_body, generated, get_path
-from experiments.lab import announce, lab_result, open_lab, run_prefix
+from experiments.lab import lab_result, open_lab, start_run
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
-from experiments.plans import draw_seed
 from experiments.result import Result, Verdict
 
 NAME = "input_boundary"
@@ -142,11 +140,7 @@ def run(
     run_timeout_s: float = 120.0,
     generated_cases: int = 1000,
 ) -> Result:
-    seed = draw_seed(seed)
-    announce(NAME, seed, "http", strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(NAME)
+    seed, prefix, started_at, t0 = start_run(NAME, seed, "http", strategy)
     target = f"{prefix}-target"
     history = History()
     problems: dict[str, list[str]] = {

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from experiments.checks import expected_counts, remaining_equals, rows_equal, stampede_collided
 from experiments.checks_leaks import ThreadBaseline
 from experiments.lab import (
-    announce,
     invariant_verdicts,
     lab_result,
     load_figures,
     open_lab,
     pool_stats_when_idle,
-    run_prefix,
+    start_run,
     state_figures,
 )
-from experiments.plans import draw_seed, stampede_plan
+from experiments.plans import stampede_plan
 from experiments.result import Result, Verdict
 
 NAME = "scale"
@@ -47,11 +44,7 @@ def run(
     sizes = tuple(int(s) for s in sizes)
     if not sizes or min(sizes) < 1:
         raise ValueError("sizes must be positive user counts")
-    seed = draw_seed(seed)
-    announce(NAME, seed, layer, strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(NAME)
+    seed, prefix, started_at, t0 = start_run(NAME, seed, layer, strategy)
     # One seed for the run; each size's plan gets its own, derived deterministically.
     plans = [
         stampede_plan(
