@@ -26,16 +26,15 @@ from experiments.faults.window import Window, Windows, label_ops
 from experiments.history import History
 from experiments.lab import (
     Lab,
-    lab_result,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
-    start_run,
     state_figures,
 )
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
 from experiments.plans import Plan
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 from experiments.runner import NOT_STARTED, RunReport, run_plan
 
 __all__ = [

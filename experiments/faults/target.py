@@ -30,12 +30,11 @@ from experiments.faults.schedule import ProxySchedule, Step
 from experiments.history import History, Op
 from experiments.lab import (
     check_target,
-    lab_result,
     open_lab,
-    start_run,
 )
 from experiments.plans import Plan
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 from experiments.runner import run_plan
 
 __all__ = ["BackoffClient", "proxied_target_experiment"]

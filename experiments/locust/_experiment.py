@@ -25,11 +25,9 @@ from experiments.history import History, Op
 from experiments.lab import (
     LabError,
     invariant_verdicts,
-    lab_result,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
-    start_run,
     state_figures,
 )
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
@@ -45,6 +43,7 @@ from experiments.locust._merge import (
 from experiments.locust._swarm import SwarmRun, run_swarm
 from experiments.plans import Plan
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 
 __all__ = ["locust_stats", "run_locust", "save_locust_reports"]
 

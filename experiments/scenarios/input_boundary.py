@@ -30,9 +30,10 @@ from experiments.checks import (
 from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.history import History, Op, ResultKind
 from experiments.hostile import Case, Endpoint, catalog, expect_body, generated, get_path
-from experiments.lab import lab_result, open_lab, start_run
+from experiments.lab import open_lab
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 
 NAME = "input_boundary"
 TITLE = "Input boundary"

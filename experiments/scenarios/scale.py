@@ -8,15 +8,14 @@ from experiments.checks import expected_counts, remaining_equals, rows_equal, st
 from experiments.checks_leaks import ThreadBaseline
 from experiments.lab import (
     invariant_verdicts,
-    lab_result,
     load_figures,
     open_lab,
     pool_stats_when_idle,
-    start_run,
     state_figures,
 )
 from experiments.plans import stampede_plan
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 
 NAME = "scale"
 TITLE = "Scale"
