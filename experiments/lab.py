@@ -25,17 +25,14 @@ import dataclasses
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
-from coupon_core.redact import redact_url
 from experiments.checks import FinalState, _like_prefix, always_on, read_state, stampede_collided
 from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
@@ -45,8 +42,15 @@ from experiments.linearizability import (
     check_linearizable,
     started_ops,
 )
-from experiments.plans import Plan, draw_seed
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
+from experiments.run_record import (
+    announce,
+    common_params,
+    lab_result,
+    run_prefix,
+    start_run,
+)
 from experiments.runner import NOT_STARTED, PhaseLabel, RunReport, run_plan
 
 __all__ = [
@@ -102,11 +106,6 @@ class LabError(RuntimeError):
 TARGET_DATABASE_ENV = "TARGET_DATABASE_URL"
 #: Why the tables are not read against a target given without its database.
 NO_DATABASE = "no database access: the target was given without --database-url"
-
-
-def run_prefix(scenario: str) -> str:
-    """A coupon-name prefix unique to one run: ``<scenario>-<12 hex>``."""
-    return f"{scenario}-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -401,35 +400,6 @@ STAMPEDE_SHAPES: frozenset[str] = frozenset({"stampede", "one_user"})
 Expectations = Callable[[History, FinalState, Plan], list[Verdict]]
 
 
-def _masked(url: str | None) -> str | None:
-    # Params land in reports: never a password.
-    return None if url is None else redact_url(url)
-
-
-def common_params(
-    *,
-    seed: int,
-    layer: str,
-    strategy: str,
-    database_url: str | None,
-    op_timeout_s: float,
-    run_timeout_s: float,
-) -> dict[str, Any]:
-    return {
-        "seed": seed,
-        "layer": layer,
-        "strategy": strategy,
-        "database_url": _masked(database_url),
-        "op_timeout_s": op_timeout_s,
-        "run_timeout_s": run_timeout_s,
-    }
-
-
-def announce(scenario: str, seed: int, layer: str, strategy: str) -> None:
-    """Print the seed: one line, so any run can be replayed."""
-    print(f"[{scenario}] seed={seed} layer={layer} strategy={strategy}", flush=True)
-
-
 def load_figures(history: History, report: RunReport, phase: str | None = "load") -> dict[str, Any]:
     """Counts, start spread, latency quantiles and throughput of one run's load ops."""
     ops = [o for o in history.ops if phase is None or o.phase == phase]
@@ -524,11 +494,7 @@ def experiment(
     ``target``: against that server (see the module); ``cleanup``: delete the run's
     own rows afterwards (recorded in the summary).
     """
-    seed = draw_seed(seed)
-    announce(scenario, seed, layer, strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(scenario)
+    seed, prefix, started_at, t0 = start_run(scenario, seed, layer, strategy)
     plan = make_plan(seed, prefix)
     app = f"coupon-{prefix}"[:63]  # run-unique: the leak check counts its backends
     baseline = ThreadBaseline()
@@ -565,20 +531,15 @@ def experiment(
         **load_figures(history, report),
         **cleaned,
     }
-    return Result(
-        scenario=scenario,
+    return lab_result(
+        scenario,
         seed=seed,
         layer=layer,
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer=layer,
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             "pool_max": pool_max,
             "target": target,
             **params,
@@ -587,5 +548,5 @@ def experiment(
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

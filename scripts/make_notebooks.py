@@ -18,7 +18,12 @@ from typing import Any
 import nbformat as _nbformat
 
 from experiments.scenarios import SCENARIOS
-from experiments.scenarios._checks import ALWAYS_ON, BOUNDARY_ALWAYS_ON, FAULT_ALWAYS_ON
+from experiments.scenarios._checks import (
+    ALWAYS_ON,
+    BOUNDARY_ALWAYS_ON,
+    FAULT_ALWAYS_ON,
+    OWN_CHECKS,
+)
 
 # nbformat's functions are untyped; one Any here instead of an ignore at every call.
 nbformat: Any = _nbformat
@@ -54,6 +59,11 @@ assert not failed, f"expected {what} at every size: {{failed}}\""""
 def _verdict(name: str) -> str:
     # A check skipped (with its reason) is neither passed nor failed: no assertion error.
     return f'check = result.verdict("{name}")\nassert check.passed or check.skipped, check.detail'
+
+
+def _own_verdicts(scenario: str) -> tuple[str, ...]:
+    """An assertion per check the scenario declares as its own, in the declared order."""
+    return tuple(_verdict(e) for e in OWN_CHECKS[scenario])
 
 
 @dataclass(frozen=True)
@@ -254,11 +264,7 @@ SPECS.update(
             "had an idle connection or before its timeout, an unavailable the pool never "
             "refused, a connection never given back, or any invariant violated.",
             "exhausted",
-            "claim_results",
-            "get_results",
-            "exhaustion_observed",
-            "unavailable_only_when_exhausted",
-            "refusals_fast",
+            *OWN_CHECKS["pool_exhaustion"],
         ),
         "query_timeout": _fault_spec(
             "11_query_timeout.ipynb",
@@ -286,9 +292,7 @@ SPECS.update(
             "a claim row without its decrement or the reverse, a 5xx or driver text, a pool "
             "that does not recover, or a backend left behind.",
             "kill",
-            "claim_results",
-            "get_results",
-            "backends_killed",
+            *OWN_CHECKS["connection_drop"],
         ),
         "database_restart": Spec(
             "13_database_restart.ipynb",
@@ -302,17 +306,7 @@ SPECS.update(
             "(goals: p99 under 1 s, recovery under 2 s).",
             "an acknowledged claim missing, a hang, a 5xx, refusals that wait out the pool "
             "timeout, or no success after the database came back.",
-            tuple(
-                _verdict(e)
-                for e in (
-                    "claim_results",
-                    "get_results",
-                    "outage_observed",
-                    "service_recovered_in_bound",
-                    "ops_bounded",
-                    "outage_answers_fast",
-                )
-            ),
+            _own_verdicts("database_restart"),
             charts=_fault_charts("down"),
             extra_tables=(
                 _BY_PHASE,
@@ -350,11 +344,7 @@ SPECS.update(
             "a claim succeeding through the lock, a cancelled claim leaving a row, a waiter "
             "that never finishes, or a connection not returned to the pool.",
             "held",
-            "claim_results",
-            "lock_taken",
-            "waiters_cancelled",
-            "no_success_while_locked",
-            "waiters_succeed_after_release",
+            *OWN_CHECKS["lock_contention"],
         ),
         "network_faults": _fault_spec(
             "16_network_faults.ipynb",
@@ -366,10 +356,7 @@ SPECS.update(
             "a 5xx or driver text, a partial claim, injected latency that does not show, or "
             "no recovery.",
             "reset",
-            "claim_results",
-            "get_results",
-            "latency_applied",
-            "reset_cut_connections",
+            *OWN_CHECKS["network_faults"],
         ),
         "negative_stock": _fault_spec(
             "17_negative_stock.ipynb",
@@ -511,19 +498,7 @@ SPECS["process_crash"] = Spec(
     "restart's failed requests are counted (goal: zero) and none is a 5xx.",
     "a claim row without its decrement, an acknowledged claim missing, a failure outside "
     "a kill, a backend of the dead worker left behind, a worker not restarted, or a 5xx.",
-    tuple(
-        _verdict(e)
-        for e in (
-            "nemesis_ran",
-            "claim_results",
-            "get_results",
-            "failures_only_from_kills",
-            "workers_restarted",
-            "dead_backends_gone",
-            "recovered_on_new_worker",
-            "rolling_restart_no_5xx",
-        )
-    ),
+    _own_verdicts("process_crash"),
     charts=_fault_charts("kill"),
     extra_tables=(
         _BY_PHASE,

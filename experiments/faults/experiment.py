@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -27,20 +26,25 @@ from experiments.faults.window import Window, Windows, label_ops
 from experiments.history import History
 from experiments.lab import (
     Lab,
-    announce,
-    common_params,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
-    run_prefix,
     state_figures,
 )
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
-from experiments.plans import Plan, draw_seed
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
-from experiments.runner import NOT_STARTED, run_plan
+from experiments.run_record import lab_result, start_run
+from experiments.runner import NOT_STARTED, RunReport, run_plan
 
-__all__ = ["FaultRun", "Nemesis", "fault_experiment", "fault_figures", "quiet_pool_log"]
+__all__ = [
+    "FaultRun",
+    "Nemesis",
+    "fault_experiment",
+    "fault_figures",
+    "fault_outcome",
+    "quiet_pool_log",
+]
 
 
 class Nemesis(Protocol):
@@ -116,6 +120,60 @@ def fault_figures(history: History, windows: list[Window]) -> dict[str, Any]:
     }
 
 
+def fault_outcome(
+    history: History,
+    state: FinalState,
+    *,
+    report: RunReport,
+    windows: list[Window],
+    expected: Callable[[], list[Verdict]],
+    recover_s: float | None,
+    recover_timeout_s: float,
+    healthy: str,
+    unhealthy: str,
+    leaks: Verdict,
+    head: dict[str, Any],
+    figures: dict[str, Any],
+) -> tuple[list[Verdict], dict[str, Any]]:
+    """A fault run's verdicts and summary, once its load is over and its state read.
+
+    Ops the time bound never started did not run: they leave ``history`` first, kept
+    out of every figure; then the load's ops are labelled by phase, and only then
+    ``expected()`` gives the scenario's own verdicts (they read those phases). ``healthy`` and ``unhealthy`` word the ``recovered`` verdict
+    (``{s}``: seconds to recover; ``{timeout}``: ``recover_timeout_s``). ``head`` opens
+    the summary (the prefix, what was run against), ``figures`` closes it.
+    """
+    history.discard(lambda o: o.message == NOT_STARTED)
+    phases = label_ops([o for o in history.ops if o.phase == "load"], windows)
+    verdicts = [
+        *always_on(history, state, allow_unavailable=True, expect_no_timeouts=False),
+        *expected(),
+        Verdict(
+            "recovered",
+            recover_s is not None,
+            healthy.format(s=recover_s)
+            if recover_s is not None
+            else unhealthy.format(timeout=recover_timeout_s),
+            {"time_to_recover_s": recover_s},
+        ),
+        leaks,
+        # Ops a fault cut short (unknown, unavailable) count as maybe-happened.
+        check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
+    ]
+    summary = {
+        **head,
+        "outcomes": history.counts(),
+        "phases": phases,
+        "time_to_recover_s": None if recover_s is None else round(recover_s, 4),
+        "not_started": report.not_started,
+        "wall_s": round(report.wall_s, 4),
+        **fault_figures(history, windows),
+        **state_figures(state),
+        **figures,
+    }
+    return verdicts, summary
+
+
 def fault_experiment(
     scenario: str,
     *,
@@ -159,11 +217,7 @@ def fault_experiment(
     ``read_url`` sends the service's gets there (a standby of a replicated cluster).
     ``server_workers`` (HTTP): the lab serves from supervised worker processes.
     """
-    seed = draw_seed(seed)
-    announce(scenario, seed, layer, strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(scenario)
+    seed, prefix, started_at, t0 = start_run(scenario, seed, layer, strategy)
     app = f"coupon-{prefix}"[:63]  # PostgreSQL keeps 63 bytes of application_name
     plan = make_plan(seed, prefix)
     baseline = ThreadBaseline()
@@ -268,57 +322,34 @@ def fault_experiment(
             application_name=app,
             ignore_threads=["proxy-"] if middle else [],
         )
-    # Ops the time bound never started did not run: keep them out of every figure.
-    history.discard(lambda o: o.message == NOT_STARTED)
-    load_ops = [o for o in history.ops if o.phase == "load"]
-    phases = label_ops(load_ops, windows)
-    verdicts = [
-        *always_on(history, state, allow_unavailable=True, expect_no_timeouts=False),
-        *expect(history, state, fr),
-        *fr.verdicts,
-        Verdict(
-            "recovered",
-            recover_s is not None,
-            f"service healthy {recover_s:.3f}s after the faults ended"
-            if recover_s is not None
-            else f"service still unhealthy {recover_timeout_s:.0f}s after the faults ended",
-            {"time_to_recover_s": recover_s},
-        ),
-        leaks,
-        # Ops a fault cut short (unknown, unavailable) count as maybe-happened.
-        check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
-    ]
-    summary = {
-        "prefix": prefix,
-        "application_name": app,
-        "outcomes": history.counts(),
-        "phases": phases,
-        "time_to_recover_s": None if recover_s is None else round(recover_s, 4),
-        "not_started": report.not_started,
-        "wall_s": round(report.wall_s, 4),
-        **fault_figures(history, windows),
-        **state_figures(state),
-        **fr.figures,
-    }
-    return Result(
-        scenario=scenario,
+    verdicts, summary = fault_outcome(
+        history,
+        state,
+        report=report,
+        windows=windows,
+        expected=lambda: [*expect(history, state, fr), *fr.verdicts],
+        recover_s=recover_s,
+        recover_timeout_s=recover_timeout_s,
+        healthy="service healthy {s:.3f}s after the faults ended",
+        unhealthy="service still unhealthy {timeout:.0f}s after the faults ended",
+        leaks=leaks,
+        head={"prefix": prefix, "application_name": app},
+        figures=fr.figures,
+    )
+    return lab_result(
+        scenario,
         seed=seed,
         layer=layer,
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer=layer,
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             **params,
         },
         history=history,
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

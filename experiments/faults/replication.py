@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Self
 
 from coupon_core.cluster import Node, ReplicatedCluster
 from experiments.faults.proxy import TcpProxy
@@ -105,8 +105,48 @@ class ReplicationLag:
         self.windows.close_all()
 
 
+class _OneShot:
+    """A fault fired once, ``delay_s`` after ``start()``, on a thread of its own.
+
+    ``wait()`` until it is done; an error it raised is kept in ``error``; its windows
+    are closed when it ends. Subclasses (dataclasses) give the fields and ``_fire``.
+    """
+
+    delay_s: float
+    windows: Windows
+    error: BaseException | None
+    _thread: threading.Thread | None
+    _done: threading.Event
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name="nemesis-failover", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float = 120.0) -> bool:
+        return self._done.wait(timeout)
+
+    def _join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+        self.windows.close_all()
+
+    def _fire(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        try:
+            time.sleep(self.delay_s)
+            self._fire()
+        except BaseException as err:  # kept: a fault that failed (re-raised or reported)
+            self.error = err
+        finally:
+            self.windows.close_all()
+            self._done.set()
+
+
 @dataclass
-class Failover:
+class Failover(_OneShot):
     """The nemesis: optionally cut the links, take the primary down, promote a standby."""
 
     cluster: ReplicatedCluster
@@ -132,19 +172,9 @@ class Failover:
         if self.cut_before_s is not None and self.links is None:
             raise ValueError("cutting the link before the kill needs ReplicationLinks")
 
-    def start(self) -> Failover:
-        self._thread = threading.Thread(target=self._run, name="nemesis-failover", daemon=True)
-        self._thread.start()
-        return self
-
-    def wait(self, timeout: float = 120.0) -> bool:
-        return self._done.wait(timeout)
-
     def stop(self) -> None:
         """Wait for the failover to finish (it always promotes, even if the load ended)."""
-        if self._thread is not None:
-            self._thread.join(timeout=180)
-        self.windows.close_all()
+        self._join(timeout=180)
         if self.error is not None:
             raise RuntimeError(f"failover failed: {self.error}") from self.error
 
@@ -152,40 +182,33 @@ class Failover:
     def old_node(self) -> Node | None:
         return None if self.old_primary is None else self.cluster.node(self.old_primary)
 
-    def _run(self) -> None:
-        try:
-            time.sleep(self.delay_s)
-            primary = self.cluster.primary
-            self.old_primary = primary.name
-            if self.cut_before_s is not None and self.links is not None:
-                self.windows.open("cut")
-                self.links.cut()
-                time.sleep(self.cut_before_s)
-                self.windows.close("cut")
-            self.windows.open("down")
-            self.down_ns = time.monotonic_ns()
-            if self.how == "kill":
-                self.cluster.kill(primary)
-            else:
-                self.cluster.stop_node(primary)
-            time.sleep(self.detect_s)
-            # As a failover manager would: the standby with the most WAL, so that the
-            # others (with less) can follow its new timeline.
-            target = self.cluster.most_advanced_standby()
-            t0 = time.monotonic()
-            self.cluster.promote(target)
-            self.promote_s = time.monotonic() - t0
-            self.new_primary = target.name
-            self.promoted_ns = time.monotonic_ns()
-        except BaseException as err:  # kept, re-raised by stop()
-            self.error = err
-        finally:
-            self.windows.close_all()
-            self._done.set()
+    def _fire(self) -> None:
+        primary = self.cluster.primary
+        self.old_primary = primary.name
+        if self.cut_before_s is not None and self.links is not None:
+            self.windows.open("cut")
+            self.links.cut()
+            time.sleep(self.cut_before_s)
+            self.windows.close("cut")
+        self.windows.open("down")
+        self.down_ns = time.monotonic_ns()
+        if self.how == "kill":
+            self.cluster.kill(primary)
+        else:
+            self.cluster.stop_node(primary)
+        time.sleep(self.detect_s)
+        # As a failover manager would: the standby with the most WAL, so that the
+        # others (with less) can follow its new timeline.
+        target = self.cluster.most_advanced_standby()
+        t0 = time.monotonic()
+        self.cluster.promote(target)
+        self.promote_s = time.monotonic() - t0
+        self.new_primary = target.name
+        self.promoted_ns = time.monotonic_ns()
 
 
 @dataclass
-class FailoverCommand:
+class FailoverCommand(_OneShot):
     """A user's own failover (``patronictl failover --force``...), run once as the fault.
 
     The command runs after ``delay_s`` without a shell (split like a shell would),
@@ -207,35 +230,20 @@ class FailoverCommand:
         if not shlex.split(self.command):
             raise ValueError("the failover command is empty")
 
-    def start(self) -> FailoverCommand:
-        self._thread = threading.Thread(target=self._run, name="nemesis-failover", daemon=True)
-        self._thread.start()
-        return self
-
-    def wait(self, timeout: float = 120.0) -> bool:
-        return self._done.wait(timeout)
-
     def stop(self) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout=self.timeout_s + 30)
-        self.windows.close_all()
+        self._join(timeout=self.timeout_s + 30)
 
-    def _run(self) -> None:
-        try:
-            time.sleep(self.delay_s)
-            with self.windows.active("down"):
-                t0 = time.monotonic()
-                proc = subprocess.run(
-                    shlex.split(self.command),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    stdin=subprocess.DEVNULL,
-                    timeout=self.timeout_s,
-                    check=False,
-                )
-                self.duration_s = time.monotonic() - t0
-                self.returncode = proc.returncode
-        except BaseException as err:  # a missing program, a timeout: a fault that failed
-            self.error = err
-        finally:
-            self._done.set()
+    def _fire(self) -> None:
+        # A missing program or a timeout ends up in ``error``: a fault that failed.
+        with self.windows.active("down"):
+            t0 = time.monotonic()
+            proc = subprocess.run(
+                shlex.split(self.command),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                timeout=self.timeout_s,
+                check=False,
+            )
+            self.duration_s = time.monotonic() - t0
+            self.returncode = proc.returncode

@@ -15,33 +15,27 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from experiments.checks import FinalState, always_on
+from experiments.checks import FinalState
 from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.clients import Client
-from experiments.faults.experiment import fault_figures
+from experiments.faults.experiment import fault_outcome
 from experiments.faults.proxy import TcpProxy
 from experiments.faults.restart import time_to_recover
 from experiments.faults.schedule import ProxySchedule, Step
-from experiments.faults.window import label_ops
 from experiments.history import History, Op
 from experiments.lab import (
-    announce,
     check_target,
-    common_params,
     open_lab,
-    run_prefix,
-    state_figures,
 )
-from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
-from experiments.plans import Plan, draw_seed
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
-from experiments.runner import NOT_STARTED, run_plan
+from experiments.run_record import lab_result, start_run
+from experiments.runner import run_plan
 
 __all__ = ["BackoffClient", "proxied_target_experiment"]
 
@@ -104,11 +98,7 @@ def proxied_target_experiment(
     recover_timeout_s: float = 30.0,
 ) -> Result:
     """Run ``scenario`` against ``target`` through a proxy that follows ``steps``."""
-    seed = draw_seed(seed)
-    announce(scenario, seed, "http", strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(scenario)
+    seed, prefix, started_at, t0 = start_run(scenario, seed, "http", strategy)
     plan = make_plan(seed, prefix)
     parts = urlsplit(check_target(target))
     if parts.scheme != "http":
@@ -163,48 +153,29 @@ def proxied_target_experiment(
         proxy.stop()
     history = lab.history
     leaks = check_leaks(baseline, ignore_threads=["proxy-"])
-    history.discard(lambda o: o.message == NOT_STARTED)
-    phases = label_ops([o for o in history.ops if o.phase == "load"], windows)
-    verdicts = [
-        *always_on(history, state, allow_unavailable=True, expect_no_timeouts=False),
-        *expect(history, state, proxy),
-        Verdict(
-            "recovered",
-            recover_s is not None,
-            f"the target answered /health through the proxy {recover_s:.3f}s after the faults"
-            if recover_s is not None
-            else f"no 200 from /health {recover_timeout_s:.0f}s after the faults",
-            {"time_to_recover_s": recover_s},
-        ),
-        leaks,
-        check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
-    ]
-    summary = {
-        "prefix": prefix,
-        "target": target,
-        "outcomes": history.counts(),
-        "phases": phases,
-        "time_to_recover_s": None if recover_s is None else round(recover_s, 4),
-        "not_started": report.not_started,
-        "wall_s": round(report.wall_s, 4),
-        **fault_figures(history, windows),
-        **state_figures(state),
-        **cleaned,
-    }
-    return Result(
-        scenario=scenario,
+    verdicts, summary = fault_outcome(
+        history,
+        state,
+        report=report,
+        windows=windows,
+        expected=lambda: expect(history, state, proxy),
+        recover_s=recover_s,
+        recover_timeout_s=recover_timeout_s,
+        healthy="the target answered /health through the proxy {s:.3f}s after the faults",
+        unhealthy="no 200 from /health {timeout:.0f}s after the faults",
+        leaks=leaks,
+        head={"prefix": prefix, "target": target},
+        figures=cleaned,
+    )
+    return lab_result(
+        scenario,
         seed=seed,
         layer="http",
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer="http",
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             "target": target,
             **params,
         },
@@ -212,5 +183,5 @@ def proxied_target_experiment(
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +24,10 @@ from experiments.clients import HttpClient
 from experiments.history import History, Op
 from experiments.lab import (
     LabError,
-    announce,
-    common_params,
     invariant_verdicts,
     latency_quantiles,
     open_lab,
     pool_stats_when_idle,
-    run_prefix,
     state_figures,
 )
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
@@ -46,8 +41,9 @@ from experiments.locust._merge import (
     start_spread_ms,
 )
 from experiments.locust._swarm import SwarmRun, run_swarm
-from experiments.plans import Plan, draw_seed
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 
 __all__ = ["locust_stats", "run_locust", "save_locust_reports"]
 
@@ -176,11 +172,7 @@ def run_locust(
         raise TypeError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
     figures = {**which.defaults, **params}
     label = name or scenario
-    seed = draw_seed(seed)
-    announce(label, seed, "locust", strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(label)
+    seed, prefix, started_at, t0 = start_run(label, seed, "locust", strategy)
     plan = which.make_plan(seed, prefix, figures)
     app = f"coupon-{prefix}"[:63]
     baseline = ThreadBaseline()
@@ -235,21 +227,16 @@ def run_locust(
         **_load_figures(history, placed["corrected"], swarm),
         "clock_checks": clock_checks,
     }
-    return Result(
-        scenario=label,
+    return lab_result(
+        label,
         seed=seed,
         # The load went over HTTP: the suite files it with the http layer.
         layer="http",
         strategy=strategy,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
         params={
-            **common_params(
-                seed=seed,
-                layer="http",
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
             "driver": "locust",
             "processes": processes,
             "target": _masked_url(target),
@@ -259,7 +246,7 @@ def run_locust(
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )
 
 

@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -31,10 +30,10 @@ from experiments.checks import (
 from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.history import History, Op, ResultKind
 from experiments.hostile import Case, Endpoint, catalog, expect_body, generated, get_path
-from experiments.lab import announce, common_params, open_lab, run_prefix
+from experiments.lab import open_lab
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
-from experiments.plans import draw_seed
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 
 NAME = "input_boundary"
 TITLE = "Input boundary"
@@ -142,11 +141,7 @@ def run(
     run_timeout_s: float = 120.0,
     generated_cases: int = 1000,
 ) -> Result:
-    seed = draw_seed(seed)
-    announce(NAME, seed, "http", strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(NAME)
+    seed, prefix, started_at, t0 = start_run(NAME, seed, "http", strategy)
     target = f"{prefix}-target"
     history = History()
     problems: dict[str, list[str]] = {
@@ -388,23 +383,15 @@ def run(
         check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
         leaks,
     ]
-    return Result(
-        scenario=NAME,
+    return lab_result(
+        NAME,
         seed=seed,
         layer="http",
         strategy=strategy,
-        params={
-            **common_params(
-                seed=seed,
-                layer="http",
-                strategy=strategy,
-                database_url=database_url,
-                op_timeout_s=op_timeout_s,
-                run_timeout_s=run_timeout_s,
-            ),
-            "generated": generated_cases,
-            "requested_layer": layer,
-        },
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        params={"generated": generated_cases, "requested_layer": layer},
         history=history,
         verdicts=verdicts,
         summary={
@@ -416,5 +403,5 @@ def run(
             "problems": {k: len(v) for k, v in problems.items()},
         },
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

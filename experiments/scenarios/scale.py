@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from experiments.checks import expected_counts, remaining_equals, rows_equal, stampede_collided
 from experiments.checks_leaks import ThreadBaseline
 from experiments.lab import (
-    announce,
-    common_params,
     invariant_verdicts,
     load_figures,
     open_lab,
     pool_stats_when_idle,
-    run_prefix,
     state_figures,
 )
-from experiments.plans import draw_seed, stampede_plan
+from experiments.plans import stampede_plan
 from experiments.result import Result, Verdict
+from experiments.run_record import lab_result, start_run
 
 NAME = "scale"
 TITLE = "Scale"
@@ -47,11 +43,7 @@ def run(
     sizes = tuple(int(s) for s in sizes)
     if not sizes or min(sizes) < 1:
         raise ValueError("sizes must be positive user counts")
-    seed = draw_seed(seed)
-    announce(NAME, seed, layer, strategy)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    prefix = run_prefix(NAME)
+    seed, prefix, started_at, t0 = start_run(NAME, seed, layer, strategy)
     # One seed for the run; each size's plan gets its own, derived deterministically.
     plans = [
         stampede_plan(
@@ -120,28 +112,18 @@ def run(
         "throughput_by_size": {k: v["throughput_ops_s"] for k, v in by_size.items()},
         **cleaned,
     }
-    params = {
-        **common_params(
-            seed=seed,
-            layer=layer,
-            strategy=strategy,
-            database_url=database_url,
-            op_timeout_s=op_timeout_s,
-            run_timeout_s=run_timeout_s,
-        ),
-        "sizes": list(sizes),
-        "stock_ratio": stock_ratio,
-        "target": target,
-    }
-    return Result(
-        scenario=NAME,
+    return lab_result(
+        NAME,
         seed=seed,
         layer=layer,
         strategy=strategy,
-        params=params,
+        database_url=database_url,
+        op_timeout_s=op_timeout_s,
+        run_timeout_s=run_timeout_s,
+        params={"sizes": list(sizes), "stock_ratio": stock_ratio, "target": target},
         history=history,
         verdicts=verdicts,
         summary=summary,
         started_at=started_at,
-        duration_s=time.monotonic() - t0,
+        t0=t0,
     )

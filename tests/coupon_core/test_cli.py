@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from coupon_core.database import Owner, free_port
+from tests.procs import children, wait_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "experiments.cli"]
@@ -59,16 +60,8 @@ def start(procs: list[subprocess.Popen[str]], *args: str) -> tuple[subprocess.Po
     )
     procs.append(p)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_BOUND_S
-    while True:
-        assert p.poll() is None, f"serve exited: {p.communicate()}"
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return p, url
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "serve did not come up"
-        time.sleep(0.1)
+    wait_serving(p, url, START_BOUND_S)
+    return p, url
 
 
 def stop(p: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, str, str]:
@@ -110,20 +103,6 @@ def test_serve_embedded_then_ctrl_c(serve: list[subprocess.Popen[str]], unique: 
         socket.create_connection(("127.0.0.1", db_port), timeout=2),
     ):
         pass
-
-
-def children(pid: int) -> list[int]:
-    """Pids of the live processes whose parent is ``pid``, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The fields after the command name, which may itself hold spaces or ")".
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):  # gone meanwhile
-            continue
-        if int(ppid) == pid and state != "Z":
-            found.append(int(stat.parent.name))
-    return sorted(found)
 
 
 def test_serve_worker_processes_then_sigterm(

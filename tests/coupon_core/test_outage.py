@@ -20,6 +20,7 @@ import pytest
 from coupon_core import CouponService, EmbeddedPostgres
 from coupon_core.database import free_port
 from coupon_core.server import serve_in_thread
+from tests.procs import children, wait_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,31 @@ def timed(client: httpx.Client, method: str, url: str, **kwargs: object) -> http
     elapsed = time.monotonic() - start
     assert elapsed < REQUEST_BOUND_S, f"{method} {url} took {elapsed:.1f}s"
     return r
+
+
+def claim_before(client: httpx.Client, amount: int) -> list[str]:
+    """Create coupon ``c`` of ``amount`` and claim it for five users: those acknowledged."""
+    assert client.post("/api/coupons", json={"name": "c", "amount": amount}).status_code == 201
+    acknowledged = []
+    for i in range(5):
+        r = client.post("/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"})
+        assert r.status_code == 200
+        acknowledged.append(f"before-{i}")
+    return acknowledged
+
+
+def assert_only_acknowledged(url: str, acknowledged: list[str], amount: int) -> None:
+    """Nothing acknowledged is lost, and nothing refused was written, on coupon ``c``."""
+    with psycopg.connect(url) as conn:
+        users = [
+            row[0]
+            for row in conn.execute(
+                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
+            ).fetchall()
+        ]
+        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
+    assert users == acknowledged
+    assert remaining == (amount - len(acknowledged),)
 
 
 def outage_crowd(url: str, n: int) -> dict[str, Any]:
@@ -87,14 +113,7 @@ def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
             serve_in_thread(svc) as server,
             httpx.Client(base_url=server.url, timeout=REQUEST_BOUND_S + 5) as client,
         ):
-            assert client.post("/api/coupons", json={"name": "c", "amount": 100}).status_code == 201
-            acknowledged = []
-            for i in range(5):
-                r = client.post(
-                    "/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"}
-                )
-                assert r.status_code == 200
-                acknowledged.append(f"before-{i}")
+            acknowledged = claim_before(client, 100)
 
             db.stop()
             assert not db.is_running()
@@ -150,16 +169,7 @@ def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
     finally:
         svc.close()
 
-    with psycopg.connect(db.url) as conn:
-        users = [
-            row[0]
-            for row in conn.execute(
-                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
-            ).fetchall()
-        ]
-        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
-    assert users == acknowledged
-    assert remaining == (100 - len(acknowledged),)
+    assert_only_acknowledged(db.url, acknowledged, 100)
     print(f"recovered {recovered_after:.2f}s after restart")
 
 
@@ -181,14 +191,7 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
             serve_in_thread(svc) as server,
             httpx.Client(base_url=server.url, timeout=DEFAULT_POOL_TIMEOUT_S + 10) as client,
         ):
-            assert client.post("/api/coupons", json={"name": "c", "amount": 500}).status_code == 201
-            acknowledged = []
-            for i in range(5):
-                r = client.post(
-                    "/api/coupons/claim", json={"user_id": f"before-{i}", "coupon_name": "c"}
-                )
-                assert r.status_code == 200
-                acknowledged.append(f"before-{i}")
+            acknowledged = claim_before(client, 500)
 
             db.stop()
             slowest = 0.0
@@ -227,31 +230,8 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
         svc.close()
     assert not any(t.name == "breaker-probe" for t in threading.enumerate())
 
-    with psycopg.connect(db.url) as conn:
-        users = [
-            row[0]
-            for row in conn.execute(
-                "SELECT user_id FROM claims WHERE coupon_name = 'c' ORDER BY id"
-            ).fetchall()
-        ]
-        remaining = conn.execute("SELECT remaining_amount FROM coupons WHERE name = 'c'").fetchone()
-    # Nothing acknowledged is lost, and nothing refused was written.
-    assert users == acknowledged
-    assert remaining == (500 - len(acknowledged),)
+    assert_only_acknowledged(db.url, acknowledged, 500)
     print(f"slowest 503 {slowest * 1000:.1f} ms; first claim {recovered_s:.3f}s after start")
-
-
-def children(pid: int) -> list[int]:
-    """Pids of the live processes whose parent is ``pid``, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):  # gone meanwhile
-            continue
-        if int(ppid) == pid and state != "Z":
-            found.append(int(stat.parent.name))
-    return sorted(found)
 
 
 def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(
@@ -278,16 +258,7 @@ def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + RECOVERY_BOUND_S
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.1)
+        wait_serving(proc, base, RECOVERY_BOUND_S)
         for pid in children(proc.pid):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             assert cmdline[cmdline.index(b"--pool-timeout") + 1] == b"8.0"

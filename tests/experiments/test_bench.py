@@ -94,23 +94,28 @@ def test_quantiles_use_nearest_rank() -> None:
     assert quantile_ms([], 0.5) != quantile_ms([], 0.5)  # NaN when nothing was measured
 
 
+def _cell(
+    rnd: int, workload: str, layer: str, rate: float, strategy: str = "row_lock", **extra: object
+) -> dict[str, object]:
+    """One synthetic cell at 16 workers: ``rate`` claims/s, fixed latencies, no errors."""
+    return {
+        "round": rnd,
+        "strategy": strategy,
+        "workload": workload,
+        "workers": 16,
+        "layer": layer,
+        "claims_per_s": rate,
+        "p50_ms": 1.0,
+        "p99_ms": 2.0,
+        "errors": 0,
+        "conserved": True,
+        **extra,
+    }
+
+
 def _cells(rates: dict[tuple[int, str, str], float]) -> list[dict[str, object]]:
     """Synthetic cells: (round, workload, layer) -> claims/s, one strategy, 16 workers."""
-    return [
-        {
-            "round": rnd,
-            "strategy": "row_lock",
-            "workload": workload,
-            "workers": 16,
-            "layer": layer,
-            "claims_per_s": rate,
-            "p50_ms": 1.0,
-            "p99_ms": 2.0,
-            "errors": 0,
-            "conserved": True,
-        }
-        for (rnd, workload, layer), rate in rates.items()
-    ]
+    return [_cell(rnd, workload, layer, rate) for (rnd, workload, layer), rate in rates.items()]
 
 
 def test_ratios_are_taken_within_a_round_and_targets_name_the_ceiling() -> None:
@@ -370,21 +375,8 @@ def test_http_targets_take_the_service_as_base_and_the_cpu_as_a_cost() -> None:
     for (strategy, layer), per_round in rates.items():
         for rnd, rate in enumerate(per_round):
             for workload in ("hot", "64_coupons"):
-                rows.append(
-                    {
-                        "round": rnd,
-                        "strategy": strategy,
-                        "workload": workload,
-                        "workers": 16,
-                        "layer": layer,
-                        "claims_per_s": rate,
-                        "p50_ms": 1.0,
-                        "p99_ms": 2.0,
-                        "errors": 0,
-                        "conserved": True,
-                        "server_cpu_us": (100.0 + 40 * rnd) if layer == "http" else float("nan"),
-                    }
-                )
+                cpu_us = (100.0 + 40 * rnd) if layer == "http" else float("nan")
+                rows.append(_cell(rnd, workload, layer, rate, strategy, server_cpu_us=cpu_us))
     summary = summarize(pd.DataFrame(rows))
     found = {t.name: t for t in targets(summary)}
 

@@ -19,7 +19,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import pytest
 from coupon_core.database import EmbeddedPostgres, free_port
 from coupon_core.redact import redact_url
 from experiments import cli
+from tests.procs import children, wait_serving
 
 pytestmark = pytest.mark.chaos
 
@@ -187,18 +187,6 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):  # gone meanwhile
-            continue
-        if int(ppid) == pid and state != "Z":
-            found.append(int(stat.parent.name))
-    return sorted(found)
-
-
 @pytest.mark.parametrize("way", WAYS)
 def test_serve_workers_get_no_password_on_their_command_line(
     secret_db: SecretDatabase, way: str, tmp_path: Path
@@ -219,17 +207,8 @@ def test_serve_workers_get_no_password_on_their_command_line(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_BOUND_S
-        while True:
-            assert proc.poll() is None, f"serve exited: {proc.communicate()}"
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.1)
-        workers = _children(proc.pid)
+        wait_serving(proc, base, START_BOUND_S)
+        workers = children(proc.pid)
         assert len(workers) == 2
         for pid in [proc.pid, *workers]:
             cmdline = _cmdline(pid)

@@ -47,6 +47,19 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``coupon-chaos`` with ``args`` from the repository root, output captured."""
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def served(database: Any) -> Iterator[str]:
     """``coupon-chaos serve --workers 2`` in a process group of its own, on its own port."""
@@ -191,14 +204,15 @@ def test_a_bad_target_is_refused(target: str, layer: str, message: str) -> None:
 
 
 def test_run_command_against_the_target(served: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*CLI, "run", "flash_sale", "connection_drop", "--target", served, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
+    done = _run_cli(
+        "run",
+        "flash_sale",
+        "connection_drop",
+        "--target",
+        served,
+        "--out",
+        str(tmp_path),
         timeout=600,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 of 2 passed, 1 skipped" in done.stdout
@@ -216,25 +230,17 @@ def test_run_command_against_the_target_and_its_database(
     served: str, db_url: str, tmp_path: Path
 ) -> None:
     # The suite hands the target's database to the kernel as TARGET_DATABASE_URL.
-    done = subprocess.run(
-        [
-            *CLI,
-            "run",
-            "flash_sale",
-            "--target",
-            served,
-            "--database-url",
-            db_url,
-            "--cleanup",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
+    done = _run_cli(
+        "run",
+        "flash_sale",
+        "--target",
+        served,
+        "--database-url",
+        db_url,
+        "--cleanup",
+        "--out",
+        str(tmp_path),
         timeout=600,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
@@ -247,14 +253,8 @@ def test_run_command_against_the_target_and_its_database(
 
 
 def test_run_command_refuses_a_target_on_the_service_layer(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*CLI, "run", "flash_sale", "--target", "http://127.0.0.1:1", "--layer", "service"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=120,
-        check=False,
+    done = _run_cli(
+        "run", "flash_sale", "--target", "http://127.0.0.1:1", "--layer", "service", timeout=120
     )
     assert done.returncode != 0
     assert "--target is reached over HTTP" in done.stderr + done.stdout
