@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
@@ -34,6 +34,7 @@ __all__ = [
     "create_winner",
     "expected_counts",
     "gets_consistent",
+    "invalid_run",
     "no_driver_text",
     "no_negative_stock",
     "no_not_found_after_create",
@@ -48,6 +49,7 @@ __all__ = [
     "rows_equal",
     "stampede_collided",
     "statuses_allowed",
+    "validity_check",
 ]
 
 P = ParamSpec("P")
@@ -344,6 +346,23 @@ def contract_kept(history: History) -> Verdict:
 
 #: A stampede whose peak in flight is below this share of its workers did not collide.
 COLLIDED_SHARE = 0.5
+
+
+def invalid_run(verdicts: Sequence[Verdict]) -> bool:
+    """The run was no experiment of what it claims: only its validity checks failed.
+
+    ``stampede_collided`` (and ``stampede_collided_<size>``) judges the experiment, not
+    the system: a stampede that did not collide says nothing about the service either
+    way. Whoever draws conclusions over runs (the detection matrix, the tests) runs
+    such a run again with another seed rather than count it as a catch or a failure.
+    """
+    failed = [v.name for v in verdicts if v.passed is False]
+    return bool(failed) and all(validity_check(n) for n in failed)
+
+
+def validity_check(name: str) -> bool:
+    """Whether the check named ``name`` judges the experiment rather than the system."""
+    return name.startswith("stampede_collided")
 
 
 def stampede_collided(

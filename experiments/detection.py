@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from experiments.checks import invalid_run, validity_check
 from experiments.linearizability import CHECK_NAME, check_linearizable
 from experiments.mutants import MUTANTS, Mutant, install, prepare
 from experiments.result import Result
@@ -41,6 +42,8 @@ __all__ = [
 
 Status = str  # "caught", "missed", "equivalent", "pass", "FAIL", "unknown", "error"
 
+#: Runs of one cell drawn again, at most, because their stampede did not collide.
+INVALID_REDRAWS = 3
 #: Seed distance between two attempts of one cell: the attempts of sweep seeds 1..N
 #: stay apart (seed 1's second attempt is not seed 2's first).
 ATTEMPT_STRIDE = 100_003
@@ -118,8 +121,11 @@ def run_cell(
     tries = max(1, attempts) if killable else 1
     started = time.monotonic()
     cell = Cell(m.name, scenario, "error", ["not run"], seed)
-    for k in range(tries):
+    invalid = 0  # runs whose stampede did not collide: no experiment, drawn again
+    k = 0
+    while k < tries + invalid:
         run_seed = seed + k * ATTEMPT_STRIDE
+        k += 1
         try:
             result = catalog.run(
                 scenario,
@@ -133,8 +139,16 @@ def run_cell(
             cell = Cell(m.name, scenario, "error", [f"{type(err).__name__}: {err}"], run_seed)
             break
         verdicts = _judged(result, time_limit_s)
-        failed = [v.name for v in verdicts if v.passed is False]
-        unknown = [v.name for v in verdicts if v.passed is None]
+        if invalid_run(verdicts) and invalid < INVALID_REDRAWS:
+            # Not a stampede (a loaded machine ran the workers one after another): it
+            # neither catches a mutant nor fails a real strategy; draw another seed.
+            invalid += 1
+            continue
+        # A check the system failed counts whether or not the stampede collided; a
+        # stampede that still did not collide after the redraws decides nothing.
+        validity = [v.name for v in verdicts if v.passed is False and validity_check(v.name)]
+        failed = [v.name for v in verdicts if v.passed is False and v.name not in validity]
+        unknown = [v.name for v in verdicts if v.passed is None] + (validity if not failed else [])
         status = _status(m, failed, unknown)
         lin = next((v for v in verdicts if v.name == CHECK_NAME), None)
         witness = list(lin.figures.get("witness_op_ids", [])) if lin and lin.passed is False else []
@@ -144,7 +158,7 @@ def run_cell(
             status,
             failed or unknown,
             run_seed,
-            attempts=k + 1,
+            attempts=k,
             witness_op_ids=witness,
         )
         if status != "missed":

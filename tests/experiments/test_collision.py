@@ -82,3 +82,16 @@ def test_reports_show_the_collision_beside_the_spread() -> None:
         "scale", "service", "row_lock", 1, summary={"peak_in_flight_by_size": {"100": 97}}
     )
     assert scale.collision == {"peak_in_flight": {"100": 97}}
+
+
+def test_a_run_is_invalid_only_when_nothing_but_its_stampede_failed() -> None:
+    from experiments.checks import invalid_run
+    from experiments.result import Verdict
+
+    serial = Verdict("stampede_collided", False, "not a stampede")
+    assert invalid_run([serial, Verdict("conservation", True, "")])
+    assert invalid_run([Verdict("stampede_collided_500", False, ""), Verdict("x", None, "")])
+    # A check the system failed is a finding, collided or not.
+    assert not invalid_run([serial, Verdict("conservation", False, "lost a claim")])
+    assert not invalid_run([Verdict("stampede_collided", True, "collided")])
+    assert not invalid_run([])

@@ -9,6 +9,7 @@ import pytest
 
 from coupon_core import available_strategies
 from experiments import scenarios
+from experiments.checks import invalid_run
 from experiments.lab import open_lab
 from experiments.result import Result
 from experiments.scenarios._checks import checks_of
@@ -56,11 +57,24 @@ def test_registry_lists_the_catalog() -> None:
         scenarios.run("no_such_scenario")
 
 
+def _valid_run(name: str, **params: Any) -> Result:
+    """A run whose stampede collided: one that did not (a loaded machine woke its workers
+    one after another; measured under two busy loops: peak 3 of 100 in flight for
+    ``atomic``) is no experiment of concurrency, so it is drawn again, at most three
+    times, with a fresh seed. Every other failure stands at the first run."""
+    result = scenarios.run(name, **params)
+    for _ in range(3):
+        if not invalid_run(result.verdicts):
+            break
+        result = scenarios.run(name, **params)
+    return result
+
+
 @pytest.mark.chaos
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario_on_the_service_layer(db_url: str, name: str, strategy: str) -> None:
-    result = scenarios.run(name, database_url=db_url, strategy=strategy, **SMALL.get(name, {}))
+    result = _valid_run(name, database_url=db_url, strategy=strategy, **SMALL.get(name, {}))
     assert result.passed, _explain(result)
     assert result.verdicts
     assert result.params["strategy"] == strategy
@@ -73,7 +87,7 @@ def test_scenario_on_the_service_layer(db_url: str, name: str, strategy: str) ->
 @pytest.mark.chaos
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario_on_the_http_layer(db_url: str, name: str) -> None:
-    result = scenarios.run(name, database_url=db_url, layer="http", **SMALL.get(name, {}))
+    result = _valid_run(name, database_url=db_url, layer="http", **SMALL.get(name, {}))
     assert result.passed, _explain(result)
     claims = [o for o in result.history.of_kind("claim") if o.phase != "setup"]
     assert claims
