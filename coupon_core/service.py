@@ -95,6 +95,17 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg_pool.PoolClosed,
 )
 
+# The pool's own refusals (no connection free in time, the pool closed) subclass
+# ``psycopg.OperationalError`` but say nothing about the database. Counted as connection
+# failures, an exhausted pool made the breaker suspect: later calls waited in slices
+# (refused by a 20 ms slice, behind callers that came after them) and every two pool
+# timeouts started a probe (pool_exhaustion over HTTP: 51-73 of ~110 refused calls
+# began with the breaker suspect, on a database that never failed).
+_POOL_REFUSALS: tuple[type[BaseException], ...] = (
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.PoolClosed,
+)
+
 
 def _writable(conn: Conn) -> None:
     """The pool's check for a read-write URL: refuse a connection to a standby.
@@ -298,7 +309,7 @@ class CouponService:
         except _TRANSIENT as err:
             # A lost or refused connection is a failure; a pool timeout alone is no news
             # (an exhausted pool is not a dead database).
-            outcome = "failed" if isinstance(err, psycopg.OperationalError) else "unknown"
+            outcome = "unknown" if isinstance(err, _POOL_REFUSALS) else "failed"
             self._check_pool_soon()
             raise Unavailable() from err
         except psycopg.Error as err:

@@ -253,6 +253,28 @@ def test_calls_on_dead_database_are_unavailable_within_pool_timeout(
         svc.close()
 
 
+def test_an_exhausted_pool_is_no_news_to_the_breaker(db_url: str, unique: str) -> None:
+    """Pool timeouts on a healthy database leave the breaker closed and unsuspecting:
+    ``PoolTimeout`` is an ``OperationalError``, but no connection failed."""
+    cfg = ServiceConfig(pool_min=2, pool_max=2, pool_timeout=0.1, application_name=f"b-{unique}")
+    with CouponService.connect(db_url, cfg) as svc:
+        svc.create(f"{unique}-c", 5)
+        assert svc.breaker is not None
+        held = [svc.pool.getconn(timeout=10) for _ in range(2)]
+        try:
+            for user in ("u1", "u2", "u3"):  # past the threshold of 2
+                with pytest.raises(Unavailable) as info:
+                    svc.claim(user, f"{unique}-c")
+                assert isinstance(info.value.__cause__, psycopg_pool.PoolTimeout)
+                assert svc.breaker.suspect is False
+        finally:
+            for conn in held:
+                svc.pool.putconn(conn)
+        assert svc.breaker.state == "closed"
+        assert svc.breaker.opened == 0
+        svc.claim("u1", f"{unique}-c")
+
+
 def test_health_ok(service: CouponService) -> None:
     assert service.health() == (True, "ok")
 

@@ -11,7 +11,7 @@ from coupon_core import CouponService, ServiceConfig
 from coupon_core.errors import Unavailable
 from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.faults import PoolHog
-from experiments.faults.pool import PoolRefusals, PoolWatch, judge_refusals
+from experiments.faults.pool import PoolRefusals, PoolWatch, Refusal, judge_refusals
 from experiments.history import Op
 
 
@@ -121,3 +121,58 @@ def test_an_unavailable_without_a_pool_refusal_is_a_stray() -> None:
     verdict = judge_refusals([op], [])
     assert verdict.passed is False
     assert "without a pool refusal" in verdict.detail
+
+
+def _sound_refusal(wait_start_ms: int, refused_ms: int) -> Refusal:
+    exhausted = {"pool_size": 4, "available": 0, "in_use": 4, "waiting": 30}
+    return Refusal(
+        wait_start_ms * 1_000_000, refused_ms * 1_000_000, 0.25, 0.25, exhausted, exhausted
+    )
+
+
+def _unavailable(op_id: int, invoke_ms: int, complete_ms: int) -> Op:
+    op = Op(op_id=op_id, worker=op_id, kind="claim", coupon="c", user="u", result="unavailable")
+    op.invoke_ns, op.complete_ns = invoke_ms * 1_000_000, complete_ms * 1_000_000
+    return op
+
+
+def test_each_op_gets_a_refusal_inside_it_whatever_order_they_reached_the_pool() -> None:
+    """Over HTTP, op 2 (invoked later) reached the pool first: its refusal also lies
+    inside op 1, the first refusal that fits op 1. Taken by op 1, it would leave op 2
+    none (op 1's own ends after op 2 completes); a matching gives each its own."""
+    op1, op2 = _unavailable(1, 0, 300), _unavailable(2, 10, 290)
+    own1, own2 = _sound_refusal(30, 298), _sound_refusal(15, 285)
+    verdict = judge_refusals([op1, op2], [own1, own2])
+    assert verdict.passed is True, verdict.detail
+    assert verdict.figures["sound"] == 2
+    # Still one refusal per op: two ops cannot share the one refusal inside both.
+    verdict = judge_refusals([op1, op2], [own2])
+    assert verdict.passed is False
+    assert verdict.figures["stray"] == 1
+    assert "without a pool refusal" in verdict.detail
+
+
+def test_a_slice_of_a_wait_is_not_a_refusal_after_the_full_timeout(
+    db_url: str, unique: str
+) -> None:
+    """A 20 ms request to a pool whose timeout is 0.2 s (the service's sliced wait while
+    its breaker suspects the database) waits out its own timeout, not the caller's."""
+    cfg = ServiceConfig(pool_min=2, pool_max=2, pool_timeout=0.2, application_name=f"s-{unique}")
+    with CouponService.connect(db_url, cfg) as svc:
+        refusals = PoolRefusals(svc.pool).start()
+        try:
+            with PoolHog(svc.pool, count=2, hold_s=5):
+                op = Op(op_id=1, worker=0, kind="claim", coupon="c", user="u")
+                op.invoke_ns = time.monotonic_ns()
+                with pytest.raises(psycopg_pool.PoolTimeout):
+                    svc.pool.getconn(0.02)
+                op.complete_ns = time.monotonic_ns()
+                op.result = "unavailable"
+        finally:
+            refusals.stop()
+    (refusal,) = refusals.refusals
+    assert refusal.at_refusal["available"] == 0
+    assert (refusal.timeout_s, refusal.pool_timeout_s) == (0.02, 0.2)
+    verdict = judge_refusals([op], refusals.refusals)
+    assert verdict.passed is False
+    assert "sliced" in verdict.detail
