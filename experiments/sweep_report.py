@@ -441,6 +441,7 @@ def cell_table(sweep: Sweep) -> Table:
                 "FAIL": int((sub["status"] == "FAIL").sum()),
                 "error": int((sub["status"] == "error").sum()),
                 "skipped": int((sub["status"] == "skipped").sum()),
+                "not a stampede": int((sub["status"] == "not_a_stampede").sum()),
                 "ops/s": med("throughput_ops_s"),
                 "p50 ms": med("p50_ms"),
                 "p99 ms": med("p99_ms"),

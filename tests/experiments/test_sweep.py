@@ -113,7 +113,12 @@ def test_a_sweep_has_one_row_per_run_op_and_check(small_sweep: Sweep) -> None:
     assert len(runs) == 4 * 2
     assert sorted(set(runs["strategy"])) == sorted(REAL_STRATEGIES)
     assert sorted(set(runs["seed"])) == [11, 12]
-    assert (runs["status"] == "pass").all(), runs[["strategy", "failed_checks"]]
+    # A stampede that did not collide (atomic, with the CPU busy) is no experiment:
+    # recorded as such, never as a pass or a FAIL.
+    assert runs["status"].isin(["pass", "not_a_stampede"]).all(), runs[
+        ["strategy", "failed_checks"]
+    ]
+    assert (runs["status"] == "pass").any()
     assert (runs["claim_ok"] == 2).all()
     assert (runs["claim_no_stock"] == 8).all()
     assert (runs["claims"] == 10).all()
