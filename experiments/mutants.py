@@ -48,8 +48,9 @@ from coupon_core import (
     register_strategy,
 )
 from coupon_core.strategies import STRATEGIES
+from experiments.checks import COLLIDED_SHARE
 from experiments.clients import ServiceClient
-from experiments.history import History, Op
+from experiments.history import History, Op, peak_in_flight
 from experiments.linearizability import check_linearizable
 from experiments.result import Verdict
 
@@ -484,12 +485,19 @@ def expose(
     )
     history = History()
     found: list[str] = []
-    attempt = 0
+    attempt = serial = 0
     with CouponService.connect(url, config) as service:
         client = ServiceClient(service)
-        for attempt in range(1, attempts + 1):  # noqa: B007 - the count is reported
+        # A stampede whose claims ran one after another (a busy machine: seen under two
+        # busy loops) is no attempt at a race: it is not counted, up to as many again.
+        while attempt < attempts and serial < attempts:
             history = _stampede_once(client, m, users, requests, timeout_s)
             found = symptoms(history, m.stock)
+            claims = [o for o in history.ops if o.kind == "claim"]
+            if not found and peak_in_flight(claims) < COLLIDED_SHARE * len(claims):
+                serial += 1
+                continue
+            attempt += 1
             if found:
                 break
     verdict = check_linearizable(history, time_limit_s=time_limit_s)
@@ -499,7 +507,12 @@ def expose(
         symptoms=found,
         history=history,
         linearizable=verdict,
-        figures={"outcomes": history.counts(), "strategy": strategy, "schema": m.schema},
+        figures={
+            "outcomes": history.counts(),
+            "strategy": strategy,
+            "schema": m.schema,
+            "serial_stampedes": serial,
+        },
     )
 
 
