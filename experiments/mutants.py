@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +51,9 @@ from experiments.checks import COLLIDED_SHARE
 from experiments.clients import ServiceClient
 from experiments.history import History, Op, peak_in_flight
 from experiments.linearizability import check_linearizable
+from experiments.plans import Plan, PlannedOp
 from experiments.result import Verdict
+from experiments.runner import RunnerError, run_plan
 
 __all__ = [
     "MUTANTS",
@@ -431,29 +432,32 @@ def symptoms(history: History, stock: int) -> list[str]:
 def _stampede_once(
     client: ServiceClient, m: Mutant, users: int, requests: int, timeout_s: float
 ) -> History:
+    """One stampede on a fresh coupon, released by the runner's gate like every scenario's."""
     history = History()
     coupon = f"mutant-{m.name}-{uuid.uuid4().hex[:10]}"
     client.invoke(Op(0, -1, "create", coupon, amount=m.stock), history)
     n = requests if m.stampede == "one_user" else users
-    ops = [
-        Op(i + 1, i, "claim", coupon, user="u0" if m.stampede == "one_user" else f"u{i}")
-        for i in range(n)
-    ]
-    barrier = threading.Barrier(n, timeout=timeout_s)
-
-    def work(op: Op) -> None:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait()
-        client.invoke(op, history)
-
-    threads = [threading.Thread(target=work, args=(op,), daemon=True) for op in ops]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout_s * 2
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    if any(t.is_alive() for t in threads):
-        raise RuntimeError(f"stampede on {m.name}: claims still running after {timeout_s * 2}s")
+    plan = Plan(
+        seed=0,
+        prefix=coupon,
+        workers=n,
+        ops=tuple(
+            PlannedOp(i + 1, i, "claim", coupon, user="u0" if m.stampede == "one_user" else f"u{i}")
+            for i in range(n)
+        ),
+        shape=f"mutant stampede ({m.stampede})",
+    )
+    try:
+        run_plan(
+            plan,
+            client,
+            history,
+            run_timeout_s=timeout_s,
+            op_timeout_s=timeout_s,
+            barrier_timeout_s=timeout_s,
+        )
+    except RunnerError as e:
+        raise RuntimeError(f"stampede on {m.name}: {e}") from e
     client.invoke(Op(n + 1, -1, "get", coupon), history)
     return history
 
