@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Collection, Sequence
 
 from experiments.clients import Client
 from experiments.history import History, Op
@@ -13,25 +14,42 @@ __all__ = ["BackingOff", "claim_stream_plan"]
 
 
 class BackingOff:
-    """A client that pauses ``pause_s`` after each "unavailable", as one honouring a 503 would.
+    """A client that pauses ``pause_s`` after an op ending in one of ``on``, as a real
+    client honouring a 503 (or a cut connection) would.
 
     While the service's circuit breaker is open a refusal takes microseconds (~18 000
     a second in-process, measured): a load that does not pause spends its whole plan
     in the outage, leaves nothing to show the recovery, and hands the linearizability
-    check a history of tens of thousands of refusals. The pause comes after the op is
-    recorded, so no latency includes it; it bounds how late a recovery is seen.
+    check a history of tens of thousands of refusals. Against a target behind a proxy
+    that resets connections, ``on=("unknown", "unavailable")``: without it a 0.4 s
+    reset window made 3,700 unknown claims. The pause comes after the op is recorded,
+    so no latency includes it; it bounds how late a recovery is seen. ``ready`` and
+    ``release`` pass through, so an HTTP client still warms up before the gate.
     """
 
-    def __init__(self, inner: Client, pause_s: float) -> None:
+    def __init__(
+        self, inner: Client, pause_s: float, *, on: Collection[str] = ("unavailable",)
+    ) -> None:
         self.inner = inner
         self.layer = inner.layer
         self.pause_s = pause_s
+        self.on = frozenset(on)
 
     def invoke(self, op: Op, history: History | None = None) -> Op:
         done = self.inner.invoke(op, history)
-        if done.result == "unavailable":
+        if done.result in self.on:
             time.sleep(self.pause_s)
         return done
+
+    def ready(self, ops: Sequence[Op] = ()) -> None:
+        ready = getattr(self.inner, "ready", None)
+        if ready is not None:
+            ready(list(ops))
+
+    def release(self) -> None:
+        release = getattr(self.inner, "release", None)
+        if release is not None:
+            release()
 
     def close(self) -> None:
         self.inner.close()

@@ -13,8 +13,7 @@ count; what the lab can see is the history, and the tables when it has the datab
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,12 +21,12 @@ import httpx
 
 from experiments.checks import FinalState
 from experiments.checks_leaks import ThreadBaseline, check_leaks
-from experiments.clients import Client
 from experiments.faults.experiment import fault_outcome
+from experiments.faults.loads import BackingOff
 from experiments.faults.proxy import TcpProxy
 from experiments.faults.restart import time_to_recover
 from experiments.faults.schedule import ProxySchedule, Step
-from experiments.history import History, Op
+from experiments.history import History
 from experiments.lab import (
     check_target,
     open_lab,
@@ -37,7 +36,7 @@ from experiments.result import Result, Verdict
 from experiments.run_record import lab_result, start_run
 from experiments.runner import run_plan
 
-__all__ = ["BackoffClient", "proxied_target_experiment"]
+__all__ = ["proxied_target_experiment"]
 
 TargetExpect = Callable[[History, FinalState, TcpProxy], list[Verdict]]
 #: After a request cut by the network, a worker waits this long before its next one.
@@ -45,35 +44,6 @@ TargetExpect = Callable[[History, FinalState, TcpProxy], list[Verdict]]
 #: unknown claims (each worker retrying at once), more than linearizability decides in
 #: its time bound; a real client backs off too.
 BACKOFF_S = 0.1
-
-
-class BackoffClient:
-    """Wraps a client: after an op that ended ``unknown`` or ``unavailable``, wait
-    ``backoff_s`` (outside the op's interval) before returning to the runner."""
-
-    def __init__(self, inner: Client, backoff_s: float = BACKOFF_S) -> None:
-        self.inner = inner
-        self.layer = inner.layer
-        self.backoff_s = backoff_s
-
-    def invoke(self, op: Op, history: History | None = None) -> Op:
-        done = self.inner.invoke(op, history)
-        if done.result in ("unknown", "unavailable"):
-            time.sleep(self.backoff_s)
-        return done
-
-    def ready(self, ops: Sequence[Op] = ()) -> None:
-        ready = getattr(self.inner, "ready", None)
-        if ready is not None:
-            ready(list(ops))
-
-    def release(self) -> None:
-        release = getattr(self.inner, "release", None)
-        if release is not None:
-            release()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _healthy(url: str) -> bool:
@@ -134,7 +104,7 @@ def proxied_target_experiment(
             try:
                 report = run_plan(
                     plan,
-                    BackoffClient(lab.client),
+                    BackingOff(lab.client, BACKOFF_S, on=("unknown", "unavailable")),
                     lab.history,
                     phase="load",
                     run_timeout_s=run_timeout_s,
