@@ -33,7 +33,14 @@ import psycopg
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, provision
-from experiments.checks import FinalState, _like_prefix, always_on, read_state, stampede_collided
+from experiments.checks import (
+    FinalState,
+    _like_prefix,
+    always_on,
+    invalid_run,
+    read_state,
+    stampede_collided,
+)
 from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.history import History, Op, collision
@@ -45,6 +52,7 @@ from experiments.linearizability import (
 from experiments.plans import Plan
 from experiments.result import Result, Verdict
 from experiments.run_record import (
+    RunStart,
     announce,
     common_params,
     lab_result,
@@ -397,6 +405,11 @@ def latency_quantiles(ops: list[Op]) -> dict[str, float | None]:
 PlanMaker = Callable[[int, str], Plan]
 #: Plans whose point is that every worker's one op lands at once: their runs must collide.
 STAMPEDE_SHAPES: frozenset[str] = frozenset({"stampede", "one_user"})
+#: How many times ``experiment`` runs a stampede whose workers ran one after another.
+#: Measured under two ``nice 19`` busy loops on 2 cores: 7 of 30 ``atomic`` stampedes
+#: of 8 workers did not collide (0 of 30 on the quiet machine); four attempts leave
+#: about 1 in 400.
+STAMPEDE_ATTEMPTS = 4
 Expectations = Callable[[History, FinalState, Plan], list[Verdict]]
 
 
@@ -493,8 +506,77 @@ def experiment(
 
     ``target``: against that server (see the module); ``cleanup``: delete the run's
     own rows afterwards (recorded in the summary).
+
+    A stampede that did not collide, and whose every other check passed (a busy
+    machine woke the workers one after another: ``checks.invalid_run``), says nothing
+    about the service either way: the same seed is run again on fresh coupons, at
+    most ``STAMPEDE_ATTEMPTS`` times in all. The result is the last attempt's; its
+    ``stampede_collided`` verdict and ``summary["serial_attempts"]`` tell how many
+    were set aside, with their peaks. An attempt where any other check failed stands
+    at once, so a redraw never hides what the service did.
     """
-    seed, prefix, started_at, t0 = start_run(scenario, seed, layer, strategy)
+    start = start_run(scenario, seed, layer, strategy)
+    serial: list[int] = []
+    while True:
+        result = _attempt(
+            scenario,
+            start,
+            run_prefix(scenario) if serial else start.prefix,
+            make_plan=make_plan,
+            expect=expect,
+            params=params,
+            layer=layer,
+            strategy=strategy,
+            database_url=database_url,
+            op_timeout_s=op_timeout_s,
+            run_timeout_s=run_timeout_s,
+            pool_max=pool_max,
+            target=target,
+            cleanup=cleanup,
+        )
+        if not invalid_run(result.verdicts) or len(serial) + 1 >= STAMPEDE_ATTEMPTS:
+            break
+        collided = result.verdict("stampede_collided")
+        serial.append(int(collided.figures.get("peak_in_flight", 0)))
+        print(
+            f"[{scenario}] {collided.detail}: drawn again on fresh coupons"
+            f" ({len(serial) + 1} of at most {STAMPEDE_ATTEMPTS})",
+            flush=True,
+        )
+    if serial:
+        result.summary["serial_attempts"] = {"count": len(serial), "peaks": serial}
+        result.verdicts = [
+            dataclasses.replace(
+                v,
+                detail=f"{v.detail} (after {len(serial)} attempt(s) whose peak was"
+                f" {', '.join(map(str, serial))}, set aside as serial)",
+            )
+            if v.name == "stampede_collided"
+            else v
+            for v in result.verdicts
+        ]
+    return result
+
+
+def _attempt(
+    scenario: str,
+    start: RunStart,
+    prefix: str,
+    *,
+    make_plan: PlanMaker,
+    expect: Expectations,
+    params: dict[str, Any],
+    layer: str,
+    strategy: str,
+    database_url: str | None,
+    op_timeout_s: float,
+    run_timeout_s: float,
+    pool_max: int | None,
+    target: str | None,
+    cleanup: bool,
+) -> Result:
+    """One pass of ``experiment``'s pipeline on coupons named after ``prefix``."""
+    seed, started_at, t0 = start.seed, start.started_at, start.t0
     plan = make_plan(seed, prefix)
     app = f"coupon-{prefix}"[:63]  # run-unique: the leak check counts its backends
     baseline = ThreadBaseline()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
+import pytest
+
 from experiments.checks import stampede_collided
 from experiments.history import History, Op, collision, peak_in_flight, winner_overlap
 
@@ -95,3 +100,94 @@ def test_a_run_is_invalid_only_when_nothing_but_its_stampede_failed() -> None:
     assert not invalid_run([serial, Verdict("conservation", False, "lost a claim")])
     assert not invalid_run([Verdict("stampede_collided", True, "collided")])
     assert not invalid_run([])
+
+
+# -- a stampede that ran serially is drawn again (experiments.lab.experiment) ----------
+
+
+class _Serialize:
+    """Make the workers run one after another, as a machine too busy to wake them together
+    does: every claim holds one lock for its whole call (with ``first_attempt_only``,
+    only the claims on the first coupon claimed; a later attempt has fresh names)."""
+
+    def __init__(self, monkeypatch: Any, *, first_attempt_only: bool = False) -> None:
+        from experiments import clients
+
+        self.lock = threading.Lock()
+        self.first_attempt_only = first_attempt_only
+        self.first: str | None = None
+        real = clients.ServiceClient.invoke
+
+        def invoke(client: Any, op: Op, history: History | None = None) -> Op:
+            if op.kind != "claim" or not self._serial(op.coupon):
+                return real(client, op, history)
+            with self.lock:
+                return real(client, op, history)
+
+        monkeypatch.setattr(clients.ServiceClient, "invoke", invoke)
+
+    def _serial(self, coupon: str) -> bool:
+        if not self.first_attempt_only:
+            return True
+        self.first = self.first or coupon
+        return coupon == self.first
+
+
+@pytest.mark.chaos
+def test_a_serial_stampede_is_drawn_again_and_the_result_says_so(
+    db_url: str, monkeypatch: Any, capsys: Any
+) -> None:
+    from experiments import scenarios
+
+    _Serialize(monkeypatch, first_attempt_only=True)
+    result = scenarios.run("flash_sale", database_url=db_url, users=8, stock=2, seed=4)
+    out = capsys.readouterr().out
+    assert "drawn again on fresh coupons (2 of at most 4)" in out
+    assert result.summary["serial_attempts"] == {"count": 1, "peaks": [1]}
+    collided = result.verdict("stampede_collided")
+    assert collided.passed is True
+    assert "after 1 attempt(s) whose peak was 1, set aside as serial" in collided.detail
+    # The result is the collided attempt's alone: its coupon, its eight claims.
+    assert result.outcomes()["claim"] == {"ok": 2, "no_stock": 6}
+    assert result.passed, [(v.name, v.detail) for v in result.failed]
+
+
+@pytest.mark.chaos
+def test_a_stampede_that_never_collides_is_reported_not_a_stampede(
+    db_url: str, monkeypatch: Any, capsys: Any
+) -> None:
+    from experiments import scenarios
+    from experiments.lab import STAMPEDE_ATTEMPTS
+
+    _Serialize(monkeypatch)
+    result = scenarios.run("flash_sale", database_url=db_url, users=8, stock=2, seed=4)
+    assert capsys.readouterr().out.count("drawn again on fresh coupons") == STAMPEDE_ATTEMPTS - 1
+    assert result.summary["serial_attempts"] == {
+        "count": STAMPEDE_ATTEMPTS - 1,
+        "peaks": [1] * (STAMPEDE_ATTEMPTS - 1),
+    }
+    assert [v.name for v in result.failed] == ["stampede_collided"]
+    assert result.verdict("stampede_collided").detail.startswith("not a stampede: peak 1 of 8")
+
+
+@pytest.mark.chaos
+def test_a_serial_run_with_another_failure_stands_at_once(
+    db_url: str, monkeypatch: Any, capsys: Any
+) -> None:
+    """A redraw never hides what the service did: any other failed check ends the run."""
+    from experiments.lab import experiment
+    from experiments.plans import stampede_plan
+    from experiments.result import Verdict
+
+    _Serialize(monkeypatch)
+    result = experiment(
+        "flash_sale",
+        make_plan=lambda s, prefix: stampede_plan(s, prefix, stock=2, users=8),
+        expect=lambda history, state, plan: [Verdict("planted", False, "a planted failure")],
+        params={"stock": 2, "users": 8},
+        seed=4,
+        database_url=db_url,
+    )
+    assert "drawn again" not in capsys.readouterr().out
+    assert "serial_attempts" not in result.summary
+    assert {v.name for v in result.failed} == {"stampede_collided", "planted"}
