@@ -305,15 +305,22 @@ def _execute_in_thread(job: Job, run_dir: Path, against: _Against, hide_code: bo
         ]
         # With a result, each error is a failed assertion: report every one of them.
         report.checks += [{"name": n, "passed": False, "detail": d} for n, d in errors]
+    elif nb is not None and "out_dir" not in job.notebook.parameters:
+        # A notebook that records no Result (sweep, strategies, detection, performance)
+        # is judged by its assertion cells, one check each: its row does not read
+        # "0 / 0 checks".
+        report.checks = _assertion_checks(nb)
+    judged = {c["name"] for c in report.checks}
+    # An error outside the assertion cells is the crash; the rest are its echoes.
+    outside = [e for e in errors if e[0] not in judged]
     if crash is not None:
         report.error = crash
-    elif result is None and errors:
-        # Without one, the first error is the crash; the rest are its echoes (NameError).
-        report.error = f"{errors[0][1]} ({errors[0][0]})"
+    elif result is None and outside:
+        report.error = f"{outside[0][1]} ({outside[0][0]})"
     elif result is None and "out_dir" in job.notebook.parameters:
         report.error = "the notebook recorded no result (its last cell did not save one)"
     if report.error is not None:
-        report.checks.append({"name": "notebook", "passed": False, "detail": report.error})
+        report.checks.insert(0, {"name": "notebook", "passed": False, "detail": report.error})
     report.passed = report.error is None and not errors and not report.failures
 
     experiment = float(result["duration_s"]) if result and "duration_s" in result else 0.0
@@ -346,15 +353,37 @@ def _cell_errors(nb: Any) -> list[tuple[str, str]]:
             continue
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                lines = [s.strip() for s in cell.source.splitlines() if s.strip()]
                 # An assertion cell is best named by its assert line.
-                first = next(
-                    (s for s in lines if s.startswith("assert")), lines[0] if lines else ""
-                )
-                name = f"cell [{cell.get('execution_count')}] {first[:100]}"
-                found.append((name, f"{output.get('ename')}: {output.get('evalue')}".strip()))
+                detail = f"{output.get('ename')}: {output.get('evalue')}".strip()
+                found.append((_cell_name(cell), detail))
                 break
     return found
+
+
+def _cell_name(cell: Any) -> str:
+    """A code cell's name in a report: its execution count and its assert line (or first)."""
+    lines = [s.strip() for s in cell.source.splitlines() if s.strip()]
+    first = next((s for s in lines if s.startswith("assert")), lines[0] if lines else "")
+    return f"cell [{cell.get('execution_count')}] {first[:100]}"
+
+
+def _assertion_checks(nb: Any) -> list[dict[str, Any]]:
+    """One check per code cell holding an ``assert``: passed when it ran without error."""
+    checks = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not any(
+            line.strip().startswith("assert") for line in cell.source.splitlines()
+        ):
+            continue
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        if error is not None:
+            passed, detail = False, f"{error.get('ename')}: {error.get('evalue')}".strip()
+        elif cell.get("execution_count") is None:
+            passed, detail = False, "not run: the kernel stopped before this cell"
+        else:
+            passed, detail = True, "held"
+        checks.append({"name": _cell_name(cell), "passed": passed, "detail": detail})
+    return checks
 
 
 def _cells_duration(nb: Any) -> float:

@@ -42,9 +42,8 @@ result = Result(
 )"""
 
 
-def write_notebook(
-    path: Path, expect_ok: int = 1, crash: bool = False, layers: tuple[str, ...] = ("service",)
-) -> Path:
+def _new_notebook(path: Path, layers: tuple[str, ...] = ("service",)) -> Any:
+    """An empty notebook the suite discovers as scenario ``path.stem``."""
     nb: Any = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -52,6 +51,13 @@ def write_notebook(
         "language": "python",
     }
     nb.metadata["coupon_chaos"] = {"scenario": path.stem, "layers": list(layers)}
+    return nb
+
+
+def write_notebook(
+    path: Path, expect_ok: int = 1, crash: bool = False, layers: tuple[str, ...] = ("service",)
+) -> Path:
+    nb = _new_notebook(path, layers)
     params = nbformat.v4.new_code_cell(
         'seed = None\nlayer = "service"\nstrategy = "row_lock"\ndatabase_url = None\n'
         f"out_dir = None\nexpect_ok = {expect_ok}"
@@ -258,6 +264,62 @@ def test_failed_assertion_and_crash_fail_the_run_and_are_named(
         else:
             assert "://" not in link
             assert (run_dir / link).is_file(), link
+
+
+def _assertions_notebook(path: Path, cells: list[str]) -> None:
+    """A notebook that records no Result (like sweep or strategies): only assertion cells."""
+    nb = _new_notebook(path)
+    params = nbformat.v4.new_code_cell("seed = None\nlayer = 'service'\nstrategy = 'row_lock'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, path)
+
+
+@pytest.mark.chaos
+def test_a_notebook_without_a_result_is_judged_by_its_assertion_cells(
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _assertions_notebook(
+        notebooks / "holds.ipynb",
+        ["total = 2 + 2", "assert total == 4, total", "assert total > 3\nprint('fine')"],
+    )
+    _assertions_notebook(
+        notebooks / "breaks.ipynb",
+        ["assert 1 == 1", "assert 2 + 2 == 5, 'arithmetic'", "undefined_name", "assert True"],
+    )
+    out = tmp_path / "results"
+    argv = ["run", "--notebooks", str(notebooks), "--out", str(out), "--seed", "3"]
+    code = main([*argv, "--database-url", db_url, "--hide-code"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    run_dir = (out / "latest").resolve()
+    by_name = {
+        s["name"]: s for s in json.loads((run_dir / "summary.json").read_text())["scenarios"]
+    }
+    holds = by_name["holds"]
+    assert holds["passed"] is True
+    assert [(c["name"], c["passed"]) for c in holds["checks"]] == [
+        ("cell [4] assert total == 4, total", True),
+        ("cell [5] assert total > 3", True),
+    ]
+    breaks = by_name["breaks"]
+    assert breaks["passed"] is False
+    # Counts include the parameters cell papermill injects. The error outside the
+    # assertion cells is the notebook's error, listed first.
+    assert [(c["name"], c["passed"]) for c in breaks["checks"]] == [
+        ("notebook", False),
+        ("cell [3] assert 1 == 1", True),
+        ("cell [4] assert 2 + 2 == 5, 'arithmetic'", False),
+        ("cell [6] assert True", True),
+    ]
+    assert breaks["checks"][2]["detail"] == "AssertionError: arithmetic"
+    assert breaks["error"].startswith("NameError: name 'undefined_name' is not defined")
+    assert "FAILED breaks [service]: notebook: NameError" in printed
+    index = (run_dir / "index.html").read_text()
+    assert "<td class=num>2 / 2" in index
+    assert "<td class=num>2 / 4" in index
 
 
 @pytest.mark.slow
