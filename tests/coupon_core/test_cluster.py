@@ -161,7 +161,11 @@ def test_the_pool_rides_a_failover(cluster: ReplicatedCluster, unique: str) -> N
     """Connections to the dead primary are dropped; new ones find the promoted standby."""
     config = ServiceConfig(pool_min=2, pool_max=4, pool_timeout=1.0)
     with CouponService.connect(cluster.url, config) as svc:
-        svc.create(f"{unique}-c", 10)
+        # Stock for every claim below: with no refusal at all (the pool's writable check
+        # at getconn found the promoted standby before the first claim, seen once under
+        # load) the eleventh claim must not meet an empty coupon.
+        stock = 20
+        svc.create(f"{unique}-c", stock)
         svc.claim("u1", f"{unique}-c")
         old, standby = cluster.nodes
         cluster.kill(old)
@@ -178,7 +182,7 @@ def test_the_pool_rides_a_failover(cluster: ReplicatedCluster, unique: str) -> N
         assert all(o == "ok" for o in outcomes[first_ok:]), outcomes
         view = svc.get(f"{unique}-c")
         assert "u1" in view.claimed_by
-        assert view.remaining_amount == 10 - len(view.claimed_by)
+        assert view.remaining_amount == stock - len(view.claimed_by)
 
 
 def test_writes_on_a_standby_are_unavailable_not_internal_errors(
