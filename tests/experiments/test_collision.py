@@ -107,24 +107,38 @@ def test_a_run_is_invalid_only_when_nothing_but_its_stampede_failed() -> None:
 
 class _Serialize:
     """Make the workers run one after another, as a machine too busy to wake them together
-    does: every claim holds one lock for its whole call (with ``first_attempt_only``,
-    only the claims on the first coupon claimed; a later attempt has fresh names)."""
+    does: every claim holds one lock for its whole call. With ``first_attempt_only``,
+    only the claims on the first coupon claimed, and the later attempts' claims are made
+    to collide (each waits inside the service until all ``workers`` are in flight), so
+    the test does not depend on how busy the machine is."""
 
-    def __init__(self, monkeypatch: Any, *, first_attempt_only: bool = False) -> None:
+    def __init__(
+        self, monkeypatch: Any, *, first_attempt_only: bool = False, workers: int = 0
+    ) -> None:
+        from coupon_core import CouponService
         from experiments import clients
 
         self.lock = threading.Lock()
         self.first_attempt_only = first_attempt_only
         self.first: str | None = None
-        real = clients.ServiceClient.invoke
+        self.gates: dict[str, threading.Barrier] = {}
+        real_invoke = clients.ServiceClient.invoke
+        real_claim = CouponService.claim
 
         def invoke(client: Any, op: Op, history: History | None = None) -> Op:
             if op.kind != "claim" or not self._serial(op.coupon):
-                return real(client, op, history)
+                return real_invoke(client, op, history)
             with self.lock:
-                return real(client, op, history)
+                return real_invoke(client, op, history)
+
+        def claim(service: Any, user_id: str, coupon_name: str, *args: Any, **kw: Any) -> Any:
+            if self.first_attempt_only and not self._serial(coupon_name):
+                gate = self.gates.setdefault(coupon_name, threading.Barrier(workers, timeout=10))
+                gate.wait()
+            return real_claim(service, user_id, coupon_name, *args, **kw)
 
         monkeypatch.setattr(clients.ServiceClient, "invoke", invoke)
+        monkeypatch.setattr(CouponService, "claim", claim)
 
     def _serial(self, coupon: str) -> bool:
         if not self.first_attempt_only:
@@ -139,7 +153,7 @@ def test_a_serial_stampede_is_drawn_again_and_the_result_says_so(
 ) -> None:
     from experiments import scenarios
 
-    _Serialize(monkeypatch, first_attempt_only=True)
+    _Serialize(monkeypatch, first_attempt_only=True, workers=8)
     result = scenarios.run("flash_sale", database_url=db_url, users=8, stock=2, seed=4)
     out = capsys.readouterr().out
     assert "drawn again on fresh coupons (2 of at most 4)" in out
