@@ -1,18 +1,35 @@
-"""What an experiment returns: its history, the checks' verdicts and a summary."""
+"""What an experiment returns: its history, the checks' verdicts, every attempt, a summary.
+
+A Result round-trips: ``save`` writes ``<scenario>-<layer>.result.json`` (and the
+history beside it), ``Result.load`` reads both back, verdicts and attempts included, so
+the suite, the report and ``compare`` read Verdicts, never raw dicts judged again.
+
+A run's ``status`` is decided here, once:
+
+    skipped        no check ran (a target that cannot give what the scenario needs)
+    FAIL           a check of the system failed
+    unknown        no check failed, but one could not tell (never a pass)
+    no_experiment  only validity checks failed (a stampede that did not collide):
+                   the run tested nothing; never green
+    pass           every check that ran passed
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from experiments.history import History
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Result", "Verdict"]
+__all__ = ["STATUSES", "Attempt", "Result", "RunStatus", "Verdict", "status_of"]
+
+RunStatus = Literal["pass", "FAIL", "unknown", "no_experiment", "skipped"]
+STATUSES: tuple[RunStatus, ...] = ("pass", "FAIL", "unknown", "no_experiment", "skipped")
 
 
 @dataclass
@@ -29,6 +46,9 @@ class Verdict:
     detail: str
     figures: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False
+    #: The check judges the experiment, not the system (a stampede that did not
+    #: collide): failing it alone makes the run ``no_experiment``, never a FAIL or a pass.
+    validity: bool = False
 
     @classmethod
     def skip(cls, name: str, reason: str) -> Verdict:
@@ -50,7 +70,68 @@ class Verdict:
         }
         if self.skipped:
             out["skipped"] = True
+        if self.validity:
+            out["validity"] = True
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        return cls(
+            str(data["name"]),
+            data.get("passed"),
+            str(data.get("detail", "")),
+            dict(data.get("figures") or {}),
+            skipped=bool(data.get("skipped", False)),
+            validity=bool(data.get("validity", False)),
+        )
+
+
+def status_of(verdicts: list[Verdict]) -> RunStatus:
+    """The status of a run (or one attempt) with these verdicts; see the module."""
+    ran = [v for v in verdicts if not v.skipped]
+    if not ran:
+        return "skipped"
+    system = [v for v in ran if not v.validity]
+    if any(v.passed is False for v in system):
+        return "FAIL"
+    if any(v.passed is not True for v in system):
+        return "unknown"
+    if any(v.passed is not True for v in ran):
+        return "no_experiment"
+    return "pass"
+
+
+@dataclass
+class Attempt:
+    """One attempt of a run: its verdicts, kept whatever became of it (see pipeline)."""
+
+    number: int
+    prefix: str
+    verdicts: list[Verdict]
+    #: The validity figures (peak in flight of the stampede), when it had any.
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> RunStatus:
+        return status_of(self.verdicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "prefix": self.prefix,
+            "status": self.status,
+            "figures": self.figures,
+            "checks": [v.to_dict() for v in self.verdicts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attempt:
+        return cls(
+            int(data["number"]),
+            str(data.get("prefix", "")),
+            [Verdict.from_dict(v) for v in data.get("checks", [])],
+            dict(data.get("figures") or {}),
+        )
 
 
 @dataclass
@@ -68,6 +149,14 @@ class Result:
     summary: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     duration_s: float = 0.0
+    #: Every attempt of the run, the last (this Result's verdicts) included; one for
+    #: a run that was not drawn again.
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def status(self) -> RunStatus:
+        """pass / FAIL / unknown / no_experiment / skipped: see the module."""
+        return status_of(self.verdicts)
 
     @property
     def passed(self) -> bool:
@@ -109,13 +198,41 @@ class Result:
             "strategy": self.strategy,
             "seed": self.seed,
             "passed": self.passed,
+            "status": self.status,
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
             "params": self.params,
             "outcomes": self.outcomes(),
             "checks": [v.to_dict() for v in self.verdicts],
             "summary": self.summary,
+            "attempts": [a.to_dict() for a in self.attempts],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], history: History | None = None) -> Result:
+        """The Result ``to_dict`` wrote (its history apart: ``history`` or empty)."""
+        return cls(
+            scenario=str(data["name"]),
+            seed=int(data["seed"]),
+            layer=str(data["layer"]),
+            strategy=str(data["strategy"]),
+            params=dict(data.get("params") or {}),
+            history=history if history is not None else History(),
+            verdicts=[Verdict.from_dict(v) for v in data.get("checks", [])],
+            summary=dict(data.get("summary") or {}),
+            started_at=str(data.get("started_at", "")),
+            duration_s=float(data.get("duration_s", 0.0)),
+            attempts=[Attempt.from_dict(a) for a in data.get("attempts", [])],
+        )
+
+    @classmethod
+    def load(cls, path: Path | str) -> Result:
+        """Read a ``*.result.json`` that ``save`` wrote, with its history beside it."""
+        path = Path(path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        stem = path.name.removesuffix(".result.json")
+        hist = path.with_name(f"{stem}.history.jsonl")
+        return cls.from_dict(data, History.load(hist) if hist.exists() else None)
 
     def save(self, out_dir: Path | str) -> Path:
         """Write ``<scenario>.history.jsonl`` and ``<scenario>.result.json`` into ``out_dir``."""
