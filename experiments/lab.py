@@ -25,53 +25,42 @@ import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from coupon_core import CouponService, ServiceConfig
-from coupon_core.database import DatabaseHandle, provision
-from experiments.checks import (
-    FinalState,
-    _like_prefix,
-    always_on,
-    invalid_run,
-    read_state,
-    stampede_collided,
-)
-from experiments.checks_leaks import ThreadBaseline, check_leaks, pool_idle
+from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
+from experiments.checks import FinalState, _like_prefix, read_state
+from experiments.checks_leaks import pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.history import History, Op, collision
-from experiments.linearizability import (
-    LINEARIZABLE_TIME_LIMIT_S,
-    check_linearizable,
-    started_ops,
-)
 from experiments.plans import Plan
-from experiments.result import Result, Verdict
-from experiments.run_record import (
-    RunStart,
-    announce,
-    common_params,
-    lab_result,
-    run_prefix,
-    start_run,
-)
+from experiments.run_record import announce, common_params, run_prefix
 from experiments.runner import NOT_STARTED, PhaseLabel, RunReport, run_plan
+
+if TYPE_CHECKING:
+    from coupon_core.cluster import ReplicatedCluster as Cluster
+    from experiments.faults.window import Windows
 
 __all__ = [
     "HTTP_TARGET",
     "LAYERS",
+    "DatabaseKind",
     "Lab",
     "LabError",
     "Layer",
+    "Nemesis",
+    "Through",
     "announce",
     "check_target",
     "common_params",
     "delete_run_rows",
-    "experiment",
     "http_target",
     "latency_quantiles",
     "load_figures",
@@ -81,6 +70,22 @@ __all__ = [
 ]
 
 Layer = Literal["service", "http"]
+DatabaseKind = Literal["shared", "own", "private", "cluster"]
+
+
+class Nemesis(Protocol):
+    """A fault: start, stop, and the windows it was on."""
+
+    @property
+    def windows(self) -> Windows: ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+#: (database or target URL, the cluster if any, seed) -> (the URL to use, the thing, started).
+Through = Callable[[str, "Cluster | None", int], tuple[str, Nemesis]]
 LAYERS: tuple[Layer, ...] = ("service", "http")
 
 #: Connections a pool may hold: enough that claims queue in PostgreSQL's row lock,
@@ -134,8 +139,25 @@ class Lab:
     #: The HTTP server, when ``layer == "http"`` and the lab started it.
     server: Any = None
     history: History = field(default_factory=History)
-    #: The external server's URL, when the lab runs against one.
+    #: The external server's URL, when the lab runs against one (through the proxy in
+    #: front of it, when there is one).
     target: str | None = None
+    #: The database itself, when ``database_url`` is a proxy in front of it.
+    backend_url: str = ""
+    #: The replicated cluster the lab started.
+    cluster: Cluster | None = None
+    #: What stands between the service (or the client) and the database (or target).
+    middle: Nemesis | None = None
+    #: The database is the run's own (``database="private"``): nothing else writes there.
+    isolated: bool = False
+    _services: contextlib.ExitStack | None = field(default=None, repr=False)
+
+    def close_service(self) -> None:
+        """Close the client, the server and the service now (the database stays up): the
+        leak check counts what they left behind. Idempotent; the context's exit does it
+        too."""
+        if self._services is not None:
+            self._services.close()
 
     @property
     def service(self) -> CouponService:
@@ -240,17 +262,31 @@ def open_lab(
     op_timeout_s: float = 10.0,
     pool_max: int | None = None,
     prefix: str | None = None,
-    service_overrides: dict[str, Any] | None = None,
-    read_url: str | None = None,
+    service_overrides: Mapping[str, Any] | None = None,
     server_workers: int = 0,
     target: str | None = None,
     cleanup: bool = False,
+    database: DatabaseKind = "shared",
+    cluster_standbys: int = 1,
+    cluster_mode: str = "async",
+    through: Through | None = None,
+    read_from_standby: bool = False,
+    seed: int = 0,
 ) -> Iterator[Lab]:
     """Open everything an experiment needs, and close it all on exit (see the module).
 
+    The only place that starts databases, servers and clusters for an experiment.
+    ``database``: ``"shared"`` (``database_url``, else ``DATABASE_URL``, else an
+    embedded PostgreSQL of the lab's own), ``"own"`` (a fresh embedded cluster whatever
+    the URLs say: a fault that stops the database must not stop one others share),
+    ``"private"`` (a database of the run's own created on the shared server, dropped on
+    exit; the shared one where CREATE DATABASE is refused), ``"cluster"`` (a replicated cluster of ``cluster_standbys`` standbys in
+    ``cluster_mode``, unless ``database_url`` names one: then that multi-host URL).
+    ``through(url, cluster, seed)`` puts something (a proxy) between the service and the
+    database: it returns the URL the service uses and the thing, started; it stops last.
     ``service_overrides`` replaces fields of the service's config (fault scenarios:
     a run-unique ``application_name``, a short ``pool_timeout``, lock timeouts);
-    ``read_url`` sends the service's gets to another server (a standby).
+    ``read_from_standby`` sends the service's gets to the cluster's first standby.
     ``server_workers`` (HTTP layer): serve from that many supervised worker
     processes (``coupon_core.workers``) instead of a thread of this process; their
     backends are named ``<application_name>-<pid>``. ``target``, ``cleanup``: see the
@@ -269,6 +305,8 @@ def open_lab(
             op_timeout_s=op_timeout_s,
             prefix=prefix,
             cleanup=cleanup,
+            through=through,
+            seed=seed,
         ) as lab:
             yield lab
         return
@@ -276,15 +314,41 @@ def open_lab(
     with contextlib.ExitStack() as stack:
         url = database_url or os.environ.get("DATABASE_URL") or None
         handle: DatabaseHandle | None = None
-        if url is None:
-            handle = provision(None)
+        cluster: Cluster | None = None
+        isolated = False
+        if database == "cluster" and database_url is None:
+            from coupon_core.database import replicated
+
+            cluster = replicated(standbys=cluster_standbys, mode=cluster_mode)
+            stack.callback(cluster.close)
+            url = cluster.url
+        elif database == "cluster":
+            url = database_url
+        elif database == "private":
+            # A database of the run's own on the shared server: whole-table checks exact.
+            if url is None:
+                handle = provision(None)
+                stack.callback(handle.close)
+                url = handle.url
+            url, isolated = stack.enter_context(private_database(url))
+        elif database == "own" or url is None:
+            handle = EmbeddedPostgres.create() if database == "own" else provision(None)
             stack.callback(handle.close)
+            if database == "own":
+                handle.start()
             url = handle.url
+        assert url is not None
+        backend_url, middle = url, None
+        if through is not None:
+            url, middle = through(backend_url, cluster, seed)  # started: its URL needs its port
+            stack.callback(middle.stop)
+        services = stack.enter_context(contextlib.ExitStack())
         config = _service_config(strategy, pool, op_timeout_s)
         if service_overrides:
             config = dataclasses.replace(config, **service_overrides)
+        read_url = cluster.standby_nodes()[0].url if read_from_standby and cluster else None
         service = CouponService.connect(url, config, read_url=read_url)
-        stack.callback(service.close)
+        services.callback(service.close)
         server: Any = None
         client: Client
         if layer == "http" and server_workers > 0:
@@ -299,7 +363,7 @@ def open_lab(
                 supervise=True,
                 application_name=config.application_name,
             )
-            stack.callback(server.stop)
+            services.callback(server.stop)
             client = HttpClient(server.url, timeout_s=op_timeout_s)
         elif layer == "http" and (seam := HTTP_TARGET.get()) is not None:
             # A server the lab did not start (a test double); it serves the same database.
@@ -308,11 +372,11 @@ def open_lab(
             from coupon_core.server import serve_in_thread
 
             server = serve_in_thread(service, host="127.0.0.1", port=0)
-            stack.callback(server.stop)
+            services.callback(server.stop)
             client = HttpClient(server.url, timeout_s=op_timeout_s)
         else:
             client = ServiceClient(service)
-        stack.callback(client.close)
+        services.callback(client.close)
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         stack.enter_context(conn)
         lab = Lab(
@@ -326,10 +390,40 @@ def open_lab(
             op_timeout_s=op_timeout_s,
             database=handle,
             server=server,
+            backend_url=backend_url,
+            cluster=cluster,
+            middle=middle,
+            isolated=isolated,
+            _services=services,
         )
         yield lab
         if cleanup:
             lab.cleanup()
+
+
+@contextlib.contextmanager
+def private_database(url: str) -> Iterator[tuple[str, bool]]:
+    """A database of this run's own on the same server, so whole-table fingerprints are exact.
+
+    Falls back to ``url`` itself (and prefix-scoped fingerprints) where CREATE DATABASE
+    is not allowed; yields (url, isolated).
+    """
+    name = f"coupon_lab_ib_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error:
+        yield url, False
+        return
+    params = conninfo_to_dict(url)
+    params["dbname"] = name
+    try:
+        yield make_conninfo("", **params), True
+    finally:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def check_target(target: str) -> str:
@@ -355,6 +449,8 @@ def _target_lab(
     op_timeout_s: float,
     prefix: str | None,
     cleanup: bool,
+    through: Through | None,
+    seed: int,
 ) -> Iterator[Lab]:
     # The target's database: given, or TARGET_DATABASE_URL (how the suite passes it to
     # a notebook's kernel); never DATABASE_URL, which may name another database.
@@ -363,8 +459,14 @@ def _target_lab(
         raise LabError(f"a target is reached over HTTP: layer must be 'http', not {layer!r}")
     target = check_target(target)
     with contextlib.ExitStack() as stack:
-        client = HttpClient(target, timeout_s=op_timeout_s)
-        stack.callback(client.close)
+        via, middle = target, None
+        if through is not None:
+            # In front of the target's host:port (a proxy): the client speaks to it.
+            via, middle = through(target, None, seed)
+            stack.callback(middle.stop)
+        services = stack.enter_context(contextlib.ExitStack())
+        client = HttpClient(via, timeout_s=op_timeout_s)
+        services.callback(client.close)
         conn = None
         if database_url:
             conn = psycopg.connect(database_url, autocommit=True, connect_timeout=10)
@@ -378,7 +480,9 @@ def _target_lab(
             client=client,
             conn_or_none=conn,
             op_timeout_s=op_timeout_s,
-            target=target,
+            target=via,
+            middle=middle,
+            _services=services,
         )
         yield lab
         if cleanup:
@@ -398,19 +502,6 @@ def latency_quantiles(ops: list[Op]) -> dict[str, float | None]:
         "p99_ms": round(q[98], 3),
         "max_ms": round(lat[-1], 3),
     }
-
-
-# -- one experiment, start to finish -------------------------------------------------
-
-PlanMaker = Callable[[int, str], Plan]
-#: Plans whose point is that every worker's one op lands at once: their runs must collide.
-STAMPEDE_SHAPES: frozenset[str] = frozenset({"stampede", "one_user"})
-#: How many times ``experiment`` runs a stampede whose workers ran one after another.
-#: Measured under two ``nice 19`` busy loops on 2 cores: 7 of 30 ``atomic`` stampedes
-#: of 8 workers did not collide (0 of 30 on the quiet machine); four attempts leave
-#: about 1 in 400.
-STAMPEDE_ATTEMPTS = 4
-Expectations = Callable[[History, FinalState, Plan], list[Verdict]]
 
 
 def load_figures(history: History, report: RunReport, phase: str | None = "load") -> dict[str, Any]:
@@ -456,179 +547,3 @@ def pool_stats_when_idle(service: CouponService, timeout_s: float = 5.0) -> dict
         time.sleep(0.05)
         stats = service.pool_stats()
     return stats
-
-
-def invariant_verdicts(
-    lab: Lab,
-    state: FinalState,
-    *,
-    baseline: ThreadBaseline,
-    pool_stats: dict[str, int] | None,
-    app: str,
-) -> list[Verdict]:
-    """The checks every scenario gets, after its lab has closed.
-
-    The always-on invariants, linearizability of the history, and the leak check
-    (``app`` is the run-unique application_name the lab's service connected with).
-    """
-    history = lab.history
-    return [
-        *always_on(history, state),
-        # Setup creates are in the history (phase "setup"): no initial stock to pass.
-        check_linearizable(started_ops(history), LINEARIZABLE_TIME_LIMIT_S),
-        # A database the lab started is gone by now, and its backends with it.
-        check_leaks(
-            baseline,
-            pool_stats=pool_stats,
-            db_url=(lab.database_url or None) if lab.database is None else None,
-            application_name=app,
-        ),
-    ]
-
-
-def experiment(
-    scenario: str,
-    *,
-    make_plan: PlanMaker,
-    expect: Expectations,
-    params: dict[str, Any],
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 60.0,
-    pool_max: int | None = None,
-    target: str | None = None,
-    cleanup: bool = False,
-) -> Result:
-    """The common pipeline: seed, plan, lab, setup, run, final state, checks, result.
-
-    ``target``: against that server (see the module); ``cleanup``: delete the run's
-    own rows afterwards (recorded in the summary).
-
-    A stampede that did not collide, and whose every other check passed (a busy
-    machine woke the workers one after another: ``checks.invalid_run``), says nothing
-    about the service either way: the same seed is run again on fresh coupons, at
-    most ``STAMPEDE_ATTEMPTS`` times in all. The result is the last attempt's; its
-    ``stampede_collided`` verdict and ``summary["serial_attempts"]`` tell how many
-    were set aside, with their peaks. An attempt where any other check failed stands
-    at once, so a redraw never hides what the service did.
-    """
-    start = start_run(scenario, seed, layer, strategy)
-    serial: list[int] = []
-    while True:
-        result = _attempt(
-            scenario,
-            start,
-            run_prefix(scenario) if serial else start.prefix,
-            make_plan=make_plan,
-            expect=expect,
-            params=params,
-            layer=layer,
-            strategy=strategy,
-            database_url=database_url,
-            op_timeout_s=op_timeout_s,
-            run_timeout_s=run_timeout_s,
-            pool_max=pool_max,
-            target=target,
-            cleanup=cleanup,
-        )
-        if not invalid_run(result.verdicts) or len(serial) + 1 >= STAMPEDE_ATTEMPTS:
-            break
-        collided = result.verdict("stampede_collided")
-        serial.append(int(collided.figures.get("peak_in_flight", 0)))
-        print(
-            f"[{scenario}] {collided.detail}: drawn again on fresh coupons"
-            f" ({len(serial) + 1} of at most {STAMPEDE_ATTEMPTS})",
-            flush=True,
-        )
-    if serial:
-        result.summary["serial_attempts"] = {"count": len(serial), "peaks": serial}
-        result.verdicts = [
-            dataclasses.replace(
-                v,
-                detail=f"{v.detail} (after {len(serial)} attempt(s) whose peak was"
-                f" {', '.join(map(str, serial))}, set aside as serial)",
-            )
-            if v.name == "stampede_collided"
-            else v
-            for v in result.verdicts
-        ]
-    return result
-
-
-def _attempt(
-    scenario: str,
-    start: RunStart,
-    prefix: str,
-    *,
-    make_plan: PlanMaker,
-    expect: Expectations,
-    params: dict[str, Any],
-    layer: str,
-    strategy: str,
-    database_url: str | None,
-    op_timeout_s: float,
-    run_timeout_s: float,
-    pool_max: int | None,
-    target: str | None,
-    cleanup: bool,
-) -> Result:
-    """One pass of ``experiment``'s pipeline on coupons named after ``prefix``."""
-    seed, started_at, t0 = start.seed, start.started_at, start.t0
-    plan = make_plan(seed, prefix)
-    app = f"coupon-{prefix}"[:63]  # run-unique: the leak check counts its backends
-    baseline = ThreadBaseline()
-    with open_lab(
-        scenario=scenario,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        workers=plan.workers,
-        op_timeout_s=op_timeout_s,
-        pool_max=pool_max,
-        prefix=prefix,
-        service_overrides={"application_name": app},
-        target=target,
-    ) as lab:
-        lab.setup(plan)
-        report = lab.run(plan, run_timeout_s=run_timeout_s)
-        state = lab.state()
-        pool_stats = (
-            None if lab.service_or_none is None else pool_stats_when_idle(lab.service_or_none)
-        )
-        cleaned = lab.cleanup() if cleanup else {}
-    history = lab.history
-    verdicts = [
-        *invariant_verdicts(lab, state, baseline=baseline, pool_stats=pool_stats, app=app),
-        *expect(history, state, plan),
-    ]
-    if plan.shape in STAMPEDE_SHAPES:
-        verdicts.append(stampede_collided(history, plan.workers))
-    summary = {
-        "prefix": prefix,
-        "outcomes": history.counts(),
-        **state_figures(state),
-        **load_figures(history, report),
-        **cleaned,
-    }
-    return lab_result(
-        scenario,
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        params={
-            "pool_max": pool_max,
-            "target": target,
-            **params,
-        },
-        history=history,
-        verdicts=verdicts,
-        summary=summary,
-        started_at=started_at,
-        t0=t0,
-    )

@@ -12,25 +12,15 @@ placed without widening and at face value.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.checks import FinalState, read_state
-from experiments.checks_leaks import ThreadBaseline
-from experiments.clients import HttpClient
+from experiments.checks import FinalState, stampede_collided
 from experiments.history import History, Op
-from experiments.lab import (
-    LabError,
-    invariant_verdicts,
-    latency_quantiles,
-    open_lab,
-    pool_stats_when_idle,
-    state_figures,
-)
-from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
+from experiments.lab import latency_quantiles
+from experiments.linearizability import CHECK_NAME, LINEARIZABLE_TIME_LIMIT_S, check_linearizable
 from experiments.locust._catalog import driven
 from experiments.locust._merge import (
     LOST,
@@ -41,9 +31,12 @@ from experiments.locust._merge import (
     start_spread_ms,
 )
 from experiments.locust._swarm import SwarmRun, run_swarm
+from experiments.pipeline import STAMPEDE_SHAPES, Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan
 from experiments.result import Result, Verdict
-from experiments.run_record import lab_result, start_run
+from experiments.runner import RunReport
+from experiments.spec import RunSpec
 
 __all__ = ["locust_stats", "run_locust", "save_locust_reports"]
 
@@ -88,14 +81,6 @@ def locust_stats(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             else round(float(e["max_response_time"]), 3),
         }
     return dict(sorted(out.items()))
-
-
-def _setup(client: HttpClient, plan: Plan, history: History) -> None:
-    for i, (name, amount) in enumerate(plan.setup):
-        op = Op(op_id=-(i + 1), worker=-1, kind="create", coupon=name, amount=amount, phase="setup")
-        client.invoke(op, history)
-        if op.result != "ok":
-            raise LabError(f"setup: create {name} ended {op.result}: {op.message}")
 
 
 def _placed(history: History, swarm: SwarmRun, plan: Plan, placement: str) -> History:
@@ -171,82 +156,79 @@ def run_locust(
     if unknown:
         raise TypeError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
     figures = {**which.defaults, **params}
-    label = name or scenario
-    seed, prefix, started_at, t0 = start_run(label, seed, "locust", strategy)
-    plan = which.make_plan(seed, prefix, figures)
-    app = f"coupon-{prefix}"[:63]
-    baseline = ThreadBaseline()
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="locust-"))
-    with open_lab(
-        scenario=label,
-        layer="service" if target else "http",
-        strategy=strategy,
-        database_url=database_url,
-        workers=plan.workers,
-        op_timeout_s=op_timeout_s,
-        prefix=prefix,
-        service_overrides={"application_name": app},
-    ) as lab:
-        base_url = target or lab.server.url
-        setup_client = HttpClient(base_url, timeout_s=op_timeout_s, max_connections=1)
-        try:
-            _setup(setup_client, plan, lab.history)
-        finally:
-            setup_client.close()
-        swarm = run_swarm(
-            plan,
-            base_url,
-            out / prefix,
-            processes=processes,
-            master_bind=master_bind,
-            expect_workers=expect_workers,
-            op_timeout_s=op_timeout_s,
-            run_timeout_s=run_timeout_s,
-            worker_env=worker_env,
-        )
-        placed = {p: _placed(lab.history, swarm, plan, p) for p in PLACEMENTS}
-        lab.history = placed["widened"]
-        state: FinalState = read_state(lab.conn, prefix)
-        pool_stats = pool_stats_when_idle(lab.service)
-    history = lab.history
-    verdicts = [
-        *invariant_verdicts(lab, state, baseline=baseline, pool_stats=pool_stats, app=app),
-        _swarm_verdict(swarm, plan, history),
-        *which.expect(history, state, plan, figures),
-    ]
-    clock_checks: dict[str, dict[str, Any]] = {
-        p: check_linearizable(placed[p], LINEARIZABLE_TIME_LIMIT_S).to_dict()
-        for p in PLACEMENTS
-        if p != "widened"
-    }
-    clock_checks["widened"] = next(v.to_dict() for v in verdicts if v.name == "linearizable")
-    summary = {
-        "prefix": prefix,
-        "outcomes": history.counts(),
-        **state_figures(state),
-        **_load_figures(history, placed["corrected"], swarm),
-        "clock_checks": clock_checks,
-    }
-    return lab_result(
-        label,
+    spec = RunSpec(
+        scenario=name or scenario,
         seed=seed,
-        # The load went over HTTP: the suite files it with the http layer.
+        # The load goes over HTTP: the suite files it with the http layer.
         layer="http",
         strategy=strategy,
         database_url=database_url,
         op_timeout_s=op_timeout_s,
         run_timeout_s=run_timeout_s,
-        params={
-            "driver": "locust",
-            "processes": processes,
-            "target": _masked_url(target),
-            **figures,
-        },
-        history=history,
-        verdicts=verdicts,
-        summary=summary,
-        started_at=started_at,
-        t0=t0,
+        target=target,
+        params={"driver": "locust", "processes": processes, **figures},
+    )
+    placed: dict[str, History] = {}
+    swarms: list[SwarmRun] = []
+
+    def drive(r: Run) -> RunReport:
+        base_url = r.lab.target or r.lab.server.url
+        swarm = run_swarm(
+            r.plan,
+            base_url,
+            out / r.prefix,
+            processes=processes,
+            master_bind=master_bind,
+            expect_workers=expect_workers,
+            op_timeout_s=op_timeout_s,
+            run_timeout_s=r.budget_s,
+            worker_env=worker_env,
+        )
+        swarms.append(swarm)
+        placed.update({p: _placed(r.history, swarm, r.plan, p) for p in PLACEMENTS})
+        r.lab.history = placed["widened"]
+        load = [o for o in placed["corrected"].ops if o.phase != "setup"]
+        wall = (swarm.end_ns - swarm.go_ns) / 1e9 if swarm.end_ns and swarm.go_ns else 0.0
+        return RunReport(
+            r.plan.workers, len(r.plan.ops), len(load), 0, wall, start_spread_ms(load), False
+        )
+
+    def expect(history: History, state: FinalState, r: Run) -> list[Verdict]:
+        return [
+            _swarm_verdict(swarms[0], r.plan, history),
+            *which.expect(history, state, r.plan, figures),
+        ]
+
+    def validity(r: Run) -> list[Verdict]:
+        # Judged on the master's clock (offsets corrected, not widened: widening makes
+        # every interval longer, and so would make any run look like a collision).
+        if r.plan.shape not in STAMPEDE_SHAPES:
+            return []
+        return [stampede_collided(placed["corrected"], r.plan.workers)]
+
+    def judge(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
+        # Beside the verdict, what the same history says placed without widening and at
+        # face value (a figure: the comparison that shows why the widening is there).
+        clock_checks: dict[str, dict[str, Any]] = {
+            p: check_linearizable(placed[p], LINEARIZABLE_TIME_LIMIT_S).to_dict()
+            for p in PLACEMENTS
+            if p != "widened"
+        }
+        clock_checks["widened"] = next(v.to_dict() for v in verdicts if v.name == CHECK_NAME)
+        r.figures["clock_checks"] = clock_checks
+        r.figures.update(_load_figures(r.history, placed["corrected"], swarms[0]))
+        return verdicts
+
+    return run_pipeline(
+        spec,
+        Workload(
+            make_plan=lambda s, prefix: which.make_plan(s, prefix, figures),
+            expect=expect,
+            drive=drive,
+            validity=validity,
+            judge=judge,
+        ),
     )
 
 
@@ -286,11 +268,6 @@ def _load_figures(widened: History, corrected: History, swarm: SwarmRun) -> dict
         "locust_html": str(swarm.html) if swarm.html else None,
         "locust_dir": str(swarm.out_dir),
     }
-
-
-def _masked_url(url: str | None) -> str | None:
-    # Params land in reports: never a password, whatever the URL's scheme.
-    return None if url is None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _round(value: float | None) -> float | None:

@@ -1,11 +1,12 @@
 """The scenario registry: name -> Scenario, and ``run(name, **params) -> Result``.
 
-Each scenario is one module of this package exposing ``NAME``, ``TITLE``,
-``DESCRIPTION``, ``DEFAULTS`` (its own figures, the catalog's) and
-``run(**params) -> Result``. Registering another is one line in ``_MODULES``.
-Common parameters of every scenario: ``seed=None``, ``layer="service"``,
-``strategy="row_lock"``, ``database_url=None``, ``op_timeout_s``, ``run_timeout_s``,
-``target=None``, ``cleanup=False``.
+Each scenario is one module of this package declaring its partial spec: ``NAME``,
+``TITLE``, ``DESCRIPTION``, ``DEFAULTS`` (its own figures, the catalog's), optionally
+``COMMON`` (common parameters it runs with instead of the defaults, e.g. a fault
+scenario's shorter timeouts) and ``RANGES`` (the values each figure may take), and
+``run(spec: RunSpec) -> Result``, which hands a ``pipeline.Workload`` to
+``pipeline.run``. The common parameters and their one set of defaults are
+``experiments.spec.RunSpec``'s. Registering another is one line in ``_MODULES``.
 
 What a scenario needs (``NEEDS`` in its module, else ``_NEEDS`` below; see ``NEED``):
 against an external ``target`` a scenario that needs what a target cannot give (the
@@ -19,11 +20,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-from experiments.history import History
-from experiments.result import Result, Verdict
+from experiments.pipeline import skipped
+from experiments.result import Result
+from experiments.spec import COMMON_DEFAULTS, COMMON_FIELDS, Range, RunSpec, merge
 
 __all__ = [
     "CATALOG",
@@ -89,17 +90,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
 # Add a module name to one of the tuples above to register a scenario.
 _MODULES: tuple[str, ...] = CATALOG + FAULTS + REPLICATION + DISTRIBUTED
 
-COMMON_DEFAULTS: dict[str, Any] = {
-    "seed": None,
-    "layer": "service",
-    "strategy": "row_lock",
-    "database_url": None,
-    "op_timeout_s": 10.0,
-    "run_timeout_s": 60.0,
-    "target": None,
-    "cleanup": False,
-}
-
 #: What the registered scenarios need, when their module does not say (``NEEDS``).
 _NEEDS: dict[str, tuple[Need, ...]] = {
     **{name: ("tables",) for name in CATALOG},
@@ -122,14 +112,19 @@ _NEEDS: dict[str, tuple[Need, ...]] = {
 
 @dataclass(frozen=True)
 class Scenario:
-    """A registered scenario: what it is, its default figures, and how to run it."""
+    """A registered scenario: what it is, its partial spec, and how to run it."""
 
     name: str
     title: str
     description: str
+    #: Its own figures, the catalog's.
     defaults: dict[str, Any] = field(default_factory=dict)
-    runner: Callable[..., Result] | None = None
+    runner: Callable[[RunSpec], Result] | None = None
     needs: tuple[Need, ...] = ()
+    #: The common parameters it runs with instead of ``spec.COMMON_DEFAULTS``.
+    common: dict[str, Any] = field(default_factory=dict)
+    #: The range each numeric figure may take.
+    ranges: dict[str, Range] = field(default_factory=dict)
 
     def target_skip_reason(self, target: str | None) -> str | None:
         """Why this scenario cannot run against ``target``; None when it can."""
@@ -141,57 +136,30 @@ class Scenario:
         why = "; ".join(f"{n}: {NEED[n]}" for n in missing)
         return f"cannot run against an external target, it needs {why}"
 
+    def spec(self, **overrides: Any) -> RunSpec:
+        """The run spec: common defaults, the scenario's own, then ``overrides``."""
+        return merge(
+            self.name,
+            defaults=self.defaults,
+            common=self.common,
+            ranges=self.ranges,
+            given=overrides,
+        )
+
     def params(self, **overrides: Any) -> dict[str, Any]:
-        """Every parameter of a run: common defaults, the scenario's, then ``overrides``."""
-        unknown = set(overrides) - set(COMMON_DEFAULTS) - set(self.defaults)
-        if unknown:
-            raise TypeError(f"{self.name}: unknown parameter(s) {sorted(unknown)}")
-        return {**COMMON_DEFAULTS, **self.defaults, **overrides}
+        """Every parameter of a run, flat: the common ones, then the scenario's figures."""
+        spec = self.spec(**overrides)
+        return {**{k: getattr(spec, k) for k in COMMON_FIELDS}, **spec.params}
 
     def run(self, **params: Any) -> Result:
         """Run it; against a target it cannot serve, a skipped Result with the reason."""
         if self.runner is None:
             raise RuntimeError(f"scenario {self.name} has no run function")
-        every = self.params(**params)
-        target, cleanup = every.pop("target"), every.pop("cleanup")
-        if target is None and not cleanup:
-            return self.runner(**every)
-        reason = self.target_skip_reason(target)
+        spec = self.spec(**params)
+        reason = self.target_skip_reason(spec.target)
         if reason is not None:
-            return self.skipped(reason, every, target)
-        if not any(n in _TARGET_CANNOT for n in self.needs):
-            # The scenarios that can run against a target take both.
-            return self.runner(**every, target=target, cleanup=cleanup)
-        return self.runner(**every)
-
-    def skipped(self, reason: str, params: dict[str, Any], target: str | None) -> Result:
-        """The Result of a run that did not happen: one skipped check, with the reason."""
-        from experiments.lab import common_params
-        from experiments.plans import draw_seed
-
-        seed = draw_seed(params.get("seed"))
-        print(f"[{self.name}] skipped: {reason}", flush=True)
-        return Result(
-            scenario=self.name,
-            seed=seed,
-            layer=str(params.get("layer")),
-            strategy=str(params.get("strategy")),
-            params={
-                **common_params(
-                    seed=seed,
-                    layer=str(params.get("layer")),
-                    strategy=str(params.get("strategy")),
-                    database_url=params.get("database_url"),
-                    op_timeout_s=float(params.get("op_timeout_s", 0.0)),
-                    run_timeout_s=float(params.get("run_timeout_s", 0.0)),
-                ),
-                "target": target,
-            },
-            history=History(),
-            verdicts=[Verdict.skip("runnable", reason)],
-            summary={"skipped": reason},
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+            return skipped(spec, reason)
+        return self.runner(spec)
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -208,6 +176,8 @@ def register(module_name: str) -> Scenario:
         defaults=dict(module.DEFAULTS),
         runner=module.run,
         needs=tuple(getattr(module, "NEEDS", _NEEDS.get(module.NAME, ()))),
+        common=dict(getattr(module, "COMMON", {})),
+        ranges=dict(getattr(module, "RANGES", {})),
     )
     SCENARIOS[scenario.name] = scenario
     return scenario

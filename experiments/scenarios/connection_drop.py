@@ -6,10 +6,13 @@ from typing import Any
 
 from experiments.checks import FinalState, results_within
 from experiments.faults.backends import BackendKiller, SlowAfterInsert
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.history import History
+from experiments.lab import Nemesis
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec
 
 NAME = "connection_drop"
 TITLE = "Connection drop"
@@ -23,22 +26,17 @@ DESCRIPTION = (
 DEFAULTS: dict[str, Any] = {"kills": 4, "interval_s": 0.25, "workers": 8, "linger_s": 0.005}
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 5.0,
-    run_timeout_s: float = 30.0,
-    kills: int = 4,
-    interval_s: float = 0.25,
-    workers: int = 8,
-    linger_s: float = 0.005,
-) -> Result:
+COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
+
+
+def run(spec: RunSpec) -> Result:
+    kills = int(spec["kills"])
+    interval_s = float(spec["interval_s"])
+    workers = int(spec["workers"])
+    linger_s = float(spec["linger_s"])
     killers: list[BackendKiller] = []
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
+    def faults(fr: Run) -> list[Nemesis]:
         fr.lab.service.fault = SlowAfterInsert(linger_s)
         k = BackendKiller(
             fr.database_url,
@@ -52,7 +50,7 @@ def run(
         killers.append(k)
         return [k]
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         k = killers[0]
         fr.figures["backends_killed"] = len(k.killed)
         fr.figures["killed_in_state"] = dict(k.killed_states)
@@ -69,19 +67,15 @@ def run(
             ),
         ]
 
-    return fault_experiment(
-        NAME,
-        make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=400),
-        make_faults=faults,
-        expect=expect,
-        params={"kills": kills, "interval_s": interval_s, "workers": workers, "linger_s": linger_s},
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=kills * interval_s * 2 + 1,
-        after_s=0.5,
-        service_overrides={"pool_timeout": 2.0},
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=400),
+            faults=faults,
+            expect=expect,
+            fault_s=kills * interval_s * 2 + 1,
+            after_s=0.5,
+            service_overrides={"pool_timeout": 2.0},
+        ),
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.result import Result
-from experiments.scenarios._shapes import one_user
+from experiments.scenarios._shapes import ONE_USER_RANGES, one_user
+from experiments.spec import RunSpec
 
 NAME = "constraint_storm"
 TITLE = "Constraint storm"
@@ -15,7 +16,8 @@ DESCRIPTION = (
 )
 DEFAULTS: dict[str, Any] = {"stock": 100, "requests": 50}
 
+RANGES = ONE_USER_RANGES
 
-def run(*, stock: int = 100, requests: int = 50, **common: Any) -> Result:
-    """Common parameters (seed, layer, strategy, database_url, timeouts) in ``common``."""
-    return one_user(NAME, stock=stock, requests=requests, **common)
+
+def run(spec: RunSpec) -> Result:
+    return one_user(spec)

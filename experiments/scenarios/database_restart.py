@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from coupon_core.database import ExternalDatabase
 from experiments.checks import FinalState, results_within
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason
 from experiments.history import History
-from experiments.lab import common_params, latency_quantiles
+from experiments.lab import Nemesis, latency_quantiles
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec
 
 NAME = "database_restart"
 TITLE = "Database restart"
@@ -38,22 +39,16 @@ GOAL_RECOVERY_S = 2.0
 BACKOFF_S = 0.05
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 5.0,
-    run_timeout_s: float = 40.0,
-    workers: int = 8,
-    down_s: float = 1.0,
-    mode: str = "fast",
-) -> Result:
-    restarts: list[DatabaseRestart] = []
-    params = {"workers": workers, "down_s": down_s, "mode": mode}
+COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 40.0}
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
+
+def run(spec: RunSpec) -> Result:
+    workers = int(spec["workers"])
+    down_s = float(spec["down_s"])
+    mode = spec["mode"]
+    restarts: list[DatabaseRestart] = []
+
+    def faults(fr: Run) -> list[Nemesis]:
         handle = fr.lab.database
         if handle is None or restart_skip_reason(handle) is not None:
             raise RuntimeError("unreachable: checked before the run")
@@ -61,7 +56,7 @@ def run(
         restarts.append(r)
         return [r]
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         r = restarts[0]
         ws = r.windows.windows
         start = ws[-1].start_ns if ws else None
@@ -105,7 +100,7 @@ def run(
                 },
             }
         )
-        bound_ns = int((op_timeout_s + 2.0) * 1e9)
+        bound_ns = int((spec.op_timeout_s + 2.0) * 1e9)
         slow = [o.op_id for o in load if o.latency_ns > bound_ns]
         # Without the breaker each refusal waits the pool timeout; with it, the p99 is a
         # small part of it (the bound derives from the setting, not from this machine).
@@ -137,42 +132,28 @@ def run(
         ]
 
     note = None
-    if database_url is not None:
+    if spec.database_url is not None:
         # A database given by URL is not the lab's to stop. The scenario runs, every
         # check with it, on a cluster of its own, and says so (never a silent skip).
-        note = f"ran on a cluster of its own: {restart_skip_reason(ExternalDatabase(database_url))}"
+        note = f"ran on a cluster of its own: {restart_skip_reason(ExternalDatabase(spec.database_url))}"
         print(f"[{NAME}] {note}", flush=True)
-    t0 = time.monotonic()
-    result = fault_experiment(
-        NAME,
-        make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
-        make_faults=faults,
-        expect=expect,
-        params=params,
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=None,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=run_timeout_s / 2,
-        after_s=1.0,
-        # The lab's pool timeout (5 s with the default op timeout): the circuit breaker,
-        # not a short timeout, is what makes refusals fast.
-        faults_done=lambda: bool(restarts) and restarts[0].wait(0),
-        own_database=True,
-        backoff_s=BACKOFF_S,
+    result = run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
+            faults=faults,
+            expect=expect,
+            fault_s=spec.run_timeout_s / 2,
+            after_s=1.0,
+            # The lab's pool timeout (5 s with the default op timeout): the circuit breaker,
+            # not a short timeout, is what makes refusals fast.
+            faults_done=lambda: bool(restarts) and restarts[0].wait(0),
+            database="own",
+            backoff_s=BACKOFF_S,
+        ),
     )
-    result.duration_s = time.monotonic() - t0
     if note is not None:
-        result.params["database_url"] = common_params(
-            seed=result.seed,
-            layer=layer,
-            strategy=strategy,
-            database_url=database_url,
-            op_timeout_s=op_timeout_s,
-            run_timeout_s=run_timeout_s,
-        )["database_url"]
         result.summary["database"] = note
     return result
 

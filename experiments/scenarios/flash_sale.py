@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.result import Result
-from experiments.scenarios._shapes import stampede
+from experiments.scenarios._shapes import STAMPEDE_RANGES, stampede
+from experiments.spec import RunSpec
 
 NAME = "flash_sale"
 TITLE = "Flash sale"
@@ -15,7 +16,8 @@ DESCRIPTION = (
 )
 DEFAULTS: dict[str, Any] = {"stock": 5, "users": 50}
 
+RANGES = STAMPEDE_RANGES
 
-def run(*, stock: int = 5, users: int = 50, **common: Any) -> Result:
-    """Common parameters (seed, layer, strategy, database_url, timeouts) in ``common``."""
-    return stampede(NAME, stock=stock, users=users, **common)
+
+def run(spec: RunSpec) -> Result:
+    return stampede(spec)

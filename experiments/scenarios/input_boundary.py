@@ -5,19 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import httpx
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from coupon_core.database import provision
 from experiments.checks import (
     DRIVER_TEXT,
+    FinalState,
     claims_match_history,
     conservation,
     no_driver_text,
@@ -25,15 +21,16 @@ from experiments.checks import (
     no_orphan_claims,
     no_timeouts,
     one_claim_per_user,
-    read_state,
 )
-from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.history import History, Op, ResultKind
 from experiments.hostile import Case, Endpoint, catalog, expect_body, generated, get_path
-from experiments.lab import open_lab
 from experiments.linearizability import LINEARIZABLE_TIME_LIMIT_S, check_linearizable
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
+from experiments.plans import Plan
 from experiments.result import Result, Verdict
-from experiments.run_record import lab_result, start_run
+from experiments.runner import RunReport
+from experiments.spec import Range, RunSpec
 
 NAME = "input_boundary"
 TITLE = "Input boundary"
@@ -46,9 +43,7 @@ DESCRIPTION = (
     "without driver text; the database unchanged by every rejected request (fingerprint "
     "of both tables); accepted odd names read back exactly through GET."
 )
-# About 1,240 requests plus read-backs: 22 s measured on a loaded 2-core machine (load 7,
-# median request 1.5 ms once the server set TCP_NODELAY); 120 s leaves room, 60 s is tight.
-DEFAULTS: dict[str, Any] = {"generated_cases": 1000, "run_timeout_s": 120.0}
+DEFAULTS: dict[str, Any] = {"generated_cases": 1000}
 _OK = frozenset({200, 201})
 _REJECTED: dict[int, ResultKind] = {
     400: "invalid",
@@ -68,31 +63,6 @@ def _fingerprint(conn: psycopg.Connection[Any], like: str) -> str:
     ).fetchone()
     assert row is not None
     return str(row[0])
-
-
-@contextlib.contextmanager
-def _private_database(url: str) -> Iterator[tuple[str, bool]]:
-    """A database of this run's own on the same server, so whole-table fingerprints are exact.
-
-    Falls back to ``url`` itself (and prefix-scoped fingerprints) where CREATE DATABASE
-    is not allowed; yields (url, isolated).
-    """
-    name = f"coupon_lab_ib_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error:
-        yield url, False
-        return
-    params = conninfo_to_dict(url)
-    params["dbname"] = name
-    try:
-        yield make_conninfo("", **params), True
-    finally:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def _as_operation(op: Op, method: str, path: str, body: bytes | str | None) -> bool:
@@ -131,19 +101,21 @@ def _error_of(response: httpx.Response) -> tuple[str | None, str | None]:
     return str(body["error"]), None
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "http",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 120.0,
-    generated_cases: int = 1000,
-) -> Result:
-    seed, prefix, started_at, t0 = start_run(NAME, seed, "http", strategy)
-    target = f"{prefix}-target"
-    history = History()
+COMMON: dict[str, Any] = {
+    "layer": "http",
+    # About 1,240 requests plus read-backs: 22 s measured on a loaded 2-core machine
+    # (load 7, median request 1.5 ms once the server set TCP_NODELAY); 120 s leaves
+    # room, 60 s is tight.
+    "run_timeout_s": 120.0,
+}
+RANGES: dict[str, Range] = {"generated_cases": Range(0, 100_000)}
+
+
+def run(spec: RunSpec) -> Result:
+    generated_cases = int(spec["generated_cases"])
+    # HTTP only, whatever layer the suite asks for: it is recorded.
+    requested_layer = spec.layer
+    spec = spec.replace(layer="http")
     problems: dict[str, list[str]] = {
         "status": [],
         "error_body": [],
@@ -153,255 +125,252 @@ def run(
     }
     counts = {"catalog": 0, "generated": 0, "rejected": 0, "accepted": 0}
     status_hist: dict[int, int] = {}
-    baseline = ThreadBaseline()
-    with contextlib.ExitStack() as stack:
-        base_url = database_url
-        if base_url is None:
-            handle = provision(None)
-            stack.callback(handle.close)
-            base_url = handle.url
-        url, isolated = stack.enter_context(_private_database(base_url))
-        like = "%" if isolated else f"{prefix}%"
-        lab = stack.enter_context(
-            open_lab(
-                scenario=NAME,
-                layer="http",
-                strategy=strategy,
-                database_url=url,
-                workers=4,
-                op_timeout_s=op_timeout_s,
-                prefix=prefix,
-            )
+    sizes: dict[str, int] = {}
+
+    def make_plan(seed: int, prefix: str) -> Plan:
+        return Plan(
+            seed=seed,
+            prefix=prefix,
+            workers=1,
+            ops=(),
+            setup=((f"{prefix}-target", 1_000_000),),
+            shape="hostile",
         )
-        client = stack.enter_context(httpx.Client(base_url=lab.server.url, timeout=op_timeout_s))
+
+    def drive(r: Run) -> RunReport:
+        lab, prefix, history, seed = r.lab, r.prefix, r.history, r.seed
+        target = r.plan.setup[0][0]
+        like = "%" if lab.isolated else f"{prefix}%"
         conn = lab.conn
-        setup = Op(-1, -1, "create", target, amount=1_000_000, phase="setup")
-        setup.invoke_ns = time.monotonic_ns()
-        r = client.post("/api/coupons", json={"name": target, "amount": 1_000_000})
-        setup.complete_ns = time.monotonic_ns()
-        if r.status_code != 201:
-            raise RuntimeError(f"setup: creating {target} answered {r.status_code}")
-        setup.result, setup.http_status = "ok", 201
-        history.append(setup)  # the history's checks start from the coupon's creation
+        t0 = time.monotonic()
         existing: set[str] = {target}
         claimed: set[str] = set()
-        deadline = time.monotonic() + run_timeout_s
-        cases: list[Case] = catalog(prefix, target)
-        catalog_total = len(cases)
-        gen = generated(prefix, target, seed, generated_cases)
-        for endpoint, body, ct in gen:
-            expect, effect = expect_body(
-                endpoint, body, ct, existing=set(), target=target, claimed=set()
-            )
-            cases.append(
-                Case(
-                    f"generated {endpoint}",
-                    "generated",
-                    "POST",
-                    "/api/coupons" if endpoint == "create" else "/api/coupons/claim",
-                    body,
-                    (("content-type", ct),) if ct else (),
-                    expect,
-                    effect,
-                    extra={"endpoint": endpoint, "ct": ct},
+        deadline = time.monotonic() + r.budget_s
+        with httpx.Client(base_url=lab.server.url, timeout=spec.op_timeout_s) as client:
+            cases: list[Case] = catalog(prefix, target)
+            catalog_total = len(cases)
+            gen = generated(prefix, target, seed, generated_cases)
+            for endpoint, body, ct in gen:
+                expect, effect = expect_body(
+                    endpoint, body, ct, existing=set(), target=target, claimed=set()
                 )
-            )
-        for i, case in enumerate(cases):
-            if time.monotonic() > deadline:
-                problems["status"].append(f"time bound reached after {i} cases")
-                break
-            if case.group == "generated":
-                # The expectation depends on what earlier cases created or claimed.
-                ep: Endpoint = case.extra["endpoint"]
-                exp, effect = expect_body(
-                    ep,
-                    case.body,
-                    case.extra["ct"],
-                    existing=existing,
-                    target=target,
-                    claimed=claimed,
+                cases.append(
+                    Case(
+                        f"generated {endpoint}",
+                        "generated",
+                        "POST",
+                        "/api/coupons" if endpoint == "create" else "/api/coupons/claim",
+                        body,
+                        (("content-type", ct),) if ct else (),
+                        expect,
+                        effect,
+                        extra={"endpoint": endpoint, "ct": ct},
+                    )
                 )
-                case = Case(
-                    case.name,
-                    case.group,
-                    case.method,
-                    case.path,
-                    case.body,
-                    case.headers,
-                    exp,
-                    effect,
-                    extra=case.extra,
+            for i, case in enumerate(cases):
+                if time.monotonic() > deadline:
+                    problems["status"].append(f"time bound reached after {i} cases")
+                    break
+                if case.group == "generated":
+                    # The expectation depends on what earlier cases created or claimed.
+                    ep: Endpoint = case.extra["endpoint"]
+                    exp, effect = expect_body(
+                        ep,
+                        case.body,
+                        case.extra["ct"],
+                        existing=existing,
+                        target=target,
+                        claimed=claimed,
+                    )
+                    case = Case(
+                        case.name,
+                        case.group,
+                        case.method,
+                        case.path,
+                        case.body,
+                        case.headers,
+                        exp,
+                        effect,
+                        extra=case.extra,
+                    )
+                    counts["generated"] += 1
+                else:
+                    counts["catalog"] += 1
+                before = _fingerprint(conn, like)
+                op = Op(
+                    op_id=i,
+                    worker=0,
+                    kind="claim"
+                    if case.path.endswith("/claim") and case.method == "POST"
+                    else ("create" if case.method == "POST" else "get"),
+                    coupon=case.path[:80],
+                    phase=case.group,
                 )
-                counts["generated"] += 1
-            else:
-                counts["catalog"] += 1
-            before = _fingerprint(conn, like)
-            op = Op(
-                op_id=i,
-                worker=0,
-                kind="claim"
-                if case.path.endswith("/claim") and case.method == "POST"
-                else ("create" if case.method == "POST" else "get"),
-                coupon=case.path[:80],
-                phase=case.group,
-            )
-            is_operation = _as_operation(op, case.method, case.path, case.body)
-            op.invoke_ns = time.monotonic_ns()
-            try:
-                response = client.request(
-                    case.method, case.path, content=case.body or None, headers=dict(case.headers)
-                )
-            except httpx.HTTPError as err:
+                is_operation = _as_operation(op, case.method, case.path, case.body)
+                op.invoke_ns = time.monotonic_ns()
+                try:
+                    response = client.request(
+                        case.method,
+                        case.path,
+                        content=case.body or None,
+                        headers=dict(case.headers),
+                    )
+                except httpx.HTTPError as err:
+                    op.complete_ns = time.monotonic_ns()
+                    op.result = "unknown"
+                    op.message = f"{type(err).__name__}"
+                    history.append(op)
+                    problems["status"].append(f"{case.name}: no answer ({type(err).__name__})")
+                    continue
                 op.complete_ns = time.monotonic_ns()
-                op.result = "unknown"
-                op.message = f"{type(err).__name__}"
+                status = response.status_code
+                op.http_status = status
+                status_hist[status] = status_hist.get(status, 0) + 1
+                label = f"{case.name} [{case.group}]"
+                if status >= 500:
+                    problems["5xx"].append(f"{label}: {status}")
+                if status not in case.expect:
+                    problems["status"].append(
+                        f"{label}: {status}, expected {sorted(case.expect)} ({response.text[:100]!r})"
+                    )
+                if status in _OK:
+                    op.result = "ok"
+                    counts["accepted"] += 1
+                else:
+                    counts["rejected"] += 1
+                    op.result = _REJECTED.get(status, "server_error")
+                    if status == 409:
+                        op.result = "already_claimed" if op.kind == "claim" else "coupon_exists"
+                    error, bad = _error_of(response)
+                    op.message = error
+                    if bad:
+                        problems["error_body"].append(f"{label}: {bad}")
+                    elif error and DRIVER_TEXT.search(error):
+                        problems["error_body"].append(f"{label}: driver text in {error!r}")
+                    elif case.error is not None and error != case.error:
+                        problems["error_body"].append(
+                            f"{label}: {error!r}, expected {case.error!r}"
+                        )
+                if not is_operation and op.result != "unknown":
+                    # No endpoint: nothing it could have touched (rejections_change_nothing
+                    # checks the tables); the history keeps it as a refused request.
+                    op.result = "invalid"
+                elif op.kind == "get" and op.result == "ok":
+                    with contextlib.suppress(ValueError):
+                        view = response.json()
+                        if isinstance(view, dict):
+                            op.value = {
+                                k: view.get(k) for k in ("amount", "remaining_amount", "claimed_by")
+                            }
                 history.append(op)
-                problems["status"].append(f"{case.name}: no answer ({type(err).__name__})")
-                continue
-            op.complete_ns = time.monotonic_ns()
-            status = response.status_code
-            op.http_status = status
-            status_hist[status] = status_hist.get(status, 0) + 1
-            label = f"{case.name} [{case.group}]"
-            if status >= 500:
-                problems["5xx"].append(f"{label}: {status}")
-            if status not in case.expect:
-                problems["status"].append(
-                    f"{label}: {status}, expected {sorted(case.expect)} ({response.text[:100]!r})"
-                )
-            if status in _OK:
-                op.result = "ok"
-                counts["accepted"] += 1
-            else:
-                counts["rejected"] += 1
-                op.result = _REJECTED.get(status, "server_error")
-                if status == 409:
-                    op.result = "already_claimed" if op.kind == "claim" else "coupon_exists"
-                error, bad = _error_of(response)
-                op.message = error
-                if bad:
-                    problems["error_body"].append(f"{label}: {bad}")
-                elif error and DRIVER_TEXT.search(error):
-                    problems["error_body"].append(f"{label}: driver text in {error!r}")
-                elif case.error is not None and error != case.error:
-                    problems["error_body"].append(f"{label}: {error!r}, expected {case.error!r}")
-            if not is_operation and op.result != "unknown":
-                # No endpoint: nothing it could have touched (rejections_change_nothing
-                # checks the tables); the history keeps it as a refused request.
-                op.result = "invalid"
-            elif op.kind == "get" and op.result == "ok":
-                with contextlib.suppress(ValueError):
-                    view = response.json()
-                    if isinstance(view, dict):
-                        op.value = {
-                            k: view.get(k) for k in ("amount", "remaining_amount", "claimed_by")
-                        }
-            history.append(op)
-            after = _fingerprint(conn, like)
-            if status not in _OK and after != before:
-                problems["changed"].append(
-                    f"{label}: rejected with {status} but the tables changed"
-                )
-            if status in _OK and case.effect == "create" and case.method == "POST":
-                name = case.coupon
-                amount = case.amount
-                if name is None:
-                    parsed = json.loads(case.body)
-                    name, amount = parsed["name"], parsed["amount"]
-                existing.add(name)
-                got = client.get(get_path(name))
-                got_body = got.json() if got.status_code == 200 else None
-                if not (
-                    isinstance(got_body, dict)
-                    and got_body.get("name") == name
-                    and got_body.get("amount") == amount
-                    and got_body.get("remaining_amount") == amount
-                ):
-                    problems["effect"].append(
-                        f"{label}: GET {get_path(name)[:60]} answered {got.status_code} {str(got_body)[:80]}"
+                after = _fingerprint(conn, like)
+                if status not in _OK and after != before:
+                    problems["changed"].append(
+                        f"{label}: rejected with {status} but the tables changed"
                     )
-            elif status in _OK and case.effect == "claim":
-                user = case.user
-                if user is None:
-                    user = json.loads(case.body)["user_id"]
-                claimed.add(user)
-                got = client.get(get_path(target))
-                view = got.json() if got.status_code == 200 else {}
-                if user not in view.get("claimed_by", []):
+                if status in _OK and case.effect == "create" and case.method == "POST":
+                    name = case.coupon
+                    amount = case.amount
+                    if name is None:
+                        parsed = json.loads(case.body)
+                        name, amount = parsed["name"], parsed["amount"]
+                    existing.add(name)
+                    got = client.get(get_path(name))
+                    got_body = got.json() if got.status_code == 200 else None
+                    if not (
+                        isinstance(got_body, dict)
+                        and got_body.get("name") == name
+                        and got_body.get("amount") == amount
+                        and got_body.get("remaining_amount") == amount
+                    ):
+                        problems["effect"].append(
+                            f"{label}: GET {get_path(name)[:60]} answered {got.status_code} {str(got_body)[:80]}"
+                        )
+                elif status in _OK and case.effect == "claim":
+                    user = case.user
+                    if user is None:
+                        user = json.loads(case.body)["user_id"]
+                    claimed.add(user)
+                    got = client.get(get_path(target))
+                    view = got.json() if got.status_code == 200 else {}
+                    if user not in view.get("claimed_by", []):
+                        problems["effect"].append(
+                            f"{label}: claimed, yet {user[:40]!r} not in claimed_by"
+                        )
+                elif status in _OK and case.effect == "none":
                     problems["effect"].append(
-                        f"{label}: claimed, yet {user[:40]!r} not in claimed_by"
+                        f"{label}: accepted ({status}) a request expected to change nothing"
                     )
-            elif status in _OK and case.effect == "none":
-                problems["effect"].append(
-                    f"{label}: accepted ({status}) a request expected to change nothing"
-                )
-        state = read_state(conn, prefix)
-        pool_stats = lab.service.pool_stats()
-        stack.close()
-        leaks = check_leaks(baseline, pool_stats=pool_stats)
-    names = {
-        "status": ("statuses_as_contract", "every status in the contract's set for its request"),
-        "5xx": ("no_server_errors", "no 5xx"),
-        "error_body": (
-            "clear_json_errors",
-            "every rejection a JSON error, no driver text, exact where fixed",
+
+        sizes["catalog_total"] = catalog_total
+        sent = counts["catalog"] + counts["generated"]
+        return RunReport(1, sent, sent, 0, time.monotonic() - t0, None, time.monotonic() > deadline)
+
+    def expect(history: History, state: FinalState, r: Run) -> list[Verdict]:
+        catalog_total = sizes["catalog_total"]
+        names = {
+            "status": (
+                "statuses_as_contract",
+                "every status in the contract's set for its request",
+            ),
+            "5xx": ("no_server_errors", "no 5xx"),
+            "error_body": (
+                "clear_json_errors",
+                "every rejection a JSON error, no driver text, exact where fixed",
+            ),
+            "changed": ("rejections_change_nothing", "tables unchanged by every rejected request"),
+            "effect": ("accepted_round_trip", "accepted names read back exactly; claims visible"),
+        }
+        verdicts = [
+            Verdict(
+                vname,
+                not problems[key],
+                ok
+                if not problems[key]
+                else f"{len(problems[key])} problems: " + "; ".join(problems[key][:5]),
+                {"problems": problems[key][:50], "count": len(problems[key])},
+            )
+            for key, (vname, ok) in names.items()
+        ]
+        verdicts += [
+            Verdict(
+                "catalog_size",
+                # All of them sent: a time bound or a short Hypothesis draw must not pass.
+                counts["catalog"] >= 150
+                and counts["catalog"] == catalog_total
+                and counts["generated"] == generated_cases,
+                f"{counts['catalog']} of {catalog_total} catalog cases sent (at least 150 needed),"
+                f" {counts['generated']} of {generated_cases} generated",
+                {"catalog": counts["catalog"], "generated": counts["generated"]},
+            ),
+            conservation(state),
+            one_claim_per_user(state),
+            no_orphan_claims(state),
+            no_negative_stock(state),
+            # The rest of the always-on set that applies to hostile requests (statuses and
+            # bodies are judged per case above: statuses_as_contract, clear_json_errors).
+            claims_match_history(history, state),
+            no_driver_text(history),
+            no_timeouts(history),
+            check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
+        ]
+        return verdicts
+
+    return run_pipeline(
+        spec,
+        Workload(
+            make_plan=make_plan,
+            expect=expect,
+            drive=drive,
+            checks="own",
+            database="private",
+            summary=lambda r: {
+                "requested_layer": requested_layer,
+                "isolated_database": r.lab.isolated,
+                **counts,
+                "statuses": dict(sorted(status_hist.items())),
+                "server_errors": len(problems["5xx"]),
+                "problems": {k: len(v) for k, v in problems.items()},
+            },
         ),
-        "changed": ("rejections_change_nothing", "tables unchanged by every rejected request"),
-        "effect": ("accepted_round_trip", "accepted names read back exactly; claims visible"),
-    }
-    verdicts = [
-        Verdict(
-            vname,
-            not problems[key],
-            ok
-            if not problems[key]
-            else f"{len(problems[key])} problems: " + "; ".join(problems[key][:5]),
-            {"problems": problems[key][:50], "count": len(problems[key])},
-        )
-        for key, (vname, ok) in names.items()
-    ]
-    verdicts += [
-        Verdict(
-            "catalog_size",
-            # All of them sent: a time bound or a short Hypothesis draw must not pass.
-            counts["catalog"] >= 150
-            and counts["catalog"] == catalog_total
-            and counts["generated"] == generated_cases,
-            f"{counts['catalog']} of {catalog_total} catalog cases sent (at least 150 needed),"
-            f" {counts['generated']} of {generated_cases} generated",
-            {"catalog": counts["catalog"], "generated": counts["generated"]},
-        ),
-        conservation(state),
-        one_claim_per_user(state),
-        no_orphan_claims(state),
-        no_negative_stock(state),
-        # The rest of the always-on set that applies to hostile requests (statuses and
-        # bodies are judged per case above: statuses_as_contract, clear_json_errors).
-        claims_match_history(history, state),
-        no_driver_text(history),
-        no_timeouts(history),
-        check_linearizable(history, LINEARIZABLE_TIME_LIMIT_S),
-        leaks,
-    ]
-    return lab_result(
-        NAME,
-        seed=seed,
-        layer="http",
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        params={"generated": generated_cases, "requested_layer": layer},
-        history=history,
-        verdicts=verdicts,
-        summary={
-            "prefix": prefix,
-            "isolated_database": isolated,
-            **counts,
-            "statuses": dict(sorted(status_hist.items())),
-            "server_errors": len(problems["5xx"]),
-            "problems": {k: len(v) for k, v in problems.items()},
-        },
-        started_at=started_at,
-        t0=t0,
     )

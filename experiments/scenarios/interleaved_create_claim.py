@@ -14,9 +14,11 @@ from experiments.checks import (
     results_within,
 )
 from experiments.history import History, Op
-from experiments.lab import experiment
-from experiments.plans import Plan, interleaved_plan
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
+from experiments.plans import interleaved_plan
 from experiments.result import Result, Verdict
+from experiments.spec import Range, RunSpec
 
 NAME = "interleaved_create_claim"
 TITLE = "Interleaved create and claim"
@@ -31,20 +33,17 @@ DESCRIPTION = (
 DEFAULTS: dict[str, Any] = {"ops": 30, "amount": 50}
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 60.0,
-    target: str | None = None,
-    cleanup: bool = False,
-    ops: int = 30,
-    amount: int = 50,
-) -> Result:
-    def expect(history: History, state: FinalState, plan: Plan) -> list[Verdict]:
+RANGES: dict[str, Range] = {
+    "ops": Range(2, 2000, "a thread each; at least one create and one claim"),
+    "amount": Range(1, 2147483647, "a coupon's amount"),
+}
+
+
+def run(spec: RunSpec) -> Result:
+    ops, amount = int(spec["ops"]), int(spec["amount"])
+
+    def expect(history: History, state: FinalState, run: Run) -> list[Verdict]:
+        plan = run.plan
         coupon = plan.ops[0].coupon
         creates = plan.kinds().get("create", 0)
         planned_claims = plan.kinds().get("claim", 0)
@@ -62,19 +61,12 @@ def run(
             no_not_found_after_create(history, coupon),
         ]
 
-    return experiment(
-        NAME,
-        make_plan=lambda s, prefix: interleaved_plan(s, prefix, ops=ops, amount=amount),
-        expect=expect,
-        params={"ops": ops, "amount": amount},
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        target=target,
-        cleanup=cleanup,
+    return run_pipeline(
+        spec,
+        Workload(
+            make_plan=lambda s, prefix: interleaved_plan(s, prefix, ops=ops, amount=amount),
+            expect=expect,
+        ),
     )
 
 

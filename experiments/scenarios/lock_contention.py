@@ -8,12 +8,15 @@ from typing import Any
 
 from experiments.checks import FinalState, results_within
 from experiments.faults.cancel import cancel_backends
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.locks import RowLockHolder
 from experiments.faults.window import Windows
 from experiments.history import History
+from experiments.lab import Nemesis
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec
 
 NAME = "lock_contention"
 TITLE = "Lock contention and lock-wait cancellation"
@@ -29,7 +32,7 @@ DEFAULTS: dict[str, Any] = {"workers": 12, "hold_s": 1.2, "cancel_after_s": 0.5}
 class _CancelOnce:
     """After ``delay_s``, cancel the service's statements waiting on a lock, once."""
 
-    def __init__(self, fr: FaultRun, delay_s: float) -> None:
+    def __init__(self, fr: Run, delay_s: float) -> None:
         self.fr, self.delay_s = fr, delay_s
         self.windows = Windows("lock_wait_cancel")
         self.cancelled: list[int] = []
@@ -53,27 +56,22 @@ class _CancelOnce:
             )
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 5.0,
-    run_timeout_s: float = 30.0,
-    workers: int = 12,
-    hold_s: float = 1.2,
-    cancel_after_s: float = 0.5,
-) -> Result:
+COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
+
+
+def run(spec: RunSpec) -> Result:
+    workers = int(spec["workers"])
+    hold_s = float(spec["hold_s"])
+    cancel_after_s = float(spec["cancel_after_s"])
     parts: dict[str, Any] = {}
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
+    def faults(fr: Run) -> list[Nemesis]:
         holder = RowLockHolder(fr.database_url, fr.plan.setup[0][0], hold_s=hold_s)
         canceller = _CancelOnce(fr, cancel_after_s)
         parts.update(holder=holder, canceller=canceller, t0=time.monotonic())
         return [holder, canceller]
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         holder: RowLockHolder = parts["holder"]
         canceller: _CancelOnce = parts["canceller"]
         ws = holder.windows.windows
@@ -123,20 +121,16 @@ def run(
             ),
         ]
 
-    return fault_experiment(
-        NAME,
-        make_plan=lambda s, p: claim_stream_plan(
-            s, p, coupons=1, workers=workers, ops_per_worker=200, hot=True, get_ratio=0.0
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: claim_stream_plan(
+                s, p, coupons=1, workers=workers, ops_per_worker=200, hot=True, get_ratio=0.0
+            ),
+            faults=faults,
+            expect=expect,
+            fault_s=hold_s + 0.3,
+            after_s=0.4,
         ),
-        make_faults=faults,
-        expect=expect,
-        params={"workers": workers, "hold_s": hold_s, "cancel_after_s": cancel_after_s},
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=hold_s + 0.3,
-        after_s=0.4,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.result import Result
+from experiments.scenarios._shapes import STAMPEDE_RANGES
+from experiments.spec import Range, RunSpec
 
 NAME = "locust_stampede"
 TITLE = "Stampede from Locust workers"
@@ -17,22 +19,24 @@ DESCRIPTION = (
 DEFAULTS: dict[str, Any] = {"stock": 1, "users": 100, "processes": 2}
 
 
-def run(
-    *,
-    stock: int = 1,
-    users: int = 100,
-    processes: int = 2,
-    layer: str = "http",
-    **common: Any,
-) -> Result:
-    """Common parameters in ``common``; Locust always drives HTTP, whatever ``layer`` says."""
+#: Locust always drives HTTP, whatever layer the suite asks for.
+COMMON: dict[str, Any] = {"layer": "http"}
+RANGES: dict[str, Range] = {**STAMPEDE_RANGES, "processes": Range(1, 8, "Locust worker processes")}
+
+
+def run(spec: RunSpec) -> Result:
     from experiments.locust import run_locust
 
     return run_locust(
         "zero_stock_stampede",
         name=NAME,
-        processes=processes,
-        stock=stock,
-        users=users,
-        **common,
+        processes=int(spec["processes"]),
+        seed=spec.seed,
+        strategy=spec.strategy,
+        database_url=spec.database_url,
+        target=spec.target,
+        op_timeout_s=spec.op_timeout_s,
+        run_timeout_s=spec.run_timeout_s,
+        stock=int(spec["stock"]),
+        users=int(spec["users"]),
     )

@@ -6,9 +6,12 @@ from typing import Any
 
 from experiments.checks import FinalState, at_least, gets_consistent
 from experiments.history import History
-from experiments.lab import experiment
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, mixed_plan
 from experiments.result import Result, Verdict
+from experiments.scenarios._shapes import WORKERS
+from experiments.spec import Range, RunSpec, SpecError
 
 NAME = "mixed_load"
 TITLE = "Mixed load"
@@ -27,23 +30,25 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 60.0,
-    target: str | None = None,
-    cleanup: bool = False,
-    coupons: int = 3,
-    amount: int = 100,
-    ops: int = 50,
-    create_ratio: float = 0.2,
-    claim_ratio: float = 0.5,
-    workers: int = 10,
-) -> Result:
+RANGES: dict[str, Range] = {
+    "coupons": Range(1, 1000),
+    "amount": Range(1, 2147483647, "a coupon's amount"),
+    "ops": Range(1, 100_000),
+    "create_ratio": Range(0, 1, "a share of the ops"),
+    "claim_ratio": Range(0, 1, "a share of the ops"),
+    "workers": WORKERS,
+}
+
+
+def run(spec: RunSpec) -> Result:
+    coupons, amount, ops = int(spec["coupons"]), int(spec["amount"]), int(spec["ops"])
+    create_ratio, claim_ratio = float(spec["create_ratio"]), float(spec["claim_ratio"])
+    workers = int(spec["workers"])
+    if create_ratio + claim_ratio > 1:
+        raise SpecError(
+            f"create_ratio + claim_ratio = {create_ratio + claim_ratio:g}: at most 1 (the rest are gets)"
+        )
+
     def make_plan(s: int, prefix: str) -> Plan:
         return mixed_plan(
             s,
@@ -56,34 +61,13 @@ def run(
             workers=workers,
         )
 
-    def expect(history: History, state: FinalState, plan: Plan) -> list[Verdict]:
+    def expect(history: History, state: FinalState, run: Run) -> list[Verdict]:
         verdicts = [gets_consistent(history)]
-        if plan.kinds().get("create"):
+        if run.plan.kinds().get("create"):
             # The plan aims its first create at an existing coupon: a 409 must come back.
             verdicts.append(
                 at_least(history, "create", "coupon_exists", 1, name="creates_collided")
             )
         return verdicts
 
-    return experiment(
-        NAME,
-        make_plan=make_plan,
-        expect=expect,
-        params={
-            "coupons": coupons,
-            "amount": amount,
-            "ops": ops,
-            "create_ratio": create_ratio,
-            "claim_ratio": claim_ratio,
-            "get_ratio": round(1 - create_ratio - claim_ratio, 6),
-            "workers": workers,
-        },
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        target=target,
-        cleanup=cleanup,
-    )
+    return run_pipeline(spec, Workload(make_plan=make_plan, expect=expect))

@@ -7,11 +7,20 @@ from typing import Any
 
 import psycopg
 
-from experiments.checks import FinalState, expected_counts, remaining_equals, rows_equal
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
+from experiments.checks import (
+    FinalState,
+    expected_counts,
+    remaining_equals,
+    rows_equal,
+    stampede_collided,
+)
 from experiments.history import History
+from experiments.lab import Nemesis
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, PlannedOp
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec
 
 NAME = "negative_stock"
 TITLE = "Negative stock"
@@ -69,25 +78,18 @@ def _direct_update_rejected(url: str, coupon: str) -> Verdict:
     )
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 60.0,
-    stock: int = 5,
-    users: int = 40,
-    seq_stock: int = 3,
-    seq_claims: int = 12,
-) -> Result:
-    def faults(fr: FaultRun) -> list[Nemesis]:
+def run(spec: RunSpec) -> Result:
+    stock = int(spec["stock"])
+    users = int(spec["users"])
+    seq_stock = int(spec["seq_stock"])
+    seq_claims = int(spec["seq_claims"])
+
+    def faults(fr: Run) -> list[Nemesis]:
         # Before the load, while the database is surely ours: the CHECK must refuse.
         fr.verdicts.append(_direct_update_rejected(fr.database_url, fr.plan.setup[0][0]))
         return []
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         hot, seq = fr.plan.setup[0][0], fr.plan.setup[1][0]
         hot_ops = History(ops=[o for o in history.ops if o.coupon == hot and o.kind == "claim"])
         seq_ops = History(ops=[o for o in history.ops if o.coupon == seq and o.kind == "claim"])
@@ -96,22 +98,31 @@ def run(
             expected_counts(hot_ops, "claim", {"ok": wins, "no_stock": users - wins}),
             remaining_equals(state, hot, stock - wins),
             rows_equal(state, hot, wins),
-            expected_counts(seq_ops, "claim", {"ok": seq_wins, "no_stock": seq_claims - seq_wins}),
+            expected_counts(
+                seq_ops,
+                "claim",
+                {"ok": seq_wins, "no_stock": seq_claims - seq_wins},
+                name="claim_counts_sequential",
+            ),
             remaining_equals(state, seq, seq_stock - seq_wins, name="final_stock_sequential"),
         ]
 
-    return fault_experiment(
-        NAME,
-        make_plan=lambda s, p: _plan(s, p, stock, users, seq_stock, seq_claims),
-        make_faults=faults,
-        expect=expect,
-        params={"stock": stock, "users": users, "seq_stock": seq_stock, "seq_claims": seq_claims},
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=0.0,
-        after_s=run_timeout_s,
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: _plan(s, p, stock, users, seq_stock, seq_claims),
+            faults=faults,
+            expect=expect,
+            fault_s=0.0,
+            # The hot part is a stampede of ``users`` workers: it must collide.
+            validity=lambda r: [
+                stampede_collided(
+                    History(ops=[o for o in r.history.ops if o.coupon == r.plan.setup[0][0]]),
+                    users,
+                    phase=None,
+                )
+            ],
+            after_s=spec.run_timeout_s,
+        ),
     )

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.checks import FinalState, results_within
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.partial import FailAfterInsert
 from experiments.faults.window import Windows
 from experiments.history import History
+from experiments.lab import Nemesis
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec
 
 NAME = "partial_failure"
 TITLE = "Failure between insert and decrement"
@@ -26,7 +29,7 @@ DEFAULTS: dict[str, Any] = {"rate": 0.3, "workers": 6, "claims_per_worker": 40}
 class _HookFault:
     """The hook as a nemesis: on from start() to stop(), one window ``failing``."""
 
-    def __init__(self, fr: FaultRun, hook: FailAfterInsert) -> None:
+    def __init__(self, fr: Run, hook: FailAfterInsert) -> None:
         self.fr, self.hook = fr, hook
         self.windows = Windows("after_insert_failure")
 
@@ -40,26 +43,21 @@ class _HookFault:
         self.windows.close("failing")
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 5.0,
-    run_timeout_s: float = 30.0,
-    rate: float = 0.3,
-    workers: int = 6,
-    claims_per_worker: int = 40,
-) -> Result:
+COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
+
+
+def run(spec: RunSpec) -> Result:
+    rate = float(spec["rate"])
+    workers = int(spec["workers"])
+    claims_per_worker = int(spec["claims_per_worker"])
     hooks: list[FailAfterInsert] = []
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
+    def faults(fr: Run) -> list[Nemesis]:
         hook = FailAfterInsert(rate=rate, seed=fr.plan.seed)
         hooks.append(hook)
         return [_HookFault(fr, hook)]
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         hook = hooks[0]
         claims = [o for o in history.ops if o.kind == "claim" and o.phase not in (None, "setup")]
         ok = sum(1 for o in claims if o.result == "ok")
@@ -81,7 +79,7 @@ def run(
                 {"unavailable": unavailable},
             ),
         ]
-        if strategy == "atomic":
+        if spec.strategy == "atomic":
             verdicts.append(
                 Verdict(
                     "fault_point_absent",
@@ -99,20 +97,16 @@ def run(
             )
         return verdicts
 
-    return fault_experiment(
-        NAME,
-        make_plan=lambda s, p: claim_stream_plan(
-            s, p, workers=workers, ops_per_worker=claims_per_worker, get_ratio=0.0
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: claim_stream_plan(
+                s, p, workers=workers, ops_per_worker=claims_per_worker, get_ratio=0.0
+            ),
+            faults=faults,
+            expect=expect,
+            fault_s=spec.run_timeout_s,
+            after_s=0.0,
         ),
-        make_faults=faults,
-        expect=expect,
-        params={"rate": rate, "workers": workers, "claims_per_worker": claims_per_worker},
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=run_timeout_s,
-        after_s=0.0,
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.checks import FinalState, results_within
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.pool import PoolHog, PoolRefusals, judge_refusals
 from experiments.history import History
+from experiments.lab import Nemesis
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec
 
 NAME = "pool_exhaustion"
 TITLE = "Pool exhaustion"
@@ -21,35 +24,31 @@ DESCRIPTION = (
     "idle, its whole timeout waited), whether the nemesis or the 40 callers exhausted it; "
     "nothing lost; the pool is idle afterwards."
 )
-DEFAULTS: dict[str, Any] = {"workers": 40, "pool_max": 4, "pool_timeout_s": 0.25, "hold_s": 0.8}
+DEFAULTS: dict[str, Any] = {"workers": 40, "pool_timeout_s": 0.25, "hold_s": 0.8}
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 5.0,
-    run_timeout_s: float = 30.0,
-    workers: int = 40,
-    pool_max: int = 4,
-    pool_timeout_s: float = 0.25,
-    hold_s: float = 0.8,
-) -> Result:
+#: The pool of 4 is the fault's figure: the hog holds every connection of it.
+COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0, "pool_max": 4}
+
+
+def run(spec: RunSpec) -> Result:
+    workers = int(spec["workers"])
+    pool_max = int(spec.pool_max or 4)
+    pool_timeout_s = float(spec["pool_timeout_s"])
+    hold_s = float(spec["hold_s"])
     hogs: list[PoolHog] = []
     recorders: list[PoolRefusals] = []
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
+    def faults(fr: Run) -> list[Nemesis]:
         hog = PoolHog(fr.lab.service.pool, count=pool_max, hold_s=hold_s)
         hogs.append(hog)
         return [hog]
 
-    def observers(fr: FaultRun) -> list[Nemesis]:
+    def observers(fr: Run) -> list[Nemesis]:
         recorders.append(PoolRefusals(fr.lab.service.pool))
         return [recorders[0]]
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         windows = hogs[0].windows.windows
         slack_ns = int((pool_timeout_s + 1.0) * 1e9)
         load = [o for o in history.ops if o.phase not in (None, "setup")]
@@ -92,26 +91,16 @@ def run(
             ),
         ]
 
-    return fault_experiment(
-        NAME,
-        make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=60),
-        make_faults=faults,
-        expect=expect,
-        params={
-            "workers": workers,
-            "pool_max": pool_max,
-            "pool_timeout_s": pool_timeout_s,
-            "hold_s": hold_s,
-        },
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=hold_s + 0.2,
-        after_s=0.5,
-        pool_max=pool_max,
-        observers=observers,
-        service_overrides={"pool_timeout": pool_timeout_s, "pool_min": pool_max},
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=60),
+            faults=faults,
+            expect=expect,
+            fault_s=hold_s + 0.2,
+            after_s=0.5,
+            observers=observers,
+            service_overrides={"pool_timeout": pool_timeout_s, "pool_min": pool_max},
+        ),
     )

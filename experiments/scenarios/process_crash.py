@@ -6,12 +6,14 @@ import random
 from typing import Any
 
 from experiments.checks import FinalState, results_within
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.processes import WorkerKiller
 from experiments.history import History, Op
-from experiments.lab import LabError
+from experiments.lab import Nemesis
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, PlannedOp
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec, SpecError
 
 NAME = "process_crash"
 TITLE = "Server process crash"
@@ -81,35 +83,23 @@ def _failed(o: Op) -> bool:
     return o.result in ("unknown", "unavailable", "server_error")
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "http",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 10.0,
-    run_timeout_s: float = 60.0,
-    workers: int = 16,
-    server_workers: int = 2,
-    kills: int = 1,
-    stock: int = 40,
-    rolling: bool = True,
-) -> Result:
-    # HTTP only (server processes), whatever layer the suite asks for: it is recorded.
-    requested_layer, layer = layer, "http"
-    if server_workers < 1 or kills < 0:
-        raise LabError(f"need server_workers >= 1 and kills >= 0: {server_workers}, {kills}")
-    killers: list[WorkerKiller] = []
-    params = {
-        "workers": workers,
-        "server_workers": server_workers,
-        "kills": kills,
-        "stock": stock,
-        "rolling": rolling,
-        "requested_layer": requested_layer,
-    }
+COMMON: dict[str, Any] = {"layer": "http"}
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
+
+def run(spec: RunSpec) -> Result:
+    workers = int(spec["workers"])
+    server_workers = int(spec["server_workers"])
+    kills = int(spec["kills"])
+    stock = int(spec["stock"])
+    rolling = bool(spec["rolling"])
+    # HTTP only (server processes), whatever layer the suite asks for: it is recorded.
+    requested_layer = spec.layer
+    spec = spec.replace(layer="http")
+    if server_workers < 1 or kills < 0:
+        raise SpecError(f"need server_workers >= 1 and kills >= 0: {server_workers}, {kills}")
+    killers: list[WorkerKiller] = []
+
+    def faults(fr: Run) -> list[Nemesis]:
         k = WorkerKiller(
             fr.lab.server,
             fr.database_url,
@@ -122,7 +112,7 @@ def run(
         killers.append(k)
         return [k]
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         k = killers[0]
         load = [o for o in history.ops if o.phase not in (None, "setup")]
         kill_ws = [w for w in k.windows.windows if w.phase == "kill"]
@@ -213,22 +203,19 @@ def run(
             )
         return verdicts
 
-    return fault_experiment(
-        NAME,
-        make_plan=lambda s, p: crash_plan(s, p, workers=workers, stock=stock),
-        make_faults=faults,
-        expect=expect,
-        params=params,
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=run_timeout_s / 2,
-        after_s=0.5,
-        faults_done=lambda: bool(killers) and killers[0].done.is_set(),
-        server_workers=server_workers,
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: crash_plan(s, p, workers=workers, stock=stock),
+            faults=faults,
+            expect=expect,
+            fault_s=spec.run_timeout_s / 2,
+            after_s=0.5,
+            faults_done=lambda: bool(killers) and killers[0].done.is_set(),
+            server_workers=server_workers,
+            summary=lambda r: {"requested_layer": requested_layer},
+        ),
     )
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.checks import FinalState, results_within
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.locks import RowLockHolder, SlowQuery
 from experiments.history import History
+from experiments.lab import Nemesis
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec
 
 NAME = "query_timeout"
 TITLE = "Query timeout"
@@ -22,21 +25,16 @@ DESCRIPTION = (
 DEFAULTS: dict[str, Any] = {"workers": 10, "statement_timeout_ms": 300, "hold_s": 1.0}
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 5.0,
-    run_timeout_s: float = 30.0,
-    workers: int = 10,
-    statement_timeout_ms: int = 300,
-    hold_s: float = 1.0,
-) -> Result:
+COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
+
+
+def run(spec: RunSpec) -> Result:
+    workers = int(spec["workers"])
+    statement_timeout_ms = int(spec["statement_timeout_ms"])
+    hold_s = float(spec["hold_s"])
     holders: list[RowLockHolder] = []
 
-    def faults(fr: FaultRun) -> list[Nemesis]:
+    def faults(fr: Run) -> list[Nemesis]:
         took, err = SlowQuery(
             fr.database_url,
             sleep_s=5 * statement_timeout_ms / 1000,
@@ -55,7 +53,7 @@ def run(
         holders.append(h)
         return [h]
 
-    def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         ws = holders[0].windows.windows
         w = ws[0] if ws else None
         bound_ns = int((statement_timeout_ms / 1000 + 1.0) * 1e9)
@@ -96,21 +94,17 @@ def run(
             ),
         ]
 
-    return fault_experiment(
-        NAME,
-        make_plan=lambda s, p: claim_stream_plan(
-            s, p, coupons=1, workers=workers, ops_per_worker=200, hot=True, get_ratio=0.0
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
+            make_plan=lambda s, p: claim_stream_plan(
+                s, p, coupons=1, workers=workers, ops_per_worker=200, hot=True, get_ratio=0.0
+            ),
+            faults=faults,
+            expect=expect,
+            fault_s=hold_s + 0.3,
+            after_s=0.5,
+            service_overrides={"statement_timeout_ms": statement_timeout_ms},
         ),
-        make_faults=faults,
-        expect=expect,
-        params={"workers": workers, "statement_timeout_ms": statement_timeout_ms, "hold_s": hold_s},
-        seed=seed,
-        layer=layer,
-        strategy=strategy,
-        database_url=database_url,
-        op_timeout_s=op_timeout_s,
-        run_timeout_s=run_timeout_s,
-        fault_s=hold_s + 0.3,
-        after_s=0.5,
-        service_overrides={"statement_timeout_ms": statement_timeout_ms},
     )

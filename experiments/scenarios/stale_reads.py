@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coupon_core.cluster import MODES
-from coupon_core.database import replicated
 from experiments.checks import FinalState
-from experiments.faults.experiment import FaultRun, Nemesis, fault_experiment
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.replication import ReplicationLag, ReplicationLinks
+from experiments.findings import scope, without
 from experiments.history import History
-from experiments.linearizability import CHECK_NAME
+from experiments.lab import Nemesis
+from experiments.linearizability import (
+    CHECK_NAME,
+    LINEARIZABLE_TIME_LIMIT_S,
+    check_linearizable,
+    started_ops,
+)
+from experiments.pipeline import Run, Workload
+from experiments.pipeline import run as run_pipeline
+from experiments.replica_checks import stale_reads, stale_reads_observed
 from experiments.result import Result, Verdict
+from experiments.spec import RunSpec, SpecError
+
+if TYPE_CHECKING:
+    from coupon_core.cluster import ReplicatedCluster as Cluster
 
 NAME = "stale_reads"
 TITLE = "Stale reads from a lagging standby"
@@ -40,74 +50,46 @@ DEFAULTS: dict[str, Any] = {
 _READS_CHECKS = ("stale_reads", CHECK_NAME)
 
 
-def run(
-    *,
-    seed: int | None = None,
-    layer: str = "service",
-    strategy: str = "row_lock",
-    database_url: str | None = None,
-    op_timeout_s: float = 5.0,
-    run_timeout_s: float = 30.0,
-    mode: str = "async",
-    read_from: str = "standby",
-    lag_s: float = 0.2,
-    workers: int = 6,
-    ops_per_worker: int = 30,
-    get_ratio: float = 0.5,
-    coupons: int = 3,
-    stock: int = 100_000,
-) -> Result:
-    from experiments.replica_checks import stale_reads_observed
+COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
 
+
+def run(spec: RunSpec) -> Result:
+    mode, read_from, lag_s = str(spec["mode"]), str(spec["read_from"]), float(spec["lag_s"])
+    workers, ops_per_worker = int(spec["workers"]), int(spec["ops_per_worker"])
+    get_ratio, coupons, stock = float(spec["get_ratio"]), int(spec["coupons"]), int(spec["stock"])
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        raise SpecError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if read_from not in ("standby", "primary"):
-        raise ValueError(f"read_from must be 'standby' or 'primary', not {read_from!r}")
-    if lag_s < 0 or lag_s > 5:
-        raise ValueError(f"lag_s must be between 0 and 5 seconds, not {lag_s!r}")
-    if database_url is not None:
-        raise ValueError("stale_reads runs on a replicated cluster of its own: leave database_url")
-    params: dict[str, Any] = {
-        "mode": mode,
-        "read_from": read_from,
-        "lag_s": lag_s,
-        "workers": workers,
-        "ops_per_worker": ops_per_worker,
-        "get_ratio": get_ratio,
-        "coupons": coupons,
-        "stock": stock,
-    }
-    t0 = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        cluster = replicated(standbys=1, mode=mode)
-        stack.callback(cluster.close)
-        setup_s = time.monotonic() - t0
-        standby = cluster.standby_nodes()[0]
-        links: list[ReplicationLinks] = []
+        raise SpecError(f"read_from must be 'standby' or 'primary', not {read_from!r}")
+    if spec.database_url is not None:
+        raise SpecError("stale_reads runs on a replicated cluster of its own: leave database_url")
+    links: list[ReplicationLinks] = []
 
-        def through(url: str) -> tuple[str, Nemesis]:
-            # The replication link runs through the lab's proxy; the service's URL is unchanged.
-            link = ReplicationLinks(cluster, seed=seed or 0).start()
-            links.append(link)
-            return url, link
+    def through(url: str, cluster: Cluster | None, seed: int) -> tuple[str, Nemesis]:
+        # The replication link runs through the lab's proxy; the service's URL is unchanged.
+        assert cluster is not None
+        link = ReplicationLinks(cluster, seed=seed).start()
+        links.append(link)
+        return url, link
 
-        def faults(fr: FaultRun) -> list[Nemesis]:
-            # Lagging from the first op of the load to the last (the setup is replicated).
-            return [ReplicationLag(links[0], lag_s)] if lag_s > 0 else []
+    def faults(fr: Run) -> list[Nemesis]:
+        # Lagging from the first op of the load to the last (the setup is replicated).
+        return [ReplicationLag(links[0], lag_s)] if lag_s > 0 else []
 
-        def expect(history: History, state: FinalState, fr: FaultRun) -> list[Verdict]:
-            amounts = {name: amount for name, (amount, _) in state.coupons.items()}
-            fr.figures.update(
-                {
-                    "configuration": f"{mode} replication, WAL {lag_s}s late, reads on the "
-                    f"{read_from}",
-                    "read_url": "standby" if read_from == "standby" else "primary",
-                }
-            )
-            return [stale_reads_observed(history, amounts)]
+    def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
+        fr.figures.update(
+            {
+                "configuration": f"{mode} replication, WAL {lag_s}s late, reads on the {read_from}",
+                "read_url": "standby" if read_from == "standby" else "primary",
+            }
+        )
+        # The amounts each coupon was created with: the plan's, never the final table's.
+        return [stale_reads_observed(history, dict(fr.plan.setup))]
 
-        result = fault_experiment(
-            NAME,
+    return run_pipeline(
+        spec,
+        Workload(
+            checks="faults",
             make_plan=lambda s, p: claim_stream_plan(
                 s,
                 p,
@@ -117,44 +99,40 @@ def run(
                 stock=stock,
                 get_ratio=get_ratio,
             ),
-            make_faults=faults,
+            faults=faults,
             expect=expect,
-            params=params,
-            seed=seed,
-            layer=layer,
-            strategy=strategy,
-            database_url=cluster.url,
-            op_timeout_s=op_timeout_s,
-            run_timeout_s=run_timeout_s,
-            fault_s=run_timeout_s,
+            fault_s=spec.run_timeout_s,
             after_s=0.0,
             service_overrides={"pool_timeout": 2.0, "statement_timeout_ms": 0},
+            database="cluster",
+            cluster_mode=mode,
             through=through,
-            read_url=standby.url if read_from == "standby" else None,
-        )
-    result.params["database_url"] = None
-    result.summary["cluster_setup_s"] = round(setup_s, 3)
-    _judge(result, read_from)
-    result.duration_s = time.monotonic() - t0
-    return result
+            read_from_standby=read_from == "standby",
+            judge=lambda r, verdicts: _judge(r, verdicts, read_from),
+        ),
+    )
 
 
-def _judge(result: Result, read_from: str) -> None:
+def _judge(r: Run, verdicts: list[Verdict], read_from: str) -> list[Verdict]:
     """Reads on a standby: stale reads are a finding, and the lab must catch each run's.
 
-    ``stale_reads`` (the proof by counting) and ``linearizable`` move to
-    ``summary["findings"]`` when they fail; ``stale_reads_caught`` passes when the
-    linearizability check flagged every run in which stale reads occurred. Reads on
-    the primary keep both checks as they are: they must pass.
+    The finding's evidence is the stale reads themselves (``stale_reads``'s witness
+    ops). ``linearizable`` is excused only when, with those reads taken out, the
+    history is linearizable again; any other failure, and any unknown, stands.
+    ``stale_reads_caught`` passes when the linearizability check flagged every run in
+    which stale reads occurred. Reads on the primary keep every check as it is.
     """
-    stale = result.verdict("stale_reads")
-    lin = result.verdict(CHECK_NAME)
+    stale = next(v for v in verdicts if v.name == "stale_reads")
+    lin = next(v for v in verdicts if v.name == CHECK_NAME)
     observed = int(stale.figures.get("stale", 0))
-    result.summary["stale_reads"] = observed
-    result.summary["witness_op_ids"] = stale.figures.get("witness_op_ids", [])
-    result.summary["linearizable"] = lin.passed
+    amounts = dict(r.plan.setup)  # what each coupon was created with: the plan's
+    stale_ids = {s["read_op_id"] for s in stale_reads(r.history, amounts)}
+    r.figures["stale_reads"] = observed
+    r.figures["witness_op_ids"] = stale.figures.get("witness_op_ids", [])
+    r.figures["linearizable"] = lin.passed
     caught = observed == 0 or lin.passed is False
-    result.verdicts.append(
+    verdicts = [
+        *verdicts,
         Verdict(
             "stale_reads_caught",
             caught,
@@ -166,10 +144,21 @@ def _judge(result: Result, read_from: str) -> None:
                 else f"{observed} stale reads, yet the linearizability check said {lin.label}"
             ),
             {"stale": observed, "linearizable": lin.passed},
-        )
-    )
+        ),
+    ]
     if read_from != "standby":
-        return
-    failed = [v for v in result.verdicts if v.name in _READS_CHECKS and v.passed is not True]
-    result.summary["findings"] = {v.name: v.to_dict() for v in failed}
-    result.verdicts = [v for v in result.verdicts if v not in failed]
+        return verdicts
+    evidence = [o for o in r.history.ops if o.op_id in stale_ids]
+    reads_out = without(r.history, evidence, "drop")
+    kept, findings = scope(
+        verdicts,
+        evidence_check="stale_reads",
+        evidence=evidence,
+        rechecks={
+            CHECK_NAME: lambda: check_linearizable(
+                started_ops(reads_out), LINEARIZABLE_TIME_LIMIT_S
+            )
+        },
+    )
+    r.figures["findings"] = findings
+    return kept

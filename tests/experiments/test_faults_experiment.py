@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from experiments.faults.experiment import quiet_pool_log
+from experiments.pipeline import quiet_pool_log
 from experiments.history import History, Op
 from experiments.runner import NOT_STARTED
 

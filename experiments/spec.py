@@ -1,0 +1,145 @@
+"""The run spec: what every experiment has, with one set of defaults, plus its workload's own.
+
+Jepsen's shape: a test is one map. ``RunSpec`` holds the parameters every experiment
+shares (seed, layer, strategy, database or target, timeouts, cleanup, pool size), with
+the defaults written once, here; ``params`` holds the workload's own figures (stock,
+users, kills, ...). A scenario is a partial spec: its module declares its own
+figures (``DEFAULTS``), the common values it runs with instead of these (``COMMON``,
+e.g. a fault scenario's shorter per-operation timeout), and the range each numeric
+figure may take (``RANGES``). ``merge`` builds the spec from those and the caller's
+values, in that order, so ``coupon-chaos list``, the notebooks, the CLI and the tests
+see the same values; a value out of its range is refused here, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coupon_core.redact import redact_url
+
+__all__ = ["COMMON_DEFAULTS", "COMMON_FIELDS", "Range", "RunSpec", "SpecError", "merge"]
+
+
+class SpecError(ValueError):
+    """A run spec that cannot run: an unknown parameter, a value out of its range."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric parameter may take (inclusive); ``why`` says where the bound is from."""
+
+    low: float | None = None
+    high: float | None = None
+    why: str = ""
+
+    def check(self, name: str, value: Any) -> None:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue  # the type is the parameter parser's to judge
+            if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
+                raise SpecError(f"{name}={v!r} is out of range: {self.describe()}")
+
+    def describe(self) -> str:
+        low = "" if self.low is None else f"{self.low:g} <= "
+        high = "" if self.high is None else f" <= {self.high:g}"
+        return f"{low}value{high}" + (f" ({self.why})" if self.why else "")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One experiment, every parameter of it: see the module."""
+
+    scenario: str
+    seed: int | None = None
+    layer: str = "service"
+    strategy: str = "row_lock"
+    #: The database (None: DATABASE_URL, else an embedded PostgreSQL the lab starts).
+    database_url: str | None = None
+    #: Each operation's bound; the service's pool wait and statement timeout follow it.
+    op_timeout_s: float = 10.0
+    #: The whole run's bound, every attempt included: past it the run ends and says so.
+    run_timeout_s: float = 60.0
+    #: An external server (http://host:port) to run against over HTTP.
+    target: str | None = None
+    #: Delete the run's own rows afterwards.
+    cleanup: bool = False
+    #: The service's pool size (None: sized for the workers, at most 32).
+    pool_max: int | None = None
+    #: The workload's own figures.
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        """A workload figure: ``spec["stock"]``."""
+        return self.params[name]
+
+    def common(self) -> dict[str, Any]:
+        """The common parameters, as a Result records them (the URL masked: params land
+        in reports)."""
+        return {
+            "seed": self.seed,
+            "layer": self.layer,
+            "strategy": self.strategy,
+            "database_url": None if self.database_url is None else redact_url(self.database_url),
+            "op_timeout_s": self.op_timeout_s,
+            "run_timeout_s": self.run_timeout_s,
+            "target": None if self.target is None else redact_url(self.target),
+            "cleanup": self.cleanup,
+            "pool_max": self.pool_max,
+        }
+
+    def replace(self, **changes: Any) -> RunSpec:
+        return dataclasses.replace(self, **changes)
+
+
+#: The common parameters (every field but the scenario's name and its own figures).
+COMMON_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(RunSpec) if f.name not in ("scenario", "params")
+)
+#: Their defaults, stated once (the fields' defaults above).
+COMMON_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(RunSpec) if f.name in COMMON_FIELDS
+}
+#: Ranges of the common parameters.
+COMMON_RANGES: dict[str, Range] = {
+    "op_timeout_s": Range(0.05, 600, "an operation's bound, in seconds"),
+    "run_timeout_s": Range(0.1, 3600, "a run's bound, in seconds"),
+    "pool_max": Range(1, 500, "connections of one service pool"),
+}
+
+
+def merge(
+    scenario: str,
+    *,
+    defaults: Mapping[str, Any],
+    common: Mapping[str, Any] | None = None,
+    ranges: Mapping[str, Range] | None = None,
+    given: Mapping[str, Any] | None = None,
+) -> RunSpec:
+    """The spec of one run: common defaults < the scenario's ``common`` < its figures'
+    ``defaults`` < ``given``; every value checked against its range."""
+    given = dict(given or {})
+    unknown = set(given) - set(COMMON_FIELDS) - set(defaults)
+    if unknown:
+        raise SpecError(
+            f"{scenario}: unknown parameter(s) {sorted(unknown)}; "
+            f"allowed: {', '.join([*sorted(defaults), *COMMON_FIELDS])}"
+        )
+    clash = set(common or {}) - set(COMMON_FIELDS)
+    if clash:
+        raise SpecError(f"{scenario}: COMMON names no common parameter: {sorted(clash)}")
+    shadow = set(defaults) & set(COMMON_FIELDS)
+    if shadow:
+        raise SpecError(f"{scenario}: its figures shadow common parameters: {sorted(shadow)}")
+    values = {**COMMON_DEFAULTS, **(common or {})}
+    own = dict(defaults)
+    for name, value in given.items():
+        (values if name in COMMON_FIELDS else own)[name] = value
+    for name, r in {**COMMON_RANGES, **(ranges or {})}.items():
+        value = values.get(name, own.get(name))
+        if value is not None:
+            r.check(name, value)
+    return RunSpec(scenario=scenario, params=own, **values)
