@@ -1,11 +1,14 @@
 """The detection matrix: every scenario against every mutant and real strategy, caught by what.
 
-A cell is one scenario run against one mutant (or real strategy): ``caught`` when
-a check failed (which ones are named), ``missed`` when none did, ``equivalent`` for
-a mutant no interleaving can expose (still run: a failure there would prove the
-argument wrong), ``pass``/``FAIL`` for a real strategy (a FAIL is a false alarm),
-``unknown`` when a check could not decide (never a pass), ``error`` when the run
-crashed. The mutants themselves live in ``experiments.mutants``.
+A cell is one scenario run against one mutant (or real strategy), judged from the
+run's status (``Result.status``, decided once, after the pipeline's own redraws of a
+stampede that did not collide): ``caught`` when a check failed (which ones are
+named), ``missed`` when every check passed, ``equivalent`` for a mutant no
+interleaving can expose (still run: a failure there would prove the argument wrong),
+``pass``/``FAIL`` for a real strategy (a FAIL is a false alarm), ``unknown`` when no
+check failed but one could not decide (never a pass, a catch, a miss or an
+equivalence), ``no_experiment`` when the stampede never collided in its attempts,
+``error`` when the run crashed. The mutants themselves live in ``experiments.mutants``.
 
 Retry policy: a mutant's bug is a race, and one stampede may interleave the
 workers so that it does not show. A missed cell is run again, up to ``attempts``
@@ -21,8 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from experiments.checks import invalid_run, validity_check
-from experiments.linearizability import CHECK_NAME, check_linearizable
+from experiments.linearizability import CHECK_NAME
 from experiments.mutants import MUTANTS, Mutant, install, prepare
 from experiments.result import Result
 
@@ -40,10 +42,8 @@ __all__ = [
     "run_cell",
 ]
 
-Status = str  # "caught", "missed", "equivalent", "pass", "FAIL", "unknown", "error"
-
-#: Runs of one cell drawn again, at most, because their stampede did not collide.
-INVALID_REDRAWS = 3
+#: "caught", "missed", "equivalent", "pass", "FAIL", "unknown", "no_experiment", "error"
+Status = str
 #: Seed distance between two attempts of one cell: the attempts of sweep seeds 1..N
 #: stay apart (seed 1's second attempt is not seed 2's first).
 ATTEMPT_STRIDE = 100_003
@@ -85,21 +85,24 @@ def controls() -> tuple[Mutant, ...]:
     return tuple(Mutant(f"real:{s}", s, "none: the real strategy") for s in available_strategies())
 
 
-def _status(m: Mutant, failed: list[str], unknown: list[str]) -> Status:
+def _status(m: Mutant, result: Result) -> Status:
+    status = result.status
+    if status in ("unknown", "no_experiment"):
+        return status
+    if status == "skipped":
+        return "unknown"  # nothing ran: it says nothing either way
     if m.name.startswith("real:"):
-        return "FAIL" if failed else "unknown" if unknown else "pass"
-    if m.equivalent is not None:
-        # Still run: a failure here would mean the equivalence argument is wrong.
-        return "caught" if failed else "equivalent"
-    return "caught" if failed else "unknown" if unknown else "missed"
+        return "FAIL" if status == "FAIL" else "pass"
+    if status == "FAIL":
+        return "caught"
+    # Still run when equivalent: a failure there would mean the argument is wrong.
+    return "equivalent" if m.equivalent is not None else "missed"
 
 
-def _judged(result: Result, time_limit_s: float) -> list[Any]:
-    # The pipelines add the linearizability verdict themselves; a scenario that does
-    # not use them (its own open_lab) is checked here, so every cell has it.
-    if any(v.name == CHECK_NAME for v in result.verdicts):
-        return list(result.verdicts)
-    return [*result.verdicts, check_linearizable(result.history, time_limit_s)]
+def _deciders(result: Result) -> list[str]:
+    """The checks behind a cell's status: the failed ones, else the undecided ones."""
+    failed = [v.name for v in result.failed if v.passed is False and not v.validity]
+    return failed or [v.name for v in result.failed]
 
 
 def run_cell(
@@ -109,7 +112,6 @@ def run_cell(
     *,
     seed: int,
     attempts: int = 1,
-    time_limit_s: float = 10.0,
     layer: str = "service",
     params: dict[str, Any] | None = None,
 ) -> Cell:
@@ -121,11 +123,8 @@ def run_cell(
     tries = max(1, attempts) if killable else 1
     started = time.monotonic()
     cell = Cell(m.name, scenario, "error", ["not run"], seed)
-    invalid = 0  # runs whose stampede did not collide: no experiment, drawn again
-    k = 0
-    while k < tries + invalid:
+    for k in range(tries):
         run_seed = seed + k * ATTEMPT_STRIDE
-        k += 1
         try:
             result = catalog.run(
                 scenario,
@@ -138,29 +137,19 @@ def run_cell(
         except Exception as err:  # a crashed run is reported, never counted as a pass
             cell = Cell(m.name, scenario, "error", [f"{type(err).__name__}: {err}"], run_seed)
             break
-        verdicts = _judged(result, time_limit_s)
-        if invalid_run(verdicts) and invalid < INVALID_REDRAWS:
-            # Not a stampede (a loaded machine ran the workers one after another): it
-            # neither catches a mutant nor fails a real strategy; draw another seed.
-            invalid += 1
-            continue
-        # A check the system failed counts whether or not the stampede collided; a
-        # stampede that still did not collide after the redraws decides nothing.
-        validity = [v.name for v in verdicts if v.passed is False and validity_check(v.name)]
-        failed = [v.name for v in verdicts if v.passed is False and v.name not in validity]
-        unknown = [v.name for v in verdicts if v.passed is None] + (validity if not failed else [])
-        status = _status(m, failed, unknown)
-        lin = next((v for v in verdicts if v.name == CHECK_NAME), None)
+        status = _status(m, result)
+        lin = next((v for v in result.verdicts if v.name == CHECK_NAME), None)
         witness = list(lin.figures.get("witness_op_ids", [])) if lin and lin.passed is False else []
         cell = Cell(
             m.name,
             scenario,
             status,
-            failed or unknown,
+            _deciders(result) if status != "missed" else [],
             run_seed,
-            attempts=k,
+            attempts=k + 1,
             witness_op_ids=witness,
         )
+        # Only a miss is run again (the race may not have shown): anything else decides.
         if status != "missed":
             break
     cell.duration_s = time.monotonic() - started
@@ -175,15 +164,13 @@ def detection_matrix(
     seed: int | None = None,
     attempts: int = 1,
     scenario_params: dict[str, dict[str, Any]] | None = None,
-    time_limit_s: float = 10.0,
     on_cell: Callable[[Cell], None] | None = None,
     layer: str = "service",
 ) -> list[Cell]:
     """Run each scenario (default: the catalog) against each mutant and real strategy.
 
     Each run is ``experiments.scenarios.run(name, strategy=..., database_url=...,
-    seed=...)`` with the mutant's strategy on its schema's database; a scenario
-    outside the pipelines gets the linearizability check here. ``database_url``
+    seed=...)`` with the mutant's strategy on its schema's database. ``database_url``
     None: ``DATABASE_URL`` or an embedded PostgreSQL started and stopped here.
     ``on_cell`` hears of each cell as it is decided.
     """
@@ -206,7 +193,6 @@ def detection_matrix(
                     handle.url,
                     seed=base_seed,
                     attempts=attempts,
-                    time_limit_s=time_limit_s,
                     layer=layer,
                     params=extra.get(name),
                 )
@@ -247,14 +233,21 @@ def matrix_table(cells: Sequence[Cell]) -> list[list[str]]:
 
 
 def mutant_summary(cells: Sequence[Cell]) -> dict[str, str]:
-    """Per row: ``caught`` by any scenario, ``missed``, ``equivalent``, or a real strategy's verdict."""
+    """Per row: a real strategy's ``pass``/``FAIL``; a mutant ``caught`` by any scenario,
+    ``equivalent`` when every cell says so, ``missed`` when every cell ran and missed
+    (or is equivalent); otherwise the undecided status (``unknown``, ``no_experiment``,
+    ``error``): a row whose cells could not decide is never reported missed or passed.
+    """
     out: dict[str, str] = {}
     for name in dict.fromkeys(c.mutant for c in cells):
         statuses = {c.status for c in cells if c.mutant == name}
+        undecided = sorted(statuses - {"pass", "FAIL", "caught", "missed", "equivalent"})
         if name.startswith("real:"):
-            out[name] = "pass" if statuses == {"pass"} else "FAIL"
+            out[name] = "FAIL" if "FAIL" in statuses else undecided[0] if undecided else "pass"
         elif "caught" in statuses:
             out[name] = "caught"
+        elif undecided:
+            out[name] = undecided[0]
         elif statuses == {"equivalent"}:
             out[name] = "equivalent"
         else:

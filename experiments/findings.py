@@ -76,36 +76,39 @@ def without(
 def scope(
     verdicts: list[Verdict],
     *,
+    finding: str,
     evidence_check: str,
     evidence: Collection[Op],
     rechecks: Mapping[str, Callable[[], Verdict]],
 ) -> tuple[list[Verdict], dict[str, Any]]:
-    """The verdicts that stand, and the findings: see the module."""
+    """The verdicts, each failure the finding explains marked with it (``Verdict.finding``,
+    its evidence and its re-check in the figures), and the findings by check name."""
     findings: dict[str, Any] = {}
-    stand: list[Verdict] = []
+    out: list[Verdict] = []
     ids = sorted(o.op_id for o in evidence)
     for v in verdicts:
-        if v.passed is not False or not evidence:
-            stand.append(v)  # a pass, an unknown, a skip; or nothing to excuse it with
-        elif v.name == evidence_check:
-            findings[v.name] = {**v.to_dict(), "evidence_op_ids": ids}
-        elif v.name in rechecks:
-            again = rechecks[v.name]()
-            if again.passed is True:
-                findings[v.name] = {
-                    **v.to_dict(),
-                    "evidence_op_ids": ids,
-                    "without_evidence": again.to_dict(),
-                }
-            else:
-                stand.append(
-                    dataclasses.replace(
-                        v,
-                        detail=f"{v.detail} (not explained by the finding: with its "
-                        f"{len(ids)} evidence ops taken out, still {again.label}:"
-                        f" {again.detail})",
-                    )
+        if (
+            v.passed is not False
+            or not evidence
+            or (v.name != evidence_check and v.name not in rechecks)
+        ):
+            out.append(v)  # a pass, an unknown, a skip, a check the finding does not name
+            continue
+        again = None if v.name == evidence_check else rechecks[v.name]()
+        if again is not None and again.passed is not True:
+            out.append(
+                dataclasses.replace(
+                    v,
+                    detail=f"{v.detail} (not explained by the finding: with its "
+                    f"{len(ids)} evidence ops taken out, still {again.label}:"
+                    f" {again.detail})",
                 )
-        else:
-            stand.append(v)
-    return stand, findings
+            )
+            continue
+        figures: dict[str, Any] = {**v.figures, "evidence_op_ids": ids}
+        if again is not None:
+            figures["without_evidence"] = again.to_dict()
+        marked = dataclasses.replace(v, finding=finding, figures=figures)
+        findings[v.name] = marked.to_dict()
+        out.append(marked)
+    return out, findings

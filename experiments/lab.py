@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
-from experiments.checks import FinalState, _like_prefix, read_state
+from experiments.checks import FinalState, like_prefix, read_state
 from experiments.checks_leaks import pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.history import History, Op, collision
@@ -46,7 +46,6 @@ from experiments.runner import NOT_STARTED, PhaseLabel, RunReport, run_plan
 
 if TYPE_CHECKING:
     from coupon_core.cluster import ReplicatedCluster as Cluster
-    from experiments.faults.window import Windows
 
 __all__ = [
     "HTTP_TARGET",
@@ -55,7 +54,7 @@ __all__ = [
     "Lab",
     "LabError",
     "Layer",
-    "Nemesis",
+    "Stoppable",
     "Through",
     "announce",
     "check_target",
@@ -73,19 +72,15 @@ Layer = Literal["service", "http"]
 DatabaseKind = Literal["shared", "own", "private", "cluster"]
 
 
-class Nemesis(Protocol):
-    """A fault: start, stop, and the windows it was on."""
-
-    @property
-    def windows(self) -> Windows: ...
-
-    def start(self) -> object: ...
+class Stoppable(Protocol):
+    """What stands between the service and the database (a proxy): the lab stops it last.
+    (A fault's windows are the pipeline's to read: the lab knows no fault.)"""
 
     def stop(self) -> None: ...
 
 
 #: (database or target URL, the cluster if any, seed) -> (the URL to use, the thing, started).
-Through = Callable[[str, "Cluster | None", int], tuple[str, Nemesis]]
+Through = Callable[[str, "Cluster | None", int], tuple[str, Stoppable]]
 LAYERS: tuple[Layer, ...] = ("service", "http")
 
 #: Connections a pool may hold: enough that claims queue in PostgreSQL's row lock,
@@ -147,7 +142,7 @@ class Lab:
     #: The replicated cluster the lab started.
     cluster: Cluster | None = None
     #: What stands between the service (or the client) and the database (or target).
-    middle: Nemesis | None = None
+    middle: Stoppable | None = None
     #: The database is the run's own (``database="private"``): nothing else writes there.
     isolated: bool = False
     _services: contextlib.ExitStack | None = field(default=None, repr=False)
@@ -225,7 +220,7 @@ def delete_run_rows(conn: psycopg.Connection[Any], prefix: str) -> dict[str, Any
     """Delete the claims, then the coupons, whose coupon name starts with ``prefix``."""
     if not prefix:
         raise LabError("cleanup deletes only its own run's rows: give a non-empty prefix")
-    pattern = _like_prefix(prefix)
+    pattern = like_prefix(prefix)
     with conn.transaction():
         claims = conn.execute("DELETE FROM claims WHERE coupon_name LIKE %s", (pattern,)).rowcount
         coupons = conn.execute("DELETE FROM coupons WHERE name LIKE %s", (pattern,)).rowcount

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -40,34 +38,21 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from coupon_core import (
     AlreadyClaimed,
     CouponNotFound,
-    CouponService,
     FaultHook,
     NoStock,
-    ServiceConfig,
     register_strategy,
 )
 from coupon_core.strategies import STRATEGIES
-from experiments.checks import COLLIDED_SHARE
-from experiments.clients import ServiceClient
-from experiments.history import History, Op, peak_in_flight
-from experiments.linearizability import check_linearizable
-from experiments.plans import Plan, PlannedOp
-from experiments.result import Verdict
-from experiments.runner import RunnerError, run_plan
 
 __all__ = [
     "MUTANTS",
     "MUTANT_STRATEGIES",
     "SCHEMA_MUTANTS",
-    "Exposure",
     "Mutant",
-    "expose",
-    "expose_all",
     "install",
     "mutant",
     "mutant_database",
     "prepare",
-    "symptoms",
 ]
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -379,150 +364,3 @@ def prepare(m: Mutant, database_url: str) -> tuple[str, str]:
     install()
     url = mutant_database(database_url, m.schema) if m.schema else database_url
     return m.strategy, url
-
-
-# -- a targeted stampede that shows the bug --------------------------------------------------
-
-
-@dataclass
-class Exposure:
-    """What a targeted stampede against one mutant showed."""
-
-    mutant: str
-    attempts: int
-    symptoms: list[str]
-    history: History
-    linearizable: Verdict
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def shown(self) -> bool:
-        return bool(self.symptoms)
-
-
-def symptoms(history: History, stock: int) -> list[str]:
-    """The bug's visible marks in a one-coupon stampede history ending with a read."""
-    claims = [o for o in history.ops if o.kind == "claim"]
-    oks = [o for o in claims if o.result == "ok"]
-    per_user: dict[str, int] = {}
-    for o in oks:
-        per_user[o.user or ""] = per_user.get(o.user or "", 0) + 1
-    found: list[str] = []
-    if len(oks) > stock:
-        found.append(f"{len(oks)} successful claims on a stock of {stock}")
-    found += [f"user {u} succeeded {k} times" for u, k in sorted(per_user.items()) if k > 1]
-    final = next((o for o in reversed(history.ops) if o.kind == "get" and o.value), None)
-    if final is None or final.value is None:
-        return [*found, "no final read"]
-    remaining = int(final.value["remaining_amount"])
-    rows = list(final.value["claimed_by"])
-    if remaining < 0:
-        found.append(f"negative stock: {remaining}")
-    if remaining != stock - len(rows):
-        found.append(f"stock {remaining} but {len(rows)} claim rows of {stock}: a lost decrement")
-    unsure = sum(1 for o in claims if o.outcome == "unknown")
-    if not unsure and sorted(rows) != sorted(o.user or "" for o in oks):
-        found.append(f"{len(rows)} claim rows for {len(oks)} successful claims")
-    refused = sum(1 for o in claims if o.result == "unavailable")
-    if refused and remaining > 0:
-        found.append(f"{refused} claims refused as unavailable with {remaining} left")
-    return found
-
-
-def _stampede_once(
-    client: ServiceClient, m: Mutant, users: int, requests: int, timeout_s: float
-) -> History:
-    """One stampede on a fresh coupon, released by the runner's gate like every scenario's."""
-    history = History()
-    coupon = f"mutant-{m.name}-{uuid.uuid4().hex[:10]}"
-    client.invoke(Op(0, -1, "create", coupon, amount=m.stock), history)
-    n = requests if m.stampede == "one_user" else users
-    plan = Plan(
-        seed=0,
-        prefix=coupon,
-        workers=n,
-        ops=tuple(
-            PlannedOp(i + 1, i, "claim", coupon, user="u0" if m.stampede == "one_user" else f"u{i}")
-            for i in range(n)
-        ),
-        shape=f"mutant stampede ({m.stampede})",
-    )
-    try:
-        run_plan(
-            plan,
-            client,
-            history,
-            run_timeout_s=timeout_s,
-            op_timeout_s=timeout_s,
-            barrier_timeout_s=timeout_s,
-        )
-    except RunnerError as e:
-        raise RuntimeError(f"stampede on {m.name}: {e}") from e
-    client.invoke(Op(n + 1, -1, "get", coupon), history)
-    return history
-
-
-def expose(
-    m: Mutant,
-    database_url: str,
-    *,
-    users: int = 30,
-    requests: int = 20,
-    attempts: int = 5,
-    timeout_s: float = 10.0,
-    time_limit_s: float = 5.0,
-) -> Exposure:
-    """Stampede ``m`` (at most ``attempts`` times) until its bug shows; check the history.
-
-    Runs through a real ``CouponService`` with the mutant's strategy on its schema.
-    The history holds the create, the claims and a final read (so a lost decrement
-    or an unpaid claim row is in the history, where the checker can see it).
-    """
-    strategy, url = prepare(m, database_url)
-    config = ServiceConfig(
-        strategy=strategy,
-        pool_min=2,
-        pool_max=max(users, requests),
-        pool_timeout=timeout_s,
-        statement_timeout_ms=int(timeout_s * 1000),
-        application_name="coupon-chaos-mutants",
-    )
-    history = History()
-    found: list[str] = []
-    attempt = serial = 0
-    with CouponService.connect(url, config) as service:
-        client = ServiceClient(service)
-        # A stampede whose claims ran one after another (a busy machine: seen under two
-        # busy loops) is no attempt at a race: it is not counted, up to as many again.
-        while attempt < attempts and serial < attempts:
-            history = _stampede_once(client, m, users, requests, timeout_s)
-            found = symptoms(history, m.stock)
-            claims = [o for o in history.ops if o.kind == "claim"]
-            if not found and peak_in_flight(claims) < COLLIDED_SHARE * len(claims):
-                serial += 1
-                continue
-            attempt += 1
-            if found:
-                break
-    verdict = check_linearizable(history, time_limit_s=time_limit_s)
-    return Exposure(
-        mutant=m.name,
-        attempts=attempt,
-        symptoms=found,
-        history=history,
-        linearizable=verdict,
-        figures={
-            "outcomes": history.counts(),
-            "strategy": strategy,
-            "schema": m.schema,
-            "serial_stampedes": serial,
-        },
-    )
-
-
-def expose_all(
-    database_url: str, mutants: Sequence[Mutant] = MUTANTS, **kwargs: Any
-) -> Iterator[Exposure]:
-    """``expose`` each mutant in turn."""
-    for m in mutants:
-        yield expose(m, database_url, **kwargs)

@@ -33,18 +33,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import psycopg
 
 from experiments.checks import FinalState, always_on, stampede_collided
 from experiments.checks_leaks import ThreadBaseline, check_leaks
-from experiments.faults.window import Window, label_ops
+from experiments.faults.window import Window, Windows, label_ops
 from experiments.history import History
 from experiments.lab import (
     DatabaseKind,
     Lab,
-    Nemesis,
     Through,
     latency_quantiles,
     load_figures,
@@ -84,6 +83,18 @@ __all__ = [
 ATTEMPTS = 4
 #: Plans whose point is that every worker's one op lands at once: their runs must collide.
 STAMPEDE_SHAPES: frozenset[str] = frozenset({"stampede", "one_user"})
+
+
+@runtime_checkable
+class Nemesis(Protocol):
+    """A fault: start, stop, and the windows it was on."""
+
+    @property
+    def windows(self) -> Windows: ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -295,7 +306,8 @@ def _attempt(
         r.report = w.drive(r) if w.drive is not None else _drive(r, w)
         if lab.service_or_none is not None:
             lab.service_or_none.fault = None
-        if lab.middle is not None:
+        if isinstance(lab.middle, Nemesis):
+            # A proxy in the middle is a fault too (network_faults): its windows count.
             r.windows.extend(lab.middle.windows.windows)
         recover_s = _recovery(r, w) if w.checks == "faults" else None
         pool_stats = (

@@ -11,7 +11,9 @@ A run's ``status`` is decided here, once:
     unknown        no check failed, but one could not tell (never a pass)
     no_experiment  only validity checks failed (a stampede that did not collide):
                    the run tested nothing; never green
-    pass           every check that ran passed
+    pass           every check that ran passed (or failed as a finding says it must:
+                   a known-unsafe configuration's anomaly, each failure explained by
+                   the finding's evidence)
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class Verdict:
     #: The check judges the experiment, not the system (a stampede that did not
     #: collide): failing it alone makes the run ``no_experiment``, never a FAIL or a pass.
     validity: bool = False
+    #: A failure a finding explains (``experiments.findings``): the anomaly a known-unsafe
+    #: configuration must show, named with its evidence. Not a FAIL of the run, never a
+    #: pass either (label ``finding``); only a failed verdict can carry one.
+    finding: str | None = None
 
     @classmethod
     def skip(cls, name: str, reason: str) -> Verdict:
@@ -59,6 +65,8 @@ class Verdict:
     def label(self) -> str:
         if self.skipped:
             return "skipped"
+        if self.finding is not None and self.passed is False:
+            return "finding"
         return {True: "pass", False: "FAIL", None: "unknown"}[self.passed]
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +80,8 @@ class Verdict:
             out["skipped"] = True
         if self.validity:
             out["validity"] = True
+        if self.finding is not None:
+            out["finding"] = self.finding
         return out
 
     @classmethod
@@ -83,6 +93,7 @@ class Verdict:
             dict(data.get("figures") or {}),
             skipped=bool(data.get("skipped", False)),
             validity=bool(data.get("validity", False)),
+            finding=data.get("finding"),
         )
 
 
@@ -91,12 +102,13 @@ def status_of(verdicts: list[Verdict]) -> RunStatus:
     ran = [v for v in verdicts if not v.skipped]
     if not ran:
         return "skipped"
-    system = [v for v in ran if not v.validity]
+    # A failure its finding explains is the expected anomaly, not the system's FAIL.
+    system = [v for v in ran if not v.validity and not (v.finding and v.passed is False)]
     if any(v.passed is False for v in system):
         return "FAIL"
     if any(v.passed is not True for v in system):
         return "unknown"
-    if any(v.passed is not True for v in ran):
+    if any(v.passed is not True for v in ran if v.validity):
         return "no_experiment"
     return "pass"
 
@@ -160,14 +172,22 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        """Every check that ran passed, and at least one ran (skipped ones aside)."""
-        ran = [v for v in self.verdicts if not v.skipped]
-        return bool(ran) and all(v.passed is True for v in ran)
+        """The run passed: every check that ran passed or is a finding's, and one ran."""
+        return self.status == "pass"
 
     @property
     def failed(self) -> list[Verdict]:
-        """Checks that ran and did not pass (failed or unknown)."""
-        return [v for v in self.verdicts if v.passed is not True and not v.skipped]
+        """Checks that ran and did not pass (failed or unknown), findings aside."""
+        return [
+            v
+            for v in self.verdicts
+            if v.passed is not True and not v.skipped and not (v.finding and v.passed is False)
+        ]
+
+    @property
+    def findings(self) -> list[Verdict]:
+        """Failures a finding explains: the anomaly shown, with its evidence."""
+        return [v for v in self.verdicts if v.finding and v.passed is False]
 
     @property
     def skipped(self) -> list[Verdict]:

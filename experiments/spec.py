@@ -44,9 +44,13 @@ class Range:
                 raise SpecError(f"{name}={v!r} is out of range: {self.describe()}")
 
     def describe(self) -> str:
-        low = "" if self.low is None else f"{self.low:g} <= "
-        high = "" if self.high is None else f" <= {self.high:g}"
+        low = "" if self.low is None else f"{_num(self.low)} <= "
+        high = "" if self.high is None else f" <= {_num(self.high)}"
         return f"{low}value{high}" + (f" ({self.why})" if self.why else "")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 @dataclass(frozen=True)

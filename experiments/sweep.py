@@ -33,17 +33,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from experiments import scenarios
-from experiments.checks import invalid_run
 from experiments.result import Result
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: The status of a run whose stampede did not collide (``checks.invalid_run``).
-NOT_A_STAMPEDE = "not_a_stampede"
 
 __all__ = [
-    "NOT_A_STAMPEDE",
     "ONLY_LAYERS",
     "OWN_DATABASE",
     "REAL_STRATEGIES",
@@ -53,7 +49,6 @@ __all__ = [
     "exit_code",
     "expand_strategies",
     "mask",
-    "peak_in_flight",
     "print_totals",
     "run_sweep",
 ]
@@ -120,19 +115,6 @@ def check_params(names: Sequence[str], params: Mapping[str, Any]) -> None:
                 f"parameter {key!r} is not one of {without[0]}'s "
                 f"({', '.join(takes) or 'it has none'})"
             )
-
-
-def peak_in_flight(intervals: Iterable[tuple[int, int]]) -> int:
-    """The most intervals (invoke, complete) open at one instant: the peak overlap."""
-    events = sorted(
-        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
-        key=lambda e: (e[0], e[1]),  # an end before a start at the same instant
-    )
-    peak = current = 0
-    for _, step in events:
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 @dataclass
@@ -218,13 +200,11 @@ class _Runner:
         lat = sorted(o.latency_ns / 1e6 for o in claims) or sorted(o.latency_ns / 1e6 for o in load)
         failed = [v.name for v in result.failed]
         row.update(
-            # A run whose only failures are validity checks (its stampede did not
-            # collide) is no experiment: shown as such, counted neither way.
-            status="pass"
-            if result.passed
-            else NOT_A_STAMPEDE
-            if invalid_run(result.verdicts)
-            else "FAIL",
+            # The run's status, decided once (Result.status): a run that tested nothing
+            # (no_experiment) or could not decide (unknown) is never a pass.
+            status=result.status,
+            attempts=len(result.attempts),
+            attempt_statuses=";".join(a.status for a in result.attempts),
             error=None,
             failed_checks=";".join(failed),
             duration_s=round(result.duration_s, 3),
@@ -233,9 +213,8 @@ class _Runner:
             wall_s=s.get("wall_s"),
             throughput_ops_s=s.get("throughput_ops_s"),
             start_spread_ms=s.get("start_spread_ms"),
-            # The run's own figure where the lab records one (h-trust-contract), else ours.
-            peak_in_flight=s.get("peak_in_flight")
-            or peak_in_flight((o.invoke_ns, o.complete_ns) for o in load),
+            # The run's own figure, where its pipeline measured one (stampedes).
+            peak_in_flight=s.get("peak_in_flight"),
             overlap_with_winner=s.get("overlap_with_winner"),
             p50_ms=_quantile(lat, 0.5),
             p99_ms=_quantile(lat, 0.99),
@@ -420,13 +399,17 @@ class Tally:
             return None
         finally:
             self.seconds += time.monotonic() - started
+        self._count(seed, result)
+        return result
+
+    def _count(self, seed: int, result: Result) -> None:
+        """A pass only when the run's status is: no_experiment and unknown are failures."""
         if result.passed:
             self.passed += 1
         else:
             self.failed += 1
             why = "; ".join(f"{v.name}: {v.label}: {v.detail}" for v in result.failed)
-            self.failures.append(f"seed {seed}: {why}")
-        return result
+            self.failures.append(f"seed {seed}: {result.status}: {why}")
 
     def line(self) -> str:
         mark = "ok" if self.failed == 0 else "FAIL"

@@ -128,7 +128,7 @@ _SWEEP: list[Cell] = [
     (
         "code",
         "# A run whose stampede did not collide is shown in the tables, judged neither way.\n"
-        'bad = data.real[~data.real["status"].isin(["pass", "not_a_stampede"])]\n'
+        'bad = data.real[~data.real["status"].isin(["pass", "no_experiment"])]\n'
         "assert bad.empty, f\"expected every real run to pass, got {bad[['scenario', 'strategy', 'layer', 'seed', 'status', 'failed_checks']].to_dict('records')}\"",
     ),
     (
@@ -221,7 +221,7 @@ _STRATEGIES: list[Cell] = [
     (
         "code",
         "# A run whose stampede did not collide is shown in the tables, judged neither way.\n"
-        'bad = data.real[~data.real["status"].isin(["pass", "not_a_stampede"])]\n'
+        'bad = data.real[~data.real["status"].isin(["pass", "no_experiment"])]\n'
         "assert bad.empty, f\"expected every run to pass, got {bad[['strategy', 'seed', 'status', 'failed_checks']].to_dict('records')}\"",
     ),
     (

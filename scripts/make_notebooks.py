@@ -18,52 +18,39 @@ from typing import Any
 import nbformat as _nbformat
 
 from experiments.scenarios import SCENARIOS
-from experiments.scenarios._checks import (
-    ALWAYS_ON,
-    BOUNDARY_ALWAYS_ON,
-    FAULT_ALWAYS_ON,
-    OWN_CHECKS,
-)
 
 # nbformat's functions are untyped; one Any here instead of an ignore at every call.
 nbformat: Any = _nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
-#: Checks every scenario runs (experiments.checks.always_on, experiments.lab.invariant_verdicts),
-#: asserted one cell each; the one list `coupon-chaos list` shows too.
-INVARIANTS: tuple[str, ...] = ALWAYS_ON
 #: The timeline draws the ops a failed linearizability check names (none when it passes).
 _WITNESSES = 'highlight=result.verdict("linearizable").figures.get("witness_op_ids")'
 _TIMELINE = f"report.timeline(result, {_WITNESSES})"
 
-_COUNTS = """wins = min(stock, users)
-expected = {k: n for k, n in {"ok": wins, "no_stock": users - wins}.items() if n}
-claims = result.outcomes()["claim"]
-assert claims == expected, f"expected claims {expected}, got {claims}\""""
-
-_ONE_WINNER = """expected = {k: n for k, n in {"ok": 1, "already_claimed": requests - 1}.items() if n}
-claims = result.outcomes()["claim"]
-assert claims == expected, f"expected claims {expected}, got {claims}\""""
-
-_STOCK = """final = list(result.summary["final_stock"].values())
-expected = [{expected}]
-tables = result.verdict("final_stock")  # skipped against a target without its database
-assert final == expected or tables.skipped, f"expected remaining stock {{expected}}, got {{final}}\""""
-
 _BY_SIZE = """checks = [result.verdict(f"{check}_{{n}}") for n in sizes]
 failed = [c.detail for c in checks if not (c.passed or c.skipped)]
-assert not failed, f"expected {what} at every size: {{failed}}\""""
+assert not failed, f"{check} at every size: {{failed}}\""""
 
 
 def _verdict(name: str) -> str:
-    # A check skipped (with its reason) is neither passed nor failed: no assertion error.
-    return f'check = result.verdict("{name}")\nassert check.passed or check.skipped, check.detail'
+    # A check skipped (with its reason) is neither passed nor failed, and a failure its
+    # finding explains is the expected anomaly (its own check asserts it was caught).
+    return (
+        f'check = result.verdict("{name}")\n'
+        'assert check.passed or check.skipped or check.label == "finding", check.detail'
+    )
 
 
-def _own_verdicts(scenario: str) -> tuple[str, ...]:
-    """An assertion per check the scenario declares as its own, in the declared order."""
-    return tuple(_verdict(e) for e in OWN_CHECKS[scenario])
+def _checks(name: str) -> tuple[str, ...]:
+    """An assertion per check of the registry (``Scenario.checks``), in its order."""
+    scenario = SCENARIOS[name]
+    if callable(scenario.own_checks):
+        # Names that follow the figures (scale's per size): one cell per base check.
+        shared = scenario.checks()[: -len(scenario.own_checks(scenario.spec()))]
+        bases = dict.fromkeys(c.rsplit("_", 1)[0] for c in scenario.own_checks(scenario.spec()))
+        return (*(_verdict(c) for c in shared), *(_BY_SIZE.format(check=b) for b in bases))
+    return tuple(_verdict(c) for c in scenario.checks())
 
 
 @dataclass(frozen=True)
@@ -82,8 +69,6 @@ class Spec:
     )
     extra_tables: tuple[str, ...] = ()
     layers: tuple[str, ...] = ("service", "http")
-    #: The always-on checks this scenario runs, asserted one cell each.
-    invariants: tuple[str, ...] = INVARIANTS
     #: False: the scenario ignores ``database_url`` and ``DATABASE_URL`` (the suite
     #: passes the URL in the kernel's environment, never as a parameter) and starts a
     #: database of its own (one it may stop and restart).
@@ -101,11 +86,7 @@ SPECS: dict[str, Spec] = {
         "claims before it, and every invariant holds at the end.",
         "a 5xx, a timeout or lost connection, a status outside an operation's allowed "
         "set, an inconsistent read, or any invariant violated.",
-        (
-            'unknown = {k: by["unknown"] for k, by in result.outcomes().items() if "unknown" in by}\n'
-            'assert not unknown, f"expected no operation with an unknown outcome, got {unknown}"',
-            _verdict("gets_consistent"),
-        ),
+        (),
     ),
     "zero_stock_stampede": Spec(
         "02_zero_stock_stampede.ipynb",
@@ -114,12 +95,7 @@ SPECS: dict[str, Spec] = {
         "stock ends at 0 with exactly one claim row.",
         "two winners (oversell), a winner without a row, any answer other than success "
         "or out of stock, or stock left over.",
-        (
-            _COUNTS,
-            _STOCK.format(expected="stock - min(stock, users)"),
-            _verdict("claim_rows"),
-            _verdict("stampede_collided"),
-        ),
+        (),
     ),
     "constraint_storm": Spec(
         "03_constraint_storm.ipynb",
@@ -128,12 +104,7 @@ SPECS: dict[str, Spec] = {
         "'already claimed' (409 over HTTP) with no driver text, and the stock drops by one.",
         "two claims for one user, a unique-violation leaking as a 500 or as driver text, "
         "or stock that moved by anything but one.",
-        (
-            _ONE_WINNER,
-            _STOCK.format(expected="stock - 1"),
-            _verdict("claim_rows"),
-            _verdict("stampede_collided"),
-        ),
+        (),
     ),
     "interleaved_create_claim": Spec(
         "04_interleaved_create_claim.ipynb",
@@ -146,28 +117,14 @@ SPECS: dict[str, Spec] = {
         "two creates winning, a claim succeeding before the coupon could exist, a "
         "'not found' after it surely existed, a claim invoked after the create completed "
         "that failed, or a final stock outside what the plan allows.",
-        (
-            'creates = result.outcomes()["create"]\n'
-            'assert creates.get("ok") == 1, f"expected exactly 1 successful create, got {creates}"',
-            'claims = result.outcomes().get("claim", {})\n'
-            'assert set(claims) <= {"ok", "not_found"}, f"expected claims to end ok or not_found, got {claims}"',
-            _verdict("claims_after_create_succeed"),
-            _verdict("final_stock_within_plan"),
-            _verdict("no_success_before_create"),
-            _verdict("no_not_found_after_create"),
-        ),
+        (),
     ),
     "flash_sale": Spec(
         "05_flash_sale.ipynb",
         "Fifty users rush a coupon with stock 5: exactly five succeed, the 45 others "
         "are told it is out of stock, and the stock ends at 0.",
         "more or fewer than five winners, any other answer, or stock left over.",
-        (
-            _COUNTS,
-            _STOCK.format(expected="stock - min(stock, users)"),
-            _verdict("claim_rows"),
-            _verdict("stampede_collided"),
-        ),
+        (),
     ),
     "double_dip": Spec(
         "06_double_dip.ipynb",
@@ -175,12 +132,7 @@ SPECS: dict[str, Spec] = {
         "told 'already claimed', and the stock drops by exactly one.",
         "a second success for the same user, another kind of answer, or stock that "
         "moved by anything but one.",
-        (
-            _ONE_WINNER,
-            _STOCK.format(expected="stock - 1"),
-            _verdict("claim_rows"),
-            _verdict("stampede_collided"),
-        ),
+        (),
     ),
     "scale": Spec(
         "07_scale.ipynb",
@@ -190,12 +142,7 @@ SPECS: dict[str, Spec] = {
         "with the crowd.",
         "at any size, a success count other than the stock, an error or timeout, or "
         "stock left over.",
-        (
-            _BY_SIZE.format(check="claim_counts", what="exactly the stock to succeed"),
-            _BY_SIZE.format(check="final_stock", what="no stock left"),
-            _BY_SIZE.format(check="claim_rows", what="one claim row per success"),
-            _BY_SIZE.format(check="stampede_collided", what="a stampede that collided"),
-        ),
+        (),
         charts=(
             "report.outcome_chart(result)",
             'report.latency_ecdf(result, kind="claim", by="phase")',
@@ -211,8 +158,6 @@ SPECS: dict[str, Spec] = {
 }
 
 
-#: Fault scenarios tolerate timeouts (a fault's doing) but must recover and leak nothing.
-FAULT_INVARIANTS: tuple[str, ...] = FAULT_ALWAYS_ON
 _BY_PHASE = (
     'pd.DataFrame(result.summary["outcomes_by_phase"]).T.fillna(0).astype(int).rename_axis("phase")'
 )
@@ -241,10 +186,10 @@ def _fault_spec(
         file,
         hypothesis,
         breaks,
-        tuple(_verdict(e) for e in expectations),
+        # Check names are asserted from the registry; what is left is cells of their own.
+        tuple(e for e in expectations if "\n" in e),
         charts=_fault_charts(phase),
         extra_tables=(_BY_PHASE, _WINDOWS),
-        invariants=FAULT_INVARIANTS,
         takes_database_url=takes_database_url,
     )
 
@@ -264,7 +209,6 @@ SPECS.update(
             "had an idle connection or before its timeout, an unavailable the pool never "
             "refused, a connection never given back, or any invariant violated.",
             "exhausted",
-            *OWN_CHECKS["pool_exhaustion"],
         ),
         "query_timeout": _fault_spec(
             "11_query_timeout.ipynb",
@@ -292,7 +236,6 @@ SPECS.update(
             "a claim row without its decrement or the reverse, a 5xx or driver text, a pool "
             "that does not recover, or a backend left behind.",
             "kill",
-            *OWN_CHECKS["connection_drop"],
         ),
         "database_restart": Spec(
             "13_database_restart.ipynb",
@@ -306,7 +249,7 @@ SPECS.update(
             "(goals: p99 under 1 s, recovery under 2 s).",
             "an acknowledged claim missing, a hang, a 5xx, refusals that wait out the pool "
             "timeout, or no success after the database came back.",
-            _own_verdicts("database_restart"),
+            (),
             charts=_fault_charts("down"),
             extra_tables=(
                 _BY_PHASE,
@@ -318,7 +261,6 @@ SPECS.update(
                 'name="outage").to_frame()',
                 'pd.Series(result.summary["goals"], name="goal").rename_axis("goal").to_frame()',
             ),
-            invariants=FAULT_INVARIANTS,
             takes_database_url=False,
         ),
         "partial_failure": _fault_spec(
@@ -344,7 +286,6 @@ SPECS.update(
             "a claim succeeding through the lock, a cancelled claim leaving a row, a waiter "
             "that never finishes, or a connection not returned to the pool.",
             "held",
-            *OWN_CHECKS["lock_contention"],
         ),
         "network_faults": _fault_spec(
             "16_network_faults.ipynb",
@@ -356,7 +297,6 @@ SPECS.update(
             "a 5xx or driver text, a partial claim, injected latency that does not show, or "
             "no recovery.",
             "reset",
-            *OWN_CHECKS["network_faults"],
         ),
         "negative_stock": _fault_spec(
             "17_negative_stock.ipynb",
@@ -372,11 +312,6 @@ SPECS.update(
             "final_stock_sequential",
         ),
     }
-)
-#: Replicated runs: the fault set but for the checks an unsafe configuration moves to
-#: its findings (the loss's, the stale reads'), asserted per configuration instead.
-_REPLICA_INVARIANTS: tuple[str, ...] = tuple(
-    c for c in FAULT_ALWAYS_ON if c not in ("claims_match_history", "linearizable")
 )
 _FINDINGS = 'pd.DataFrame(result.summary.get("findings", {}).values(), columns=["name", "passed", "detail"])'
 _REPLICA_TIMELINE = (
@@ -395,9 +330,6 @@ SPECS["failover"] = Spec(
     "whose loss goes unseen; a claim named lost that the old primary never had, or that "
     "the new one has; a 5xx; no success after the promotion.",
     (
-        _verdict("failover_done"),
-        _verdict("served_after_promotion"),
-        _verdict("lost_claims_on_old_primary"),
         'finding = result.summary.get("findings", {}).get("no_lost_acknowledged_claims")\n'
         'if mode == "async" and cut_link:\n'
         '    assert finding is not None and finding["passed"] is False, (\n'
@@ -409,8 +341,6 @@ SPECS["failover"] = Spec(
         "        assert result.verdict(name).passed, result.verdict(name).detail",
         'claims = set(result.outcomes()["claim"])\n'
         'assert claims <= {"ok", "unavailable", "unknown"}, f"claims ended {claims}"',
-        'if rejoin:\n    assert result.verdict("old_primary_rejoined").passed, '
-        'result.verdict("old_primary_rejoined").detail',
     ),
     charts=(
         "report.outcome_chart(result)",
@@ -419,7 +349,6 @@ SPECS["failover"] = Spec(
         "report.latency_over_time(result)",
     ),
     extra_tables=(_BY_PHASE, _WINDOWS, _FINDINGS),
-    invariants=_REPLICA_INVARIANTS,
     takes_database_url=False,
 )
 SPECS["stale_reads"] = Spec(
@@ -432,7 +361,6 @@ SPECS["stale_reads"] = Spec(
     "a stale read the linearizability check passes; a stale read with reads on the "
     "primary; a 5xx or an invariant violated.",
     (
-        _verdict("stale_reads_caught"),
         'if read_from == "standby" and mode == "async" and lag_s > 0:\n'
         '    assert result.summary["stale_reads"] > 0, "expected stale reads from the lagging standby"',
         'if read_from == "primary":\n'
@@ -445,7 +373,6 @@ SPECS["stale_reads"] = Spec(
         "report.latency_over_time(result)",
     ),
     extra_tables=(_FINDINGS,),
-    invariants=(*_REPLICA_INVARIANTS, "claims_match_history"),
     takes_database_url=False,
 )
 SPECS["input_boundary"] = Spec(
@@ -467,11 +394,6 @@ SPECS["input_boundary"] = Spec(
         "f\"expected >= 1000 generated requests, sent {result.summary['generated']}\"",
         'assert result.summary["server_errors"] == 0, '
         "f\"expected no 5xx, got {result.summary['server_errors']}\"",
-        _verdict("catalog_size"),
-        _verdict("statuses_as_contract"),
-        _verdict("clear_json_errors"),
-        _verdict("rejections_change_nothing"),
-        _verdict("accepted_round_trip"),
     ),
     charts=(
         "report.outcome_chart(result)",
@@ -483,7 +405,6 @@ SPECS["input_boundary"] = Spec(
         'pd.Series(result.summary["problems"], name="problems").rename_axis("check")',
     ),
     layers=("http",),
-    invariants=BOUNDARY_ALWAYS_ON,
 )
 
 SPECS["process_crash"] = Spec(
@@ -498,7 +419,7 @@ SPECS["process_crash"] = Spec(
     "restart's failed requests are counted (goal: zero) and none is a 5xx.",
     "a claim row without its decrement, an acknowledged claim missing, a failure outside "
     "a kill, a backend of the dead worker left behind, a worker not restarted, or a 5xx.",
-    _own_verdicts("process_crash"),
+    (),
     charts=_fault_charts("kill"),
     extra_tables=(
         _BY_PHASE,
@@ -506,7 +427,6 @@ SPECS["process_crash"] = Spec(
         'pd.DataFrame(result.summary["kills"])',
     ),
     layers=("http",),
-    invariants=FAULT_INVARIANTS,
 )
 
 
@@ -521,10 +441,6 @@ SPECS["locust_stampede"] = Spec(
     "two winners, a planned op lost or doubled in the merge, a worker lost, a worker whose "
     "clock could not be measured, or a merged history no real-time order explains.",
     (
-        _COUNTS,
-        _STOCK.format(expected="stock - min(stock, users)"),
-        _verdict("claim_rows"),
-        _verdict("swarm_complete"),
         'clocks = result.summary["clocks"]\n'
         'measured = [name for name, c in clocks.items() if c["offset_ms"] is not None]\n'
         "assert len(measured) == processes, "
@@ -619,7 +535,7 @@ def build(name: str, spec: Spec) -> Any:
             "## Expectations\n\nOne assertion per expectation; each says what was "
             "expected and what happened."
         ),
-        *(_code(_verdict(c)) for c in spec.invariants),
+        *(_code(c) for c in _checks(name)),
         *(_code(e) for e in spec.expectations),
         _code(
             'assert result.passed, f"failed checks: {[(v.name, v.detail) for v in result.failed]}"'

@@ -22,18 +22,13 @@ def run(args: argparse.Namespace) -> int:
         for nb in suite.discover():
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
+    from experiments.checks import SHARED
     from experiments.scenarios import COMMON_DEFAULTS, GROUPS, SCENARIOS
-    from experiments.scenarios._checks import (
-        ALWAYS_ON,
-        FAULT_ALWAYS_ON,
-        OWN_CHECKS,
-        shared_checks_of,
-    )
 
     common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
     print(f"every scenario takes: {common}")
-    print(f"always-on checks (catalog): {', '.join(ALWAYS_ON)}")
-    print(f"always-on checks (faults): {', '.join(FAULT_ALWAYS_ON)}")
+    print(f"always-on checks (catalog): {', '.join(SHARED['catalog'])}")
+    print(f"always-on checks (faults): {', '.join(SHARED['faults'])}")
     print(_P_HINT)
     notebooks = {nb.scenario: nb for nb in suite.discover()}
     titles = {
@@ -55,18 +50,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"{scenario.name}: {scenario.title}{_where(notebooks.get(scenario.name))}")
             print(f"    {scenario.description}")
             print(f"    parameters: {own}")
+            spec = scenario.spec()
+            differs = {k: getattr(spec, k) for k in scenario.common}
+            if differs:
+                print(f"    runs with: {', '.join(f'{k}={v!r}' for k, v in differs.items())}")
+            if scenario.ranges:
+                ranges = ", ".join(f"{k}: {r.describe()}" for k, r in scenario.ranges.items())
+                print(f"    ranges: {ranges}")
             needs = ", ".join(scenario.needs) or "nothing beyond HTTP"
             cannot = scenario.target_skip_reason("http://target")
             print(
                 f"    needs: {needs}; "
                 + ("skipped against --target" if cannot else "runs against --target")
             )
-            shared = shared_checks_of(scenario.name)
-            label = {ALWAYS_ON: "always-on", FAULT_ALWAYS_ON: "always-on (faults)"}.get(
-                shared, "always-on except " + ", ".join(c for c in ALWAYS_ON if c not in shared)
-            )
-            mine = ", ".join(OWN_CHECKS.get(scenario.name, ())) or "(none declared)"
-            print(f"    checks: {label}; its own: {mine}")
+            label = {"catalog": "always-on", "faults": "always-on (faults)", "own": "its own"}
+            shared = len(SHARED[scenario.shared])
+            mine = ", ".join(scenario.checks(spec)[shared:]) or "(none declared)"
+            print(f"    checks: {label[scenario.shared]}; its own: {mine}")
     _other_notebooks([nb for name, nb in notebooks.items() if name not in SCENARIOS])
     return 0
 

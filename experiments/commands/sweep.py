@@ -192,8 +192,14 @@ def run(args: argparse.Namespace) -> int:
 
     print(sweep_report.cell_table(sweep).to_string(index=False))
     statuses = {str(k): int(n) for k, n in sweep.runs["status"].value_counts().items()}
-    real = sweep.real
-    bad_real = real[real["status"].isin(["FAIL", "error"])]
+    # Green only when every real strategy passed and every run decided something: a run
+    # that tested nothing (no_experiment), could not decide (unknown) or crashed is
+    # never green, a mutant's included (a mutant's FAIL is its catch, not a failure).
+    runs = sweep.runs
+    bad_real = runs[
+        ((runs["kind"] == "strategy") & (runs["status"] != "pass") & (runs["status"] != "skipped"))
+        | runs["status"].isin(["unknown", "no_experiment", "error"])
+    ]
     print(
         f"sweep {run_id}: {len(sweep.runs)} runs in {elapsed:.1f} s "
         f"({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))}); tables: {tables}"
@@ -201,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in bad_real.to_dict("records"):
         why = r["error"] if r["status"] == "error" else r["failed_checks"]
-        print(f"FAILED {r['scenario']} {r['strategy']} {r['layer']} seed {r['seed']}: {why}")
+        print(
+            f"FAILED {r['scenario']} {r['strategy']} {r['layer']} seed {r['seed']}:"
+            f" {r['status']}: {why}"
+        )
     for e in report_errors:
         print(f"FAILED report: {e}")
     if not bad_real.empty or report_errors:

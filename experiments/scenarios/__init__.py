@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from experiments.checks import SHARED, Shared
 from experiments.pipeline import skipped
 from experiments.result import Result
 from experiments.spec import COMMON_DEFAULTS, COMMON_FIELDS, Range, RunSpec, merge
@@ -125,6 +126,16 @@ class Scenario:
     common: dict[str, Any] = field(default_factory=dict)
     #: The range each numeric figure may take.
     ranges: dict[str, Range] = field(default_factory=dict)
+    #: The shared checks it gets (``checks.SHARED``), and its own: a tuple of names, or
+    #: a function of the spec for a scenario whose checks follow its figures.
+    shared: Shared = "catalog"
+    own_checks: tuple[str, ...] | Callable[[RunSpec], tuple[str, ...]] = ()
+
+    def checks(self, spec: RunSpec | None = None) -> tuple[str, ...]:
+        """Every check a run of this spec returns, in order: the shared set, then its own."""
+        spec = spec or self.spec()
+        own = self.own_checks(spec) if callable(self.own_checks) else self.own_checks
+        return (*SHARED[self.shared], *own)
 
     def target_skip_reason(self, target: str | None) -> str | None:
         """Why this scenario cannot run against ``target``; None when it can."""
@@ -159,7 +170,23 @@ class Scenario:
         reason = self.target_skip_reason(spec.target)
         if reason is not None:
             return skipped(spec, reason)
-        return self.runner(spec)
+        result = self.runner(spec)
+        if result.status != "skipped":
+            self._hold_to_declared(spec, result)
+        return result
+
+    def _hold_to_declared(self, spec: RunSpec, result: Result) -> None:
+        """A run returns exactly its declared checks, each name once: ``list``, the
+        notebooks and the report name the same ones (a difference is the lab's defect)."""
+        got = [v.name for v in result.verdicts]
+        want = self.checks(spec)
+        if sorted(got) != sorted(want):
+            missing = sorted(set(want) - set(got))
+            extra = sorted(set(got) - set(want))
+            raise RuntimeError(
+                f"{self.name}: checks run differ from those declared:"
+                f" missing {missing}, undeclared {extra}, twice {sorted({n for n in got if got.count(n) > 1})}"
+            )
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -178,6 +205,8 @@ def register(module_name: str) -> Scenario:
         needs=tuple(getattr(module, "NEEDS", _NEEDS.get(module.NAME, ()))),
         common=dict(getattr(module, "COMMON", {})),
         ranges=dict(getattr(module, "RANGES", {})),
+        shared=getattr(module, "SHARED", "catalog"),
+        own_checks=getattr(module, "CHECKS", ()),
     )
     SCENARIOS[scenario.name] = scenario
     return scenario

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.checks import FinalState, results_within
+from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.backends import BackendKiller, SlowAfterInsert
 from experiments.faults.loads import claim_stream_plan
 from experiments.history import History
-from experiments.lab import Nemesis
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
 from experiments.spec import RunSpec
@@ -24,6 +23,13 @@ DESCRIPTION = (
     "the service serves again after the last kill."
 )
 DEFAULTS: dict[str, Any] = {"kills": 4, "interval_s": 0.25, "workers": 8, "linger_s": 0.005}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "claim_results",
+    "get_results",
+    "backends_killed",
+)
 
 
 COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
@@ -70,7 +76,7 @@ def run(spec: RunSpec) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=400),
             faults=faults,
             expect=expect,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from experiments.checks import Shared
 from experiments.result import Result
 from experiments.scenarios._shapes import ONE_USER_RANGES, one_user
 from experiments.spec import RunSpec
@@ -15,6 +16,14 @@ DESCRIPTION = (
     "49 already claimed (409), no driver text; 1 claim row; remaining 99."
 )
 DEFAULTS: dict[str, Any] = {"stock": 100, "requests": 50}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "catalog"
+CHECKS: tuple[str, ...] = (
+    "claim_counts",
+    "final_stock",
+    "claim_rows",
+    "stampede_collided",
+)
 
 RANGES = ONE_USER_RANGES
 

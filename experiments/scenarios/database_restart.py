@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from coupon_core.database import ExternalDatabase
-from experiments.checks import FinalState, results_within
+from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason
 from experiments.history import History
-from experiments.lab import Nemesis, latency_quantiles
-from experiments.pipeline import Run, Workload
+from experiments.lab import latency_quantiles
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
 from experiments.spec import RunSpec
@@ -29,6 +29,16 @@ DESCRIPTION = (
     "given is not used, and the result says so)."
 )
 DEFAULTS: dict[str, Any] = {"workers": 8, "down_s": 1.0, "mode": "fast"}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "claim_results",
+    "get_results",
+    "outage_observed",
+    "service_recovered_in_bound",
+    "ops_bounded",
+    "outage_answers_fast",
+)
 RECOVERY_BOUND_S = 30.0
 #: Goals of issue 11 §4, reported MET/MISSED beside the figures (not a timed check).
 GOAL_OUTAGE_P99_S = 1.0
@@ -140,7 +150,7 @@ def run(spec: RunSpec) -> Result:
     result = run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
             faults=faults,
             expect=expect,

@@ -9,19 +9,18 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from coupon_core.cluster import MODES
-from experiments.checks import FinalState, claims_match_history, read_state
+from experiments.checks import FinalState, Shared, claims_match_history, read_state
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.replication import Failover, FailoverCommand, ReplicationLinks
 from experiments.findings import scope, without
 from experiments.history import History
-from experiments.lab import Nemesis
 from experiments.linearizability import (
     CHECK_NAME,
     LINEARIZABLE_TIME_LIMIT_S,
     check_linearizable,
     started_ops,
 )
-from experiments.pipeline import Run, Workload, skipped
+from experiments.pipeline import Nemesis, Run, Workload, skipped
 from experiments.pipeline import run as run_pipeline
 from experiments.replica_checks import (
     lost_acknowledged_claims,
@@ -59,6 +58,23 @@ DEFAULTS: dict[str, Any] = {
     "rejoin": True,
     "failover_command": None,
 }
+
+SHARED: Shared = "faults"
+
+
+#: Its own checks. On a cluster of its own, ``failover_command`` is skipped (no command:
+#: the lab kills the primary); on the user's cluster by URL, the checks that need the
+#: lab's own cluster (its old primary, its promotion) are skipped, each with the reason.
+CHECKS: tuple[str, ...] = (
+    "no_lost_acknowledged_claims",
+    "lost_claims_on_old_primary",
+    "failover_done",
+    "served_after_promotion",
+    "old_primary_rejoined",
+    "loss_caught",
+    "failover_command",
+)
+_CLUSTER_ONLY = CHECKS[1:6]
 
 
 def unsafe(mode: str) -> bool:
@@ -174,12 +190,19 @@ def run(spec: RunSpec) -> Result:
                     else f"{old.name} is {old.role}",
                 )
             )
+        else:
+            verdicts.append(
+                Verdict.skip(
+                    "old_primary_rejoined",
+                    "rejoin=False" if not rejoin else "no old primary to rejoin",
+                )
+            )
         return verdicts
 
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(
                 s, p, workers=int(spec["workers"]), ops_per_worker=3000, coupons=4
             ),
@@ -204,7 +227,7 @@ def run(spec: RunSpec) -> Result:
             cluster_mode=mode,
             through=through,
             faults_done=lambda: bool(nemeses) and nemeses[0].wait(0),
-            judge=_as_findings if unsafe(mode) else None,
+            judge=_as_findings if unsafe(mode) else _safe,
         ),
     )
 
@@ -217,7 +240,7 @@ def _configuration(mode: str, cut_link: bool, how: str) -> str:
 
 def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
     """An unsafe configuration: the loss is the expected finding, and it excuses only
-    what it explains (``findings.scope``).
+    what it explains (``findings.scope``: the explained failures are marked, not hidden).
 
     The evidence is the acknowledged claims the survivor lacks. ``claims_match_history``
     and ``linearizable`` are excused only when, with those claims erased from the
@@ -232,6 +255,7 @@ def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
     state = r.state
     kept, findings = scope(
         verdicts,
+        finding=f"asynchronous replication lost {len(lost)} acknowledged claims",
         evidence_check="no_lost_acknowledged_claims",
         evidence=lost,
         rechecks={
@@ -244,6 +268,7 @@ def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
     r.figures["unsafe"] = True
     return [
         *kept,
+        _no_command(),
         Verdict(
             "loss_caught",
             evidence.passed is True,
@@ -255,6 +280,20 @@ def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
             {"lost_count": len(lost), "findings": sorted(findings)},
         ),
     ]
+
+
+def _safe(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
+    """A safe configuration: no loss is expected, so no finding excuses one."""
+    why = f"{r.cluster.mode if r.cluster else 'this'} replication is a safe configuration"
+    return [
+        *verdicts,
+        Verdict.skip("loss_caught", f"{why}: every loss fails the run"),
+        _no_command(),
+    ]
+
+
+def _no_command() -> Verdict:
+    return Verdict.skip("failover_command", "the lab's own cluster: it kills the primary")
 
 
 def _by_url(spec: RunSpec, command: str | None) -> Result:
@@ -270,8 +309,10 @@ def _by_url(spec: RunSpec, command: str | None) -> Result:
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         c = commands[0]
         fr.figures.update({"failover_command_s": c.duration_s, "failover_command_rc": c.returncode})
+        why = "a cluster given by URL: the lab has no old primary or promotion of its own"
         return [
             no_lost_acknowledged_claims(history, state),
+            *(Verdict.skip(name, why) for name in _CLUSTER_ONLY),
             Verdict(
                 "failover_command",
                 c.error is None and c.returncode == 0,
@@ -284,7 +325,7 @@ def _by_url(spec: RunSpec, command: str | None) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(
                 s, p, workers=int(spec["workers"]), ops_per_worker=3000, coupons=4
             ),

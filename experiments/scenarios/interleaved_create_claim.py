@@ -6,6 +6,7 @@ from typing import Any
 
 from experiments.checks import (
     FinalState,
+    Shared,
     check,
     create_winner,
     expected_counts,
@@ -31,6 +32,16 @@ DESCRIPTION = (
     "landed and 50 minus those that must have."
 )
 DEFAULTS: dict[str, Any] = {"ops": 30, "amount": 50}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "catalog"
+CHECKS: tuple[str, ...] = (
+    "create_counts",
+    "claim_results",
+    "claims_after_create_succeed",
+    "final_stock_within_plan",
+    "no_success_before_create",
+    "no_not_found_after_create",
+)
 
 
 RANGES: dict[str, Range] = {

@@ -6,14 +6,13 @@ import threading
 import time
 from typing import Any
 
-from experiments.checks import FinalState, results_within
+from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.cancel import cancel_backends
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.locks import RowLockHolder
 from experiments.faults.window import Windows
 from experiments.history import History
-from experiments.lab import Nemesis
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
 from experiments.spec import RunSpec
@@ -27,6 +26,15 @@ DESCRIPTION = (
     "once the lock is released; no claim succeeds while the lock is held; stock conserved."
 )
 DEFAULTS: dict[str, Any] = {"workers": 12, "hold_s": 1.2, "cancel_after_s": 0.5}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "claim_results",
+    "lock_taken",
+    "waiters_cancelled",
+    "no_success_while_locked",
+    "waiters_succeed_after_release",
+)
 
 
 class _CancelOnce:
@@ -124,7 +132,7 @@ def run(spec: RunSpec) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(
                 s, p, coupons=1, workers=workers, ops_per_worker=200, hot=True, get_ratio=0.0
             ),

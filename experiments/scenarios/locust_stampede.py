@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from experiments.checks import Shared
 from experiments.result import Result
 from experiments.scenarios._shapes import STAMPEDE_RANGES
 from experiments.spec import Range, RunSpec
@@ -17,6 +18,15 @@ DESCRIPTION = (
     "Expected: 1 success, 99 out of stock; remaining 0; a linearizable merged history."
 )
 DEFAULTS: dict[str, Any] = {"stock": 1, "users": 100, "processes": 2}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "catalog"
+CHECKS: tuple[str, ...] = (
+    "swarm_complete",
+    "claim_counts",
+    "final_stock",
+    "claim_rows",
+    "stampede_collided",
+)
 
 
 #: Locust always drives HTTP, whatever layer the suite asks for.

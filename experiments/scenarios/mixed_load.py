@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.checks import FinalState, at_least, gets_consistent
+from experiments.checks import FinalState, Shared, at_least, gets_consistent
 from experiments.history import History
 from experiments.pipeline import Run, Workload
 from experiments.pipeline import run as run_pipeline
@@ -28,6 +28,12 @@ DEFAULTS: dict[str, Any] = {
     "claim_ratio": 0.5,
     "workers": 10,
 }
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "catalog"
+CHECKS: tuple[str, ...] = (
+    "gets_consistent",
+    "creates_collided",
+)
 
 
 RANGES: dict[str, Range] = {
@@ -68,6 +74,8 @@ def run(spec: RunSpec) -> Result:
             verdicts.append(
                 at_least(history, "create", "coupon_exists", 1, name="creates_collided")
             )
+        else:
+            verdicts.append(Verdict.skip("creates_collided", "the plan has no create"))
         return verdicts
 
     return run_pipeline(spec, Workload(make_plan=make_plan, expect=expect))

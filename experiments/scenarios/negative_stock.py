@@ -9,14 +9,14 @@ import psycopg
 
 from experiments.checks import (
     FinalState,
+    Shared,
     expected_counts,
     remaining_equals,
     rows_equal,
     stampede_collided,
 )
 from experiments.history import History
-from experiments.lab import Nemesis
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, PlannedOp
 from experiments.result import Result, Verdict
@@ -31,6 +31,17 @@ DESCRIPTION = (
     "and the UPDATE rejected by the CHECK constraint, changing nothing."
 )
 DEFAULTS: dict[str, Any] = {"stock": 5, "users": 40, "seq_stock": 3, "seq_claims": 12}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "claim_counts",
+    "final_stock",
+    "claim_rows",
+    "claim_counts_sequential",
+    "final_stock_sequential",
+    "check_rejects_negative",
+    "stampede_collided",
+)
 
 
 def _plan(seed: int, prefix: str, stock: int, users: int, seq_stock: int, seq_claims: int) -> Plan:
@@ -110,7 +121,7 @@ def run(spec: RunSpec) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: _plan(s, p, stock, users, seq_stock, seq_claims),
             faults=faults,
             expect=expect,

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from experiments.checks import FinalState, results_within
+from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.proxy import TcpProxy
 from experiments.faults.schedule import ProxySchedule, Step
 from experiments.history import History
-from experiments.lab import Nemesis
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
 from experiments.spec import RunSpec, SpecError
@@ -37,6 +36,14 @@ DEFAULTS: dict[str, Any] = {
     "stall_s": 0.4,
     "reset_s": 0.4,
 }
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "claim_results",
+    "get_results",
+    "latency_applied",
+    "reset_cut_connections",
+)
 
 
 COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 40.0}
@@ -129,7 +136,7 @@ def run(spec: RunSpec) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
             faults=faults,
             expect=expect,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.checks import FinalState, results_within
+from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.pool import PoolHog, PoolRefusals, judge_refusals
 from experiments.history import History
-from experiments.lab import Nemesis
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
 from experiments.spec import RunSpec
@@ -25,6 +24,15 @@ DESCRIPTION = (
     "nothing lost; the pool is idle afterwards."
 )
 DEFAULTS: dict[str, Any] = {"workers": 40, "pool_timeout_s": 0.25, "hold_s": 0.8}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "claim_results",
+    "get_results",
+    "exhaustion_observed",
+    "unavailable_only_when_exhausted",
+    "refusals_fast",
+)
 
 
 #: The pool of 4 is the fault's figure: the hog holds every connection of it.
@@ -94,7 +102,7 @@ def run(spec: RunSpec) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=60),
             faults=faults,
             expect=expect,

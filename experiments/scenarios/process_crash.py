@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from experiments.checks import FinalState, results_within
+from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.processes import WorkerKiller
 from experiments.history import History, Op
-from experiments.lab import Nemesis
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, PlannedOp
 from experiments.result import Result, Verdict
@@ -36,6 +35,18 @@ DEFAULTS: dict[str, Any] = {
     "stock": 40,
     "rolling": True,
 }
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "nemesis_ran",
+    "claim_results",
+    "get_results",
+    "failures_only_from_kills",
+    "workers_restarted",
+    "dead_backends_gone",
+    "recovered_on_new_worker",
+    "rolling_restart_no_5xx",
+)
 #: PostgreSQL must drop a dead client's backends within this (it takes milliseconds:
 #: the kernel closes the sockets with the process).
 BACKENDS_GONE_BOUND_S = 10.0
@@ -201,12 +212,16 @@ def run(spec: RunSpec) -> Result:
                     {"failed": len(roll_failed), "ops": len(in_roll), "goal": 0},
                 )
             )
+        else:
+            verdicts.append(
+                Verdict.skip("rolling_restart_no_5xx", "rolling=False: no rolling restart")
+            )
         return verdicts
 
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: crash_plan(s, p, workers=workers, stock=stock),
             faults=faults,
             expect=expect,

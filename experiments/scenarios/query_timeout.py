@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.checks import FinalState, results_within
+from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.locks import RowLockHolder, SlowQuery
 from experiments.history import History
-from experiments.lab import Nemesis
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
 from experiments.spec import RunSpec
@@ -23,6 +22,16 @@ DESCRIPTION = (
     "while the lock is held, all succeed after; a pg_sleep past the timeout is cancelled."
 )
 DEFAULTS: dict[str, Any] = {"workers": 10, "statement_timeout_ms": 300, "hold_s": 1.0}
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "claim_results",
+    "lock_taken",
+    "timeouts_observed",
+    "no_success_while_locked",
+    "timeouts_bounded",
+    "slow_query_cancelled",
+)
 
 
 COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
@@ -97,7 +106,7 @@ def run(spec: RunSpec) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(
                 s, p, coupons=1, workers=workers, ops_per_worker=200, hot=True, get_ratio=0.0
             ),

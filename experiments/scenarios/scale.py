@@ -6,6 +6,7 @@ from typing import Any
 
 from experiments.checks import (
     FinalState,
+    Shared,
     expected_counts,
     remaining_equals,
     rows_equal,
@@ -29,6 +30,15 @@ DESCRIPTION = (
     "stock, no errors; latency quantiles p50/p90/p99/max by size."
 )
 DEFAULTS: dict[str, Any] = {"sizes": (100, 200, 500), "stock_ratio": 0.1}
+
+
+SHARED: Shared = "catalog"
+_PER_SIZE = ("claim_counts", "final_stock", "claim_rows", "stampede_collided")
+
+
+def CHECKS(spec: RunSpec) -> tuple[str, ...]:
+    """Its own checks: the stampede's four, once per size (``claim_counts_100``, ...)."""
+    return tuple(f"{c}_{int(n)}" for n in spec["sizes"] for c in _PER_SIZE)
 
 
 RANGES: dict[str, Range] = {"sizes": WORKERS, "stock_ratio": Range(0, 1, "a share of the users")}

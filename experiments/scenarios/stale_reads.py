@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from coupon_core.cluster import MODES
-from experiments.checks import FinalState
+from experiments.checks import FinalState, Shared
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.replication import ReplicationLag, ReplicationLinks
 from experiments.findings import scope, without
 from experiments.history import History
-from experiments.lab import Nemesis
 from experiments.linearizability import (
     CHECK_NAME,
     LINEARIZABLE_TIME_LIMIT_S,
     check_linearizable,
     started_ops,
 )
-from experiments.pipeline import Run, Workload
+from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.replica_checks import stale_reads, stale_reads_observed
 from experiments.result import Result, Verdict
@@ -47,6 +46,12 @@ DEFAULTS: dict[str, Any] = {
     "coupons": 3,
     "stock": 100_000,
 }
+#: The shared checks it gets, and its own (``experiments.checks.registry``).
+SHARED: Shared = "faults"
+CHECKS: tuple[str, ...] = (
+    "stale_reads",
+    "stale_reads_caught",
+)
 _READS_CHECKS = ("stale_reads", CHECK_NAME)
 
 
@@ -89,7 +94,7 @@ def run(spec: RunSpec) -> Result:
     return run_pipeline(
         spec,
         Workload(
-            checks="faults",
+            checks=SHARED,
             make_plan=lambda s, p: claim_stream_plan(
                 s,
                 p,
@@ -108,12 +113,12 @@ def run(spec: RunSpec) -> Result:
             cluster_mode=mode,
             through=through,
             read_from_standby=read_from == "standby",
-            judge=lambda r, verdicts: _judge(r, verdicts, read_from),
+            judge=lambda r, verdicts: _judge(r, verdicts, read_from, lag_s),
         ),
     )
 
 
-def _judge(r: Run, verdicts: list[Verdict], read_from: str) -> list[Verdict]:
+def _judge(r: Run, verdicts: list[Verdict], read_from: str, lag_s: float) -> list[Verdict]:
     """Reads on a standby: stale reads are a finding, and the lab must catch each run's.
 
     The finding's evidence is the stale reads themselves (``stale_reads``'s witness
@@ -152,6 +157,7 @@ def _judge(r: Run, verdicts: list[Verdict], read_from: str) -> list[Verdict]:
     reads_out = without(r.history, evidence, "drop")
     kept, findings = scope(
         verdicts,
+        finding=f"a standby {lag_s}s behind served {len(evidence)} stale reads",
         evidence_check="stale_reads",
         evidence=evidence,
         rechecks={

@@ -222,11 +222,13 @@ def test_no_not_found_after_create() -> None:
     assert checks.no_not_found_after_create(bad, f"{P}-a").passed is False
 
 
-def test_two_winning_creates_make_the_order_check_unknown() -> None:
+def test_two_winning_creates_fail_the_order_checks_with_that_reason() -> None:
+    """A history the contract cannot produce is a failure, not a crash into unknown."""
     h = hist(op(1, "create", "ok", t=(1, 2)), op(2, "create", "ok", t=(3, 4)))
-    v = checks.no_success_before_create(h, f"{P}-a")
-    assert v.passed is None
-    assert "crashed" in v.detail
+    for check in (checks.no_success_before_create, checks.no_not_found_after_create):
+        v = check(h, f"{P}-a")
+        assert v.passed is False, v.detail
+        assert "impossible history: 2 creates" in v.detail
 
 
 def test_a_crashing_check_is_unknown_never_a_pass() -> None:

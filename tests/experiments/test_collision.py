@@ -9,6 +9,7 @@ import pytest
 
 from experiments.checks import stampede_collided
 from experiments.history import History, Op, collision, peak_in_flight, winner_overlap
+from experiments.result import Result, Verdict
 
 
 def _claim(op_id: int, t: tuple[int, int], result: str = "no_stock") -> Op:
@@ -38,7 +39,7 @@ def test_a_real_stampede_has_everyone_in_flight_with_the_winner() -> None:
     assert verdict.figures["peak_in_flight"] == 10
 
 
-def test_a_serial_run_is_not_a_stampede() -> None:
+def test_a_serial_run_is_no_experiment() -> None:
     # Each op starts when the one before ends: touching intervals do not overlap.
     ops = [_claim(0, (0, 10), "ok"), *(_claim(i, (i * 10, i * 10 + 10)) for i in range(1, 10))]
     assert peak_in_flight(ops) == 1
@@ -89,20 +90,7 @@ def test_reports_show_the_collision_beside_the_spread() -> None:
     assert scale.collision == {"peak_in_flight": {"100": 97}}
 
 
-def test_a_run_is_invalid_only_when_nothing_but_its_stampede_failed() -> None:
-    from experiments.checks import invalid_run
-    from experiments.result import Verdict
-
-    serial = Verdict("stampede_collided", False, "not a stampede")
-    assert invalid_run([serial, Verdict("conservation", True, "")])
-    assert invalid_run([Verdict("stampede_collided_500", False, ""), Verdict("x", None, "")])
-    # A check the system failed is a finding, collided or not.
-    assert not invalid_run([serial, Verdict("conservation", False, "lost a claim")])
-    assert not invalid_run([Verdict("stampede_collided", True, "collided")])
-    assert not invalid_run([])
-
-
-# -- a stampede that ran serially is drawn again (experiments.lab.experiment) ----------
+# -- a stampede that ran serially is drawn again (experiments.pipeline) ----------------
 
 
 class _Serialize:
@@ -148,7 +136,7 @@ class _Serialize:
 
 
 @pytest.mark.chaos
-def test_a_serial_stampede_is_drawn_again_and_the_result_says_so(
+def test_a_serial_stampede_is_drawn_again_and_every_attempt_is_kept(
     db_url: str, monkeypatch: Any, capsys: Any
 ) -> None:
     from experiments import scenarios
@@ -157,31 +145,52 @@ def test_a_serial_stampede_is_drawn_again_and_the_result_says_so(
     result = scenarios.run("flash_sale", database_url=db_url, users=8, stock=2, seed=4)
     out = capsys.readouterr().out
     assert "drawn again on fresh coupons (2 of at most 4)" in out
-    assert result.summary["serial_attempts"] == {"count": 1, "peaks": [1]}
-    collided = result.verdict("stampede_collided")
-    assert collided.passed is True
-    assert "after 1 attempt(s) whose peak was 1, set aside as serial" in collided.detail
+    assert [a.status for a in result.attempts] == ["no_experiment", "pass"]
+    first = result.attempts[0]
+    assert {v.name: v.label for v in first.verdicts}["stampede_collided"] == "FAIL"
+    assert first.figures == {"stampede_collided": 1}
+    assert result.summary["attempts"] == [
+        {"number": 1, "status": "no_experiment", "stampede_collided": 1},
+        {"number": 2, "status": "pass", "stampede_collided": 8},
+    ]
+    assert result.verdict("stampede_collided").passed is True
     # The result is the collided attempt's alone: its coupon, its eight claims.
     assert result.outcomes()["claim"] == {"ok": 2, "no_stock": 6}
-    assert result.passed, [(v.name, v.detail) for v in result.failed]
+    assert result.status == "pass", [(v.name, v.detail) for v in result.failed]
 
 
 @pytest.mark.chaos
-def test_a_stampede_that_never_collides_is_reported_not_a_stampede(
+def test_a_stampede_that_never_collides_is_no_experiment_and_never_green(
     db_url: str, monkeypatch: Any, capsys: Any
 ) -> None:
     from experiments import scenarios
-    from experiments.lab import STAMPEDE_ATTEMPTS
+    from experiments.pipeline import ATTEMPTS
 
     _Serialize(monkeypatch)
     result = scenarios.run("flash_sale", database_url=db_url, users=8, stock=2, seed=4)
-    assert capsys.readouterr().out.count("drawn again on fresh coupons") == STAMPEDE_ATTEMPTS - 1
-    assert result.summary["serial_attempts"] == {
-        "count": STAMPEDE_ATTEMPTS - 1,
-        "peaks": [1] * (STAMPEDE_ATTEMPTS - 1),
-    }
+    out = capsys.readouterr().out
+    assert out.count("drawn again on fresh coupons") == ATTEMPTS - 1
+    assert "no experiment after 4 attempt(s)" in out
+    assert [a.status for a in result.attempts] == ["no_experiment"] * ATTEMPTS
+    assert result.status == "no_experiment"
+    assert not result.passed
     assert [v.name for v in result.failed] == ["stampede_collided"]
     assert result.verdict("stampede_collided").detail.startswith("not a stampede: peak 1 of 8")
+
+
+def _stampede_with(verdict: Verdict, db_url: str) -> Result:
+    """flash_sale's plan through the pipeline, with one more check of the system."""
+    from experiments.pipeline import Workload, run
+    from experiments.plans import stampede_plan
+    from experiments.spec import RunSpec
+
+    return run(
+        RunSpec("planted", seed=4, database_url=db_url),
+        Workload(
+            make_plan=lambda s, prefix: stampede_plan(s, prefix, stock=2, users=8),
+            expect=lambda history, state, r: [verdict],
+        ),
+    )
 
 
 @pytest.mark.chaos
@@ -189,19 +198,24 @@ def test_a_serial_run_with_another_failure_stands_at_once(
     db_url: str, monkeypatch: Any, capsys: Any
 ) -> None:
     """A redraw never hides what the service did: any other failed check ends the run."""
-    from experiments.lab import experiment
-    from experiments.plans import stampede_plan
-    from experiments.result import Verdict
-
     _Serialize(monkeypatch)
-    result = experiment(
-        "flash_sale",
-        make_plan=lambda s, prefix: stampede_plan(s, prefix, stock=2, users=8),
-        expect=lambda history, state, plan: [Verdict("planted", False, "a planted failure")],
-        params={"stock": 2, "users": 8},
-        seed=4,
-        database_url=db_url,
-    )
+    result = _stampede_with(Verdict("planted", False, "a planted failure"), db_url)
     assert "drawn again" not in capsys.readouterr().out
-    assert "serial_attempts" not in result.summary
+    assert len(result.attempts) == 1
+    assert result.status == "FAIL"
     assert {v.name for v in result.failed} == {"stampede_collided", "planted"}
+
+
+@pytest.mark.chaos
+def test_a_serial_run_with_an_unknown_verdict_stands_and_is_unknown(
+    db_url: str, monkeypatch: Any, capsys: Any
+) -> None:
+    """The reviewer's case: ``linearizable`` unknown plus a serial stampede was drawn
+    again and the result said passed (``checks.invalid_run`` looked at False only)."""
+    _Serialize(monkeypatch)
+    result = _stampede_with(Verdict("planted", None, "search past its time bound"), db_url)
+    assert "drawn again" not in capsys.readouterr().out
+    assert len(result.attempts) == 1
+    assert result.attempts[0].status == "unknown"
+    assert result.status == "unknown"
+    assert not result.passed

@@ -12,7 +12,7 @@ from experiments.detection import (
     mutant_summary,
     run_cell,
 )
-from experiments.mutants import MUTANTS, mutant
+from experiments.mutants import MUTANTS, Mutant, mutant
 
 
 def test_controls_are_the_real_strategies_only() -> None:
@@ -22,6 +22,37 @@ def test_controls_are_the_real_strategies_only() -> None:
     assert [m.strategy for m in rows] == available_strategies()
     assert all(m.name.startswith("real:") and m.equivalent is None for m in rows)
     assert not any(m.strategy.startswith("mutant:") for m in rows)
+
+
+def test_an_undecided_cell_is_never_caught_missed_equivalent_or_passed() -> None:
+    from experiments.detection import _status
+    from experiments.history import History
+    from experiments.mutants import mutant
+    from experiments.result import Result, Verdict
+
+    def run(*verdicts: Verdict) -> Result:
+        return Result("flash_sale", 1, "service", "x", {}, History(), list(verdicts))
+
+    unknown = run(Verdict("conservation", True, ""), Verdict("linearizable", None, "bound"))
+    serial = run(
+        Verdict("conservation", True, ""),
+        Verdict("stampede_collided", False, "not a stampede", validity=True),
+    )
+    equivalent, killable = mutant("lock_after_check"), mutant("lost_update")
+    real = Mutant("real:atomic", "atomic", "none: the real strategy")
+    for m in (equivalent, killable, real):
+        assert _status(m, unknown) == "unknown"
+        assert _status(m, serial) == "no_experiment"
+    cells = [
+        Cell("lock_after_check", "flash_sale", "equivalent"),
+        Cell("lock_after_check", "double_dip", "unknown", ["linearizable"]),
+        Cell("real:row_lock", "flash_sale", "pass"),
+        Cell("real:row_lock", "double_dip", "no_experiment", ["stampede_collided"]),
+    ]
+    assert mutant_summary(cells) == {
+        "lock_after_check": "unknown",
+        "real:row_lock": "no_experiment",
+    }
 
 
 def test_table_and_summary_from_cells() -> None:
@@ -42,8 +73,8 @@ def test_table_and_summary_from_cells() -> None:
     assert mutant_summary(cells) == {
         "lost_update": "caught",
         "no_check+row_lock": "equivalent",
-        # An unknown cell is never a catch.
-        "swallow_unique": "missed",
+        # An unknown cell is never a catch, and never a miss either.
+        "swallow_unique": "unknown",
         "real:atomic": "FAIL",
     }
 
@@ -81,8 +112,8 @@ def test_equivalent_mutant_is_run_once_and_shows_nothing(db_url: str) -> None:
 
 
 @pytest.mark.chaos
-def test_a_scenario_outside_the_pipelines_gets_the_check(db_url: str) -> None:
-    # scale runs its own open_lab: the matrix adds the linearizability check itself,
+def test_scale_through_the_pipeline_catches_a_lost_update(db_url: str) -> None:
+    # scale goes through the one pipeline like every scenario, linearizability included,
     # and a mutant's lost update on its hot coupons shows there.
     cell = run_cell(
         mutant("lost_update"),

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from experiments.scenarios import SCENARIOS
-from experiments.scenarios._checks import checks_of
 
 FAULT_SCENARIOS = [
     "pool_exhaustion",
@@ -41,7 +40,7 @@ def test_fault_scenario_passes(name: str, layer: str, db_url: str) -> None:
     assert not failed, failed
     assert result.verdict("no_leaks").passed is True
     assert result.summary["ops"] > 0
-    assert {v.name for v in result.verdicts} == set(checks_of(name))
+    assert {v.name for v in result.verdicts} == set(SCENARIOS[name].checks())
 
 
 @pytest.mark.chaos
@@ -59,7 +58,7 @@ def test_database_restart_on_its_own_database(layer: str) -> None:
 def test_database_restart_given_a_url_runs_every_check_on_its_own_cluster(db_url: str) -> None:
     result = SCENARIOS["database_restart"].run(seed=1, database_url=db_url)
     assert result.passed, [f"{v.name}: {v.detail}" for v in result.failed]
-    assert {v.name for v in result.verdicts} == set(checks_of("database_restart"))
+    assert {v.name for v in result.verdicts} == set(SCENARIOS["database_restart"].checks())
     assert "cluster of its own" in result.summary["database"]
     assert "given by URL" in result.summary["database"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from experiments.pipeline import quiet_pool_log
 from experiments.history import History, Op
+from experiments.pipeline import quiet_pool_log
 from experiments.runner import NOT_STARTED
 
 

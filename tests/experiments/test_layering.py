@@ -39,6 +39,13 @@ def _reaches(importer: str, target: str) -> bool:
         ("experiments.checks_leaks", "experiments.faults"),
         ("experiments.checks", "experiments.faults"),
         ("experiments.checks_leaks", "experiments.lab"),
+        # The lab context starts things; the pipeline alone knows faults and checks.
+        ("experiments.lab", "experiments.pipeline"),
+        ("experiments.checks", "experiments.pipeline"),
+        ("experiments.spec", "experiments.lab"),
+        ("experiments.spec", "experiments.pipeline"),
+        ("experiments.result", "experiments.pipeline"),
+        ("experiments.findings", "experiments.pipeline"),
     ],
 )
 def test_no_import_against_the_arrow(importer: str, forbidden: str) -> None:

@@ -6,14 +6,8 @@ import psycopg
 import pytest
 
 from coupon_core import apply_schema, available_strategies
-from experiments.mutants import (
-    MUTANTS,
-    Mutant,
-    expose,
-    install,
-    mutant,
-    mutant_database,
-)
+from experiments.exposure import expose
+from experiments.mutants import MUTANTS, Mutant, install, mutant, mutant_database
 
 _KILLABLE = [m.name for m in MUTANTS if m.equivalent is None]
 _EQUIVALENT = [m.name for m in MUTANTS if m.equivalent is not None]

@@ -7,7 +7,7 @@ import pytest
 from coupon_core.workers import serve_processes
 from experiments import scenarios
 from experiments.faults.processes import WorkerKiller
-from experiments.scenarios._checks import checks_of
+from experiments.scenarios import SCENARIOS
 from experiments.scenarios.process_crash import crash_plan
 
 pytestmark = pytest.mark.chaos
@@ -34,7 +34,7 @@ def test_killer_refuses_an_unsupervised_group(db_url: str) -> None:
 def test_process_crash_with_two_kills(db_url: str) -> None:
     result = scenarios.run("process_crash", seed=11, kills=2, database_url=db_url)
     assert result.passed, [(v.name, v.detail) for v in result.failed]
-    assert {v.name for v in result.verdicts} == set(checks_of("process_crash"))
+    assert {v.name for v in result.verdicts} == set(SCENARIOS["process_crash"].checks())
     s = result.summary
     assert s["worker_restarts"] == 2
     assert len(s["kills"]) == 2

@@ -14,7 +14,7 @@ from coupon_core.cluster import ReplicatedCluster
 from coupon_core.database import replicated
 from experiments import scenarios
 from experiments.faults.replication import Failover, FailoverCommand, ReplicationLinks
-from experiments.scenarios._checks import checks_of
+from experiments.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.chaos
 
@@ -139,10 +139,11 @@ def test_failover_sync_over_http_loses_nothing() -> None:
     assert set(result.outcomes()["claim"]) <= {"ok", "unavailable", "unknown"}
     assert result.summary["unavailable_s"] is not None
     assert "findings" not in result.summary
-    # What `coupon-chaos list` declares, less loss_caught (an unsafe configuration's)
-    # and old_primary_rejoined (rejoin=False).
-    unsafe_or_rejoin = {"loss_caught", "old_primary_rejoined"}
-    assert {v.name for v in result.verdicts} == set(checks_of("failover")) - unsafe_or_rejoin
+    # What `coupon-chaos list` declares; loss_caught (an unsafe configuration's) and
+    # old_primary_rejoined (rejoin=False) skipped, each with its reason.
+    assert [v.name for v in result.verdicts] == list(SCENARIOS["failover"].checks())
+    assert result.verdict("loss_caught").skipped
+    assert result.verdict("old_primary_rejoined").skipped
 
 
 def test_failover_async_with_a_cut_link_loses_claims_and_the_lab_names_them() -> None:
@@ -156,8 +157,11 @@ def test_failover_async_with_a_cut_link_loses_claims_and_the_lab_names_them() ->
     evidence = result.verdict("lost_claims_on_old_primary")
     assert evidence.figures["on_old_primary"] == lost
     assert result.verdict("old_primary_rejoined").passed is True
-    moved = set(result.summary["findings"])
-    assert {v.name for v in result.verdicts} == set(checks_of("failover")) - moved
+    # The failures the loss explains are marked as its finding, not hidden.
+    explained = {v.name for v in result.findings}
+    assert explained == set(result.summary["findings"])
+    assert "no_lost_acknowledged_claims" in explained
+    assert [v.name for v in result.verdicts] == list(SCENARIOS["failover"].checks())
 
 
 def test_stale_reads_on_the_primary_stay_linearizable() -> None:
@@ -165,7 +169,7 @@ def test_stale_reads_on_the_primary_stay_linearizable() -> None:
     assert result.passed, [(v.name, v.detail) for v in result.failed]
     assert result.verdict("stale_reads").passed is True
     assert result.verdict("linearizable").passed is True
-    assert {v.name for v in result.verdicts} == set(checks_of("stale_reads"))
+    assert {v.name for v in result.verdicts} == set(SCENARIOS["stale_reads"].checks())
 
 
 def test_stale_reads_on_a_lagging_standby_are_proved_and_flagged() -> None:

@@ -26,6 +26,10 @@ def _v(name: str, passed: bool | None, *, validity: bool = False) -> Verdict:
         ([Verdict.skip("a", "no database")], "skipped"),
         ([], "skipped"),
         ([Verdict.skip("a", "x"), _v("s", None, validity=True)], "no_experiment"),
+        # A finding excuses the failure its evidence explains, never an unknown.
+        ([Verdict("lin", False, "d", finding="loss"), _v("a", True)], "pass"),
+        ([Verdict("lin", None, "d", finding="loss"), _v("a", True)], "unknown"),
+        ([Verdict("lin", False, "d", finding="loss"), _v("a", False)], "FAIL"),
     ],
 )
 def test_status_is_decided_once(verdicts: list[Verdict], status: str) -> None:
@@ -37,7 +41,11 @@ def test_a_result_round_trips_with_its_attempts(tmp_path: Path) -> None:
     op = Op(1, 0, "claim", "c\ud800", user="u")
     op.invoke_ns, op.complete_ns, op.result = history.origin_ns + 5, history.origin_ns + 9, "ok"
     history.ops.append(op)
-    first = [_v("a", True), _v("stampede_collided", False, validity=True)]
+    first = [
+        _v("a", True),
+        _v("stampede_collided", False, validity=True),
+        Verdict("lin", False, "lost", finding="acknowledged claims lost"),
+    ]
     last = [_v("a", True), _v("stampede_collided", True, validity=True)]
     result = Result(
         scenario="flash_sale",

@@ -9,10 +9,10 @@ import pytest
 
 from coupon_core import available_strategies
 from experiments import scenarios
-from experiments.checks import invalid_run
 from experiments.lab import open_lab
 from experiments.result import Result
-from experiments.scenarios._checks import checks_of
+from experiments.scenarios import SCENARIOS
+from experiments.spec import SpecError
 
 STRATEGIES = available_strategies()
 # The concurrency catalog; the fault scenarios have their own tests (test_fault_scenarios).
@@ -47,34 +47,21 @@ def test_registry_lists_the_catalog() -> None:
         assert scenario.title
         assert scenario.description
         params = scenario.params()
-        assert params["layer"] == "service"
+        assert params["layer"] in ("service", "http")
         assert params["strategy"] == "row_lock"
         assert params["seed"] is None
     assert scenarios.SCENARIOS["zero_stock_stampede"].defaults == {"stock": 1, "users": 100}
-    with pytest.raises(TypeError, match="unknown parameter"):
+    with pytest.raises(SpecError, match="unknown parameter"):
         scenarios.SCENARIOS["flash_sale"].params(stokc=5)
     with pytest.raises(KeyError, match="unknown scenario"):
         scenarios.run("no_such_scenario")
-
-
-def _valid_run(name: str, **params: Any) -> Result:
-    """A run whose stampede collided: one that did not (a loaded machine woke its workers
-    one after another; measured under two busy loops: peak 3 of 100 in flight for
-    ``atomic``) is no experiment of concurrency, so it is drawn again, at most three
-    times, with a fresh seed. Every other failure stands at the first run."""
-    result = scenarios.run(name, **params)
-    for _ in range(3):
-        if not invalid_run(result.verdicts):
-            break
-        result = scenarios.run(name, **params)
-    return result
 
 
 @pytest.mark.chaos
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario_on_the_service_layer(db_url: str, name: str, strategy: str) -> None:
-    result = _valid_run(name, database_url=db_url, strategy=strategy, **SMALL.get(name, {}))
+    result = scenarios.run(name, database_url=db_url, strategy=strategy, **SMALL.get(name, {}))
     assert result.passed, _explain(result)
     assert result.verdicts
     assert result.params["strategy"] == strategy
@@ -87,15 +74,14 @@ def test_scenario_on_the_service_layer(db_url: str, name: str, strategy: str) ->
 @pytest.mark.chaos
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario_on_the_http_layer(db_url: str, name: str) -> None:
-    result = _valid_run(name, database_url=db_url, layer="http", **SMALL.get(name, {}))
+    result = scenarios.run(name, database_url=db_url, layer="http", **SMALL.get(name, {}))
     assert result.passed, _explain(result)
     claims = [o for o in result.history.of_kind("claim") if o.phase != "setup"]
     assert claims
     assert all(o.http_status is not None for o in claims)
-    # What `coupon-chaos list` says this scenario runs is what it ran.
-    sizes = SMALL.get(name, {}).get("sizes", ())
-    declared = {c.replace("<size>", str(n)) for c in checks_of(name) for n in (sizes or (0,))}
-    assert {v.name for v in result.verdicts} == declared
+    # What `coupon-chaos list` says this scenario runs is what it ran, in its order.
+    spec = SCENARIOS[name].spec(**SMALL.get(name, {}))
+    assert [v.name for v in result.verdicts] == list(SCENARIOS[name].checks(spec))
     assert result.verdict("contract_kept").figures["judged"] >= len(claims)
 
 

@@ -15,7 +15,6 @@ from experiments.sweep import (
     check_params,
     exit_code,
     expand_strategies,
-    peak_in_flight,
     print_totals,
     run_sweep,
 )
@@ -60,12 +59,23 @@ def test_failures_are_printed_with_their_cell(capsys: pytest.CaptureFixture[str]
 # -- run_sweep: the grid into tidy tables ----------------------------------------------------
 
 
-def test_peak_in_flight_counts_the_most_open_intervals() -> None:
-    assert peak_in_flight([]) == 0
-    assert peak_in_flight([(0, 10), (5, 15), (12, 20)]) == 2
-    assert peak_in_flight([(0, 10), (1, 9), (2, 8)]) == 3
-    # An interval ending where another starts does not overlap it.
-    assert peak_in_flight([(0, 5), (5, 10)]) == 1
+def test_a_run_that_tested_nothing_or_could_not_decide_is_never_a_pass() -> None:
+    from experiments.history import History
+    from experiments.result import Result, Verdict
+
+    def result(*verdicts: Verdict) -> Result:
+        return Result("double_dip", 1, "service", "row_lock", {}, History(), list(verdicts))
+
+    serial = Verdict("stampede_collided", False, "not a stampede: peak 1 of 8", validity=True)
+    for r, status in (
+        (result(Verdict("conservation", True, ""), serial), "no_experiment"),
+        (result(Verdict("linearizable", None, "past its bound")), "unknown"),
+    ):
+        tally = Tally()
+        tally._count(1, r)
+        assert (tally.passed, tally.failed) == (0, 1)
+        assert tally.failures[0].startswith(f"seed 1: {status}: ")
+        assert exit_code({("double_dip",): tally}) == 1
 
 
 def test_strategy_names_expand_and_unknown_ones_are_refused() -> None:
@@ -115,9 +125,7 @@ def test_a_sweep_has_one_row_per_run_op_and_check(small_sweep: Sweep) -> None:
     assert sorted(set(runs["seed"])) == [11, 12]
     # A stampede that did not collide (atomic, with the CPU busy) is no experiment:
     # recorded as such, never as a pass or a FAIL.
-    assert runs["status"].isin(["pass", "not_a_stampede"]).all(), runs[
-        ["strategy", "failed_checks"]
-    ]
+    assert runs["status"].isin(["pass", "no_experiment"]).all(), runs[["strategy", "failed_checks"]]
     assert (runs["status"] == "pass").any()
     assert (runs["claim_ok"] == 2).all()
     assert (runs["claim_no_stock"] == 8).all()
