@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import psycopg
 from psycopg import sql
@@ -43,6 +43,7 @@ from experiments.history import History, Op, collision
 from experiments.plans import Plan
 from experiments.run_record import announce, common_params, run_prefix
 from experiments.runner import NOT_STARTED, PhaseLabel, RunReport, run_plan
+from experiments.spec import LAYERS as SPEC_LAYERS
 
 if TYPE_CHECKING:
     from coupon_core.cluster import ReplicatedCluster as Cluster
@@ -81,7 +82,7 @@ class Stoppable(Protocol):
 
 #: (database or target URL, the cluster if any, seed) -> (the URL to use, the thing, started).
 Through = Callable[[str, "Cluster | None", int], tuple[str, Stoppable]]
-LAYERS: tuple[Layer, ...] = ("service", "http")
+LAYERS: tuple[Layer, ...] = cast("tuple[Layer, ...]", SPEC_LAYERS)
 
 #: Connections a pool may hold: enough that claims queue in PostgreSQL's row lock,
 #: not in the pool, yet few enough that scenarios running side by side stay below

@@ -104,12 +104,28 @@ def resolve(
             raise UsageError(
                 f"-p {name}: no parameter {name!r} in {scenarios}; allowed: {', '.join(known)}"
             )
-    return {
+    typed = {
         scenario: {
             name: coerce(name, text, params[name]) for name, text in given.items() if name in params
         }
         for scenario, params in declared.items()
     }
+    _check_ranges(typed)
+    return typed
+
+
+def _check_ranges(typed: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each value within the range its scenario declares (``RunSpec``'s ranges): refused
+    here, before any work, with the same words the spec uses."""
+    from experiments.scenarios import SCENARIOS
+    from experiments.spec import SpecError
+
+    for scenario, values in typed.items():
+        if scenario in SCENARIOS and values:
+            try:
+                SCENARIOS[scenario].spec(**values)
+            except SpecError as err:
+                raise UsageError(f"-p {err}") from None
 
 
 def assignments(values: Mapping[str, Any]) -> Sequence[str]:

@@ -229,8 +229,9 @@ def _validity_detail(result: Result) -> str:
     return "; ".join(v.detail for v in result.verdicts if v.validity and v.passed is not True)
 
 
-def skipped(spec: RunSpec, reason: str) -> Result:
-    """The Result of a run that did not happen: one skipped check, with the reason."""
+def skipped(spec: RunSpec, reason: str, check: str = "runnable") -> Result:
+    """The Result of a run that did not happen: one skipped check (``check``: what it
+    lacked), with the reason."""
     seed = draw_seed(spec.seed)
     print(f"[{spec.scenario}] skipped: {reason}", flush=True)
     return Result(
@@ -240,7 +241,7 @@ def skipped(spec: RunSpec, reason: str) -> Result:
         strategy=spec.strategy,
         params={**spec.common(), "seed": seed, **spec.params},
         history=History(),
-        verdicts=[Verdict.skip("runnable", reason)],
+        verdicts=[Verdict.skip(check, reason)],
         summary={"skipped": reason},
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -304,6 +305,18 @@ def _attempt(
         )
         lab.setup(plan)
         r.report = w.drive(r) if w.drive is not None else _drive(r, w)
+        if r.report.timed_out:
+            # The bound ended the load: said here, and in the summary (``run_bound``).
+            print(
+                f"[{scenario}] run bound of {spec.run_timeout_s:g} s reached:"
+                f" {r.report.not_started} of {r.report.ops_planned} ops not started",
+                flush=True,
+            )
+            r.figures["run_bound"] = {
+                "run_timeout_s": spec.run_timeout_s,
+                "reached": True,
+                "not_started": r.report.not_started,
+            }
         if lab.service_or_none is not None:
             lab.service_or_none.fault = None
         if isinstance(lab.middle, Nemesis):
@@ -448,9 +461,6 @@ def _check(
         # Ops a fault cut short (unknown, unavailable) count as maybe-happened.
         verdicts.append(check_linearizable(started_ops(history), LINEARIZABLE_TIME_LIMIT_S))
         verdicts.append(leaks)
-    verdicts += [*w.expect(history, state, r), *r.verdicts]
-    if w.checks == "own":
-        verdicts.append(leaks)
     if faults:
         verdicts.append(
             Verdict(
@@ -462,6 +472,9 @@ def _check(
                 {"time_to_recover_s": recover_s},
             )
         )
+    verdicts += [*w.expect(history, state, r), *r.verdicts]
+    if w.checks == "own":
+        verdicts.append(leaks)
     verdicts += _validity(r, w)
     if w.judge is not None:
         verdicts = w.judge(r, verdicts)

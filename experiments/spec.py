@@ -14,13 +14,16 @@ see the same values; a value out of its range is refused here, before any work.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from coupon_core.redact import redact_url
 
-__all__ = ["COMMON_DEFAULTS", "COMMON_FIELDS", "Range", "RunSpec", "SpecError", "merge"]
+__all__ = ["COMMON_DEFAULTS", "COMMON_FIELDS", "LAYERS", "Range", "RunSpec", "SpecError", "merge"]
+
+#: The layers a run drives: the service in process, or its HTTP API through uvicorn.
+LAYERS: tuple[str, ...] = ("service", "http")
 
 
 class SpecError(ValueError):
@@ -75,6 +78,8 @@ class RunSpec:
     pool_max: int | None = None
     #: The workload's own figures.
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: The layer asked for, when the scenario runs on another (HTTP only, or a target).
+    requested_layer: str | None = None
 
     def __getitem__(self, name: str) -> Any:
         """A workload figure: ``spec["stock"]``."""
@@ -93,7 +98,7 @@ class RunSpec:
             "target": None if self.target is None else redact_url(self.target),
             "cleanup": self.cleanup,
             "pool_max": self.pool_max,
-        }
+        } | ({} if self.requested_layer is None else {"requested_layer": self.requested_layer})
 
     def replace(self, **changes: Any) -> RunSpec:
         return dataclasses.replace(self, **changes)
@@ -101,7 +106,9 @@ class RunSpec:
 
 #: The common parameters (every field but the scenario's name and its own figures).
 COMMON_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(RunSpec) if f.name not in ("scenario", "params")
+    f.name
+    for f in dataclasses.fields(RunSpec)
+    if f.name not in ("scenario", "params", "requested_layer")
 )
 #: Their defaults, stated once (the fields' defaults above).
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -122,9 +129,14 @@ def merge(
     common: Mapping[str, Any] | None = None,
     ranges: Mapping[str, Range] | None = None,
     given: Mapping[str, Any] | None = None,
+    layers: Sequence[str] = LAYERS,
 ) -> RunSpec:
     """The spec of one run: common defaults < the scenario's ``common`` < its figures'
-    ``defaults`` < ``given``; every value checked against its range."""
+    ``defaults`` < ``given``; every value checked against its range.
+
+    ``layers`` are the layers the scenario can run on: asked for another (the suite runs
+    every notebook on one layer), it runs on the first and records the layer asked for.
+    A target is reached over HTTP, so a run against one is an HTTP run."""
     given = dict(given or {})
     unknown = set(given) - set(COMMON_FIELDS) - set(defaults)
     if unknown:
@@ -146,4 +158,12 @@ def merge(
         value = values.get(name, own.get(name))
         if value is not None:
             r.check(name, value)
-    return RunSpec(scenario=scenario, params=own, **values)
+    if values["layer"] not in LAYERS:
+        raise SpecError(f"layer must be one of {', '.join(LAYERS)}, not {values['layer']!r}")
+    allowed = [x for x in layers if values["target"] is None or x == "http"]
+    if not allowed:
+        raise SpecError(f"{scenario}: cannot run against a target (it runs on {list(layers)})")
+    requested = None
+    if values["layer"] not in allowed:
+        requested, values["layer"] = values["layer"], allowed[0]
+    return RunSpec(scenario=scenario, params=own, requested_layer=requested, **values)

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "ONLY_LAYERS",
     "OWN_DATABASE",
     "REAL_STRATEGIES",
     "Sweep",
@@ -57,8 +56,6 @@ __all__ = [
 REAL_STRATEGIES: tuple[str, ...] = ("row_lock", "atomic", "serializable", "advisory")
 #: Scenarios that bring their own database (a restart must not stop the shared one).
 OWN_DATABASE = frozenset({"database_restart"})
-#: Scenarios that exist on one layer only.
-ONLY_LAYERS: dict[str, tuple[str, ...]] = {"input_boundary": ("http",)}
 #: Parameters a sweep sets itself: ``-p`` may not.
 _RESERVED = frozenset({"seed", "layer", "strategy", "database_url"})
 #: How often the lock-wait sampler looks (see experiments.waits).
@@ -312,7 +309,7 @@ def run_sweep(
         for name in names
         for strategy in chosen
         for layer in layers
-        if layer in ONLY_LAYERS.get(name, LAYERS)
+        if layer in scenarios.SCENARIOS[name].layers
     ]
     total = len(cells) * seeds
     t0 = time.monotonic()

@@ -29,8 +29,6 @@ from experiments.sweep import Tally, print_totals
 
 #: Scenarios that bring their own database (a restart must not stop the shared one).
 OWN_DATABASE = frozenset({"database_restart"})
-#: Scenarios that exist on one layer only.
-ONLY_LAYERS: dict[str, tuple[str, ...]] = {"input_boundary": ("http",)}
 
 
 @dataclass
@@ -98,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = provision(args.database_url)
     try:
         for name in args.scenarios:
-            for layer in [la for la in args.layers if la in ONLY_LAYERS.get(name, LAYERS)]:
+            for layer in [la for la in args.layers if la in scenarios.SCENARIOS[name].layers]:
                 cell = cells.setdefault((name, layer), Cell())
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     result = cell.run(

@@ -68,7 +68,6 @@ class Spec:
         _TIMELINE,
     )
     extra_tables: tuple[str, ...] = ()
-    layers: tuple[str, ...] = ("service", "http")
     #: False: the scenario ignores ``database_url`` and ``DATABASE_URL`` (the suite
     #: passes the URL in the kernel's environment, never as a parameter) and starts a
     #: database of its own (one it may stop and restart).
@@ -404,7 +403,6 @@ SPECS["input_boundary"] = Spec(
         'pd.Series(result.summary["statuses"], name="responses").rename_axis("status")',
         'pd.Series(result.summary["problems"], name="problems").rename_axis("check")',
     ),
-    layers=("http",),
 )
 
 SPECS["process_crash"] = Spec(
@@ -426,7 +424,6 @@ SPECS["process_crash"] = Spec(
         _WINDOWS,
         'pd.DataFrame(result.summary["kills"])',
     ),
-    layers=("http",),
 )
 
 
@@ -459,7 +456,6 @@ SPECS["locust_stampede"] = Spec(
         'pd.DataFrame(result.summary["clocks"]).T.rename_axis("worker")',
         'pd.DataFrame(result.summary["locust_stats"]).T.rename_axis("locust request")',
     ),
-    layers=("http",),
     record=(
         "from experiments.locust import save_locust_reports",
         'print("saved", *save_locust_reports(result, out_dir))',
@@ -483,7 +479,8 @@ def build(name: str, spec: Spec) -> Any:
     scenario = SCENARIOS[name]
     md = nbformat.v4.new_markdown_cell
     knobs = "\n".join(f"{k} = {_literal(v)}" for k, v in scenario.defaults.items())
-    one_layer = len(spec.layers) == 1
+    layers = scenario.layers
+    one_layer = len(layers) == 1
     # A one-layer scenario declares no layer: the suite then injects none to contradict it.
     common = ["seed", *([] if one_layer else ["layer"]), "strategy"]
     if spec.takes_database_url:
@@ -493,9 +490,7 @@ def build(name: str, spec: Spec) -> Any:
         # Declared (every notebook offers it) but not passed: a restart must not stop
         # the suite's shared database, so this scenario always starts its own.
         db_line = "database_url = None  # not used: this scenario starts its own PostgreSQL\n"
-    layer_line = (
-        f"# layer: {spec.layers[0]} only\n" if one_layer else 'layer = "service"  # or "http"\n'
-    )
+    layer_line = f"# layer: {layers[0]} only\n" if one_layer else 'layer = "service"  # or "http"\n'
     parameters = (
         "# Common knobs; None: drawn seed, DATABASE_URL or an embedded PostgreSQL, no record.\n"
         f'seed = None\n{layer_line}strategy = "row_lock"\n{db_line}out_dir = None\n'
@@ -555,7 +550,7 @@ def build(name: str, spec: Spec) -> Any:
         "language": "python",
     }
     nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["coupon_chaos"] = {"scenario": name, "layers": list(spec.layers)}
+    nb.metadata["coupon_chaos"] = {"scenario": name, "layers": list(layers)}
     return nb
 
 

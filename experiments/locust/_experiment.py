@@ -205,7 +205,12 @@ def run_locust(
         # every interval longer, and so would make any run look like a collision).
         if r.plan.shape not in STAMPEDE_SHAPES:
             return []
-        return [stampede_collided(placed["corrected"], r.plan.workers)]
+        # Every load op, whichever worker process ran it (its phase names the process).
+        corrected = placed["corrected"]
+        load = History(
+            ops=[o for o in corrected.ops if o.phase != "setup"], origin_ns=corrected.origin_ns
+        )
+        return [stampede_collided(load, r.plan.workers, phase=None)]
 
     def judge(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
         # Beside the verdict, what the same history says placed without widening and at

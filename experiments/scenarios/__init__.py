@@ -25,7 +25,7 @@ from typing import Any, Literal
 from experiments.checks import SHARED, Shared
 from experiments.pipeline import skipped
 from experiments.result import Result
-from experiments.spec import COMMON_DEFAULTS, COMMON_FIELDS, Range, RunSpec, merge
+from experiments.spec import COMMON_DEFAULTS, COMMON_FIELDS, LAYERS, Range, RunSpec, merge
 
 __all__ = [
     "CATALOG",
@@ -130,6 +130,8 @@ class Scenario:
     #: a function of the spec for a scenario whose checks follow its figures.
     shared: Shared = "catalog"
     own_checks: tuple[str, ...] | Callable[[RunSpec], tuple[str, ...]] = ()
+    #: The layers it runs on (``LAYERS``); asked for another, it runs on the first.
+    layers: tuple[str, ...] = LAYERS
 
     def checks(self, spec: RunSpec | None = None) -> tuple[str, ...]:
         """Every check a run of this spec returns, in order: the shared set, then its own."""
@@ -155,6 +157,7 @@ class Scenario:
             common=self.common,
             ranges=self.ranges,
             given=overrides,
+            layers=self.layers,
         )
 
     def params(self, **overrides: Any) -> dict[str, Any]:
@@ -207,6 +210,7 @@ def register(module_name: str) -> Scenario:
         ranges=dict(getattr(module, "RANGES", {})),
         shared=getattr(module, "SHARED", "catalog"),
         own_checks=getattr(module, "CHECKS", ()),
+        layers=tuple(getattr(module, "LAYERS", LAYERS)),
     )
     SCENARIOS[scenario.name] = scenario
     return scenario

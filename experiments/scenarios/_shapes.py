@@ -17,7 +17,10 @@ from experiments.plans import one_user_plan, stampede_plan
 from experiments.result import Result, Verdict
 from experiments.spec import Range, RunSpec
 
-__all__ = ["ONE_USER_RANGES", "STAMPEDE_RANGES", "one_user", "stampede"]
+__all__ = ["ONE_USER_RANGES", "SHAPE_CHECKS", "STAMPEDE_RANGES", "WORKERS", "one_user", "stampede"]
+
+#: The checks of both shapes, beyond the catalog's shared set (the registry's names).
+SHAPE_CHECKS: tuple[str, ...] = ("claim_counts", "final_stock", "claim_rows", "stampede_collided")
 
 #: A worker is a thread of the lab's process, and an HTTP worker a connection of its own.
 WORKERS = Range(1, 2000, "each is a thread of the lab's process")

@@ -268,7 +268,6 @@ def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
     r.figures["unsafe"] = True
     return [
         *kept,
-        _no_command(),
         Verdict(
             "loss_caught",
             evidence.passed is True,
@@ -279,6 +278,7 @@ def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
             else "no acknowledged claim was lost this time",
             {"lost_count": len(lost), "findings": sorted(findings)},
         ),
+        _no_command(),
     ]
 
 
@@ -299,7 +299,11 @@ def _no_command() -> Verdict:
 def _by_url(spec: RunSpec, command: str | None) -> Result:
     """A cluster of the user's: their multi-host URL, their failover command as the fault."""
     if not command:
-        return skipped(spec, "a cluster given by URL needs failover_command (the fault to run)")
+        return skipped(
+            spec,
+            "a cluster given by URL needs failover_command (the fault to run)",
+            check="failover_command",
+        )
     commands: list[FailoverCommand] = []
 
     def faults(fr: Run) -> list[Nemesis]:

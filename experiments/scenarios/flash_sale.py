@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.checks import Shared
-from experiments.result import Result
-from experiments.scenarios._shapes import STAMPEDE_RANGES, stampede
-from experiments.spec import RunSpec
+from experiments.scenarios._shapes import SHAPE_CHECKS, STAMPEDE_RANGES, stampede
 
 NAME = "flash_sale"
 TITLE = "Flash sale"
@@ -16,17 +13,4 @@ DESCRIPTION = (
     "Expected: 5 successes, 45 out of stock, nothing else; remaining 0; 5 claim rows."
 )
 DEFAULTS: dict[str, Any] = {"stock": 5, "users": 50}
-#: The shared checks it gets, and its own (``experiments.checks.registry``).
-SHARED: Shared = "catalog"
-CHECKS: tuple[str, ...] = (
-    "claim_counts",
-    "final_stock",
-    "claim_rows",
-    "stampede_collided",
-)
-
-RANGES = STAMPEDE_RANGES
-
-
-def run(spec: RunSpec) -> Result:
-    return stampede(spec)
+RANGES, CHECKS, run = STAMPEDE_RANGES, SHAPE_CHECKS, stampede

@@ -102,8 +102,9 @@ def _error_of(response: httpx.Response) -> tuple[str | None, str | None]:
     return str(body["error"]), None
 
 
+#: HTTP only: asked for another layer, it runs on HTTP and says so.
+LAYERS: tuple[str, ...] = ("http",)
 COMMON: dict[str, Any] = {
-    "layer": "http",
     # About 1,240 requests plus read-backs: 22 s measured on a loaded 2-core machine
     # (load 7, median request 1.5 ms once the server set TCP_NODELAY); 120 s leaves
     # room, 60 s is tight.
@@ -135,9 +136,6 @@ CHECKS: tuple[str, ...] = (
 
 def run(spec: RunSpec) -> Result:
     generated_cases = int(spec["generated_cases"])
-    # HTTP only, whatever layer the suite asks for: it is recorded.
-    requested_layer = spec.layer
-    spec = spec.replace(layer="http")
     problems: dict[str, list[str]] = {
         "status": [],
         "error_body": [],
@@ -387,7 +385,6 @@ def run(spec: RunSpec) -> Result:
             checks=SHARED,
             database="private",
             summary=lambda r: {
-                "requested_layer": requested_layer,
                 "isolated_database": r.lab.isolated,
                 **counts,
                 "statuses": dict(sorted(status_hist.items())),

@@ -29,8 +29,8 @@ CHECKS: tuple[str, ...] = (
 )
 
 
-#: Locust always drives HTTP, whatever layer the suite asks for.
-COMMON: dict[str, Any] = {"layer": "http"}
+#: Locust always drives HTTP: asked for another layer, it runs on HTTP and says so.
+LAYERS: tuple[str, ...] = ("http",)
 RANGES: dict[str, Range] = {**STAMPEDE_RANGES, "processes": Range(1, 8, "Locust worker processes")}
 
 

@@ -94,7 +94,8 @@ def _failed(o: Op) -> bool:
     return o.result in ("unknown", "unavailable", "server_error")
 
 
-COMMON: dict[str, Any] = {"layer": "http"}
+#: HTTP only (server processes): asked for another layer, it runs on HTTP and says so.
+LAYERS: tuple[str, ...] = ("http",)
 
 
 def run(spec: RunSpec) -> Result:
@@ -103,9 +104,6 @@ def run(spec: RunSpec) -> Result:
     kills = int(spec["kills"])
     stock = int(spec["stock"])
     rolling = bool(spec["rolling"])
-    # HTTP only (server processes), whatever layer the suite asks for: it is recorded.
-    requested_layer = spec.layer
-    spec = spec.replace(layer="http")
     if server_workers < 1 or kills < 0:
         raise SpecError(f"need server_workers >= 1 and kills >= 0: {server_workers}, {kills}")
     killers: list[WorkerKiller] = []
@@ -229,7 +227,6 @@ def run(spec: RunSpec) -> Result:
             after_s=0.5,
             faults_done=lambda: bool(killers) and killers[0].done.is_set(),
             server_workers=server_workers,
-            summary=lambda r: {"requested_layer": requested_layer},
         ),
     )
 

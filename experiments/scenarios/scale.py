@@ -33,12 +33,15 @@ DEFAULTS: dict[str, Any] = {"sizes": (100, 200, 500), "stock_ratio": 0.1}
 
 
 SHARED: Shared = "catalog"
-_PER_SIZE = ("claim_counts", "final_stock", "claim_rows", "stampede_collided")
+_PER_SIZE = ("claim_counts", "final_stock", "claim_rows")
 
 
 def CHECKS(spec: RunSpec) -> tuple[str, ...]:
-    """Its own checks: the stampede's four, once per size (``claim_counts_100``, ...)."""
-    return tuple(f"{c}_{int(n)}" for n in spec["sizes"] for c in _PER_SIZE)
+    """Its own checks: the stampede's three per size (``claim_counts_100``, ...), then
+    whether each size's stampede collided (validity checks come after expectations)."""
+    sizes = [int(n) for n in spec["sizes"]]
+    own = tuple(f"{c}_{n}" for n in sizes for c in _PER_SIZE)
+    return own + tuple(f"stampede_collided_{n}" for n in sizes)
 
 
 RANGES: dict[str, Range] = {"sizes": WORKERS, "stock_ratio": Range(0, 1, "a share of the users")}

@@ -20,7 +20,7 @@ from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.replica_checks import stale_reads, stale_reads_observed
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec, SpecError
+from experiments.spec import Range, RunSpec, SpecError
 
 if TYPE_CHECKING:
     from coupon_core.cluster import ReplicatedCluster as Cluster
@@ -56,6 +56,7 @@ _READS_CHECKS = ("stale_reads", CHECK_NAME)
 
 
 COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
+RANGES: dict[str, Range] = {"lag_s": Range(0, 10, "the replication link's delay, in seconds")}
 
 
 def run(spec: RunSpec) -> Result:

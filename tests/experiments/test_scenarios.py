@@ -135,6 +135,7 @@ def test_seed_is_printed_and_recorded(db_url: str, capsys: pytest.CaptureFixture
         "op_timeout_s": 10.0,
         "run_timeout_s": 60.0,
         "pool_max": None,
+        "cleanup": False,
         "target": None,
         "stock": 100,
         "requests": 10,
