@@ -46,10 +46,13 @@ DEFAULT_REQUEST_TIMEOUT_S = 10.0
 #: descriptors (1024 by default) with the pool's connections beside it.
 DEFAULT_MAX_CONNECTIONS = 800
 #: While draining, a kept-alive connection idle this long is closed. A client that sends
-#: on it just then still loses its request (the race no server can close), so the wait
-#: is long enough for a busy client to have sent its next request (and met the
-#: ``Connection: close``), short enough to keep a rolling restart's step brief.
-DRAIN_IDLE_S = 1.0
+#: on it just then still loses its request (the race no server can close: gunicorn and
+#: nginx close idle connections at once), so the wait is long enough for a busy client,
+#: even one starved of CPU, to have sent its next request and met the
+#: ``Connection: close``, and short of uvicorn's graceful shutdown bound (5 s), after
+#: which requests are cancelled. (1.0 s: one reset in 20 runs of
+#: scripts/rolling_restart_load.py --via serve, on a machine at load 15.)
+DRAIN_IDLE_S = 3.0
 
 
 def _raw_response(status: int, reason: str, message: str) -> bytes:
