@@ -18,6 +18,11 @@ killed backends on a healthy database (the lab's ``connection_drop``) leaves it 
 
 The probe is a plain connection (bounded by its connect timeout), made in one
 daemon thread that lives while the breaker is confirming or open; ``close()`` ends it.
+
+The log tells an outage in one WARNING line per change of state (open, half-open:
+probing, closed), each with its reason; a failed probe is a DEBUG line. The pool's own
+per-attempt lines are silenced for a pool that reports to a breaker
+(``coupon_core.pool``).
 """
 
 from __future__ import annotations
@@ -131,11 +136,15 @@ class CircuitBreaker:
                 if self._state != "closed":
                     self._state = "closed"
                     self.closed_at = time.monotonic()
-                    log.warning("database reachable again: circuit closed")
+                    opened = self.opened_at if self.opened_at is not None else self.closed_at
+                    log.warning(
+                        "circuit closed: a call reached the database again (open %.2fs)",
+                        self.closed_at - opened,
+                    )
             elif outcome == "failed":
                 self._failures += 1
                 if self._state == "half_open" and trial:
-                    self._open_locked()
+                    self._open_locked("the trial call failed on its connection")
                     start_probe = True
                 elif (
                     self._state == "closed"
@@ -155,12 +164,12 @@ class CircuitBreaker:
 
     # -- internals -----------------------------------------------------------------
 
-    def _open_locked(self) -> None:
+    def _open_locked(self, reason: str) -> None:
         if self._state != "open":
             self._state = "open"
             self.opened += 1
             self.opened_at = time.monotonic()
-            log.warning("database unreachable: circuit open, calls refused at once")
+            log.warning("circuit open: %s; calls refused at once", reason)
 
     def _start_prober(self) -> None:
         with self._lock:
@@ -180,7 +189,10 @@ class CircuitBreaker:
                 self._probe()
             except Exception as err:  # unreachable: open (if it was not)
                 with self._lock:
-                    self._open_locked()
+                    self._open_locked(
+                        f"{self._failures} connection failures in a row and a probe"
+                        f" could not connect ({type(err).__name__})"
+                    )
                 log.debug("probe failed: %s", type(err).__name__)
                 if self._closed.wait(self.probe_s):
                     break
@@ -208,3 +220,4 @@ class CircuitBreaker:
             if self._state == "open":
                 self._state = "half_open"
                 self._trial = False
+                log.warning("circuit half-open (probing): a probe connected; one trial call")

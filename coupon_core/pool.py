@@ -1,6 +1,18 @@
-"""A psycopg connection pool that hands out its most recently used idle connection."""
+"""A psycopg connection pool that hands out its most recently used idle connection.
+
+It also keeps an outage's log readable: psycopg_pool logs a WARNING on the
+``psycopg.pool`` logger at every failed connection attempt and every broken
+connection it discards, hundreds of lines during an outage. A pool given a
+``reconnect_failed`` callback reports its failures to a circuit breaker, which logs
+one line per change of state with the reason (coupon_core.breaker), so those lines of
+that pool are dropped (a logger filter); another pool's are kept.
+"""
 
 from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
 
 import psycopg_pool
 from psycopg_pool.abc import CT
@@ -27,6 +39,19 @@ class LifoConnectionPool(psycopg_pool.ConnectionPool[CT]):
     new psycopg_pool stops calling it.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if kwargs.get("reconnect_failed") is not None:
+            _QUIET.add(self)
+
+    def _connect(self, timeout: float | None = None) -> CT:
+        conn = super()._connect(timeout)
+        if self in _QUIET:
+            # The pool forgets itself in a connection it hands out (conn._pool = None),
+            # so a discarded connection is told from its own record.
+            _QUIET_CONNECTIONS.add(conn)
+        return conn
+
     def _get_ready_connection(self, timeout: float | None) -> CT | None:
         if self._pool and not (timeout is not None and timeout <= 0.0):
             conn = self._pool.pop()
@@ -34,3 +59,31 @@ class LifoConnectionPool(psycopg_pool.ConnectionPool[CT]):
                 self._nconns_min = len(self._pool)
             return conn
         return super()._get_ready_connection(timeout)
+
+
+#: Pools whose connection failures a breaker tells (weak: a closed pool drops out).
+_QUIET: weakref.WeakSet[psycopg_pool.ConnectionPool[Any]] = weakref.WeakSet()
+#: psycopg_pool's per-attempt WARNING messages (their format strings), by what the
+#: first argument is: the pool's name, or the connection (which knows its pool).
+_BY_NAME = frozenset(
+    {"error connecting in %r: %s", "reconnection attempt in pool %r failed after %s sec"}
+)
+_BY_CONNECTION = frozenset({"discarding broken connection: %s", "discarding closed connection: %s"})
+_QUIET_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class _BreakerTellsIt(logging.Filter):
+    """Drops psycopg_pool's per-attempt connection warnings of a pool in ``_QUIET``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or not args:
+            return True
+        if record.msg in _BY_NAME:
+            return not any(pool.name == args[0] for pool in list(_QUIET))
+        if record.msg in _BY_CONNECTION:
+            return args[0] not in _QUIET_CONNECTIONS
+        return True
+
+
+logging.getLogger("psycopg.pool").addFilter(_BreakerTellsIt())

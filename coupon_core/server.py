@@ -8,15 +8,24 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Self
 
 import uvicorn
 
 from coupon_core.api import create_app
+from coupon_core.connections import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    protocol_class,
+)
 from coupon_core.service import CouponService
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_REQUEST_TIMEOUT_S",
+    "Limits",
     "RunningServer",
     "Served",
     "ServerError",
@@ -37,6 +46,22 @@ GRACEFUL_SHUTDOWN_S = 5
 
 class ServerError(RuntimeError):
     """The server could not start (port taken, startup failed or timed out)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a client may hold (coupon_core.connections): a request's head and body must
+    arrive within ``request_timeout_s``; at most ``max_connections`` are open."""
+
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def __post_init__(self) -> None:
+        if not 0 < self.request_timeout_s <= 3600 or self.max_connections < 1:
+            raise ValueError(
+                "need 0 < request_timeout_s <= 3600 and max_connections >= 1:"
+                f" {self.request_timeout_s}, {self.max_connections}"
+            )
 
 
 class Served:
@@ -96,7 +121,9 @@ def _config(
     port: int,
     log_level: str,
     headers: list[tuple[str, str]] | None = None,
+    limits: Limits | None = None,
 ) -> uvicorn.Config:
+    limits = limits or Limits()
     return uvicorn.Config(
         create_app(service),
         host=host,
@@ -107,8 +134,11 @@ def _config(
         lifespan="on",
         # httptools parses HTTP/1.1 in C; uvloop runs the event loop on libuv. With the
         # raw ASGI app, server CPU per claim request fell from 238-262 to 199-221 us in
-        # one bench run each (benchmarks/README.md).
-        http="httptools",
+        # one bench run each (benchmarks/README.md). The protocol is uvicorn's httptools
+        # one with request deadlines, a connection bound and a draining shutdown.
+        http=protocol_class(
+            request_timeout_s=limits.request_timeout_s, max_connections=limits.max_connections
+        ),
         loop="uvloop",
         # Served on loopback to the lab's own clients: no X-Forwarded-* to trust, and
         # one middleware layer less per request.
@@ -155,15 +185,20 @@ def serve_in_thread(
     startup_timeout: float = STARTUP_TIMEOUT_S,
     reuse_port: bool = False,
     headers: list[tuple[str, str]] | None = None,
+    limits: Limits | None = None,
+    sock: socket.socket | None = None,
 ) -> RunningServer:
     """Serve the API for ``service`` in a background thread; returns once it accepts.
 
     ``reuse_port`` lets other processes listen on the same port (SO_REUSEPORT);
-    ``headers`` are added to every response.
+    ``headers`` are added to every response; ``limits`` bound what clients hold.
+    ``sock``: a bound (maybe listening) socket to serve instead of binding ``host:port``
+    (a worker's, inherited from its group); it is closed when the server stops.
     """
-    sock = _bind(host, port, reuse_port=reuse_port)
+    if sock is None:
+        sock = _bind(host, port, reuse_port=reuse_port)
     bound_port = int(sock.getsockname()[1])
-    server = uvicorn.Server(_config(service, host, bound_port, log_level, headers))
+    server = uvicorn.Server(_config(service, host, bound_port, log_level, headers, limits))
     failure: list[BaseException] = []
 
     def main() -> None:
@@ -218,6 +253,8 @@ def run_server(
     on_ready: Callable[[RunningServer], None] | None = None,
     reuse_port: bool = False,
     headers: list[tuple[str, str]] | None = None,
+    limits: Limits | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT (Ctrl-C), then shut down cleanly and return.
 
@@ -228,7 +265,14 @@ def run_server(
     with (
         stop_signals() as stop,
         serve_in_thread(
-            service, host, port, log_level=log_level, reuse_port=reuse_port, headers=headers
+            service,
+            host,
+            port,
+            log_level=log_level,
+            reuse_port=reuse_port,
+            headers=headers,
+            limits=limits,
+            sock=sock,
         ) as running,
     ):
         if on_ready is not None:

@@ -2,10 +2,12 @@
 
 One uvicorn process is held to one core by the GIL: about 350 us of CPU per claim,
 2400-2500 claims/s with the process at 85-87% CPU (measured). So the group starts N
-worker processes, each with its own pool, each listening on the same port with
-SO_REUSEPORT; the kernel spreads new connections over their listeners by a hash of
-each connection's addresses (2 processes on 2 cores: 3370-3460 claims/s; 3 were no
-better). A keep-alive connection stays with the worker that accepted it.
+worker processes, each with its own pool, each serving one of N listening sockets on
+the same port with SO_REUSEPORT; the kernel spreads new connections over the sockets
+by a hash of each connection's addresses (2 processes on 2 cores: 3370-3460 claims/s;
+3 were no better). A keep-alive connection stays with the worker that accepted it.
+The parent binds the sockets (slots) and each worker inherits its own: a slot outlives
+its worker, so a replacement serves the same queue (see ``serve_processes``).
 
 Parent: ``serve_processes(url, processes=N) -> ServerGroup``. Worker:
 ``DATABASE_URL=URL python -m coupon_core.workers --port P [...]``, which prints
@@ -20,8 +22,13 @@ Supervision (``supervise=True``, what ``serve --workers N`` uses): a thread of t
 parent watches the workers; one that exits on its own (a crash, a SIGKILL) is
 replaced by a new worker on the same port, and each restart is counted, logged and
 kept in ``ServerGroup.restart_log``. ``rolling_restart()`` replaces the workers one
-by one, the new one ready before the old one gets SIGTERM, so the port always has a
-listener. The supervisor gives up (``check()`` raises) after ``max_restarts``, or
+by one, as gunicorn's arbiter does on SIGHUP: the new one serves the old one's slot
+and says ready before the old one gets SIGTERM; the old one then stops accepting,
+finishes its in-flight requests and closes its kept-alive connections after their next
+response, with ``Connection: close`` (coupon_core.connections: the drain). No request
+is lost: none waits in a closing listener's queue, none is sent on a connection closed
+under it while the client could not know (``scripts/rolling_restart_load.py``).
+``serve --workers N`` rolls its workers so on SIGHUP. The supervisor gives up (``check()`` raises) after ``max_restarts``, or
 when a replacement does not start.
 """
 
@@ -33,6 +40,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +57,11 @@ from coupon_core import schema
 from coupon_core.errors import Unavailable
 from coupon_core.redact import redact_text
 from coupon_core.server import (
+    BACKLOG,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT_S,
     GRACEFUL_SHUTDOWN_S,
+    Limits,
     RunningServer,
     Served,
     ServerError,
@@ -83,13 +95,20 @@ MAX_RESTARTS = 100
 class _Worker:
     """One worker process: its stdout pipe (for the ready line) and its stderr file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], slot: socket.socket | None = None
+    ) -> None:
         # A file, not a pipe: nobody reads stderr while the worker serves, and a full
         # pipe would block it. pread, not read: the offset is shared with the worker.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        #: The listening socket the worker serves (inherited), the group's to keep.
+        self.slot = slot
+        if slot is not None:
+            argv = [*argv, "--listen-fd", str(slot.fileno())]
         try:
             self.proc = subprocess.Popen(
                 argv,
+                pass_fds=() if slot is None else (slot.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
@@ -165,8 +184,10 @@ class ServerGroup(Served):
         *,
         startup_timeout: float = STARTUP_TIMEOUT_S,
         max_restarts: int = MAX_RESTARTS,
+        slots: list[socket.socket] | None = None,
     ) -> None:
         self._workers = workers
+        self._slots = slots or []
         self.host = host
         self.port = port
         self._argv = argv
@@ -266,7 +287,7 @@ class ServerGroup(Served):
             seen = time.monotonic_ns()
             with self._lock:
                 self._retiring.add(old.pid)
-            new, error = self._start_one()
+            new, error = self._start_one(old.slot)
             restart = Restart(
                 "rolling",
                 old.pid,
@@ -308,11 +329,11 @@ class ServerGroup(Served):
                 break
         return made
 
-    def _start_one(self) -> tuple[_Worker | None, str | None]:
+    def _start_one(self, slot: socket.socket | None) -> tuple[_Worker | None, str | None]:
         assert self._argv is not None
         assert self._env is not None
         try:
-            worker = _Worker(self._argv, self._env)
+            worker = _Worker(self._argv, self._env, slot)
         except OSError as err:
             return None, f"cannot start a worker: {err}"
         try:
@@ -354,7 +375,7 @@ class ServerGroup(Served):
             log.error("%s", self._gave_up)
             return
         log.warning("worker %d exited with code %s; restarting it", dead.pid, code)
-        new, error = self._start_one()
+        new, error = self._start_one(dead.slot)
         restart = Restart(
             "exited",
             dead.pid,
@@ -403,6 +424,9 @@ class ServerGroup(Served):
                         w.proc.wait(5.0)  # stuck in the kernel: still bounded
             for w in workers:
                 w.close()
+            # Last: until now a connection that reached a slot waited in its queue.
+            for slot in self._slots:
+                slot.close()
 
 
 def _wait_ready(workers: list[_Worker], timeout: float) -> None:
@@ -450,11 +474,11 @@ def _ensure_schema(database_url: str) -> None:
         raise Unavailable("service unavailable: cannot reach the database") from err
 
 
-def _spawn(argv: list[str], env: dict[str, str], processes: int) -> list[_Worker]:
+def _spawn(argv: list[str], env: dict[str, str], slots: list[socket.socket]) -> list[_Worker]:
     workers: list[_Worker] = []
     try:
-        for _ in range(processes):
-            workers.append(_Worker(argv, env))
+        for slot in slots:
+            workers.append(_Worker(argv, env, slot))
     except BaseException:
         ServerGroup(workers, "", 0).stop()
         raise
@@ -476,14 +500,20 @@ def serve_processes(
     max_restarts: int = MAX_RESTARTS,
     pool_timeout: float = ServiceConfig.pool_timeout,
     connect_timeout: float = ServiceConfig.connect_timeout,
+    limits: Limits | None = None,
 ) -> ServerGroup:
     """Start ``processes`` workers on one port, each with ``pool_size`` connections.
 
     Returns once every worker accepts connections.
 
-    With ``port=0`` the kernel picks the port: the parent binds a SO_REUSEPORT socket
-    without listening, which holds the port for the workers yet takes no connections
-    (only listeners share them), and closes it once every worker is ready.
+    The parent binds and listens one SO_REUSEPORT socket per worker (a slot) and the
+    worker inherits it; the group keeps every slot open until ``stop()``. The kernel
+    spreads connections over the slots as it did over the workers' own listeners, and
+    a slot outlives its worker: a replacement (rolling or after a crash) serves the
+    same socket, so the connections waiting in its queue are served, not reset (the
+    kernel resets a closing SO_REUSEPORT listener's queue), and the spread of
+    connections over the slots never changes. With ``port=0`` the kernel picks the port.
+    ``limits``: each worker's request deadline and connection bound.
     ``apply_schema=False``: the caller vouches for the schema. ``supervise``: replace
     a worker that exits (see the module), at most ``max_restarts`` times.
     ``application_name``: the prefix of the workers' backend names (``<name>-<pid>``).
@@ -497,30 +527,49 @@ def serve_processes(
     get_strategy(strategy)  # an unknown name fails here, not once per worker
     if apply_schema:
         _ensure_schema(database_url)
-    with _bind(host, port, reuse_port=True) as reservation:
-        bound = int(reservation.getsockname()[1])
+    limits = limits or Limits()
+    slots = [_bind(host, port, reuse_port=True)]
+    bound = int(slots[0].getsockname()[1])
+    try:
+        # Checked before any slot listens (a bound socket takes no connections).
         if port and _accepts(host, bound):
             # Another SO_REUSEPORT server (an earlier group) would share the port silently.
             raise ServerError(f"cannot listen on {host}:{bound}: a server is listening there")
-        argv = _worker_argv(host, bound, strategy, pool_size)
-        argv += ["--pool-timeout", str(pool_timeout), "--connect-timeout", str(connect_timeout)]
-        if application_name is not None:
-            argv += ["--application-name", application_name]
-        env = _worker_env(database_url)
-        group = ServerGroup(
-            _spawn(argv, env, processes),
-            host,
-            bound,
-            argv,
-            env,
-            startup_timeout=startup_timeout,
-            max_restarts=max_restarts,
-        )
-        try:
-            group.wait_ready(startup_timeout)
-        except BaseException:
-            group.stop()
-            raise
+        slots += [_bind(host, bound, reuse_port=True) for _ in range(processes - 1)]
+        for slot in slots:
+            slot.listen(BACKLOG)
+    except BaseException:
+        for slot in slots:
+            slot.close()
+        raise
+    argv = _worker_argv(host, bound, strategy, pool_size)
+    argv += ["--pool-timeout", str(pool_timeout), "--connect-timeout", str(connect_timeout)]
+    argv += ["--request-timeout", str(limits.request_timeout_s)]
+    argv += ["--max-connections", str(limits.max_connections)]
+    if application_name is not None:
+        argv += ["--application-name", application_name]
+    env = _worker_env(database_url)
+    try:
+        workers = _spawn(argv, env, slots)
+    except BaseException:
+        for slot in slots:
+            slot.close()
+        raise
+    group = ServerGroup(
+        workers,
+        host,
+        bound,
+        argv,
+        env,
+        startup_timeout=startup_timeout,
+        max_restarts=max_restarts,
+        slots=slots,
+    )
+    try:
+        group.wait_ready(startup_timeout)
+    except BaseException:
+        group.stop()
+        raise
     if supervise:
         group.supervise()
     return group
@@ -564,6 +613,15 @@ def _parser() -> argparse.ArgumentParser:
         "--parent-pid", type=int, default=None, metavar="PID", help="stop when PID is gone"
     )
     p.add_argument(
+        "--listen-fd",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="serve this inherited listening socket (the group's slot) instead of binding",
+    )
+    p.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT_S, metavar="S")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N")
+    p.add_argument(
         "--application-name",
         default=ServiceConfig.application_name,
         metavar="NAME",
@@ -590,6 +648,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     database_url = args.database_url or os.environ.get("DATABASE_URL")
     if not database_url:
         parser.error("no database: give --database-url or set DATABASE_URL")
+    try:
+        limits = Limits(args.request_timeout, args.max_connections)
+    except ValueError as err:
+        parser.error(str(err))
+    sock = None
+    if args.listen_fd is not None:
+        try:
+            sock = socket.socket(fileno=args.listen_fd)
+        except OSError as err:
+            parser.error(f"--listen-fd {args.listen_fd}: {err.strerror}")
     config = ServiceConfig(
         strategy=args.strategy,
         pool_min=args.pool_size,
@@ -618,6 +686,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 on_ready=ready,
                 reuse_port=True,
                 headers=[(WORKER_HEADER, str(os.getpid()))],
+                limits=limits,
+                sock=sock,
             )
     except (psycopg.Error, ServerError) as err:  # PoolTimeout is a psycopg.Error
         reason = redact_text(str(err), database_url)

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
 
 from coupon_core import CouponService, EmbeddedPostgres, ServiceConfig, available_strategies
 from coupon_core.database import DatabaseError, DatabaseHandle, ExternalDatabase
 from coupon_core.errors import Unavailable
-from coupon_core.server import RunningServer, ServerError, run_server, stop_signals
-from coupon_core.workers import serve_processes
+from coupon_core.server import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    Limits,
+    RunningServer,
+    ServerError,
+    run_server,
+    stop_signals,
+)
+from coupon_core.workers import ServerGroup, serve_processes
 from experiments.cli import CommandError
 from experiments.cli_checks import UsageError, check_reachable, database_url, where
 
@@ -103,7 +117,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="server processes sharing the port (SO_REUSEPORT), each with its own pool;"
         " one process is held to one core by the GIL; a worker that dies is restarted"
-        " (default: 1, in this process)",
+        " (default: 1, in this process); SIGHUP replaces them one by one without failing"
+        " a request",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
+        metavar="S",
+        help="seconds a request's headers and body may take to arrive; past it a 408"
+        f" (a close if not a byte came), the connection freed (default: {DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="open connections per server process; one beyond gets a 503 and is closed"
+        f" (default: {DEFAULT_MAX_CONNECTIONS})",
     )
 
 
@@ -147,18 +178,43 @@ def _serve_in_process(args: argparse.Namespace, url: str) -> None:
     def ready(server: RunningServer) -> None:
         print(f"serving on {server.url} (strategy {args.strategy})", flush=True)
 
+    def hup(signum: int, frame: FrameType | None) -> None:
+        # SIGHUP's default would kill the server: one process has nothing to roll.
+        print("SIGHUP ignored: a rolling restart needs --workers 2 or more", flush=True)
+
+    previous = signal.signal(signal.SIGHUP, hup)
     try:
-        run_server(service, args.host, args.port, on_ready=ready)
+        run_server(service, args.host, args.port, on_ready=ready, limits=_limits(args))
     except ServerError as err:
         raise CommandError(str(err)) from err
     finally:
+        signal.signal(signal.SIGHUP, previous)
         service.close()
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(args.request_timeout, args.max_connections)
+
+
+@contextlib.contextmanager
+def _hangups() -> Iterator[threading.Event]:
+    """An event SIGHUP sets (a rolling restart asked for); the old handler comes back after."""
+    asked = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        asked.set()
+
+    previous = signal.signal(signal.SIGHUP, handle)
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _serve_processes(args: argparse.Namespace, url: str) -> None:
     # Signals are ours from before the workers start: a SIGTERM during startup must
     # not kill this process and leave them behind.
-    with stop_signals() as stop:
+    with stop_signals() as stop, _hangups() as hangup:
         try:
             group = serve_processes(
                 url,
@@ -169,6 +225,7 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                 pool_size=args.pool_size,
                 pool_timeout=args.pool_timeout,
                 connect_timeout=args.connect_timeout,
+                limits=_limits(args),
                 # A worker that dies is replaced (restarts counted and logged on stderr).
                 supervise=True,
             )
@@ -186,10 +243,24 @@ def _serve_processes(args: argparse.Namespace, url: str) -> None:
                 # A timed wait, so the signal handler runs promptly and a dead worker ends us.
                 while not stop.wait(0.5):
                     group.check()
+                    if hangup.is_set():
+                        hangup.clear()
+                        _roll(group)
             except ServerError as err:
                 raise CommandError(str(err)) from err
             if group.restarts:
                 print(f"worker restarts: {group.restarts}", flush=True)
+
+
+def _roll(group: ServerGroup) -> None:
+    # In the main thread: a SIGTERM meanwhile is seen once the roll is done (bounded:
+    # each step by the worker start-up and stop timeouts).
+    print("rolling restart: replacing the workers one by one", flush=True)
+    started = time.monotonic()
+    made = group.rolling_restart()
+    pairs = ", ".join(f"{r.old_pid} -> {r.new_pid}" for r in made)
+    print(f"rolling restart done in {time.monotonic() - started:.2f}s: {pairs}", flush=True)
+    print(f"worker pids: {' '.join(map(str, group.pids))}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

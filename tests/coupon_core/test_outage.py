@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import pytest
 
 from coupon_core import CouponService, EmbeddedPostgres
 from coupon_core.database import free_port
+from coupon_core.errors import Unavailable
 from coupon_core.server import serve_in_thread
 from tests.procs import children, wait_serving
 
@@ -258,6 +261,55 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
 
     assert_only_acknowledged(db.url, acknowledged, 500)
     print(f"slowest 503 {slowest * 1000:.1f} ms; first claim {recovered_s:.3f}s after start")
+
+
+def test_an_outage_logs_one_line_per_breaker_state_and_no_driver_noise(
+    own_database: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: psycopg_pool's "error connecting in 'coupon-service' ..." and "discarding
+    # broken connection ..." at every attempt, and no line when the breaker probed.
+    db = own_database
+    caplog.set_level(logging.INFO)
+    svc = CouponService.connect(db.url, strategy="atomic", pool_max=4, pool_min=4)
+    try:
+        svc.create("c", 100)
+        svc.claim("before", "c")
+        db.stop()
+        deadline = time.monotonic() + RECOVERY_BOUND_S
+        while svc.breaker is not None and svc.breaker.state != "open":
+            with pytest.raises(Unavailable):
+                svc.claim("during", "c")
+            assert time.monotonic() < deadline, "the breaker did not open"
+        for _ in range(20):  # refused at once: no line each
+            with pytest.raises(Unavailable):
+                svc.claim("during", "c")
+        time.sleep(1.0)  # probes fail meanwhile, every probe_s: no line each
+        db.start()
+        while True:
+            try:
+                svc.claim("after", "c")
+                break
+            except Unavailable:
+                assert time.monotonic() < deadline, "no recovery"
+                time.sleep(0.05)
+        assert svc.breaker is not None
+        opened = svc.breaker.opened
+    finally:
+        svc.close()
+    told = [r.getMessage() for r in caplog.records if r.name == "coupon_core.breaker"]
+    kinds = "".join(m.split(":")[0].split(" ")[1][0] for m in told if m.startswith("circuit "))
+    # open, (half-open, open again)*, half-open, closed: one line per change of state.
+    assert re.fullmatch(r"o(ho)*hc", kinds), told
+    assert kinds.count("o") == opened
+    assert len(told) == len(kinds), told  # nothing else at WARNING or INFO
+    assert "connection failures in a row and a probe could not connect" in told[0]
+    assert re.search(r"open \d+\.\d\ds\)$", told[-1]), told[-1]
+    noise = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("psycopg") and r.levelno >= logging.WARNING
+    ]
+    assert noise == []
 
 
 def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(

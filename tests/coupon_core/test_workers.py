@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,3 +201,139 @@ def test_serve_restarts_a_killed_worker_and_says_so(db_url: str, tmp_path: Path)
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _serve(db_url: str, err_path: Path, *options: str) -> subprocess.Popen[str]:
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATABASE_URL=db_url, PYTHONPATH=str(root))
+    argv = [sys.executable, "-m", "experiments.cli", "serve", "--port", "0", *options]
+    with err_path.open("w") as err:
+        return subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=root,
+            process_group=0,
+        )
+
+
+def _line(proc: subprocess.Popen[str], prefix: str, deadline: float, err_path: Path) -> str:
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, f"serve exited: {err_path.read_text()}"
+        if line.startswith(prefix):
+            return line.strip()
+    raise AssertionError(f"no line {prefix!r} in time")
+
+
+def _claim_loop(
+    url: str, coupon: str, worker: int, stop: threading.Event, failures: list[str], ok: list[int]
+) -> None:
+    """Claims on one kept-alive connection (a new one after ``Connection: close``)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn: http.client.HTTPConnection | None = None
+    for step in range(5_000):  # bounded in count as well as time
+        if stop.is_set():
+            break
+        conn = conn or http.client.HTTPConnection(host, int(port), timeout=10)
+        body = f'{{"user_id": "u{worker}-{step}", "coupon_name": "{coupon}"}}'
+        try:
+            conn.request("POST", "/api/coupons/claim", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200:
+                ok.append(1)
+            else:
+                failures.append(f"status {r.status}")
+            if r.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException) as err:
+            failures.append(f"{type(err).__name__}: {err}")
+            conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+
+
+def test_sighup_rolls_serve_workers_under_load_without_a_failed_request(
+    db_url: str, tmp_path: Path, unique: str
+) -> None:
+    # Before: SIGHUP's default action killed serve (and its workers followed it).
+    err_path = tmp_path / "stderr"
+    proc = _serve(db_url, err_path, "--workers", "2", "--pool-size", "2")
+    try:
+        deadline = time.monotonic() + BOUND_S
+        url = _line(proc, "serving on ", deadline, err_path).split()[2]
+        before = _line(proc, "worker pids: ", deadline, err_path).split()[2:]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, 100000, 100000)",
+                (unique,),
+            )
+        stop = threading.Event()
+        failures: list[str] = []
+        ok: list[int] = []
+        threads = [
+            threading.Thread(
+                target=_claim_loop, args=(url, unique, w, stop, failures, ok), daemon=True
+            )
+            for w in range(8)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        during = len(ok)
+        proc.send_signal(signal.SIGHUP)
+        done = _line(proc, "rolling restart done", deadline, err_path)
+        after = _line(proc, "worker pids: ", deadline, err_path).split()[2:]
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert during > 0, "no load before the SIGHUP"
+        assert len(ok) > during, "no claim went through during and after the roll"
+        assert failures == [], (
+            f"{len(failures)} failed of {len(ok) + len(failures)}: {failures[:5]}"
+        )
+        assert not set(before) & set(after), (before, after, done)
+        assert len(after) == 2
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err_path.read_text()
+        assert out.splitlines()[-1] == "stopped"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_a_connection_made_while_the_worker_is_down_waits_for_its_replacement(
+    db_url: str,
+) -> None:
+    # The group holds each worker's listening socket: a connection that arrives while
+    # its worker is dead waits in the queue for the replacement (before: the port had
+    # no listener, and the kernel reset connections queued on the dying one).
+    with serve_processes(db_url, processes=1, pool_size=1, supervise=True) as g:
+        (victim,) = g.pids
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + BOUND_S
+        while g.exit_codes.get(victim, 0) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with socket.create_connection((g.host, g.port), timeout=BOUND_S) as sock:
+            sock.settimeout(BOUND_S)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        restart = g.wait_restart(victim, BOUND_S)
+        assert restart is not None
+        assert f"{WORKER_HEADER}: {restart.new_pid}".encode() in answer
