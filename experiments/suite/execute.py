@@ -116,9 +116,12 @@ class Kernel:
         """SIGKILL to the kernel's process group (it has a session of its own)."""
         with self._lock:
             pgid = self.pgid
-        if pgid is not None and pgid > 1:
+        # Never our own group: a kernel started without a session of its own is killed alone.
+        if pgid is not None and pgid > 1 and pgid != os.getpgrp():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
+        else:
+            self._signal(signal.SIGKILL)
 
     def stop_within(self, reason: str, grace_s: float) -> None:
         """Stop it; kill it if its notebook has not ended ``grace_s`` later."""

@@ -22,7 +22,8 @@ nbformat: Any = _nbformat
 
 
 def _sleeper(path: Path) -> None:
-    """A notebook that says it started (a file in its data folder), then sleeps."""
+    """A notebook that starts a database of its own (as a fault scenario's cluster), says it
+    started (a file in its data folder), then sleeps."""
     nb: Any = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -32,8 +33,14 @@ def _sleeper(path: Path) -> None:
     nb.metadata["coupon_chaos"] = {"scenario": path.stem, "layers": ["service"]}
     params = nbformat.v4.new_code_cell("seed = None\nlayer = 'service'\nout_dir = None")
     params.metadata["tags"] = ["parameters"]
-    started = "from pathlib import Path\nimport time\nPath(out_dir, 'started').touch()\n"
-    nb.cells = [params, nbformat.v4.new_code_cell(started + "time.sleep(300)")]
+    started = (
+        "from pathlib import Path\nimport time\n"
+        "from coupon_core import EmbeddedPostgres\n"
+        "with EmbeddedPostgres.create() as own:\n"
+        "    Path(out_dir, 'started').touch()\n"
+        "    time.sleep(300)"
+    )
+    nb.cells = [params, nbformat.v4.new_code_cell(started)]
     nbformat.write(nb, path)
 
 
@@ -70,8 +77,8 @@ def _interrupted_run(tmp_path: Path, notebooks: Path, signum: int) -> subprocess
         time.sleep(0.1)
     kernels = children(proc.pid)
     assert kernels, "no kernel process under the run"
-    ours = [p for p, cmd in _cmdlines().items() if str(temp) in cmd and "postgres" in cmd]
-    assert ours, "no embedded PostgreSQL under the run's temp root"
+    ours = [p for p, cmd in _cmdlines().items() if str(temp) in cmd and "postgres -D" in cmd]
+    assert len(ours) == 2, "not the suite's PostgreSQL and the notebook's under the temp root"
     os.kill(proc.pid, signum)
     try:
         out, err = proc.communicate(timeout=90)
