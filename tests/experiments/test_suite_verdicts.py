@@ -173,3 +173,19 @@ def test_a_run_that_skipped_nine_of_ten_scenarios_wears_no_green_badge(tmp_path:
     assert report.to_dict()["status"] == "pass"
     assert report.to_dict()["passed"] is True
     assert [j["status"] for j in report.to_dict()["scenarios"]] == ["pass", *["skipped"] * 9]
+
+
+def test_a_run_whose_stampede_never_collided_is_not_passed(tmp_path: Path) -> None:
+    ran = _job("flash_sale", [{"name": "conservation", "passed": True, "detail": "held"}])
+    serial = _job("double_dip", [{"name": "stampede_collided", "passed": False, "detail": "x"}])
+    serial.status, serial.passed = "no_experiment", False
+    report = SuiteReport("r", tmp_path, 1, "t", 1.0, [ran, serial])
+    assert (report.passed, report.status, report.label) == (
+        False,
+        "no_experiment",
+        "not an experiment",
+    )
+    page = index_html(report)
+    assert (
+        '<span class="tag no_experiment">not an experiment</span>\n1 of 2 notebooks passed' in page
+    )
