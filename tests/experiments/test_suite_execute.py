@@ -42,7 +42,8 @@ def test_a_kernel_deaf_to_sigint_is_killed_after_the_grace() -> None:
         start_new_session=True,
     )
     try:
-        assert deaf.stdout is not None and deaf.stdout.readline() == "ready\n"
+        assert deaf.stdout is not None
+        assert deaf.stdout.readline() == "ready\n"
         kernel = Kernel()
         kernel.attach(deaf.pid, deaf.pid)
         kernels = Kernels()
