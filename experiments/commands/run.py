@@ -282,6 +282,11 @@ def run(args: argparse.Namespace) -> int:
                 target=args.target,
                 cleanup=args.cleanup,
             )
+        except KeyboardInterrupt as err:
+            # The run was recorded as interrupted: say where (the CLI says the rest).
+            for note in getattr(err, "__notes__", []):
+                print(note, flush=True)
+            raise
         except ValueError as err:
             raise CommandError(str(err)) from err
         except _database_errors() as err:

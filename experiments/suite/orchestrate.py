@@ -134,6 +134,10 @@ def run_suite(
     )
     record.record_run(report, out)
     if interrupt is not None:
+        # Said by the command (it prints the notes of an interrupt): where the run is.
+        interrupt.add_note(
+            f"run {run_id} interrupted by {report.interrupted}: report: {run_dir / 'index.html'}"
+        )
         raise interrupt
     return report
 

@@ -86,7 +86,9 @@ def _interrupted_run(tmp_path: Path, notebooks: Path, signum: int) -> subprocess
         os.killpg(proc.pid, signal.SIGKILL)
         raise
     assert proc.returncode == 128 + signum, (out, err)
-    assert "interrupted" in err
+    assert err.strip().splitlines()[-1] == "coupon-chaos: interrupted"
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}: report: {tmp_path / 'results'}" in out
     left = [p for p, cmd in _cmdlines().items() if str(temp) in cmd and "postgres" in cmd]
     assert left == [], f"PostgreSQL left running: {left}"
     alive = [p for p in kernels if Path(f"/proc/{p}").exists()]
