@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
             "cannot start the database: testcontainers is not installed: pip install '.[docker]'"
         )
     # -- run ------------------------------------------------------------------------------
-    with suite.progress_reporter() as progress:
+    with suite.progress_reporter() as console:
         try:
             report = suite.run_suite(
                 scenarios,
@@ -275,7 +275,8 @@ def run(args: argparse.Namespace) -> int:
                 jobs=args.jobs,
                 hide_code=args.hide_code,
                 notebooks_dir=args.notebooks,
-                progress=progress,
+                progress=console.finished,
+                on_start=console.started,
                 overrides=overrides,
                 docker=args.database == "docker",
                 on_plan=_print_plan,

@@ -55,16 +55,18 @@ from experiments.suite.discover import (
 )
 from experiments.suite.execute import CELL_TIMEOUT_S, KERNEL, notebook_bound
 from experiments.suite.orchestrate import run_suite
-from experiments.suite.progress import Progress, line, progress_reporter
+from experiments.suite.progress import Console, Progress, Started, line, progress_reporter
 
 __all__ = [
     "CELL_TIMEOUT_S",
     "KERNEL",
     "LAYERS",
     "NOTEBOOKS_DIR",
+    "Console",
     "Job",
     "Notebook",
     "Progress",
+    "Started",
     "derive_seed",
     "discover",
     "execute",

@@ -25,6 +25,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,12 +199,22 @@ def notebook_bound(job: Job) -> float | None:
 
 
 def execute(
-    job: Job, run_dir: Path, against: Against, hide_code: bool, kernels: Kernels
+    job: Job,
+    run_dir: Path,
+    against: Against,
+    hide_code: bool,
+    kernels: Kernels,
+    on_start: Callable[[Job, float | None], None] | None = None,
 ) -> JobReport:
-    """Run ``job``'s notebook into ``run_dir``, judge it and render its pages."""
+    """Run ``job``'s notebook into ``run_dir``, judge it and render its pages.
+
+    ``on_start`` is told the job and its bound as it starts.
+    """
     kernel = Kernel()
     kernels.add(kernel)
     bound = notebook_bound(job)
+    if on_start is not None:
+        on_start(job, bound)
     timer: threading.Timer | None = None
     if bound is not None:
         reason = f"timed out after {bound:g} s"

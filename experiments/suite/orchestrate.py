@@ -23,7 +23,7 @@ from experiments.suite.discover import (
     rerun_command,
 )
 from experiments.suite.execute import INTERRUPTED, Against, Kernels, execute
-from experiments.suite.progress import Progress
+from experiments.suite.progress import Progress, Started
 from experiments.suite_report import JobReport, SuiteReport
 
 __all__ = ["run_suite"]
@@ -46,6 +46,7 @@ def run_suite(
     on_plan: Callable[[int, list[Job]], None] | None = None,
     target: str | None = None,
     cleanup: bool = False,
+    on_start: Started | None = None,
 ) -> SuiteReport:
     """Run the suite and write ``<out>/<run-id>/``; see ``experiments.suite`` for the steps.
 
@@ -54,7 +55,7 @@ def run_suite(
     ``database_url`` (given, never taken from ``$DATABASE_URL``) as its database if
     given, none started; a scenario that cannot run against a target is not executed
     and is reported skipped, with its reason. ``cleanup``: each scenario deletes its
-    own rows afterwards.
+    own rows afterwards. ``on_start`` is told each notebook and its bound as it starts.
 
     Interrupted (KeyboardInterrupt, which the CLI raises for SIGINT and SIGTERM alike):
     every kernel is stopped, the database closed, and the run recorded with the status
@@ -100,7 +101,9 @@ def run_suite(
     reports: list[JobReport] = []
     interrupt: BaseException | None = None
     try:
-        reports, interrupt = _execute_all(planned, run_dir, against, hide_code, jobs, progress)
+        reports, interrupt = _execute_all(
+            planned, run_dir, against, hide_code, jobs, progress, on_start
+        )
     finally:
         if handle is not None:
             handle.close()
@@ -149,6 +152,7 @@ def _execute_all(
     hide_code: bool,
     jobs: int,
     progress: Progress | None,
+    on_start: Started | None,
 ) -> tuple[list[JobReport], BaseException | None]:
     """Every job's report, in the order they finished; and the interrupt, if one came.
 
@@ -173,7 +177,7 @@ def _execute_all(
             if reason is not None:
                 finished(_skipped(job, reason))
         futures = {
-            pool.submit(execute, job, run_dir, against, hide_code, kernels): job
+            pool.submit(execute, job, run_dir, against, hide_code, kernels, on_start): job
             for job in planned
             if skips[job] is None
         }

@@ -1,18 +1,32 @@
-"""A run's progress on the console: one line per finished notebook (a bar on a terminal)."""
+"""A run's progress on the console: a line as each notebook starts (with its bound) and one
+as it finishes (with its status); a bar on a terminal."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from experiments.suite.discover import Job
 from experiments.suite_report import JobReport
 
-__all__ = ["Progress", "line", "progress_reporter"]
+__all__ = ["Console", "Progress", "Started", "line", "progress_reporter", "start_line"]
 
 #: Called with (None, 0, total) before the first notebook, then once per finished one.
 Progress = Callable[[JobReport | None, int, int], None]
+#: Called as a notebook starts, with its bound in seconds (None: the per-cell one only).
+Started = Callable[[Job, float | None], None]
+
+
+@dataclass(frozen=True)
+class Console:
+    """What ``progress_reporter`` gives ``run_suite``: its ``progress`` and ``on_start``."""
+
+    finished: Progress
+    started: Started
+
 
 _WORDS = {
     "pass": "passed",
@@ -38,8 +52,14 @@ def line(job: JobReport) -> str:
     )
 
 
+def start_line(job: Job, bound_s: float | None) -> str:
+    """One plain line for a notebook that starts: a long run is not a silent one."""
+    bound = "" if bound_s is None else f"; stopped if still running after {bound_s:g} s"
+    return f"{job.notebook.scenario} [{job.layer}] started{bound}"
+
+
 @contextlib.contextmanager
-def progress_reporter() -> Iterator[Progress]:
+def progress_reporter() -> Iterator[Console]:
     """A bar on a terminal, plain lines otherwise (CI logs keep every line)."""
     if not sys.stderr.isatty():
 
@@ -49,7 +69,10 @@ def progress_reporter() -> Iterator[Progress]:
                 return
             print(f"[{done}/{total}] {line(job)}", flush=True)
 
-        yield plain
+        def plain_start(job: Job, bound_s: float | None) -> None:
+            print(start_line(job, bound_s), flush=True)
+
+        yield Console(plain, plain_start)
         return
     from tqdm import tqdm
 
@@ -63,8 +86,12 @@ def progress_reporter() -> Iterator[Progress]:
         bar.write(line(job))
         bar.update(1)
 
+    def fancy_start(job: Job, bound_s: float | None) -> None:
+        if bar is not None:
+            bar.write(start_line(job, bound_s))
+
     try:
-        yield fancy
+        yield Console(fancy, fancy_start)
     finally:
         if bar is not None:
             bar.close()

@@ -136,6 +136,8 @@ def test_statuses_checks_attempts_and_a_notebook_past_its_bound(
     # The hung notebook: stopped at 3 x 0.5 s + 1.5 s, its row says so.
     hang = by_name["hang"]
     assert hang["error"] == "timed out after 3 s"
+    assert "hang [service] started; stopped if still running after 3 s\n" in printed
+    assert "lost [service] started\n" in printed  # no scenario, no bound of its own
     assert "FAILED hang [service]: notebook: timed out after 3 s" in printed
     executed = nbformat.read(run_dir / hang["notebook"], as_version=4)
     assert executed.cells[-1].get("outputs") == []  # the cell after the hang never ran
