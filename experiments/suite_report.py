@@ -190,7 +190,8 @@ class SuiteReport:
 
     @property
     def skipped(self) -> list[JobReport]:
-        return [j for j in self.jobs if j.skipped is not None]
+        """Notebooks not run, or whose every check was skipped: neither passed nor failed."""
+        return [j for j in self.jobs if j.status == "skipped"]
 
     def to_dict(self) -> dict[str, Any]:
         return {

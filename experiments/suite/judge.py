@@ -80,6 +80,12 @@ def judge(
     if report.error is not None:
         report.checks.insert(0, {"name": "notebook", "passed": False, "detail": report.error})
         status = "FAIL"
+    if status == "skipped" and result is not None:
+        # The scenario itself said it cannot run here (a target it cannot serve).
+        reason = result.summary.get("skipped") or next(
+            (c["detail"] for c in report.checks if c.get("skipped")), "no check could run"
+        )
+        report.skipped = str(reason)
     report.status = status  # type: ignore[assignment]
     report.passed = status == "pass"
 

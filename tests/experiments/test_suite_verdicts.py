@@ -191,3 +191,45 @@ def test_a_run_whose_stampede_never_collided_is_not_passed(tmp_path: Path) -> No
     assert (
         '<span class="tag no_experiment">not an experiment</span>\n1 of 2 notebooks passed' in page
     )
+
+
+def _executed(*cells: tuple[str, str | None]) -> Any:
+    """An executed notebook: (source, error name or None) per code cell."""
+    nb: Any = nbformat.v4.new_notebook()
+    for i, (source, error) in enumerate(cells, start=1):
+        cell = nbformat.v4.new_code_cell(source, execution_count=i)
+        if error is not None:
+            cell.outputs = [nbformat.v4.new_output("error", ename=error, evalue="e", traceback=[])]
+        nb.cells.append(cell)
+    return nb
+
+
+def test_judge_reads_the_result_and_counts_an_assertion_only_where_it_says_more() -> None:
+    from experiments.history import History
+    from experiments.result import Result, Verdict
+    from experiments.suite import judge
+
+    def result(*verdicts: Verdict) -> Result:
+        return Result("s", 1, "http", "row_lock", {}, History(), list(verdicts))
+
+    def judged(res: Result, nb: Any) -> JobReport:
+        report = JobReport("s", "http", "row_lock", 1)
+        judge.judge(report, nb, res, records=True, crash=None)
+        return report
+
+    echoes = _executed(
+        ("assert check.passed", "AssertionError"), ("assert r.passed", "AssertionError")
+    )
+    failed = judged(result(Verdict("a", True, "d"), Verdict("b", False, "d")), echoes)
+    assert (failed.status, [c["name"] for c in failed.checks]) == ("FAIL", ["a", "b"])
+    # The checks passed, yet the notebook's own expectation did not: it fails, named.
+    more = judged(result(Verdict("a", True, "d")), _executed(("assert n == 2", "AssertionError")))
+    assert more.status == "FAIL"
+    assert [c["name"] for c in more.checks] == ["a", "cell [1] assert n == 2"]
+    # A crash outside the assertion cells comes first, whatever the Result says.
+    crashed = judged(result(Verdict("a", True, "d")), _executed(("chart()", "ValueError")))
+    assert (crashed.status, crashed.checks[0]["name"]) == ("FAIL", "notebook")
+    # A scenario that skipped itself (a target it cannot serve): skipped, with the reason.
+    skipped = judged(result(Verdict.skip("runnable", "needs the service")), _executed())
+    assert (skipped.status, skipped.skipped) == ("skipped", "skipped: needs the service")
+    assert not skipped.passed
