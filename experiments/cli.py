@@ -9,7 +9,9 @@ shows one):
                cannot be written (argparse's errors and ``UsageError``)
     exit 1     a failed experiment, or a failure the user can fix (``CommandError``),
                or an unexpected error (named, with a hint to rerun with --debug)
-    exit 130   interrupted (Ctrl-C)
+    exit 130   interrupted by SIGINT (Ctrl-C); 143 by SIGTERM: both end a command the
+               same way (``Interrupted``, a KeyboardInterrupt), so whatever it started
+               is stopped on the way out and ``run`` records the run as interrupted
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from types import FrameType, ModuleType
 from typing import NoReturn
 
-__all__ = ["CommandError", "build_parser", "main"]
+__all__ = ["CommandError", "Interrupted", "build_parser", "main"]
 
 # Order is the order of ``coupon-chaos --help``.
 _COMMANDS: tuple[str, ...] = (
@@ -45,6 +47,22 @@ _COMMANDS: tuple[str, ...] = (
 
 class CommandError(Exception):
     """A failure to report as one line (``coupon-chaos: <message>``), exit code 1."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: raised in the main thread, so ``finally`` blocks run.
+
+    Python's default for SIGTERM ends the process at once: no ``finally``, no
+    ``atexit``, and the suite's embedded PostgreSQL was left running (parent PID 1).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _exit_code(signum: int) -> int:
+    return 128 + signum
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,37 +99,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; exit 130 after a Ctrl-C even where a library swallowed it.
+    """Run one command; exit 130 after a SIGINT, 143 after a SIGTERM, even where a
+    library swallowed the interrupt.
 
     Seen once under two busy loops: a SIGINT sent 0.5 s after the plan line ended the
     run with exit 0; the KeyboardInterrupt was caught somewhere on the way (not found:
-    our code catches it only here). The flag set by our own handler cannot be swallowed.
+    our code catches it only here). The signal noted by our own handler cannot be
+    swallowed.
     """
-    with _interrupts() as interrupted:
+    with _interrupts() as seen:
         code = _main(argv)
-    if interrupted.is_set() and code != 130:
+    if seen and code != _exit_code(seen[0]):
         print("coupon-chaos: interrupted", file=sys.stderr)
-        return 130
+        return _exit_code(seen[0])
     return code
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def _interrupts() -> Iterator[threading.Event]:
-    """Note every SIGINT (then raise KeyboardInterrupt as Python's own handler does)."""
-    seen = threading.Event()
+def _interrupts() -> Iterator[list[int]]:
+    """Note every SIGINT and SIGTERM; the first raises ``Interrupted``, later ones are
+    only noted (the command is stopping what it started: it must not be cut short)."""
+    seen: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield seen  # signal handlers belong to the main thread; nothing to watch here
         return
 
     def note(signum: int, frame: FrameType | None) -> None:
-        seen.set()
-        signal.default_int_handler(signum, frame)
+        seen.append(signum)
+        if len(seen) == 1:
+            raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGINT, note)
+    previous = {s: signal.signal(s, note) for s in _SIGNALS}
     try:
         yield seen
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -135,9 +161,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except CommandError as err:
         print(f"coupon-chaos: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
         print("coupon-chaos: interrupted", file=sys.stderr)
-        return 130
+        return _exit_code(signum)
     except BrokenPipeError:
         # `coupon-chaos list | head`: the reader left; nothing to say to it.
         sys.stderr.close()

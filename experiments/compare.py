@@ -5,6 +5,10 @@ writes it last). Two runs compare per scenario and layer: the verdict, the outco
 counts that differ, the latency quantiles and the throughput, as a terminal table
 (``table``) and as one self-contained HTML page with side-by-side charts
 (``write_html``). This module reads only those files: it never imports the suite.
+
+Each scenario carries its ``status`` (pass, FAIL, unknown, no_experiment, skipped,
+interrupted) and so does the run; a summary written before statuses existed is read
+by its ``passed`` and ``skipped`` fields.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ __all__ = [
     "RunNotFound",
     "compare_runs",
     "find_run",
+    "job_status",
     "list_runs",
     "markdown_verdicts",
     "previous_run",
+    "run_status",
     "table",
     "write_html",
 ]
@@ -37,6 +43,34 @@ class RunNotFound(LookupError):
     """A run reference (id, folder, ``latest``) that names no run with a summary."""
 
 
+#: Statuses that count as not passed (a run that tested nothing is never a pass).
+NOT_PASSED: tuple[str, ...] = ("FAIL", "unknown", "no_experiment")
+
+
+def job_status(job: dict[str, Any] | None) -> str:
+    """A scenario's status in a summary; ``-`` for a side that lacks it."""
+    if job is None:
+        return "-"
+    status = job.get("status")
+    if isinstance(status, str):
+        return status
+    if job.get("skipped"):
+        return "skipped"
+    return "pass" if job.get("passed") else "FAIL"
+
+
+def run_status(summary: dict[str, Any]) -> str:
+    """A run's status in its summary (older summaries: from its scenarios)."""
+    status = summary.get("status")
+    if isinstance(status, str):
+        return status
+    statuses = [job_status(j) for j in summary.get("scenarios", [])]
+    ran = [s for s in statuses if s != "skipped"]
+    if not ran:
+        return "skipped"
+    return next((s for s in (*NOT_PASSED, "pass") if s in ran), "FAIL")
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """One past run, as ``coupon-chaos runs`` lists it."""
@@ -46,9 +80,13 @@ class RunInfo:
     started_at: str
     seed: int | None
     passed: int
+    #: Scenarios that failed, were unknown, or were no experiment (never skipped ones).
     failed: int
     duration_s: float | None
     complete: bool
+    skipped: int = 0
+    #: pass / FAIL / unknown / no_experiment / skipped / interrupted; "" when incomplete.
+    status: str = ""
 
     @classmethod
     def read(cls, path: Path) -> RunInfo:
@@ -56,17 +94,18 @@ class RunInfo:
             summary = load_summary(path)
         except RunNotFound:
             return cls(path.name, path, "", None, 0, 0, None, complete=False)
-        jobs = summary.get("scenarios", [])
-        passed = sum(1 for j in jobs if j.get("passed"))
+        statuses = [job_status(j) for j in summary.get("scenarios", [])]
         return cls(
             run_id=str(summary.get("run_id", path.name)),
             path=path,
             started_at=str(summary.get("started_at", "")),
             seed=summary.get("seed"),
-            passed=passed,
-            failed=len(jobs) - passed,
+            passed=statuses.count("pass"),
+            failed=sum(s in NOT_PASSED for s in statuses),
             duration_s=summary.get("duration_s"),
             complete=True,
+            skipped=statuses.count("skipped"),
+            status=run_status(summary),
         )
 
 
@@ -130,9 +169,8 @@ class Row:
         return f"{self.scenario} [{self.layer}]"
 
     def verdict(self, side: dict[str, Any] | None) -> str:
-        if side is None:
-            return "-"
-        return "pass" if side.get("passed") else "FAIL"
+        """The side's status (``-`` when that run lacks the scenario)."""
+        return job_status(side)
 
     @property
     def verdict_changed(self) -> bool:
@@ -163,7 +201,7 @@ class Row:
 
         def verdicts(side: dict[str, Any] | None) -> dict[str, str]:
             return {
-                str(c.get("name")): "pass" if c.get("passed") is True else "FAIL"
+                str(c.get("name")): _check_label(c)
                 for c in (side or {}).get("checks", [])
                 if not str(c.get("name")).startswith("cell [")
             }
@@ -186,6 +224,12 @@ class Row:
         return float(value) if isinstance(value, int | float) else None
 
 
+def _check_label(check: dict[str, Any]) -> str:
+    if check.get("skipped"):
+        return "skipped"
+    return {True: "pass", False: "FAIL"}.get(check.get("passed"), "unknown")  # type: ignore[arg-type]
+
+
 def _flat_outcomes(side: dict[str, Any] | None) -> dict[str, int]:
     outcomes = (side or {}).get("outcomes") or {}
     return {f"{kind} {result}": int(n) for kind, by in outcomes.items() for result, n in by.items()}
@@ -200,6 +244,9 @@ class Comparison:
     a_path: Path
     b_path: Path
     rows: list[Row] = field(default_factory=list)
+    #: Each run's status (``interrupted`` for one stopped by a signal).
+    a_status: str = ""
+    b_status: str = ""
 
     @property
     def changed(self) -> list[Row]:
@@ -221,7 +268,15 @@ def compare_runs(a: Path, b: Path) -> Comparison:
     jb = {(j["name"], j["layer"]): j for j in sb.get("scenarios", [])}
     keys = list(ja) + [k for k in jb if k not in ja]
     rows = [Row(name, layer, ja.get((name, layer)), jb.get((name, layer))) for name, layer in keys]
-    return Comparison(str(sa.get("run_id", a.name)), str(sb.get("run_id", b.name)), a, b, rows)
+    return Comparison(
+        str(sa.get("run_id", a.name)),
+        str(sb.get("run_id", b.name)),
+        a,
+        b,
+        rows,
+        a_status=run_status(sa),
+        b_status=run_status(sb),
+    )
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -241,7 +296,7 @@ def _pair(a: float | None, b: float | None, digits: int = 1) -> str:
 
 def table(cmp: Comparison) -> str:
     """The comparison as plain text: verdicts, then differing counts, then figures."""
-    lines = [f"A {cmp.a_id}  ->  B {cmp.b_id}", ""]
+    lines = [f"A {cmp.a_id}  ->  B {cmp.b_id}", f"run status: {cmp.a_status} -> {cmp.b_status}", ""]
     both = [r for r in cmp.rows if r.a is not None and r.b is not None]
     lines.append(f"verdicts changed: {len(cmp.changed)} of {len(both)} run in both")
     for row in cmp.changed:
@@ -278,9 +333,16 @@ def markdown_verdicts(run_dir: Path) -> str:
     """One run's verdict table in Markdown (for ``$GITHUB_STEP_SUMMARY``)."""
     summary = load_summary(run_dir)
     jobs = summary.get("scenarios", [])
-    passed = sum(1 for j in jobs if j.get("passed"))
+    statuses = [job_status(j) for j in jobs]
+    passed = statuses.count("pass")
+    others = "".join(
+        f", {statuses.count(s)} {s.replace('_', ' ')}"
+        for s in ("skipped", "no_experiment", "unknown", "interrupted")
+        if statuses.count(s)
+    )
+    stopped = " (interrupted)" if run_status(summary) == "interrupted" else ""
     lines = [
-        f"### coupon chaos lab: {passed} of {len(jobs)} passed "
+        f"### coupon chaos lab: {passed} of {len(jobs)} passed{others}{stopped} "
         f"(run {summary.get('run_id')}, seed {summary.get('seed')})",
         "",
         "| verdict | scenario | layer | checks | seed | failed checks |",
@@ -289,12 +351,17 @@ def markdown_verdicts(run_dir: Path) -> str:
     for job in jobs:
         checks = job.get("checks", [])
         ok = sum(1 for c in checks if c.get("passed") is True)
-        failing = [str(c.get("name")) for c in checks if c.get("passed") is not True]
+        failing = [
+            str(c.get("name"))
+            for c in checks
+            if c.get("passed") is not True and not c.get("skipped")
+        ]
         # The assert cells repeat the named checks: name those, count the cells.
         named = [n.replace("|", "\\|") for n in failing if not n.startswith("cell [")]
         cells = len(failing) - len(named)
         failed = "; ".join(named) + (f" ({cells} assert cells)" if cells else "")
-        verdict = "pass" if job.get("passed") else "**FAIL**"
+        status = job_status(job)
+        verdict = status if status in ("pass", "skipped") else f"**{status}**"
         lines.append(
             f"| {verdict} | {job.get('name')} | {job.get('layer')} | {ok}/{len(checks)} "
             f"| {job.get('seed')} | {failed} |"
@@ -345,6 +412,8 @@ tbody tr { border-bottom: 1px solid #d1d9e0; }
 tr.changed { background: #fff8c5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .pass { color: #1a7f37; font-weight: bold; } .fail { color: #cf222e; font-weight: bold; }
+.unknown { color: #9a6700; font-weight: bold; } .no_experiment { color: #8250df; font-weight: bold; }
+.skipped, .interrupted { color: #57606a; font-weight: bold; }
 img { width: 640px; height: auto; display: block; }
 """
 
@@ -358,7 +427,7 @@ def write_html(cmp: Comparison, path: Path) -> Path:
 
     def verdict(row: Row, side: dict[str, Any] | None) -> str:
         text = row.verdict(side)
-        return f'<span class="{text.lower()}">{text}</span>'
+        return f'<span class="{esc(text.lower())}">{esc(text)}</span>'
 
     body = []
     for row in cmp.rows:

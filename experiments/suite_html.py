@@ -35,10 +35,17 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 .cc-banner nav { font-size: 13px; }
 .cc-pass { border-color: #1a7f37; background: #eef8f0; }
 .cc-fail { border-color: #cf222e; background: #fdeeee; }
+.cc-unknown { border-color: #9a6700; background: #fff8c5; }
+.cc-no_experiment { border-color: #8250df; background: #f5f0ff; }
+.cc-partial { border-color: #6e7781; background: #f6f8fa; }
+.cc-skipped, .cc-interrupted { border-color: #6e7781; background: #f6f8fa; }
 .cc-verdict { display: inline-block; padding: 0 .5em; color: #fff; font-weight: bold;
   border-radius: 3px; }
 .cc-pass .cc-verdict { background: #1a7f37; }
-.cc-skipped .cc-verdict { background: #6e7781; }
+.cc-skipped .cc-verdict, .cc-interrupted .cc-verdict { background: #6e7781; }
+.cc-unknown .cc-verdict { background: #9a6700; }
+.cc-no_experiment .cc-verdict { background: #8250df; }
+.cc-partial .cc-verdict { background: #fff; color: #57606a; border: 1px solid #57606a; }
 .cc-fail .cc-verdict { background: #cf222e; text-transform: uppercase; }
 .cc-banner ul { margin: .3em 0 0 1.2em; padding: 0; }
 .jp-RenderedImage img { max-width: 100%; height: auto; }
@@ -92,14 +99,13 @@ def _without_tracebacks(nb: Any) -> Any:
 
 def render_job(nb: Any, path: Path, report: JobReport, run_id: str, hide: bool) -> None:
     """Write one job's report page: its executed notebook under the verdict banner."""
-    verdict = report.status
+    verdict = report.label
     title = f"{verdict}: {report.name} ({report.layer}, seed {report.seed})"
     render_html(nb, path, title=title, hide_code=hide, banner=_banner(report, run_id, hide))
 
 
 def _banner(job: JobReport, run_id: str, hide: bool) -> str:
     esc = html.escape
-    verdict = job.status
     passed = sum(c["passed"] is True for c in job.checks)
     n_skipped = len(job.skipped_checks)
     other = job.html if hide else job.html_no_code
@@ -110,9 +116,9 @@ def _banner(job: JobReport, run_id: str, hide: bool) -> str:
         f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>" for c in job.failures
     )
     return (
-        f'<header class="cc-banner cc-{verdict.lower()}">'
+        f'<header class="cc-banner cc-{job.badge}">'
         f'<nav><a href="index.html">&larr; all scenarios of run {esc(run_id)}</a>{other_link}</nav>'
-        f'<p class="cc-head"><span class="cc-verdict">{verdict}</span> '
+        f'<p class="cc-head"><span class="cc-verdict">{esc(job.label)}</span> '
         f"<b>{esc(job.name)}</b> · layer <b>{esc(job.layer)}</b> · strategy "
         f"<b>{esc(job.strategy)}</b> · seed <b>{job.seed}</b></p>"
         f"<p>{passed} of {len(job.checks)} checks passed"
@@ -120,9 +126,28 @@ def _banner(job: JobReport, run_id: str, hide: bool) -> str:
         f" · experiment {job.timing.get('experiment_s', 0.0):.2f} s"
         f"{_spread_text(job.start_spread_ms)}{_collision_text(job.collision)}"
         f" · run {esc(run_id)}</p>"
+        f"{_attempts_html(job)}"
         f"{f'<p>replay this plan: <code>{esc(job.rerun)}</code></p>' if job.rerun else ''}"
         f"{f'<ul>{failed}</ul>' if failed else ''}</header>"
     )
+
+
+def _attempts_html(job: JobReport) -> str:
+    """A redrawn run: the summary line, then each attempt with its status and peak."""
+    if not job.drawn_again:
+        return ""
+    esc = html.escape
+    items = "".join(
+        f"<li>attempt {a.get('number')}: {esc(str(a.get('status')))}"
+        + (
+            f", peak in flight {a['figures']['peak_in_flight']}"
+            if "peak_in_flight" in (a.get("figures") or {})
+            else ""
+        )
+        + "</li>"
+        for a in job.attempts
+    )
+    return f"<p>{esc(job.drawn_again)}</p><ul>{items}</ul>"
 
 
 def _outcomes_html(outcomes: dict[str, dict[str, int]]) -> str:
@@ -184,18 +209,26 @@ h1 { font-size: 1.5em; margin: 0 0 .4em; }
 .banner { padding: .8em 1.2em; border-left: .5em solid; margin-bottom: 1em; line-height: 1.5; }
 .banner.pass { border-color: #1a7f37; background: #eef8f0; }
 .banner.fail { border-color: #cf222e; background: #fdeeee; }
+.banner.unknown { border-color: #9a6700; background: #fff8c5; }
+.banner.no_experiment { border-color: #8250df; background: #f5f0ff; }
+.banner.partial, .banner.skipped, .banner.interrupted { border-color: #6e7781;
+  background: #f6f8fa; }
 .banner p { margin: .25em 0; }
 .big { font-size: 1.4em; font-weight: bold; }
 .tag { display: inline-block; padding: 0 .45em; border-radius: 3px; color: #fff;
   font-weight: bold; }
 .tag.pass { background: #1a7f37; }
 .tag.fail { background: #cf222e; }
-.tag.skipped { background: #6e7781; }
+.tag.skipped, .tag.interrupted { background: #6e7781; }
+.tag.unknown { background: #9a6700; }
+.tag.no_experiment { background: #8250df; }
+.tag.partial { background: #fff; color: #57606a; border: 1px solid #57606a; }
 table { border-collapse: collapse; width: 100%; }
 th { text-align: left; font-size: 13px; color: #59636e; border-bottom: 2px solid #d1d9e0; }
 td, th { padding: .45em .6em; vertical-align: top; }
 tbody tr { border-bottom: 1px solid #d1d9e0; }
 tr.fail { background: #fff5f5; }
+tr.unknown, tr.no_experiment { background: #fffbe6; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td ul { margin: .3em 0 0 1em; padding: 0; font-size: 13px; }
 .outcomes tr, .outcomes td { padding: 0 .4em 0 0; border: 0; font-size: 13px; }
@@ -235,7 +268,6 @@ def index_html(suite: SuiteReport) -> str:
     esc = html.escape
     rows = []
     for job in suite.jobs:
-        verdict = job.status
         anchor = f"{job.name}-{job.layer}"
         failed = "".join(
             f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>"
@@ -264,9 +296,10 @@ def index_html(suite: SuiteReport) -> str:
         else:
             collision_text = "" if peak is None else f"{peak} / {_share(overlap)}"
         rows.append(
-            f'<tr id="{esc(anchor)}" class="{verdict.lower()}">'
-            f'<td><span class="tag {verdict.lower()}">{verdict}</span></td>'
+            f'<tr id="{esc(anchor)}" class="{job.badge}">'
+            f'<td><span class="tag {job.badge}">{esc(job.label)}</span></td>'
             f"<td><b>{esc(job.name)}</b><br>{esc(job.layer)} · {esc(job.strategy)}"
+            f"{f'<br><small>{esc(job.drawn_again)}</small>' if job.drawn_again else ''}"
             f"{f'<ul>{failed}</ul>' if failed else ''}</td>"
             f"<td class=num>{n_ok} / {len(job.checks)}"
             f"{f'<br><small>{n_skip} skipped</small>' if n_skip else ''}</td>"
@@ -280,22 +313,29 @@ def index_html(suite: SuiteReport) -> str:
         )
     n_pass = sum(j.passed for j in suite.jobs)
     n_skipped = len(suite.skipped)
-    verdict = "pass" if suite.passed else "FAIL"
+    verdict, badge = suite.label, suite.badge
     failed_links = ", ".join(
         f'<a href="#{esc(j.name)}-{esc(j.layer)}">{esc(j.name)} [{esc(j.layer)}]</a>'
         for j in suite.jobs
-        if not j.passed and j.skipped is None
+        if j.status not in ("pass", "skipped", "interrupted")
+    )
+    stopped = (
+        f"<p>Interrupted by {esc(suite.interrupted)}: every database, server and kernel it"
+        " started was stopped; the notebooks it had not finished are marked.</p>"
+        if suite.interrupted
+        else ""
     )
     timing = suite.to_dict()["timing"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{verdict}: coupon chaos lab, run {esc(suite.run_id)}</title>
+<title>{esc(verdict)}: coupon chaos lab, run {esc(suite.run_id)}</title>
 <style>{_INDEX_CSS}</style></head><body>
 <h1>Coupon chaos lab · run {esc(suite.run_id)}</h1>
-<div class="banner {verdict.lower()}">
-<p class="big"><span class="tag {verdict.lower()}">{verdict}</span>
+<div class="banner {badge}">
+<p class="big"><span class="tag {badge}">{esc(verdict)}</span>
 {n_pass} of {len(suite.jobs)} notebooks passed{f", {n_skipped} skipped (not run)" if n_skipped else ""}</p>
+{stopped}
 {f"<p>Failed: {failed_links}</p>" if failed_links else ""}
 {_previous_link(suite)}
 <p>Run seed <b>{suite.seed}</b> (each scenario's seed derives from it; replay with

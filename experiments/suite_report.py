@@ -1,12 +1,30 @@
-"""The suite's records: what each notebook run reported, and the whole run (``summary.json``)."""
+"""The suite's records: what each notebook run reported, and the whole run (``summary.json``).
+
+A notebook's ``status`` is its Result's (``experiments.result``: pass, FAIL, unknown,
+no_experiment, skipped), FAIL for a notebook that crashed or ran past its bound, or
+``interrupted`` (the run was stopped by a signal before it finished).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["JobReport", "SuiteReport"]
+__all__ = ["LABELS", "JobReport", "Status", "SuiteReport", "run_status"]
+
+Status = Literal["pass", "FAIL", "unknown", "no_experiment", "skipped", "interrupted"]
+#: How a status reads on the console and the pages.
+LABELS: dict[str, str] = {
+    "pass": "pass",
+    "FAIL": "FAIL",
+    "unknown": "unknown",
+    "no_experiment": "not an experiment",
+    "skipped": "skipped",
+    "interrupted": "interrupted",
+}
+#: The first of these a run holds is the run's status (after ``interrupted``).
+_PRECEDENCE: tuple[Status, ...] = ("FAIL", "unknown", "no_experiment", "pass")
 
 
 @dataclass
@@ -18,6 +36,8 @@ class JobReport:
     strategy: str
     seed: int
     passed: bool = False
+    #: pass / FAIL / unknown / no_experiment / skipped / interrupted (see the module).
+    status: Status = "FAIL"
     duration_s: float = 0.0
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
@@ -35,6 +55,37 @@ class JobReport:
     parameters: dict[str, Any] = field(default_factory=dict)
     #: Why the notebook was not run at all (a scenario the target cannot serve).
     skipped: str | None = None
+    #: Every attempt of a redrawn run (``Attempt.to_dict``), the last one included.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The status as it reads: ``not an experiment``, ``1 passed, 2 skipped``, ..."""
+        n_skipped = len(self.skipped_checks)
+        if self.status == "pass" and n_skipped:
+            n_passed = sum(c["passed"] is True for c in self.checks)
+            return f"{n_passed} passed, {n_skipped} skipped"
+        return LABELS[self.status]
+
+    @property
+    def badge(self) -> str:
+        """The CSS class of its badge: a pass with skipped checks is not green."""
+        if self.status == "pass" and self.skipped_checks:
+            return "partial"
+        return self.status.lower()
+
+    @property
+    def drawn_again(self) -> str:
+        """``drawn again 2x: peaks 1, 2 of 8`` for a run drawn again; empty otherwise."""
+        aside = self.attempts[:-1]
+        if not aside:
+            return ""
+        peaks = [_attempt_figure(a, "peak_in_flight") for a in aside]
+        workers = next((w for a in aside if (w := _attempt_figure(a, "workers")) is not None), None)
+        shown = ", ".join("?" if p is None else str(p) for p in peaks)
+        return f"drawn again {len(aside)}x: peaks {shown}" + (
+            f" of {workers}" if workers is not None else ""
+        )
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -45,13 +96,6 @@ class JobReport:
     def skipped_checks(self) -> list[dict[str, Any]]:
         return [c for c in self.checks if c.get("skipped")]
 
-    @property
-    def status(self) -> str:
-        """``pass``, ``FAIL`` or ``skipped`` (not run: never counted as passed)."""
-        if self.skipped is not None:
-            return "skipped"
-        return "pass" if self.passed else "FAIL"
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
@@ -59,6 +103,7 @@ class JobReport:
             "strategy": self.strategy,
             "seed": self.seed,
             "passed": self.passed,
+            "status": self.status,
             "skipped": self.skipped,
             "checks_skipped": len(self.skipped_checks),
             "duration_s": round(self.duration_s, 3),
@@ -74,6 +119,7 @@ class JobReport:
             out["start_spread_ms"] = spread
         out.update(self.collision)
         out.update(rerun=self.rerun, parameters=self.parameters, figures=self.figures)
+        out["attempts"] = self.attempts
         return out
 
     @property
@@ -118,16 +164,34 @@ class SuiteReport:
     database: str = ""
     #: The run before this one in the same results folder (``compare.html`` compares them).
     previous: str | None = None
+    #: The signal that stopped the run (``SIGTERM``, ``SIGINT``); None for a whole run.
+    interrupted: str | None = None
 
     @property
     def passed(self) -> bool:
-        """Every notebook run passed (skipped ones aside), and at least one ran."""
-        ran = [j for j in self.jobs if j.skipped is None]
-        return bool(ran) and all(j.passed for j in ran)
+        """Every notebook run passed (skipped ones aside), at least one ran, none stopped."""
+        ran = [j for j in self.jobs if j.status != "skipped"]
+        return self.interrupted is None and bool(ran) and all(j.passed for j in ran)
+
+    @property
+    def status(self) -> Status:
+        return run_status([j.status for j in self.jobs], self.interrupted is not None)
+
+    @property
+    def label(self) -> str:
+        """The run's status as it reads; ``1 passed, 9 skipped`` when it skipped some."""
+        if self.status == "pass" and self.skipped:
+            return f"{sum(j.passed for j in self.jobs)} passed, {len(self.skipped)} skipped"
+        return LABELS[self.status]
+
+    @property
+    def badge(self) -> str:
+        return "partial" if self.status == "pass" and self.skipped else self.status.lower()
 
     @property
     def skipped(self) -> list[JobReport]:
-        return [j for j in self.jobs if j.skipped is not None]
+        """Notebooks not run, or whose every check was skipped: neither passed nor failed."""
+        return [j for j in self.jobs if j.status == "skipped"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +201,8 @@ class SuiteReport:
             "duration_s": round(self.duration_s, 3),
             "database": self.database,
             "passed": self.passed,
+            "status": self.status,
+            "interrupted": self.interrupted,
             "rerun": self.rerun,
             "previous": self.previous,
             "scenarios": [j.to_dict() for j in self.jobs],
@@ -149,3 +215,24 @@ class SuiteReport:
                 "render_s": round(sum(j.timing.get("render_s", 0.0) for j in self.jobs), 3),
             },
         }
+
+
+def run_status(statuses: list[str], interrupted: bool = False) -> Status:
+    """A run's status from its notebooks': interrupted, else the worst that ran."""
+    if interrupted:
+        return "interrupted"
+    ran = [s for s in statuses if s != "skipped"]
+    if not ran:
+        return "skipped"
+    return next((s for s in _PRECEDENCE if s in ran), "FAIL")
+
+
+def _attempt_figure(attempt: dict[str, Any], key: str) -> Any:
+    """A figure of an attempt: its own, else its validity check's."""
+    found = (attempt.get("figures") or {}).get(key)
+    if found is not None:
+        return found
+    for check in attempt.get("checks", []):
+        if check.get("validity") and (check.get("figures") or {}).get(key) is not None:
+            return check["figures"][key]
+    return None

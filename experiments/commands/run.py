@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from experiments import suite
+from experiments import suite, suite_report
 from experiments.cli import CommandError
 from experiments.cli_checks import (
     CONNECT_TIMEOUT_S,
@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
             "cannot start the database: testcontainers is not installed: pip install '.[docker]'"
         )
     # -- run ------------------------------------------------------------------------------
-    with suite.progress_reporter() as progress:
+    with suite.progress_reporter() as console:
         try:
             report = suite.run_suite(
                 scenarios,
@@ -275,22 +275,26 @@ def run(args: argparse.Namespace) -> int:
                 jobs=args.jobs,
                 hide_code=args.hide_code,
                 notebooks_dir=args.notebooks,
-                progress=progress,
+                progress=console.finished,
+                on_start=console.started,
                 overrides=overrides,
                 docker=args.database == "docker",
                 on_plan=_print_plan,
                 target=args.target,
                 cleanup=args.cleanup,
             )
+        except KeyboardInterrupt as err:
+            # The run was recorded as interrupted: say where (the CLI says the rest).
+            for note in getattr(err, "__notes__", []):
+                print(note, flush=True)
+            raise
         except ValueError as err:
             raise CommandError(str(err)) from err
         except _database_errors() as err:
             raise CommandError(f"cannot start the database: {err}") from None
-    passed = sum(j.passed for j in report.jobs)
-    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     print(
-        f"run {report.run_id} (seed {report.seed}): {passed} of {len(report.jobs)} passed"
-        f"{skipped} in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
+        f"run {report.run_id} (seed {report.seed}): {_counts(report)}"
+        f" in {report.duration_s:.1f} s; report: {report.run_dir / 'index.html'}"
     )
     if report.previous:
         print(
@@ -298,14 +302,32 @@ def run(args: argparse.Namespace) -> int:
         )
     for job in report.jobs:
         for check in job.failures:
-            print(f"FAILED {job.name} [{job.layer}]: {check['name']}: {check['detail']}")
-        if not job.passed:
+            print(f"{_prefix(check)} {job.name} [{job.layer}]: {check['name']}: {check['detail']}")
+        if job.status not in ("pass", "skipped"):
             print(f"  replay: {job.rerun}")
     if args.open:
         from experiments.commands.open import open_page
 
         open_page(report.run_dir / "index.html")
     return 0 if report.passed else 1
+
+
+def _counts(report: suite_report.SuiteReport) -> str:
+    """``3 of 5 passed, 1 not an experiment, 1 skipped``: every status the run holds."""
+    jobs = report.jobs
+    said = [f"{sum(j.status == 'pass' for j in jobs)} of {len(jobs)} passed"]
+    for status in ("FAIL", "unknown", "no_experiment", "skipped"):
+        n = sum(j.status == status for j in jobs)
+        if n and status != "FAIL":
+            said.append(f"{n} {suite_report.LABELS[status]}")
+    return ", ".join(said)
+
+
+def _prefix(check: dict[str, Any]) -> str:
+    """How a check that did not pass is named: a failure, an unknown, or no experiment."""
+    if check.get("validity"):
+        return "NOT AN EXPERIMENT"
+    return "FAILED" if check["passed"] is False else "UNKNOWN"
 
 
 def _database_errors() -> tuple[type[Exception], ...]:

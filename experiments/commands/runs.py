@@ -9,7 +9,10 @@ from pathlib import Path
 from experiments.cli_checks import UsageError
 
 NAME = "runs"
-HELP = "list past runs (id, when, seed, passed/failed, duration); --prune N keeps the newest N"
+HELP = (
+    "list past runs (id, when, seed, status, passed/failed/skipped, duration); "
+    "--prune N keeps the newest N"
+)
 
 
 def _at_least_one(text: str) -> int:
@@ -74,14 +77,18 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {args.results}")
         return 0
-    print(f"{'run':26} {'started':26} {'seed':>10} {'passed':>7} {'failed':>7} {'duration':>9}")
+    print(
+        f"{'run':26} {'started':26} {'seed':>10} {'status':13} {'passed':>7} {'failed':>7} "
+        f"{'skipped':>7} {'duration':>9}"
+    )
     for info in runs:
         if not info.complete:
             print(f"{info.run_id:26} (incomplete: no summary.json)")
             continue
         duration = "-" if info.duration_s is None else f"{info.duration_s:.1f} s"
+        # Skipped scenarios are neither passed nor failed: a target run is not a failure.
         print(
-            f"{info.run_id:26} {info.started_at:26} {info.seed!s:>10} {info.passed:>7} "
-            f"{info.failed:>7} {duration:>9}"
+            f"{info.run_id:26} {info.started_at:26} {info.seed!s:>10} {info.status:13} "
+            f"{info.passed:>7} {info.failed:>7} {info.skipped:>7} {duration:>9}"
         )
     return 0

@@ -114,12 +114,23 @@ def test_runs_command_lists_and_prunes_to_the_newest(
 ) -> None:
     assert main(["runs", "--results", str(results)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["run", "started", "seed", "passed", "failed", "duration"]
+    assert out[0].split() == [
+        "run",
+        "started",
+        "seed",
+        "status",
+        "passed",
+        "failed",
+        "skipped",
+        "duration",
+    ]
     assert out[1].split() == [
         "20261129T080000Z-aaaa",
         "2026-11-29T08:00:00+00:00",
         "7",
+        "pass",
         "1",
+        "0",
         "0",
         "12.5",
         "s",
@@ -178,3 +189,62 @@ def test_open_uses_the_browser_there_is_and_says_where_the_page_is_without_one(
     latest = (results / "20261129T090000Z-bbbb" / "index.html").resolve().as_uri()
     assert (r.returncode, r.stdout) == (0, f"opened {latest}\n")
     assert opened.read_text() == latest + "\n"
+
+
+def _status_job(name: str, status: str) -> dict[str, Any]:
+    job = _job(name, "http", status == "pass", 5, 10.0, 100.0)
+    job["status"] = status
+    if status == "skipped":
+        job["skipped"] = "cannot run against an external target"
+        job["checks"] = [{"name": "runnable", "passed": None, "detail": "x", "skipped": True}]
+    return job
+
+
+def test_statuses_are_read_as_written_skipped_is_no_failure_and_interrupted_is_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    target = _run(
+        results,
+        "20261129T080000Z-aaaa",
+        [_status_job("flash_sale", "pass"), *(_status_job(f"s{i}", "skipped") for i in range(9))],
+    )
+    serial = _run(
+        results,
+        "20261129T090000Z-bbbb",
+        [_status_job("flash_sale", "no_experiment"), _status_job("s0", "unknown")],
+    )
+    summary = json.loads((serial / "summary.json").read_text())
+    stopped = _run(
+        results,
+        "20261129T100000Z-cccc",
+        [_status_job("flash_sale", "interrupted"), _status_job("s0", "interrupted")],
+    )
+    data = json.loads((stopped / "summary.json").read_text())
+    (stopped / "summary.json").write_text(json.dumps({**data, "status": "interrupted"}))
+    runs = compare.list_runs(results)
+    assert [(r.status, r.passed, r.failed, r.skipped) for r in runs] == [
+        ("pass", 1, 0, 9),
+        ("unknown", 0, 2, 0),
+        ("interrupted", 0, 0, 0),
+    ]
+    assert summary["scenarios"][0]["status"] == "no_experiment"
+    assert main(["runs", "--results", str(results)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[3:7] for r in rows] == [
+        ["pass", "1", "0", "9"],
+        ["unknown", "0", "2", "0"],
+        ["interrupted", "0", "0", "0"],
+    ]
+    assert compare.find_run("latest", results) == stopped
+    cmp = compare.compare_runs(target, serial)
+    assert [(r.key, r.verdict(r.a), r.verdict(r.b)) for r in cmp.changed] == [
+        ("flash_sale [http]", "pass", "no_experiment"),
+        ("s0 [http]", "skipped", "unknown"),
+    ]
+    text = compare.table(compare.compare_runs(serial, stopped))
+    assert "run status: unknown -> interrupted" in text
+    assert "flash_sale [http]                  no_experiment -> interrupted" in text
+    md = compare.markdown_verdicts(target)
+    assert md.splitlines()[0].startswith("### coupon chaos lab: 1 of 10 passed, 9 skipped (run")
+    assert "| skipped | s0 | http | 0/1 | 1 |  |" in md
