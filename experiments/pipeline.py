@@ -222,7 +222,16 @@ def run(spec: RunSpec, workload: Workload, *, name: str | None = None) -> Result
 
 
 def _validity_figures(result: Result) -> dict[str, Any]:
-    return {v.name: v.figures.get("peak_in_flight") for v in result.verdicts if v.validity}
+    """An attempt's collision figures: its least collided stampede's peak of its workers."""
+    found = [
+        (v.figures.get("peak_in_flight_share") or 0.0, v)
+        for v in result.verdicts
+        if v.validity and v.figures.get("peak_in_flight") is not None
+    ]
+    if not found:
+        return {}
+    v = min(found, key=lambda f: f[0])[1]
+    return {"check": v.name, **{k: v.figures.get(k) for k in ("peak_in_flight", "workers")}}
 
 
 def _validity_detail(result: Result) -> str:

@@ -29,7 +29,7 @@ def stampede_collided(
     @check(name)
     def run() -> Verdict:
         ops = [o for o in history if phase is None or o.phase == phase]
-        figures = collision(ops, workers)
+        figures = {**collision(ops, workers), "workers": workers}
         need = COLLIDED_SHARE * workers
         peak = figures["peak_in_flight"]
         shown = (

@@ -148,10 +148,10 @@ def test_a_serial_stampede_is_drawn_again_and_every_attempt_is_kept(
     assert [a.status for a in result.attempts] == ["no_experiment", "pass"]
     first = result.attempts[0]
     assert {v.name: v.label for v in first.verdicts}["stampede_collided"] == "FAIL"
-    assert first.figures == {"stampede_collided": 1}
+    assert first.figures == {"check": "stampede_collided", "peak_in_flight": 1, "workers": 8}
     assert result.summary["attempts"] == [
-        {"number": 1, "status": "no_experiment", "stampede_collided": 1},
-        {"number": 2, "status": "pass", "stampede_collided": 8},
+        {"number": 1, "status": "no_experiment", **first.figures},
+        {"number": 2, "status": "pass", **first.figures, "peak_in_flight": 8},
     ]
     assert result.verdict("stampede_collided").passed is True
     # The result is the collided attempt's alone: its coupon, its eight claims.

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,10 @@ def _cmdlines() -> dict[int, str]:
 
 
 def _interrupted_run(tmp_path: Path, notebooks: Path, signum: int) -> subprocess.Popen[str]:
-    temp = tmp_path / f"tmp-{signum}"
-    temp.mkdir()
-    # Our own temp root: the suite's embedded PostgreSQL lives under it, and only it.
+    # Our own temp root: the suite's embedded PostgreSQL lives under it, and only it. A
+    # short path under /tmp: PostgreSQL's socket path must fit in 107 bytes, and pytest's
+    # tmp_path grows with its run count (pytest-40/... was too long for it).
+    temp = Path(tempfile.mkdtemp(prefix=f"cc-int-{signum}-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"TMPDIR": str(temp)}
     results = tmp_path / "results"
     earlier = set(results.glob("*/data/*/started"))
