@@ -29,10 +29,11 @@ from experiments.replica_checks import (
     unavailability,
 )
 from experiments.result import Result, Verdict
+from experiments.scenarios._replicated import link_through
 from experiments.spec import RunSpec, SpecError
 
 if TYPE_CHECKING:
-    from coupon_core.cluster import ReplicatedCluster as Cluster
+    pass
 
 NAME = "failover"
 TITLE = "Failover of a replicated PostgreSQL"
@@ -101,12 +102,7 @@ def run(spec: RunSpec) -> Result:
     extra: dict[str, Any] = {}
     rejoin = bool(spec["rejoin"])
 
-    def through(url: str, cluster: Cluster | None, seed: int) -> tuple[str, Nemesis]:
-        # The replication link runs through the lab's proxy; the service's URL is unchanged.
-        assert cluster is not None
-        link = ReplicationLinks(cluster, seed=seed).start()
-        links.append(link)
-        return url, link
+    through = link_through(links)
 
     def faults(fr: Run) -> list[Nemesis]:
         assert fr.cluster is not None
@@ -201,34 +197,42 @@ def run(spec: RunSpec) -> Result:
 
     return run_pipeline(
         spec,
-        Workload(
-            checks=SHARED,
-            make_plan=lambda s, p: claim_stream_plan(
-                s, p, workers=int(spec["workers"]), ops_per_worker=3000, coupons=4
-            ),
+        _workload(
+            spec,
             faults=faults,
             expect=expect,
-            fault_s=spec.run_timeout_s / 2,
             after_s=1.0,
-            # statement_timeout cannot bound a commit waiting for a synchronous standby
-            # (PostgreSQL disables it before committing), and a cancel there ends the
-            # wait with success for a commit only the primary has (measured with the
-            # link cut: INSERT ok after pg's cancel, "canceling wait for synchronous
-            # replication" a warning only, the row on the primary, not on the standby).
-            # Off: nothing cancels, the claims in flight wait until the failover ends them.
-            service_overrides={"pool_timeout": 1.0, "statement_timeout_ms": 0},
-            # The circuit breaker refuses at once while no primary answers (~18,000 a
-            # second in-process): a load that does not pause, as a client honouring a
-            # 503 would, spends its whole plan before the promotion and never sees the
-            # new primary.
-            backoff_s=0.05,
-            database="cluster",
             cluster_standbys=int(spec["standbys"]),
             cluster_mode=mode,
             through=through,
             faults_done=lambda: bool(nemeses) and nemeses[0].wait(0),
             judge=_as_findings if unsafe(mode) else _safe,
         ),
+    )
+
+
+def _workload(spec: RunSpec, **differs: Any) -> Workload:
+    """What both paths share (the lab's own cluster, and a cluster given by URL)."""
+    return Workload(
+        checks=SHARED,
+        make_plan=lambda s, p: claim_stream_plan(
+            s, p, workers=int(spec["workers"]), ops_per_worker=3000, coupons=4
+        ),
+        fault_s=spec.run_timeout_s / 2,
+        # statement_timeout cannot bound a commit waiting for a synchronous standby
+        # (PostgreSQL disables it before committing), and a cancel there ends the
+        # wait with success for a commit only the primary has (measured with the
+        # link cut: INSERT ok after pg's cancel, "canceling wait for synchronous
+        # replication" a warning only, the row on the primary, not on the standby).
+        # Off: nothing cancels, the claims in flight wait until the failover ends them.
+        service_overrides={"pool_timeout": 1.0, "statement_timeout_ms": 0},
+        # The circuit breaker refuses at once while no primary answers (~18,000 a
+        # second in-process): a load that does not pause, as a client honouring a
+        # 503 would, spends its whole plan before the promotion and never sees the
+        # new primary.
+        backoff_s=0.05,
+        database="cluster",
+        **differs,
     )
 
 
@@ -328,18 +332,11 @@ def _by_url(spec: RunSpec, command: str | None) -> Result:
 
     return run_pipeline(
         spec,
-        Workload(
-            checks=SHARED,
-            make_plan=lambda s, p: claim_stream_plan(
-                s, p, workers=int(spec["workers"]), ops_per_worker=3000, coupons=4
-            ),
+        _workload(
+            spec,
             faults=faults,
             expect=expect,
-            fault_s=spec.run_timeout_s / 2,
             after_s=2.0,
-            service_overrides={"pool_timeout": 1.0, "statement_timeout_ms": 0},
-            backoff_s=0.05,
-            database="cluster",
             faults_done=lambda: bool(commands) and commands[0].wait(0),
         ),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from coupon_core.cluster import MODES
 from experiments.checks import FinalState, Shared
@@ -20,10 +20,8 @@ from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.replica_checks import stale_reads, stale_reads_observed
 from experiments.result import Result, Verdict
+from experiments.scenarios._replicated import link_through
 from experiments.spec import Range, RunSpec, SpecError
-
-if TYPE_CHECKING:
-    from coupon_core.cluster import ReplicatedCluster as Cluster
 
 NAME = "stale_reads"
 TITLE = "Stale reads from a lagging standby"
@@ -71,12 +69,7 @@ def run(spec: RunSpec) -> Result:
         raise SpecError("stale_reads runs on a replicated cluster of its own: leave database_url")
     links: list[ReplicationLinks] = []
 
-    def through(url: str, cluster: Cluster | None, seed: int) -> tuple[str, Nemesis]:
-        # The replication link runs through the lab's proxy; the service's URL is unchanged.
-        assert cluster is not None
-        link = ReplicationLinks(cluster, seed=seed).start()
-        links.append(link)
-        return url, link
+    through = link_through(links)
 
     def faults(fr: Run) -> list[Nemesis]:
         # Lagging from the first op of the load to the last (the setup is replicated).
