@@ -120,7 +120,10 @@ class RunReport:
     wall_s: float
     #: max - min of the workers' first invoke, in ms: how "together" the release was.
     start_spread_ms: float | None
+    #: The run bound ended the load (ops left unstarted, or a worker still busy at it).
     timed_out: bool
+    #: The caller's ``stop`` ended it (a fault scenario's load stops after its fault).
+    stopped: bool = False
     first_invoke_ns: dict[int, int] = field(default_factory=dict)
     #: When the barrier released the workers, and when the runner began starting the last one.
     released_ns: int = 0
@@ -137,6 +140,7 @@ class RunReport:
             if self.start_spread_ms is None
             else round(self.start_spread_ms, 3),
             "timed_out": self.timed_out,
+            "stopped": self.stopped,
         }
 
 
@@ -159,7 +163,7 @@ def run_plan(
     """Run ``plan`` through ``client``, recording into ``history``; return the run's figures.
 
     ``stop`` lets a caller (a fault, a test) end the run early the same way the time
-    bound does. The join waits ``op_timeout_s`` plus a grace for in-flight calls
+    bound does; the report tells them apart (``stopped``, ``timed_out``). The join waits ``op_timeout_s`` plus a grace for in-flight calls
     after the bound; a worker still alive then is a client that ignored its timeout,
     and ``RunnerError`` says so instead of returning with a thread left behind.
     ``release_by="barrier"`` releases through a ``threading.Barrier`` as before issue
@@ -184,6 +188,7 @@ def run_plan(
     gate = _Gate(n) if release_by == "gate" else _BarrierGate(n, barrier_timeout_s)
     first_invoke: dict[int, int] = {}
     not_started: list[PlannedOp] = []
+    cut_by_bound: list[int] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
     ops_run = 0
@@ -217,6 +222,8 @@ def run_plan(
             if stop.is_set() or time.monotonic() >= deadline:
                 with lock:
                     not_started.extend(mine[i:])
+                    if not stop.is_set():
+                        cut_by_bound.append(worker)
                 return
             op = client.invoke(planned.to_op(_label(phase)), history)
             with lock:
@@ -240,6 +247,8 @@ def run_plan(
     for t in threads:
         while t.is_alive() and time.monotonic() < deadline:
             t.join(min(0.1, max(0.0, deadline - time.monotonic())))
+    # Read before the bound's own stop below: the caller's stop is not the bound.
+    stopped = stop.is_set()
     timed_out = any(t.is_alive() for t in threads)
     if timed_out:
         stop.set()
@@ -275,7 +284,8 @@ def run_plan(
         not_started=len(not_started),
         wall_s=wall,
         start_spread_ms=spread,
-        timed_out=timed_out or bool(not_started),
+        timed_out=timed_out or bool(cut_by_bound) or (bool(not_started) and not stopped),
+        stopped=stopped,
         first_invoke_ns=dict(first_invoke),
         released_ns=released_ns,
         last_started_ns=last_started_ns,

@@ -58,3 +58,48 @@ def test_every_attempt_of_a_run_is_recorded_once(db_url: str) -> None:
     assert [a.number for a in result.attempts] == [1]
     assert [v.name for v in result.attempts[0].verdicts] == [v.name for v in result.verdicts]
     assert result.summary["attempts"] == [{"number": 1, "status": result.status}]
+
+
+class _Window:
+    """The smallest fault: a window open from start to stop, acting on nothing (what is
+    under test is the pipeline's control of the load around it, not a fault)."""
+
+    def __init__(self) -> None:
+        from experiments.faults.window import Windows
+
+        self.windows = Windows("window")
+
+    def start(self) -> None:
+        self.windows.open("window")
+
+    def stop(self) -> None:
+        self.windows.close("window")
+
+
+def test_a_load_ended_by_its_fault_is_not_said_to_have_reached_the_run_bound(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fault scenario's stream load is stopped ``after_s`` past its fault, long before
+    its run bound: it printed "run bound of 30 s reached" and recorded ``run_bound``
+    reached (the runner took any unstarted op for the bound)."""
+    streamed = Workload(
+        make_plan=lambda s, prefix: mixed_plan(
+            s,
+            prefix,
+            coupons=1,
+            amount=10,
+            ops=100_000,
+            create_ratio=0.0,
+            claim_ratio=0.0,
+            workers=1,
+        ),
+        expect=lambda history, state, r: [],
+        faults=lambda r: [_Window()],
+        fault_s=0.2,
+        after_s=0.1,
+    )
+    result = run(RunSpec("streamed", seed=1, database_url=db_url, run_timeout_s=30), streamed)
+    out = capsys.readouterr().out
+    assert "run bound" not in out
+    assert "run_bound" not in result.summary
+    assert result.duration_s < 10

@@ -131,6 +131,37 @@ def test_failover_by_url_without_a_command_is_skipped_not_passed() -> None:
     assert "s3cret" not in str(result.to_dict())
 
 
+def test_failover_by_url_runs_its_command_as_the_fault(
+    cluster: ReplicatedCluster, tmp_path: Path
+) -> None:
+    """A cluster of the user's, given by its multi-host URL, with a failover command: the
+    command is the fault (a clean switchover here: the primary stopped fast, which sends
+    its WAL first, then the standby promoted), and no acknowledged claim is lost."""
+    from coupon_core.database import _bin_dir
+
+    pg_ctl = _bin_dir() / "pg_ctl"
+    primary, standby = cluster.primary, cluster.standby_nodes()[0]
+    script = tmp_path / "switchover.sh"
+    # The embedded servers run as their own system user when the lab runs as root.
+    user = primary.db._as_user
+    as_user = f"runuser -u {user} -- " if user else ""
+    script.write_text(
+        "set -e\n"
+        f"{as_user}{pg_ctl} -D {primary.db.data_dir} -w -m fast stop\n"
+        f"{as_user}{pg_ctl} -D {standby.db.data_dir} -w promote\n"
+    )
+    command = f"bash {script}"  # the command runs without a shell
+    result = scenarios.run(
+        "failover", seed=2, database_url=cluster.url, failover_command=command, delay_s=0.5
+    )
+    assert result.verdict("failover_command").passed is True, result.verdict("failover_command")
+    assert result.verdict("no_lost_acknowledged_claims").passed is True
+    assert result.verdict("failover_done").passed is None  # the lab's own cluster only
+    assert result.passed, [v for v in result.verdicts if v.passed is False]
+    assert result.params["failover_command"] == "***"
+    assert str(script) not in str(result.to_dict())
+
+
 def test_failover_sync_over_http_loses_nothing() -> None:
     result = scenarios.run("failover", seed=3, layer="http", mode="sync", rejoin=False)
     assert result.passed, [(v.name, v.detail) for v in result.failed]
