@@ -19,13 +19,14 @@ from experiments.locust._catalog import LOCUST_SCENARIOS, driven
 from experiments.locust._clocks import ClockEstimate, combine, estimate
 from experiments.locust._experiment import locust_stats, run_locust, save_locust_reports
 from experiments.locust._merge import PLACEMENTS, WorkerReport, merge, peak_overlap
-from experiments.locust._protocol import DIE_ENV, SKEW_ENV, STEP_ENV
+from experiments.locust._protocol import DIE_ENV, SERIAL_ENV, SKEW_ENV, STEP_ENV
 from experiments.locust._swarm import SwarmError, SwarmRun, join_swarm, parse_hostport, run_swarm
 
 __all__ = [
     "DIE_ENV",
     "LOCUST_SCENARIOS",
     "PLACEMENTS",
+    "SERIAL_ENV",
     "SKEW_ENV",
     "STEP_ENV",
     "ClockEstimate",

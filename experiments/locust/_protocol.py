@@ -18,7 +18,8 @@ Messages (master -> worker, worker -> master):
 Fault injection for tests (read by a worker from its own environment, never sent):
 ``SKEW_ENV`` adds a constant to the worker's clock, ``STEP_ENV`` steps it at the start
 instant (after the clock was measured), ``DIE_ENV`` kills the worker (SIGKILL) once it
-has finished that many ops.
+has finished that many ops, ``SERIAL_ENV`` makes the worker run its users' ops one at a
+time (a plant: a swarm that never stampedes).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "DIE_ENV",
     "OUT_ENV",
     "PING_TIMEOUT_S",
+    "SERIAL_ENV",
     "SKEW_ENV",
     "SPEC_ENV",
     "STEP_ENV",
@@ -42,6 +44,7 @@ OUT_ENV = "COUPON_CHAOS_LOCUST_OUT"
 SKEW_ENV = "COUPON_CHAOS_LOCUST_CLOCK_SKEW_MS"
 STEP_ENV = "COUPON_CHAOS_LOCUST_CLOCK_STEP_MS"
 DIE_ENV = "COUPON_CHAOS_LOCUST_DIE_AFTER_OPS"
+SERIAL_ENV = "COUPON_CHAOS_LOCUST_SERIAL"
 #: How long the master's clock ping waits for its pong: no round trip used is longer,
 #: so no single estimate is less certain than half of it.
 PING_TIMEOUT_S = 2.0

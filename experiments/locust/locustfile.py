@@ -30,6 +30,7 @@ from dataclasses import asdict
 from typing import Any
 
 import gevent
+import gevent.lock
 from gevent import monkey
 from gevent.event import AsyncResult, Event
 from locust import User, constant, events, task
@@ -44,6 +45,7 @@ from experiments.locust._protocol import (
     DIE_ENV,
     OUT_ENV,
     PING_TIMEOUT_S,
+    SERIAL_ENV,
     SKEW_ENV,
     SPEC_ENV,
     STEP_ENV,
@@ -76,6 +78,8 @@ class _Worker:
         self.skew_ns = _ms_to_ns(os.environ.get(SKEW_ENV))
         self.step_ns = _ms_to_ns(os.environ.get(STEP_ENV))
         self.die_after = int(os.environ.get(DIE_ENV) or 0)
+        # A plant for tests: one op at a time in this process, whatever its users.
+        self.serial = gevent.lock.Semaphore() if os.environ.get(SERIAL_ENV) else None
         self.stepped = False
         self.assigned = Event()
         self.go = Event()
@@ -438,7 +442,8 @@ class PlanUser(User):
         self.share = None
         worker.wait_start()
         for row in rows:
-            op = self.client.invoke(Op(**row))
+            with worker.serial or contextlib.nullcontext():
+                op = self.client.invoke(Op(**row))
             worker.record(op)
             ms = op.latency_ns / 1e6
             failure = (

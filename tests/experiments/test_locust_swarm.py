@@ -10,7 +10,7 @@ import pytest
 
 from experiments.cli import main
 from experiments.history import History
-from experiments.locust import DIE_ENV, SKEW_ENV, STEP_ENV, run_locust
+from experiments.locust import DIE_ENV, SERIAL_ENV, SKEW_ENV, STEP_ENV, run_locust
 from experiments.locust._merge import LOST
 from experiments.locust._protocol import PING_TIMEOUT_S
 
@@ -182,3 +182,28 @@ def test_a_worker_that_dies_mid_run(db_url: str, tmp_path: Path) -> None:
     for name in ("linearizable", "conservation", "one_claim_per_user", "no_negative_stock"):
         assert result.verdict(name).passed, result.verdict(name).detail
     assert result.verdict("no_timeouts").passed is False
+
+
+@chaos
+def test_a_swarm_that_never_stampedes_is_no_experiment(db_url: str, tmp_path: Path) -> None:
+    """A planted serial swarm (each worker process runs its users' ops one at a time):
+    ``stampede_collided`` judges all the worker processes' load, and a run that never
+    collided is drawn again, then reported as no experiment, never green."""
+    from experiments.pipeline import ATTEMPTS
+
+    result = run_locust(
+        "zero_stock_stampede",
+        processes=2,
+        seed=17,
+        database_url=db_url,
+        out_dir=tmp_path,
+        users=20,
+        worker_env={0: {SERIAL_ENV: "1"}, 1: {SERIAL_ENV: "1"}},
+    )
+    collided = result.verdict("stampede_collided")
+    assert collided.passed is False, collided.detail
+    assert collided.detail.startswith("not a stampede: peak"), collided.detail
+    assert collided.figures["peak_in_flight"] <= 2
+    assert [a.status for a in result.attempts] == ["no_experiment"] * ATTEMPTS
+    assert result.status == "no_experiment"
+    assert not result.passed
