@@ -101,3 +101,15 @@ def test_the_result_records_the_spec_it_ran_with_the_url_masked() -> None:
     common = spec.common()
     assert common["database_url"] == "postgresql://u:***@h/db"
     assert common["op_timeout_s"] == 5.0
+
+
+def test_a_scenario_that_cannot_run_over_http_is_refused_against_a_target() -> None:
+    """A target is reached over HTTP: a scenario that runs only in-process cannot be run
+    against one, and says so before any work; one that runs on both runs on HTTP."""
+    with pytest.raises(
+        SpecError, match=r"inproc: cannot run against a target \(it runs on \['service'\]\)"
+    ):
+        merge("inproc", defaults={}, given={"target": "http://127.0.0.1:9"}, layers=("service",))
+    spec = merge("both", defaults={}, given={"target": "http://127.0.0.1:9", "layer": "service"})
+    assert spec.layer == "http"
+    assert spec.requested_layer == "service"
