@@ -54,7 +54,13 @@ class Exposure:
 
     @property
     def shown(self) -> bool:
-        return bool(self.symptoms)
+        """The bug showed: the deciding run FAILed (by any check, not only ``symptoms``)."""
+        return self.result.status == "FAIL"
+
+    @property
+    def evidence(self) -> list[str]:
+        """What showed it: each failed check with its detail."""
+        return [f"{v.name}: {v.detail}" for v in self.result.failed]
 
 
 def symptoms(history: History, stock: int) -> list[str]:
@@ -80,14 +86,8 @@ def symptoms(history: History, stock: int) -> list[str]:
     unsure = sum(1 for o in claims if o.outcome == "unknown")
     if not unsure and sorted(rows) != sorted(o.user or "" for o in oks):
         found.append(f"{len(rows)} claim rows for {len(oks)} successful claims")
-    refused = [o for o in claims if o.result == "unavailable"]
-    if refused:
-        # No fault is injected here: a refusal is contention alone turned away, a liveness
-        # bug (the history stays linearizable: unavailable may mean "did not happen").
-        found.append(
-            f"{len(refused)} claims refused as unavailable with no fault injected"
-            + (f", {remaining} left at the end" if remaining > 0 else "")
-        )
+    # A claim refused as unavailable with no fault injected (contention alone turned
+    # away: a liveness bug) is the catalog's ``no_server_errors`` to judge, not restated.
     return found
 
 

@@ -17,7 +17,8 @@ _EQUIVALENT = [m.name for m in MUTANTS if m.equivalent is not None]
 def test_mutant_bug_shows_and_is_flagged(db_url: str, name: str) -> None:
     m = mutant(name)
     exposure = expose(m, db_url, attempts=10)
-    assert exposure.shown, f"{name}: no symptom in {exposure.attempts} stampedes"
+    assert exposure.shown, f"{name}: not shown in {exposure.attempts} stampedes"
+    assert exposure.evidence, exposure.figures
     assert exposure.attempts <= 10
     if m.safety:
         assert exposure.linearizable.passed is False, exposure.linearizable.detail
@@ -29,7 +30,8 @@ def test_mutant_bug_shows_and_is_flagged(db_url: str, name: str) -> None:
         # Refusing under contention is a liveness bug: an unavailable answer may mean
         # "did not happen", so the history stays linearizable and the counts catch it.
         assert exposure.linearizable.passed is True
-        assert any("unavailable" in s for s in exposure.symptoms)
+        assert "no_server_errors" in exposure.figures["failed"], exposure.evidence
+        assert any("unavailable" in e for e in exposure.evidence)
 
 
 @pytest.mark.parametrize("name", _EQUIVALENT)
@@ -37,6 +39,7 @@ def test_equivalent_mutant_shows_nothing(db_url: str, name: str) -> None:
     m = mutant(name)
     assert m.equivalent
     exposure = expose(m, db_url, attempts=3)
+    assert not exposure.shown, exposure.evidence
     assert exposure.symptoms == []
     assert exposure.linearizable.passed is True, exposure.linearizable.detail
 
@@ -48,6 +51,7 @@ def test_real_strategies_show_nothing(
 ) -> None:
     control = Mutant(f"control-{strategy}", strategy, "none", stampede=stampede, stock=stock)
     exposure = expose(control, db_url, attempts=2)
+    assert not exposure.shown, exposure.evidence
     assert exposure.symptoms == []
     assert exposure.linearizable.passed is True, exposure.linearizable.detail
 
