@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,19 +54,9 @@ ResultKind = Literal[
     "server_error",
     "contract_violation",
 ]
-OP_KINDS: tuple[OpKind, ...] = ("create", "claim", "get")
-RESULT_KINDS: tuple[ResultKind, ...] = (
-    "ok",
-    "coupon_exists",
-    "not_found",
-    "already_claimed",
-    "no_stock",
-    "invalid",
-    "unavailable",
-    "unknown",
-    "server_error",
-    "contract_violation",
-)
+#: The literals above as tuples, in their order (one list of names, not two).
+OP_KINDS: tuple[OpKind, ...] = get_args(OpKind)
+RESULT_KINDS: tuple[ResultKind, ...] = get_args(ResultKind)
 
 #: Results after which the operation's effect is not known. ``unavailable`` belongs
 #: here: a connection lost during COMMIT reports it although the write may have landed.

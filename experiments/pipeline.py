@@ -373,7 +373,8 @@ def _drive(r: Run, w: Workload) -> RunReport:
         from experiments.faults.loads import BackingOff
 
         client = BackingOff(client, w.backoff_s, on=w.backoff_on)
-    if not faults and not watchers:
+
+    def load(stop: threading.Event | None = None) -> RunReport:
         return run_plan(
             r.plan,
             client,
@@ -381,7 +382,11 @@ def _drive(r: Run, w: Workload) -> RunReport:
             phase="load",
             run_timeout_s=r.budget_s,
             op_timeout_s=r.spec.op_timeout_s,
+            stop=stop,
         )
+
+    if not faults and not watchers:
+        return load()
     stop_load = threading.Event()
     load_done = threading.Event()
 
@@ -403,15 +408,7 @@ def _drive(r: Run, w: Workload) -> RunReport:
     controller = threading.Thread(target=control, name="nemesis-control", daemon=True)
     controller.start()
     try:
-        report = run_plan(
-            r.plan,
-            client,
-            lab.history,
-            phase="load",
-            run_timeout_s=r.budget_s,
-            op_timeout_s=r.spec.op_timeout_s,
-            stop=stop_load,
-        )
+        report = load(stop_load)
     finally:
         load_done.set()
         controller.join(timeout=w.fault_s + w.after_s + 180)
