@@ -104,6 +104,18 @@ _INSERT_CLAIM = "INSERT INTO claims (user_id, coupon_name) VALUES (%s, %s)"
 _DECREMENT = "UPDATE coupons SET remaining_amount = remaining_amount - 1 WHERE name = %s"
 
 
+def _refuse(remaining: tuple[object, ...] | None, claimed: Callable[[], bool]) -> None:
+    """The refusals, in the contract's order: no coupon, claimed before, no stock."""
+    if remaining is None:
+        raise CouponNotFound()
+    if claimed():
+        raise AlreadyClaimed()
+    stock = remaining[0]
+    assert isinstance(stock, int)
+    if stock <= 0:
+        raise NoStock()
+
+
 def _check_and_take(
     cur: Cursor,
     remaining: tuple[object, ...] | None,
@@ -111,14 +123,10 @@ def _check_and_take(
     coupon_name: str,
     fault: FaultHook | None,
 ) -> None:
-    if remaining is None:
-        raise CouponNotFound()
-    if cur.execute(_HAS_CLAIMED, (user_id, coupon_name)).fetchone() is not None:
-        raise AlreadyClaimed()
-    stock = remaining[0]
-    assert isinstance(stock, int)
-    if stock <= 0:
-        raise NoStock()
+    _refuse(
+        remaining,
+        lambda: cur.execute(_HAS_CLAIMED, (user_id, coupon_name)).fetchone() is not None,
+    )
     cur.execute(_INSERT_CLAIM, (user_id, coupon_name))
     if fault is not None:
         fault("after_insert")
@@ -171,14 +179,7 @@ class RowLockPipelined:
                     )
                     check.execute(_HAS_CLAIMED, (user_id, coupon_name))
                     remaining = cur.fetchone()  # one round trip for the three
-                    if remaining is None:
-                        raise CouponNotFound()
-                    if check.fetchone() is not None:
-                        raise AlreadyClaimed()
-                    stock = remaining[0]
-                    assert isinstance(stock, int)
-                    if stock <= 0:
-                        raise NoStock()
+                    _refuse(remaining, lambda: check.fetchone() is not None)
                     cur.execute(_INSERT_CLAIM, (user_id, coupon_name))
                     if fault is not None:
                         # The lab's faults expect the row inserted and the lock held
