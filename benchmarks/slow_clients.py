@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coupon_core import EmbeddedPostgres
 from coupon_core.server import Limits
 from coupon_core.workers import serve_processes
-from experiments.faults.slow_clients import PROBES, ProbeResult, SlowCrowd
+from experiments.faults.slow_clients import PROBES, ProbeResult, SlowCrowd, run_probe
 
 MAX_OPS_PER_CLIENT = 200_000  # a bound in count beside the one in time
 
@@ -116,7 +116,7 @@ def main() -> int:
             jobs = [(name, i) for name in PROBES for i in range(args.probes)]
             with ThreadPoolExecutor(len(jobs)) as pool:
                 results: list[ProbeResult] = list(
-                    pool.map(lambda j: PROBES[j[0]](host, port, bound_s=bound), jobs)
+                    pool.map(lambda j: run_probe(j[0], host, port, bound_s=bound), jobs)
                 )
             print("\ntime to free a slow connection (s, from connect), per probe:")
             for name in PROBES:
