@@ -8,8 +8,8 @@ then in one run:
    ``experiments.faults.slow_clients`` (slow headers, slow body, idle, cut body)
    ``--probes`` times, all at once; seconds from connect to the server's answer or
    close, and what it was;
-2. normal clients (``--clients`` threads, one kept-alive connection each, claiming
-   for a new user every time) for ``--seconds``, without and then with a crowd of
+2. normal clients (``--clients`` threads of ``experiments.faults.steady_load``, one
+   kept-alive connection each, claiming for a new user every time) for ``--seconds``, without and then with a crowd of
    ``--slow`` slowloris connections held open (``SlowCrowd``: a header byte each per
    second, each one the server frees replaced at once); claims/s and latency
    quantiles side by side, and how many slow connections the server freed meanwhile.
@@ -24,8 +24,6 @@ request timeout plus 2 s; p99 with the crowd within 2x (and 50 ms) of p99 withou
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import statistics
 import sys
 import time
@@ -41,35 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coupon_core import EmbeddedPostgres
 from coupon_core.server import Limits
 from coupon_core.workers import serve_processes
-from experiments.faults.slow_clients import PROBES, ProbeResult, SlowCrowd
+from experiments.faults.slow_clients import PROBES, ProbeResult, SlowCrowd, run_probe
+from experiments.faults.steady_load import SteadyLoad
 
-MAX_OPS_PER_CLIENT = 200_000  # a bound in count beside the one in time
 
-
-def _claims(host: str, port: int, coupon: str, clients: int, seconds: float) -> list[float]:
-    """Latencies (s) of ``clients`` threads claiming for ``seconds``; raises on any non-200."""
-    stop = time.monotonic() + seconds
-    tag = uuid.uuid4().hex[:8]
-
-    def client(w: int) -> list[float]:
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-        out: list[float] = []
-        for i in range(MAX_OPS_PER_CLIENT):
-            if time.monotonic() >= stop:
-                break
-            body = json.dumps({"user_id": f"{tag}-{w}-{i}", "coupon_name": coupon})
-            t0 = time.perf_counter()
-            conn.request("POST", "/api/coupons/claim", body, {"Content-Type": "application/json"})
-            r = conn.getresponse()
-            r.read()
-            out.append(time.perf_counter() - t0)
-            if r.status != 200:
-                raise SystemExit(f"a normal claim got {r.status}")
-        conn.close()
-        return out
-
-    with ThreadPoolExecutor(clients) as pool:
-        return [x for xs in pool.map(client, range(clients)) for x in xs]
+def _claims(url: str, coupon: str, clients: int, seconds: float) -> list[float]:
+    """Latencies (s) of ``clients`` threads claiming for ``seconds``; exits on any failure."""
+    ops = SteadyLoad(url, [coupon], clients).run_for(seconds)
+    failed = Counter(f"{o.result} {o.http_status}" for o in ops if o.result != "ok")
+    if failed:
+        raise SystemExit(f"normal claims failed: {dict(failed)}")
+    return [o.latency_ns / 1e9 for o in ops]
 
 
 def _quantiles(lat: list[float], seconds: float) -> dict[str, float]:
@@ -116,7 +96,7 @@ def main() -> int:
             jobs = [(name, i) for name in PROBES for i in range(args.probes)]
             with ThreadPoolExecutor(len(jobs)) as pool:
                 results: list[ProbeResult] = list(
-                    pool.map(lambda j: PROBES[j[0]](host, port, bound_s=bound), jobs)
+                    pool.map(lambda j: run_probe(j[0], host, port, bound_s=bound), jobs)
                 )
             print("\ntime to free a slow connection (s, from connect), per probe:")
             for name in PROBES:
@@ -134,17 +114,15 @@ def main() -> int:
                 )
 
             # 2. normal clients, without and with the slow crowd
-            _claims(host, port, coupon, args.clients, 1.0)  # warm
-            alone = _quantiles(
-                _claims(host, port, coupon, args.clients, args.seconds), args.seconds
-            )
+            _claims(group.url, coupon, args.clients, 1.0)  # warm
+            alone = _quantiles(_claims(group.url, coupon, args.clients, args.seconds), args.seconds)
             with SlowCrowd(host, port, args.slow, interval_s=1.0) as crowd:
                 deadline = time.monotonic() + 30
                 while crowd.open_now < args.slow and time.monotonic() < deadline:
                     time.sleep(0.05)
                 held = crowd.open_now
                 beside = _quantiles(
-                    _claims(host, port, coupon, args.clients, args.seconds), args.seconds
+                    _claims(group.url, coupon, args.clients, args.seconds), args.seconds
                 )
                 freed, opened = crowd.freed, crowd.opened
             print(

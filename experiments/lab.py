@@ -47,6 +47,7 @@ from experiments.spec import LAYERS as SPEC_LAYERS
 
 if TYPE_CHECKING:
     from coupon_core.cluster import ReplicatedCluster as Cluster
+    from coupon_core.server import Limits
 
 __all__ = [
     "HTTP_TARGET",
@@ -268,6 +269,7 @@ def open_lab(
     through: Through | None = None,
     read_from_standby: bool = False,
     seed: int = 0,
+    server_limits: Limits | None = None,
 ) -> Iterator[Lab]:
     """Open everything an experiment needs, and close it all on exit (see the module).
 
@@ -285,8 +287,9 @@ def open_lab(
     ``read_from_standby`` sends the service's gets to the cluster's first standby.
     ``server_workers`` (HTTP layer): serve from that many supervised worker
     processes (``coupon_core.workers``) instead of a thread of this process; their
-    backends are named ``<application_name>-<pid>``. ``target``, ``cleanup``: see the
-    module.
+    backends are named ``<application_name>-<pid>``. ``server_limits``: the request
+    deadline and connection bound of the server it starts (None: the server's defaults).
+    ``target``, ``cleanup``: see the module.
     """
     if layer not in LAYERS:
         raise LabError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
@@ -358,6 +361,7 @@ def open_lab(
                 apply_schema=False,  # the lab's service applied it
                 supervise=True,
                 application_name=config.application_name,
+                limits=server_limits,
             )
             services.callback(server.stop)
             client = HttpClient(server.url, timeout_s=op_timeout_s)
@@ -367,7 +371,7 @@ def open_lab(
         elif layer == "http":
             from coupon_core.server import serve_in_thread
 
-            server = serve_in_thread(service, host="127.0.0.1", port=0)
+            server = serve_in_thread(service, host="127.0.0.1", port=0, limits=server_limits)
             services.callback(server.stop)
             client = HttpClient(server.url, timeout_s=op_timeout_s)
         else:

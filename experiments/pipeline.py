@@ -64,6 +64,7 @@ from experiments.spec import RunSpec
 
 if TYPE_CHECKING:
     from coupon_core.cluster import ReplicatedCluster as Cluster
+    from coupon_core.server import Limits
 
 __all__ = [
     "ATTEMPTS",
@@ -170,6 +171,8 @@ class Workload:
     through: Through | None = None
     read_from_standby: bool = False
     server_workers: int = 0
+    #: The request deadline and connection bound of the server the lab starts.
+    server_limits: Limits | None = None
     service_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: The workers the lab sizes its pool for (None: the plan's).
     lab_workers: int | None = None
@@ -300,6 +303,7 @@ def _attempt(
                 through=w.through,
                 read_from_standby=w.read_from_standby,
                 seed=seed,
+                server_limits=w.server_limits,
             )
         )
         r = Run(

@@ -405,6 +405,36 @@ SPECS["input_boundary"] = Spec(
     ),
 )
 
+SPECS["slow_clients"] = Spec(
+    "19_slow_clients.ipynb",
+    "Against a server whose request deadline is request_timeout_s (short here, so the "
+    "run takes seconds), over raw sockets: headers sent a byte at a time and a body "
+    "that stops short of its Content-Length are each answered 408 with the contract's "
+    "error body, a connection that sends nothing is closed, and a body cut by a FIN is "
+    "closed (or answered 408), each at the deadline and within it plus slack_s; no 5xx; "
+    "nothing the probes sent is written. Normal clients' claims all succeed, each within "
+    "claim_bound_s, while a crowd of slowloris connections is held open, and the server "
+    "frees the crowd's connections by the deadline.",
+    "a slow request the server holds past its deadline or cuts before it, a 408 without "
+    "the contract's body, a 5xx, a timed-out body taken as the request (a claim written), "
+    "a normal claim refused or slow beside the crowd, or a crowd never freed.",
+    (),
+    charts=(
+        'ax = pd.DataFrame(result.summary["probes"]).set_index("probe")["seconds"].plot.barh(\n'
+        '    title="time to the answer or close, per probe (s)"\n'
+        ")\n"
+        'ax.axvline(request_timeout_s, color="black", linestyle="--", label="deadline")\n'
+        'ax.axvline(request_timeout_s + slack_s, color="red", linestyle=":", label="bound")\n'
+        "ax.legend()",
+        'report.latency_ecdf(result, by="phase")',
+        "report.timeline(result)",
+    ),
+    extra_tables=(
+        'pd.DataFrame(result.summary["probes"]).set_index("probe")',
+        'pd.Series(result.summary["crowd"], name="slow crowd").to_frame()',
+    ),
+)
+
 SPECS["process_crash"] = Spec(
     "20_process_crash.ipynb",
     "Sixteen workers stampede a coupon of 40 and go on claiming, over HTTP, against two "

@@ -1,8 +1,8 @@
 """Rolling restarts under process_crash's load: how many requests fail while the workers roll.
 
-The load is process_crash's claim stream: ``--load-workers`` threads (16), each on one
-kept-alive connection of the lab's own HTTP client (``experiments.clients.HttpClient``),
-claiming for a new user every time on two coupons of ample stock, one read in ten.
+The load is process_crash's claim stream (``experiments.faults.steady_load``):
+``--load-workers`` threads (16), each on one kept-alive connection of the lab's own HTTP
+client, claiming for a new user every time on two coupons of ample stock, one read in ten.
 Each run starts a fresh supervised group of ``--server-workers`` (2), lets the load run
 ``--warm-s``, rolls every worker (``ServerGroup.rolling_restart()``, or with
 ``--via serve`` a SIGHUP to a ``coupon-chaos serve --workers N`` subprocess), goes on
@@ -19,12 +19,10 @@ exits 1 if any run failed a request.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -39,41 +37,7 @@ sys.path.insert(0, str(ROOT))
 from coupon_core import EmbeddedPostgres  # noqa: E402
 from coupon_core.database import free_port  # noqa: E402
 from coupon_core.workers import serve_processes  # noqa: E402
-from experiments.clients import HttpClient  # noqa: E402
-from experiments.history import Op  # noqa: E402
-
-#: Every run's load is bounded: at most this many ops per thread, whatever the timing.
-MAX_OPS_PER_THREAD = 20_000
-
-
-def _load(
-    url: str, threads: int, prefix: str, stop: threading.Event
-) -> tuple[list[threading.Thread], list[Op]]:
-    client = HttpClient(url, timeout_s=10.0)
-    ops: list[Op] = []
-    lock = threading.Lock()
-    ids = itertools.count()
-
-    def work(w: int) -> None:
-        done: list[Op] = []
-        for step in range(MAX_OPS_PER_THREAD):
-            if stop.is_set():
-                break
-            coupon = f"{prefix}-c{step % 2}"
-            op_id = next(ids)
-            if step % 10 == 9:
-                op = Op(op_id, w, "get", coupon)
-            else:
-                op = Op(op_id, w, "claim", coupon, user=f"u{w}-{step}")
-            done.append(client.invoke(op))
-        client.release()
-        with lock:
-            ops.extend(done)
-
-    ts = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(threads)]
-    for t in ts:
-        t.start()
-    return ts, ops
+from experiments.faults.steady_load import SteadyLoad  # noqa: E402
 
 
 def _setup(db_url: str, prefix: str) -> None:
@@ -129,7 +93,6 @@ def _serve_subprocess(
 def one_run(db_url: str, args: argparse.Namespace) -> tuple[int, Counter[str], float, list[str]]:
     prefix = f"r{uuid.uuid4().hex[:8]}"
     _setup(db_url, prefix)
-    stop = threading.Event()
     proc: subprocess.Popen[str] | None = None
     if args.via == "serve":
         proc, url, restart = _serve_subprocess(db_url, args.server_workers, args.pool_size)
@@ -146,16 +109,14 @@ def one_run(db_url: str, args: argparse.Namespace) -> tuple[int, Counter[str], f
             group.rolling_restart()
             return time.monotonic() - t0
 
+    load = SteadyLoad(url, [f"{prefix}-c0", f"{prefix}-c1"], args.load_workers, read_every=10)
     try:
-        threads, ops = _load(url, args.load_workers, prefix, stop)
+        load.start()
         time.sleep(args.warm_s)
         took = restart()
         time.sleep(args.after_s)
-        stop.set()
-        for t in threads:
-            t.join(30)
     finally:
-        stop.set()
+        ops = load.stop()
         if group is not None:
             group.stop()
         if proc is not None:

@@ -109,6 +109,14 @@ CHECKS: dict[str, str] = {
     "rejections_change_nothing": "the tables are unchanged by every rejected request",
     "accepted_round_trip": "accepted names read back exactly; claims visible",
     "catalog_size": "every catalog and generated case was sent",
+    # slow clients
+    "slow_headers_timed_out": "a head sent a byte at a time answered 408 at the deadline",
+    "slow_body_timed_out": "a body short of its Content-Length answered 408 at the deadline",
+    "idle_closed": "a connection that sent nothing closed at the deadline",
+    "cut_body_closed": "a body cut by a FIN closed (or 408) within the deadline",
+    "probes_wrote_nothing": "nothing the slow probes sent was written",
+    "served_beside_crowd": "normal claims served, and fast, beside a slowloris crowd",
+    "crowd_freed": "the server freed the slowloris crowd's connections by the deadline",
     # Locust
     "swarm_complete": "every planned op reported once by the Locust workers",
     # exposure of a mutant

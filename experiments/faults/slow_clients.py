@@ -1,29 +1,30 @@
 """Slow clients: raw-socket probes of a server's request deadlines, and a slowloris crowd.
 
 Each probe opens one TCP connection to ``host:port``, misbehaves in one way, and
-reports what the server did as a ``ProbeResult``: answered (``ending="status"``,
-with the status and body), closed without an answer (``"closed"``, or ``"reset"``),
-or neither within the probe's own ``bound_s`` (``"open"``: the server holds the
-connection, the failure these probes look for). ``seconds`` runs from the connection's
+reports what the server did as a ``ProbeResult``: answered (``ending="status"``, a
+whole answer with its status and body, the connection closed after it or not), closed
+without an answer (``"closed"``, or ``"reset"``), or neither within the probe's own
+``bound_s`` (``"open"``: the server holds the connection, the failure these probes look
+for). ``seconds`` runs from the connection's
 opening to the server's answer or close; ``bytes_sent`` is what the probe sent.
 
-    from experiments.faults.slow_clients import PROBES, slow_body
+    from experiments.faults.slow_clients import PROBES, run_probe
 
-    r = slow_body("127.0.0.1", 3000, bound_s=30)   # Content-Length 100, then 8 bytes
+    r = run_probe("slow_body", "127.0.0.1", 3000, bound_s=30)  # a body 512 bytes short
     assert r.ending == "status" and r.status == 408 and r.seconds < 15
 
-    for name, probe in PROBES.items():              # all four, the same keywords
-        print(probe("127.0.0.1", 3000, bound_s=30))
+    for name in PROBES:                                         # all four, one runner
+        print(run_probe(name, "127.0.0.1", 3000, bound_s=30))
 
-The probes (each ``probe(host, port, *, bound_s=30.0, coupon="slow-probe",
-user="slow-probe", **its own)``):
+Each probe is a ``ProbeSpec`` (what it sends before it waits), run by ``run_probe``;
+keywords given to ``run_probe`` change a spec's fields (``head_interval_s=0.2``):
 
-- ``slow_headers``: the request head one byte every ``interval_s`` (slowloris).
-- ``slow_body``: the whole head with ``Content-Length: declared``, then ``sent`` bytes
-  of the body, then nothing.
+- ``slow_headers``: the request head one byte every ``head_interval_s`` (slowloris).
+- ``slow_body``: the whole head, then the body's JSON but not its 512 bytes of padding
+  (the Content-Length counts them), then nothing.
 - ``idle``: connect and send nothing.
-- ``cut_body``: the head, ``sent`` bytes of the body, then the probe shuts its side
-  (a FIN: the body cut mid-way) and waits for the server's end.
+- ``cut_body``: the head, 8 bytes of the body, then the probe shuts its side (a FIN:
+  the body cut mid-way) and waits for the server's end.
 
 Every request is a claim (``POST /api/coupons/claim``) of ``coupon`` for ``user``,
 complete and valid had it arrived: a caller checks that none wrote a claim row. A
@@ -39,27 +40,24 @@ closes) until ``stop()``; a benchmark measures normal clients beside it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import select
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal
 
 __all__ = [
     "PROBES",
     "Ending",
-    "Probe",
     "ProbeResult",
+    "ProbeSpec",
     "SlowCrowd",
     "claim_request",
-    "cut_body",
-    "idle",
-    "slow_body",
-    "slow_headers",
+    "run_probe",
 ]
 
 #: How a probe's connection ended: the server answered, closed (FIN), reset it, or
@@ -91,21 +89,12 @@ class ProbeResult:
         return self.ending != "open"
 
 
-class Probe(Protocol):
-    def __call__(
-        self,
-        host: str,
-        port: int,
-        *,
-        bound_s: float = DEFAULT_BOUND_S,
-        coupon: str = "slow-probe",
-        user: str = "slow-probe",
-    ) -> ProbeResult: ...
-
-
-def claim_request(host: str, port: int, coupon: str, user: str) -> tuple[bytes, bytes]:
-    """A complete claim request: its head and its body, as bytes."""
-    body = json.dumps({"user_id": user, "coupon_name": coupon}).encode()
+def claim_request(
+    host: str, port: int, coupon: str, user: str, padding: int = 0
+) -> tuple[bytes, bytes]:
+    """A complete claim request: its head and its body (the JSON, then ``padding``
+    spaces, counted in the Content-Length), as bytes."""
+    body = json.dumps({"user_id": user, "coupon_name": coupon}).encode() + b" " * padding
     head = (
         "POST /api/coupons/claim HTTP/1.1\r\n"
         f"Host: {host}:{port}\r\n"
@@ -128,6 +117,10 @@ class _Conn:
         self.ending: Ending | None = None
         self.ended_at: float | None = None
 
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
     def send(self, data: bytes) -> bool:
         """Send ``data`` unless the server has ended the connection; False once it has."""
         if self.poll(0):
@@ -143,7 +136,7 @@ class _Conn:
         return True
 
     def poll(self, wait_s: float) -> bool:
-        """Read what the server sent within ``wait_s``; True once it closed the connection."""
+        """Read what the server sent within ``wait_s``; True once it answered or closed."""
         if self.ending is not None:
             return True
         end = min(time.monotonic() + wait_s, self.deadline)
@@ -161,6 +154,11 @@ class _Conn:
                 return True
             if len(self.received) < _READ_LIMIT:
                 self.received += chunk
+            if _whole_answer(self.received):
+                # Answered (a 408 closes after it; a server that took the request may
+                # keep the connection alive): the answer is the ending, and its time.
+                self._end("status")
+                return True
 
     def _end(self, ending: Ending) -> None:
         if ending == "reset" and self.received:
@@ -196,6 +194,20 @@ def _readable(socks: list[socket.socket], wait_s: float) -> list[socket.socket]:
     return [by_fd[fd] for fd, _ in poller.poll(wait_s * 1000)]
 
 
+def _whole_answer(raw: bytes) -> bool:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                return len(body) >= int(value.strip())
+            except ValueError:
+                return True
+    return True
+
+
 def _parse(raw: bytes) -> tuple[int | None, str | None, bytes]:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -211,107 +223,82 @@ def _parse(raw: bytes) -> tuple[int | None, str | None, bytes]:
     return status, ctype, body
 
 
-def slow_headers(
-    host: str,
-    port: int,
-    *,
-    bound_s: float = DEFAULT_BOUND_S,
-    coupon: str = "slow-probe",
-    user: str = "slow-probe",
-    interval_s: float = 0.5,
-) -> ProbeResult:
-    """The head one byte every ``interval_s``, then the body, until the server ends it."""
-    head, body = claim_request(host, port, coupon, user)
-    conn = _Conn(host, port, bound_s)
-    for i in range(len(head)):
-        if not conn.send(head[i : i + 1]) or conn.poll(interval_s):
-            return conn.result("slow_headers")
-    conn.send(body)  # a server without a deadline gets the whole request in the end
-    conn.wait()
-    return conn.result("slow_headers")
+@dataclass(frozen=True)
+class ProbeSpec:
+    """One way to misbehave: what a probe sends on its connection before it waits.
+
+    The request is a complete, valid claim (``claim_request``), its JSON body followed
+    by ``padding`` spaces (JSON allows them; the head's Content-Length counts them).
+    The probe sends, in order: nothing at all (``silent``); or the head, at once or one
+    byte every ``head_interval_s``, then ``body_sent`` bytes of the body (None: all but
+    the padding, so what came is a whole claim a server must not take as the request),
+    then shuts its side (``shut``: a FIN, the body cut mid-way). Then it waits for the
+    server's answer or close, at most its ``bound_s``.
+    """
+
+    name: str
+    silent: bool = False
+    head_interval_s: float = 0.0
+    padding: int = 0
+    body_sent: int | None = None
+    shut: bool = False
+
+    def __post_init__(self) -> None:
+        if self.head_interval_s < 0 or self.padding < 0:
+            raise ValueError(f"{self.name}: head_interval_s and padding must be >= 0")
+        if self.body_sent is not None and self.body_sent < 0:
+            raise ValueError(f"{self.name}: body_sent must be >= 0, not {self.body_sent}")
 
 
-def slow_body(
-    host: str,
-    port: int,
-    *,
-    bound_s: float = DEFAULT_BOUND_S,
-    coupon: str = "slow-probe",
-    user: str = "slow-probe",
-    declared: int = 100,
-    sent: int = 8,
-) -> ProbeResult:
-    """The head declaring ``declared`` body bytes, then ``sent`` of them, then nothing."""
-    head, body = _padded(host, port, coupon, user, declared, sent)
-    conn = _Conn(host, port, bound_s)
-    if conn.send(head) and sent:
-        conn.send(body[:sent])
-    conn.wait()
-    return conn.result("slow_body")
-
-
-def idle(
-    host: str,
-    port: int,
-    *,
-    bound_s: float = DEFAULT_BOUND_S,
-    coupon: str = "slow-probe",
-    user: str = "slow-probe",
-) -> ProbeResult:
-    """Connect and send nothing (``coupon`` and ``user`` unused: every probe takes them)."""
-    del coupon, user
-    conn = _Conn(host, port, bound_s)
-    conn.wait()
-    return conn.result("idle")
-
-
-def cut_body(
-    host: str,
-    port: int,
-    *,
-    bound_s: float = DEFAULT_BOUND_S,
-    coupon: str = "slow-probe",
-    user: str = "slow-probe",
-    declared: int = 100,
-    sent: int = 8,
-) -> ProbeResult:
-    """The head, ``sent`` of ``declared`` body bytes, then our side shut (FIN)."""
-    head, body = _padded(host, port, coupon, user, declared, sent)
-    conn = _Conn(host, port, bound_s)
-    if conn.send(head) and conn.send(body[:sent]):
-        with contextlib.suppress(OSError):
-            conn.sock.shutdown(socket.SHUT_WR)
-    conn.wait()
-    return conn.result("cut_body")
-
-
-def _padded(
-    host: str, port: int, coupon: str, user: str, declared: int, sent: int
-) -> tuple[bytes, bytes]:
-    # A valid claim body padded with spaces (JSON allows them) to ``declared`` bytes, so
-    # the declared length is honest and only the sending stops short.
-    if not 0 <= sent < declared:
-        raise ValueError(f"need 0 <= sent < declared: {sent}, {declared}")
-    _, body = claim_request(host, port, coupon, user)
-    if len(body) > declared:
-        raise ValueError(f"declared {declared} bytes, but the claim body is {len(body)}")
-    body += b" " * (declared - len(body))
-    head = (
-        "POST /api/coupons/claim HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {declared}\r\n\r\n"
-    ).encode("latin-1")
-    return head, body
-
-
-#: Every probe by name, for a scenario to run them all.
-PROBES: dict[str, Callable[..., ProbeResult]] = {
-    "slow_headers": slow_headers,
-    "slow_body": slow_body,
-    "idle": idle,
-    "cut_body": cut_body,
+#: The four probes, by name (see the module).
+PROBES: dict[str, ProbeSpec] = {
+    spec.name: spec
+    for spec in (
+        ProbeSpec("slow_headers", head_interval_s=0.5),
+        ProbeSpec("slow_body", padding=512),
+        ProbeSpec("idle", silent=True),
+        ProbeSpec("cut_body", padding=512, body_sent=8, shut=True),
+    )
 }
+
+
+def run_probe(
+    probe: str | ProbeSpec,
+    host: str,
+    port: int,
+    *,
+    bound_s: float = DEFAULT_BOUND_S,
+    coupon: str = "slow-probe",
+    user: str = "slow-probe",
+    **changes: Any,
+) -> ProbeResult:
+    """Run one probe (a ``PROBES`` name or a spec; ``changes`` replace its fields, e.g.
+    ``head_interval_s=0.2``) against ``host:port``: what the server did, within ``bound_s``."""
+    spec = PROBES[probe] if isinstance(probe, str) else probe
+    if changes:
+        spec = dataclasses.replace(spec, **changes)
+    head, body = claim_request(host, port, coupon, user, spec.padding)
+    conn = _Conn(host, port, bound_s)
+    if not spec.silent and _send_head(conn, head, spec.head_interval_s):
+        sent = body[: len(body) - spec.padding if spec.body_sent is None else spec.body_sent]
+        # A server without a deadline gets the whole slow head, then the body, in the end.
+        if (not sent or conn.send(sent)) and spec.shut:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
+    conn.wait()
+    return conn.result(spec.name)
+
+
+def _send_head(conn: _Conn, head: bytes, interval_s: float) -> bool:
+    """The head, at once or a byte every ``interval_s``; False once the server ended it."""
+    if interval_s <= 0:
+        return conn.send(head)
+    for i in range(len(head)):
+        # Past the probe's bound, no more: a server without a deadline would otherwise
+        # get the rest at once, and the request with it.
+        if conn.expired or not conn.send(head[i : i + 1]) or conn.poll(interval_s):
+            return False
+    return not conn.expired
 
 
 class SlowCrowd:

@@ -75,6 +75,7 @@ FAULTS: tuple[str, ...] = (
     "network_faults",
     "negative_stock",
     "input_boundary",
+    "slow_clients",
     "process_crash",
 )
 #: Replicated PostgreSQL: failover and stale reads (each starts its own cluster).

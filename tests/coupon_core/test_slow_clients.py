@@ -19,15 +19,7 @@ import pytest
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.server import Limits, RunningServer, serve_in_thread
-from experiments.faults.slow_clients import (
-    ProbeResult,
-    SlowCrowd,
-    claim_request,
-    cut_body,
-    idle,
-    slow_body,
-    slow_headers,
-)
+from experiments.faults.slow_clients import ProbeResult, SlowCrowd, claim_request, run_probe
 
 TIMEOUT_S = 2.0  # the server's request timeout here (10 s by default)
 # Each probe must end by then; the server's bound plus scheduling on a busy machine.
@@ -64,21 +56,30 @@ def test_slow_body_gets_a_408_and_writes_nothing(
     server: RunningServer, service: CouponService, db_url: str, unique: str
 ) -> None:
     service.create(unique, 10)
-    r = slow_body(server.host, server.port, bound_s=PROBE_BOUND_S, coupon=unique, user="u")
+    r = run_probe(
+        "slow_body", server.host, server.port, bound_s=PROBE_BOUND_S, coupon=unique, user="u"
+    )
     assert r.bytes_sent > 8
     assert_timed_out(r)
     assert claims(db_url, unique) == 0
 
 
 def test_slow_headers_get_a_408(server: RunningServer, db_url: str, unique: str) -> None:
-    r = slow_headers(server.host, server.port, bound_s=PROBE_BOUND_S, coupon=unique, interval_s=0.2)
+    r = run_probe(
+        "slow_headers",
+        server.host,
+        server.port,
+        bound_s=PROBE_BOUND_S,
+        coupon=unique,
+        head_interval_s=0.2,
+    )
     head, _ = claim_request(server.host, server.port, unique, "slow-probe")
     assert 1 <= r.bytes_sent < len(head)  # cut off mid-head
     assert_timed_out(r)
 
 
 def test_idle_connection_is_closed_without_an_answer(server: RunningServer) -> None:
-    r = idle(server.host, server.port, bound_s=PROBE_BOUND_S)
+    r = run_probe("idle", server.host, server.port, bound_s=PROBE_BOUND_S)
     assert (r.ending, r.status, r.bytes_sent) == ("closed", None, 0), r
     assert TIMEOUT_S - 0.1 <= r.seconds < FREED_BOUND_S
 
@@ -87,7 +88,9 @@ def test_cut_body_is_closed_and_writes_nothing(
     server: RunningServer, service: CouponService, db_url: str, unique: str
 ) -> None:
     service.create(unique, 10)
-    r = cut_body(server.host, server.port, bound_s=PROBE_BOUND_S, coupon=unique, user="u")
+    r = run_probe(
+        "cut_body", server.host, server.port, bound_s=PROBE_BOUND_S, coupon=unique, user="u"
+    )
     # Nobody is left to answer: the server closes at once (no 5xx, no 400).
     assert r.ending in ("closed", "reset"), r
     assert r.seconds < FREED_BOUND_S
