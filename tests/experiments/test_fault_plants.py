@@ -1,0 +1,144 @@
+"""Each fault scenario's checks fail on a planted service bug or a fault that did not happen.
+
+One test per case of issue 26: the plant is monkeypatched into the real lab (a real
+database, the real service, the real fault), the scenario runs through the pipeline, and
+the check that holds the promise must fail. Each docstring says what the old code did
+with the same plant (the checks of ``cbbd49f``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from coupon_core import CouponService
+from coupon_core.errors import Unavailable
+from experiments.faults.backends import BackendKiller
+from experiments.faults.proxy import TcpProxy
+from experiments.faults.schedule import ProxySchedule
+from experiments.result import Result
+from experiments.scenarios import SCENARIOS
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+
+def _run(name: str, db_url: str, **params: Any) -> Result:
+    return SCENARIOS[name].run(seed=1, layer="service", database_url=db_url, **params)
+
+
+def _failed(result: Result) -> list[str]:
+    return sorted(v.name for v in result.failed)
+
+
+@pytest.fixture
+def refuse_claims_after(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """A service that refuses every claim (``Unavailable``) once the event is set; its
+    health check and its reads go on answering."""
+    broken = threading.Event()
+    claim = CouponService.claim
+
+    def refusing(self: CouponService, user_id: str, coupon_name: str) -> None:
+        if broken.is_set():
+            raise Unavailable()
+        claim(self, user_id, coupon_name)
+
+    monkeypatch.setattr(CouponService, "claim", refusing)
+    return broken
+
+
+def _after(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, event: threading.Event) -> None:
+    """Set ``event`` once ``cls.method`` returns (the fault's own loop has ended)."""
+    inner = getattr(cls, method)
+
+    def wrapped(self: object) -> None:
+        try:
+            inner(self)
+        finally:
+            event.set()
+
+    monkeypatch.setattr(cls, method, wrapped)
+
+
+# -- 1. recovery means claims served again, not a health check -------------------------
+
+
+def test_connection_drop_fails_a_service_that_never_serves_claims_again(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, refuse_claims_after: threading.Event
+) -> None:
+    """Old code: ``recovered`` (health, SELECT 1) passed and nothing asked a claim to
+    succeed after the last kill: the run passed."""
+    _after(monkeypatch, BackendKiller, "_rounds", refuse_claims_after)
+    result = _run("connection_drop", db_url)
+    assert result.verdict("recovered").passed is True  # what the old code judged
+    assert result.verdict("service_recovered_in_bound").passed is False
+    assert result.status == "FAIL"
+
+
+def test_network_faults_fails_a_service_that_never_serves_claims_again(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, refuse_claims_after: threading.Event
+) -> None:
+    """Old code: after-phase all unavailable claims and ok gets passed (health only)."""
+    _after(monkeypatch, ProxySchedule, "_run", refuse_claims_after)
+    result = _run("network_faults", db_url)
+    assert result.verdict("recovered").passed is True
+    assert result.verdict("service_recovered_in_bound").passed is False
+    assert result.status == "FAIL"
+
+
+# -- 2. every named phase is judged ----------------------------------------------------
+
+
+def test_network_faults_fails_when_the_stall_and_the_throttle_did_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old code: only latency and reset were judged: with a proxy whose stall forwards
+    and whose throttle does not slow, the run passed."""
+    monkeypatch.setattr(TcpProxy, "_stalled", lambda self: False)
+    monkeypatch.setattr(TcpProxy, "_send", lambda self, dst, data: dst.sendall(data))
+    result = _run("network_faults", db_url)
+    assert result.verdict("latency_applied").passed is True
+    assert result.verdict("reset_cut_connections").passed is True
+    assert result.verdict("stall_held").passed is False
+    assert result.verdict("throttle_applied").passed is False
+    assert result.status == "FAIL"
+
+
+def test_network_faults_fails_when_the_schedule_is_cut_short(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old code: a timetable that stopped after its latency phase was never compared
+    with the plan (reset_cut_connections read the proxy's counters over the whole run)."""
+    steps_run = ProxySchedule._run
+
+    def short(self: ProxySchedule) -> None:
+        self.steps = self.steps[:2]
+        steps_run(self)
+
+    monkeypatch.setattr(ProxySchedule, "_run", short)
+    result = _run("network_faults", db_url)
+    assert result.verdict("schedule_ran").passed is False
+    assert result.status == "FAIL"
+
+
+# -- 9. every fault's count compared with the plan -------------------------------------
+
+
+def test_connection_drop_fails_when_fewer_rounds_ran_than_planned(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old code: ``backends_killed`` asked for one backend killed at all: 24 backends in
+    3 rounds passed with kills=4 (the fault phase ended before the fourth round)."""
+    rounds = BackendKiller._rounds
+
+    def fewer(self: BackendKiller) -> None:
+        self.max_kills -= 1
+        rounds(self)
+
+    monkeypatch.setattr(BackendKiller, "_rounds", fewer)
+    result = _run("connection_drop", db_url)
+    v = result.verdict("backends_killed")
+    assert v.passed is False, v.detail
+    assert v.figures["rounds"] == 3
+    assert v.figures["planned"] == 4
