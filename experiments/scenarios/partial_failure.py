@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.checks import FinalState, Shared, results_within
-from experiments.faults.loads import claim_stream_plan
+from experiments.faults.loads import FAULT_COMMON, claim_stream_plan
 from experiments.faults.partial import FailAfterInsert
 from experiments.faults.window import Windows
 from experiments.history import History
@@ -50,7 +50,7 @@ class _HookFault:
         self.windows.close("failing")
 
 
-COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
+COMMON: dict[str, Any] = dict(FAULT_COMMON)
 
 
 def run(spec: RunSpec) -> Result:

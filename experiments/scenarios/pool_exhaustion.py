@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.checks import FinalState, Shared, results_within
-from experiments.faults.loads import claim_stream_plan
+from experiments.faults.loads import FAULT_COMMON, claim_stream_plan
 from experiments.faults.pool import PoolHog, PoolRefusals, judge_refusals
 from experiments.history import History
 from experiments.pipeline import Nemesis, Run, Workload
@@ -36,7 +36,7 @@ CHECKS: tuple[str, ...] = (
 
 
 #: The pool of 4 is the fault's figure: the hog holds every connection of it.
-COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0, "pool_max": 4}
+COMMON: dict[str, Any] = {**FAULT_COMMON, "pool_max": 4}
 
 
 def run(spec: RunSpec) -> Result:

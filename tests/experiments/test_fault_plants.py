@@ -9,11 +9,13 @@ with the same plant (the checks of ``cbbd49f``).
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 
-from coupon_core import CouponService
+from coupon_core import CouponService, ServiceConfig
+from coupon_core.breaker import CircuitBreaker
 from coupon_core.errors import Unavailable
 from experiments.faults.backends import BackendKiller
 from experiments.faults.proxy import TcpProxy
@@ -142,3 +144,51 @@ def test_connection_drop_fails_when_fewer_rounds_ran_than_planned(
     assert v.passed is False, v.detail
     assert v.figures["rounds"] == 3
     assert v.figures["planned"] == 4
+
+
+# -- 3. the service's statement timeout, not a session of the lab's -------------------
+
+
+def test_query_timeout_fails_a_service_without_its_statement_timeout(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service that sets lock_timeout where it should set statement_timeout: claims
+    behind the lock still time out, a slow query never does. Old code: ``pg_sleep`` ran
+    on a session of the lab's own with its own statement_timeout, and passed."""
+
+    def lock_timeout_only(self: ServiceConfig) -> str:
+        ms = self.statement_timeout_ms or self.lock_timeout_ms
+        return f"-c lock_timeout={ms}" if ms else ""
+
+    monkeypatch.setattr(ServiceConfig, "conninfo_options", lock_timeout_only)
+    result = _run("query_timeout", db_url)
+    assert result.verdict("timeouts_observed").passed is True
+    v = result.verdict("slow_query_cancelled")
+    assert v.passed is False, v.detail
+    assert v.figures["error"] is None
+    assert result.status == "FAIL"
+
+
+# -- 4. the outage bound is the design's promise ---------------------------------------
+
+
+def test_database_restart_fails_an_open_breaker_that_answers_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An open circuit breaker that refuses after 1.5 s. Old code: the bound was half
+    the pool timeout (2.5 s at op_timeout_s 5), and the 1 s goal only printed MISSED."""
+    allow = CircuitBreaker.allow
+
+    def late(self: CircuitBreaker) -> bool:
+        ok = allow(self)
+        if not ok:
+            time.sleep(1.5)
+        return ok
+
+    monkeypatch.setattr(CircuitBreaker, "allow", late)
+    result = SCENARIOS["database_restart"].run(seed=1, layer="service")
+    v = result.verdict("outage_answers_fast")
+    assert v.passed is False, v.detail
+    assert v.figures["p99_ms"] > 1000
+    assert v.figures["bound_s"] == 1.0
+    assert result.status == "FAIL"
