@@ -93,7 +93,8 @@ CHECKS: dict[str, str] = {
     "nemesis_ran": "the nemesis did what the plan says",
     "failures_only_from_kills": "every failed op overlaps a kill or the rolling restart",
     "workers_restarted": "every killed worker was replaced",
-    "dead_backends_gone": "the killed workers' backends ended within the bound",
+    "dead_backends_gone": "the killed workers' backends (some watched) ended within the bound",
+    "kills_cut_claims": "every planned kill cut at least one claim in flight (validity)",
     "recovered_on_new_worker": "a replacement worker answered within the bound",
     "rolling_restart_no_5xx": "no 5xx during the rolling restart",
     # replication

@@ -60,7 +60,7 @@ def run(spec: RunSpec) -> Result:
         return [k]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
-        k = killers[0]
+        k = killers[-1]
         per_round = list(k.killed_per_round)
         fr.figures["backends_killed"] = len(k.killed)
         fr.figures["killed_in_state"] = dict(k.killed_states)
@@ -98,7 +98,7 @@ def run(spec: RunSpec) -> Result:
             faults=faults,
             expect=expect,
             fault_s=bound_s,
-            faults_done=lambda: bool(killers) and killers[0].done.is_set(),
+            faults_done=lambda: bool(killers) and killers[-1].done.is_set(),
             # Longer than the recovery bound: a recovery inside it shows in the load.
             after_s=SERVES_AGAIN_S + 0.5,
             service_overrides={"pool_timeout": 2.0},

@@ -69,7 +69,7 @@ def run(spec: RunSpec) -> Result:
         return [r]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
-        r = restarts[0]
+        r = restarts[-1]
         ws = r.windows.windows
         start = ws[-1].start_ns if ws else None
         # The window ends once start() returned: pg_ctl -w saw the server accept
@@ -149,7 +149,7 @@ def run(spec: RunSpec) -> Result:
             after_s=1.0,
             # The lab's pool timeout (5 s with the default op timeout): the circuit breaker,
             # not a short timeout, is what makes refusals fast.
-            faults_done=lambda: bool(restarts) and restarts[0].wait(0),
+            faults_done=lambda: bool(restarts) and restarts[-1].wait(0),
             database="own",
             backoff_s=BACKOFF_S,
         ),

@@ -134,17 +134,17 @@ def run(spec: RunSpec) -> Result:
         return proxy.conninfo(url), proxy
 
     def faults(fr: Run) -> list[Nemesis]:
-        proxies[0].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
-        sched = ProxySchedule(proxies[0], steps)
+        proxies[-1].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
+        sched = ProxySchedule(proxies[-1], steps)
         schedules.append(sched)
         return [sched]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         # Between client and server a cut request's effect is unknown: it may have landed.
         cut = {"unavailable", "unknown"} if target is not None else {"unavailable"}
-        found, verdicts = judge(history, proxies[0], cut)
+        found, verdicts = judge(history, proxies[-1], cut)
         fr.figures.update(found)
-        ws = proxies[0].windows.windows
+        ws = proxies[-1].windows.windows
         end = max((w.end_ns for w in ws), default=None)
         return [
             *verdicts,
@@ -163,7 +163,7 @@ def run(spec: RunSpec) -> Result:
             # end first, then recovery shows.
             after_s=3.0,
             through=through,
-            faults_done=lambda: bool(schedules) and schedules[0].done.is_set(),
+            faults_done=lambda: bool(schedules) and schedules[-1].done.is_set(),
             service_overrides={"pool_timeout": 2.0, "connect_timeout": 2.0},
             # The reset makes the database unreachable: the circuit breaker then refuses
             # at once, and without a pause the plan would be spent on refusals.

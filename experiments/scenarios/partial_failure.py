@@ -65,7 +65,7 @@ def run(spec: RunSpec) -> Result:
         return [_HookFault(fr, hook)]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
-        hook = hooks[0]
+        hook = hooks[-1]
         claims = [o for o in history.ops if o.kind == "claim" and o.phase not in (None, "setup")]
         ok = sum(1 for o in claims if o.result == "ok")
         unavailable = sum(1 for o in claims if o.result == "unavailable")

@@ -63,7 +63,7 @@ def run(spec: RunSpec) -> Result:
         return [h]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
-        claims, _, verdicts = held_lock_verdicts(history, holders[0])
+        claims, _, verdicts = held_lock_verdicts(history, holders[-1])
         bound_ns = int((statement_timeout_ms / 1000 + 1.0) * 1e9)
         timed_out = [o for o in claims if o.result == "unavailable"]
         slow = [o.op_id for o in timed_out if o.latency_ns > bound_ns]

@@ -17,7 +17,9 @@ import pytest
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.breaker import CircuitBreaker
 from coupon_core.errors import Unavailable
+from experiments.faults import processes
 from experiments.faults.backends import BackendKiller
+from experiments.faults.processes import WorkerKiller
 from experiments.faults.proxy import TcpProxy
 from experiments.faults.schedule import ProxySchedule
 from experiments.result import Result
@@ -192,3 +194,38 @@ def test_database_restart_fails_an_open_breaker_that_answers_late(
     assert v.figures["p99_ms"] > 1000
     assert v.figures["bound_s"] == 1.0
     assert result.status == "FAIL"
+
+
+# -- 5. process_crash watches something and cuts something ----------------------------
+
+
+def test_process_crash_fails_when_it_watches_no_backend(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers whose backends go by another name: the killer counts none before the kill
+    and 'none left' at once after it. Old code: dead_backends_gone passed, watching 0."""
+    monkeypatch.setattr(processes, "_backend_count", lambda conn, name: 0)
+    result = SCENARIOS["process_crash"].run(seed=1, database_url=db_url, rolling=False)
+    v = result.verdict("dead_backends_gone")
+    assert v.passed is False, v.detail
+    assert v.figures["backends_before"] == [0]
+    assert result.status == "FAIL"
+
+
+def test_process_crash_whose_kill_cuts_nothing_is_no_experiment(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill at once, before the load began (not waiting for a request in flight):
+    every attempt cut no claim, so the pipeline drew it again and the run is
+    no_experiment. Old code: unknown_per_kill [0] passed (seed 1 killed at 0.34 s, the
+    first claim went out at 0.87 s)."""
+    monkeypatch.setattr(processes, "_busy_count", lambda conn, name: 1)
+    monkeypatch.setattr(WorkerKiller, "first_s", 0.0)
+    monkeypatch.setattr(WorkerKiller, "jitter_s", 0.0)
+    result = SCENARIOS["process_crash"].run(
+        seed=1, database_url=db_url, rolling=False, run_timeout_s=60
+    )
+    assert result.status == "no_experiment", [(v.name, v.detail) for v in result.failed]
+    assert result.verdict("kills_cut_claims").figures["cut_per_kill"] == [0]
+    assert len(result.attempts) > 1
+    assert all(a.status == "no_experiment" for a in result.attempts)
