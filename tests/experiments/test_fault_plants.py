@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from coupon_core import CouponService, ServiceConfig
@@ -229,3 +231,46 @@ def test_process_crash_whose_kill_cuts_nothing_is_no_experiment(
     assert result.verdict("kills_cut_claims").figures["cut_per_kill"] == [0]
     assert len(result.attempts) > 1
     assert all(a.status == "no_experiment" for a in result.attempts)
+
+
+# -- 6. leaks looked for on the database, under the service's name --------------------
+
+
+@pytest.fixture
+def leaking_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[psycopg.Connection[Any]]]:
+    """A service that opens five connections of its own (under its application_name)
+    and never closes them; the test closes them afterwards."""
+    leaked: list[psycopg.Connection[Any]] = []
+    connect = CouponService.connect.__func__  # type: ignore[attr-defined]
+
+    def leaking(cls: type[CouponService], url: str, config: Any = None, **kw: Any) -> CouponService:
+        svc = connect(cls, url, config, **kw)
+        name = svc.config.application_name
+        leaked.extend(
+            psycopg.connect(url, autocommit=True, application_name=name) for _ in range(5)
+        )
+        return svc
+
+    monkeypatch.setattr(CouponService, "connect", classmethod(leaking))
+    try:
+        yield leaked
+    finally:
+        for conn in leaked:
+            conn.close()
+
+
+@pytest.mark.parametrize("name", ["input_boundary", "partial_failure"])
+def test_a_service_leaking_five_connections_fails_no_leaks(
+    name: str, db_url: str, leaking_service: list[psycopg.Connection[Any]]
+) -> None:
+    """Old code (before the one pipeline, 5e1106b^): input_boundary called
+    ``check_leaks(baseline, pool_stats=...)``, without the database or the service's
+    application_name, and passed (partial_failure failed, as it should). The pipeline now
+    gives every run's leak check both; this holds it there."""
+    params = {"generated_cases": 20} if name == "input_boundary" else {}
+    result = _run(name, db_url, **params)
+    assert len(leaking_service) >= 5
+    v = result.verdict("no_leaks")
+    assert v.passed is False, v.detail
+    assert v.figures["backends_left"] >= 5
+    assert result.status == "FAIL"
