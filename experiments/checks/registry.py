@@ -50,6 +50,7 @@ CHECKS: dict[str, str] = {
     "recovered": "the service is healthy again after the faults ended",
     # validity: the experiment, not the system
     "stampede_collided": "the stampede collided: at least half the workers in flight at once",
+    "stampede_contended": "the stampede reached the database: a service backend waited on a lock",
     # expectations from the plan
     "claim_counts": "the claims ended exactly as the plan's figures say",
     "final_stock": "the coupon's remaining stock is the plan's figure",

@@ -274,3 +274,48 @@ def test_a_service_leaking_five_connections_fails_no_leaks(
     assert v.passed is False, v.detail
     assert v.figures["backends_left"] >= 5
     assert result.status == "FAIL"
+
+
+# -- 7. a stampede that is one, in the database ---------------------------------------
+
+
+def test_negative_stock_under_a_global_lock_is_no_stampede(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The known-racy mutant:lost_update with every claim behind one lock in the
+    service: the history still shows 40 claims in flight at once (they wait on the
+    lock), the database never more than one. Old code: 5 ok, 35 no_stock, and the run
+    passed; now every attempt is no_experiment, never green."""
+    claim = CouponService.claim
+    one_at_a_time = threading.Lock()
+
+    def serial(self: CouponService, user_id: str, coupon_name: str) -> None:
+        with one_at_a_time:
+            claim(self, user_id, coupon_name)
+
+    monkeypatch.setattr(CouponService, "claim", serial)
+    result = _run("negative_stock", db_url, strategy="mutant:lost_update")
+    assert result.status == "no_experiment", [(v.name, v.detail) for v in result.failed]
+    v = result.verdict("stampede_contended")
+    assert v.passed is False, v.detail
+    assert v.figures["peak_busy"] <= 1
+    assert result.verdict("claim_counts").passed is True  # what the old code saw
+
+
+def test_a_result_refuses_two_verdicts_of_one_name() -> None:
+    """Old code: negative_stock returned two verdicts named claim_counts and
+    ``Result.verdict`` found the first only. The one place every result is made refuses
+    it (the pipeline, ``skipped`` and a loaded result alike)."""
+    from experiments.history import History
+    from experiments.result import Verdict
+
+    with pytest.raises(ValueError, match=r"more than once in one result: \['claim_counts'\]"):
+        Result(
+            scenario="x",
+            seed=1,
+            layer="service",
+            strategy="row_lock",
+            params={},
+            history=History(),
+            verdicts=[Verdict("claim_counts", True, "a"), Verdict("claim_counts", True, "b")],
+        )
