@@ -30,7 +30,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -504,7 +504,8 @@ def _check(
     summary.update(r.figures)
     if w.summary is not None:
         summary.update(w.summary(r))
-    return _unique(verdicts), summary
+    # Names unique within a result: Result refuses a second of one name.
+    return verdicts, summary
 
 
 def _validity(r: Run, w: Workload) -> list[Verdict]:
@@ -515,17 +516,6 @@ def _validity(r: Run, w: Workload) -> list[Verdict]:
     else:
         found = []
     return found
-
-
-def _unique(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    """Verdict names are unique within a result: a second of one name is a defect."""
-    seen: dict[str, int] = {}
-    for v in verdicts:
-        seen[v.name] = seen.get(v.name, 0) + 1
-    twice = sorted(n for n, k in seen.items() if k > 1)
-    if twice:
-        raise ValueError(f"checks named more than once in one result: {twice}")
-    return list(verdicts)
 
 
 def fault_figures(history: History, windows: list[Window]) -> dict[str, Any]:

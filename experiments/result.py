@@ -28,7 +28,7 @@ from experiments.history import History
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STATUSES", "Attempt", "Result", "RunStatus", "Verdict", "status_of"]
+__all__ = ["STATUSES", "Attempt", "Result", "RunStatus", "Verdict", "status_of", "unique_names"]
 
 RunStatus = Literal["pass", "FAIL", "unknown", "no_experiment", "skipped"]
 STATUSES: tuple[RunStatus, ...] = ("pass", "FAIL", "unknown", "no_experiment", "skipped")
@@ -95,6 +95,17 @@ class Verdict:
             validity=bool(data.get("validity", False)),
             finding=data.get("finding"),
         )
+
+
+def unique_names(verdicts: list[Verdict]) -> None:
+    """Verdict names are unique within a result (``Result.verdict`` finds one by name):
+    a second of one name is the lab's defect, refused here, where every result is made."""
+    seen: dict[str, int] = {}
+    for v in verdicts:
+        seen[v.name] = seen.get(v.name, 0) + 1
+    twice = sorted(n for n, k in seen.items() if k > 1)
+    if twice:
+        raise ValueError(f"checks named more than once in one result: {twice}")
 
 
 def status_of(verdicts: list[Verdict]) -> RunStatus:
@@ -164,6 +175,9 @@ class Result:
     #: Every attempt of the run, the last (this Result's verdicts) included; one for
     #: a run that was not drawn again.
     attempts: list[Attempt] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        unique_names(self.verdicts)
 
     @property
     def status(self) -> RunStatus:

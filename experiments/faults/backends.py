@@ -91,6 +91,10 @@ class BackendKiller:
     #: State of each backend when it was killed: how many died mid-transaction.
     killed_states: dict[str, int] = field(default_factory=dict)
     rounds: int = 0
+    #: Backends killed in each round, in order (a round that found none counts 0).
+    killed_per_round: list[int] = field(default_factory=list)
+    #: Set once the loop has ended (its rounds done, its bound spent, or stopped).
+    done: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -112,6 +116,12 @@ class BackendKiller:
         self.stop()
 
     def _loop(self) -> None:
+        try:
+            self._rounds()
+        finally:
+            self.done.set()
+
+    def _rounds(self) -> None:
         rng = random.Random(self.seed)
         deadline = time.monotonic() + self.max_duration_s
         while self.rounds < self.max_kills and time.monotonic() < deadline:
@@ -125,6 +135,7 @@ class BackendKiller:
                 except psycopg.Error:  # the database itself may be down: try next round
                     states, pids = {}, []
             self.killed.extend(pids)
+            self.killed_per_round.append(len(pids))
             for pid in pids:
                 st = states.get(pid, "unknown")
                 self.killed_states[st] = self.killed_states.get(st, 0) + 1

@@ -10,7 +10,12 @@ from experiments.clients import Client
 from experiments.history import History, Op
 from experiments.plans import Plan, PlannedOp
 
-__all__ = ["BackingOff", "claim_stream_plan"]
+__all__ = ["FAULT_COMMON", "BackingOff", "claim_stream_plan"]
+
+#: The common parameters a fault scenario on a claim stream runs with (its ``COMMON``):
+#: an operation's bound short enough that a hung call shows within the run, and a run
+#: bound that holds the fault, its recovery and the checks.
+FAULT_COMMON: dict[str, float] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
 
 
 class BackingOff:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
+import psycopg_pool
 
+from experiments.checks import results_within
 from experiments.faults.held import HeldFault
-from experiments.faults.window import Windows
+from experiments.faults.window import Window, Windows
+from experiments.history import History, Op
+from experiments.result import Verdict
 
-__all__ = ["RowLockHolder", "SlowQuery"]
+__all__ = ["RowLockHolder", "SlowQuery", "held_lock_verdicts", "timed_sleep"]
 
 NEMESIS_APP = "coupon-lab-nemesis"
 
@@ -106,8 +111,65 @@ class SlowQuery:
             application_name=NEMESIS_APP,
             options=" ".join(opts),
         ) as conn:
-            try:
-                conn.execute("SELECT pg_sleep(%s)", (self.sleep_s,))
-            except psycopg.Error as err:
-                return time.monotonic() - start, type(err).__name__
-        return time.monotonic() - start, None
+            _, err = timed_sleep(conn, self.sleep_s)
+        return time.monotonic() - start, err
+
+    @staticmethod
+    def on_pool(pool: psycopg_pool.ConnectionPool[Any], sleep_s: float) -> tuple[float, str | None]:
+        """``pg_sleep`` on a connection of ``pool`` (the service's own, with the options
+        it opens its connections with): what the service's timeout does, not ours."""
+        with pool.connection(timeout=10.0) as conn:
+            return timed_sleep(conn, sleep_s)
+
+
+def timed_sleep(conn: psycopg.Connection[Any], sleep_s: float) -> tuple[float, str | None]:
+    """``SELECT pg_sleep(sleep_s)`` on ``conn``: (seconds it took, the error class name or None)."""
+    start = time.monotonic()
+    try:
+        conn.execute("SELECT pg_sleep(%s)", (sleep_s,))
+    except psycopg.Error as err:
+        return time.monotonic() - start, type(err).__name__
+    return time.monotonic() - start, None
+
+
+def held_lock_verdicts(
+    history: History, holder: RowLockHolder
+) -> tuple[list[Op], Window | None, list[Verdict]]:
+    """What every held-lock scenario judges: the load's claims, the window the lock was
+    surely held, and the verdicts ``claim_results`` (ok or a clean unavailable),
+    ``lock_taken`` (held on the coupon for its planned time) and
+    ``no_success_while_locked``."""
+    ws = holder.windows.windows
+    w = ws[0] if ws else None
+    claims = [o for o in history.ops if o.kind == "claim" and o.phase not in (None, "setup")]
+    ok_in_lock = (
+        []
+        if w is None
+        else [
+            o.op_id
+            for o in claims
+            if o.result == "ok" and w.start_ns <= o.invoke_ns and o.complete_ns <= w.end_ns
+        ]
+    )
+    held_s = None if w is None else round(w.duration_s, 4)
+    return (
+        claims,
+        w,
+        [
+            results_within(history, "claim", {"ok", "unavailable"}),
+            Verdict(
+                "lock_taken",
+                # The plan's figure: held as long as planned (a release cut short is not it).
+                holder.found and held_s is not None and held_s >= holder.hold_s * 0.9,
+                f"row lock on {holder.coupon} held {held_s} s of the planned {holder.hold_s:g} s"
+                + ("" if holder.found else " (row not found)"),
+                {"held_s": held_s, "planned_s": holder.hold_s, "found": holder.found},
+            ),
+            Verdict(
+                "no_success_while_locked",
+                not ok_in_lock,
+                f"{len(ok_in_lock)} claims succeeded while the row was locked",
+                {"ops": ok_in_lock[:20]},
+            ),
+        ],
+    )

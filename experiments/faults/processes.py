@@ -42,6 +42,10 @@ class KillRecord:
     pid: int
     kill_ns: int
     backends_before: int = 0
+    #: Of those, the ones in a statement or a transaction when the kill went out.
+    busy_before: int = 0
+    #: From the victim's choice to the kill: the wait for a claim in flight on it.
+    waited_busy_s: float = 0.0
     #: Until pg_stat_activity showed none of its backends (None: not within the bound).
     backends_gone_s: float | None = None
     new_pid: int | None = None
@@ -57,6 +61,8 @@ class KillRecord:
         return {
             "pid": self.pid,
             "backends_before": self.backends_before,
+            "busy_before": self.busy_before,
+            "waited_busy_s": _round(self.waited_busy_s),
             "backends_gone_s": _round(self.backends_gone_s),
             "new_pid": self.new_pid,
             "restart_ready_s": _round(self.restart_ready_s),
@@ -77,13 +83,24 @@ def _backend_count(conn: psycopg.Connection[Any], name: str) -> int:
     return int(str(row[0])) if row is not None else 0
 
 
+def _busy_count(conn: psycopg.Connection[Any], name: str) -> int:
+    """The worker's backends in a statement or a transaction: a request in flight."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        " AND state IN ('active', 'idle in transaction')",
+        (name,),
+    ).fetchone()
+    return int(str(row[0])) if row is not None else 0
+
+
 @dataclass
 class WorkerKiller:
     """SIGKILLs ``kills`` workers of ``group`` one after another, at seeded times.
 
     Before each kill it waits ``first_s`` (the first) or ``gap_s`` after the previous
     replacement's recovery, each ± ``jitter_s`` drawn from ``seed``; the victim is a
-    seeded choice among the current workers. ``rolling``: a graceful rolling restart
+    seeded choice among the current workers, killed once one of its backends is busy
+    (a request in flight on it). ``rolling``: a graceful rolling restart
     after the kills. Bounded: every wait has its bound (``bound_s``), ``stop()`` ends
     it early and joins its thread. ``done`` is set when it has finished.
     """
@@ -159,11 +176,24 @@ class WorkerKiller:
 
     def _kill(self, conn: psycopg.Connection[Any], pid: int) -> KillRecord:
         name = f"{self.application_name}-{pid}"[:63]
+        # Timed to a request in flight on the victim: a kill before the load began (the
+        # seeded wait can end before the workers are released) or in a lull cuts
+        # nothing and tests nothing. Bounded; the scenario judges whether it cut a claim.
+        t0 = time.monotonic()
+        busy = 0
+        while time.monotonic() - t0 < self.bound_s and not self._abort.is_set():
+            busy = _busy_count(conn, name)
+            if busy > 0:
+                break
+            time.sleep(_BACKEND_POLL_S)
+        waited = time.monotonic() - t0
         before = _backend_count(conn, name)
         self.windows.open("kill")
         kill_ns = time.monotonic_ns()
         os.kill(pid, signal.SIGKILL)
-        rec = KillRecord(pid, kill_ns, backends_before=before)
+        rec = KillRecord(
+            pid, kill_ns, backends_before=before, busy_before=busy, waited_busy_s=waited
+        )
         try:
             deadline = time.monotonic() + self.bound_s
             while time.monotonic() < deadline:

@@ -7,6 +7,7 @@ from typing import Any
 from coupon_core.database import ExternalDatabase
 from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import claim_stream_plan
+from experiments.faults.recovery import SERVES_AGAIN_S, claims_recovered
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason
 from experiments.history import History
 from experiments.lab import latency_quantiles
@@ -20,11 +21,11 @@ TITLE = "Database restart"
 DESCRIPTION = (
     "8 workers claim while the database is stopped (fast shutdown), kept down 1 s and "
     "started again on the same port. Expected: ops during the outage end unavailable, "
-    "at once once the circuit breaker has opened (in well under the pool timeout), "
-    "never hang or 5xx; no acknowledged claim is lost; the service serves again "
-    "without a restart, within 30 s. Measured: p50/p99 of the refusals during the "
-    "outage and the time from the database accepting connections to the first "
-    "successful claim (goals: p99 under 1 s, recovery under 2 s). "
+    "at once once the circuit breaker has opened (p99 under 1 s, the design's promise), "
+    "never hang or 5xx; no acknowledged claim is lost; the service serves claims again "
+    "without a restart, within 2 s of the database accepting connections. Measured: "
+    "p50/p99 of the refusals during the outage and the time from the database "
+    "accepting connections to the first successful claim invoked after it. "
     "Needs a database the lab can restart: it always starts its own (a database_url "
     "given is not used, and the result says so)."
 )
@@ -39,10 +40,11 @@ CHECKS: tuple[str, ...] = (
     "ops_bounded",
     "outage_answers_fast",
 )
-RECOVERY_BOUND_S = 30.0
-#: Goals of issue 11 §4, reported MET/MISSED beside the figures (not a timed check).
+#: The design's promises (DESIGN.md, "Outages"), each the bound of its check and
+#: reported MET/MISSED beside the figures: refusals during the outage p99 under 1 s, and
+#: the service serving within about 2 s of the database accepting connections again.
 GOAL_OUTAGE_P99_S = 1.0
-GOAL_RECOVERY_S = 2.0
+GOAL_RECOVERY_S = SERVES_AGAIN_S
 #: A worker told "unavailable" pauses this long before its next op (see
 #: ``loads.BackingOff``); at 10 ms, 800 refusals made the linearizability search the
 #: longest step of the notebook. It also bounds how late a recovery is seen.
@@ -67,7 +69,7 @@ def run(spec: RunSpec) -> Result:
         return [r]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
-        r = restarts[0]
+        r = restarts[-1]
         ws = r.windows.windows
         start = ws[-1].start_ns if ws else None
         # The window ends once start() returned: pg_ctl -w saw the server accept
@@ -75,13 +77,9 @@ def run(spec: RunSpec) -> Result:
         end = ws[-1].end_ns if ws else None
         load = [o for o in history.ops if o.phase not in (None, "setup")]
         # Recovery: from the database accepting connections to the first successful
-        # claim that completed after it.
-        after_ok = sorted(
-            o.complete_ns
-            for o in load
-            if o.kind == "claim" and o.result == "ok" and end is not None and o.complete_ns >= end
-        )
-        recover = None if not after_ok or end is None else (after_ok[0] - end) / 1e9
+        # claim invoked after it.
+        recovered = claims_recovered(history, end, GOAL_RECOVERY_S, what="the database was back")
+        recover = recovered.figures["recovery_s"]
         # The refusals during the outage: unavailable ops invoked while it was down.
         refused = [
             o
@@ -112,9 +110,9 @@ def run(spec: RunSpec) -> Result:
         )
         bound_ns = int((spec.op_timeout_s + 2.0) * 1e9)
         slow = [o.op_id for o in load if o.latency_ns > bound_ns]
-        # Without the breaker each refusal waits the pool timeout; with it, the p99 is a
-        # small part of it (the bound derives from the setting, not from this machine).
-        fast_bound_s = pool_timeout_s / 2
+        # The design's promise: while the database is down every request answers 503 at
+        # once, p99 under 1 s (without the breaker each refusal waits the pool timeout).
+        fast_bound_s = GOAL_OUTAGE_P99_S
         return [
             results_within(history, "claim", {"ok", "unavailable"}),
             results_within(history, "get", {"ok", "unavailable"}),
@@ -123,20 +121,13 @@ def run(spec: RunSpec) -> Result:
                 any(o.result == "unavailable" for o in load),
                 f"{sum(1 for o in load if o.result == 'unavailable')} ops refused during the outage",
             ),
-            Verdict(
-                "service_recovered_in_bound",
-                recover is not None and recover <= RECOVERY_BOUND_S,
-                f"first success {recover:.3f}s after the database was back"
-                if recover is not None
-                else "no success after the database came back",
-                {"recovery_s": recover, "bound_s": RECOVERY_BOUND_S},
-            ),
+            recovered,
             Verdict("ops_bounded", not slow, f"{len(slow)} ops took longer than op timeout + 2 s"),
             Verdict(
                 "outage_answers_fast",
                 p99 is not None and p99 / 1000 < fast_bound_s,
                 f"{len(refused)} refusals during the outage: p50 {refusals['p50_ms']} ms, "
-                f"p99 {p99} ms (bound: half the pool timeout, {fast_bound_s:g} s)",
+                f"p99 {p99} ms (bound: the design's p99 under {fast_bound_s:g} s)",
                 {**refusals, "n": len(refused), "bound_s": fast_bound_s},
             ),
         ]
@@ -158,7 +149,7 @@ def run(spec: RunSpec) -> Result:
             after_s=1.0,
             # The lab's pool timeout (5 s with the default op timeout): the circuit breaker,
             # not a short timeout, is what makes refusals fast.
-            faults_done=lambda: bool(restarts) and restarts[0].wait(0),
+            faults_done=lambda: bool(restarts) and restarts[-1].wait(0),
             database="own",
             backoff_s=BACKOFF_S,
         ),

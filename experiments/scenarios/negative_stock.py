@@ -15,6 +15,7 @@ from experiments.checks import (
     rows_equal,
     stampede_collided,
 )
+from experiments.faults.contention import LockWaits
 from experiments.history import History
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
@@ -41,6 +42,7 @@ CHECKS: tuple[str, ...] = (
     "final_stock_sequential",
     "check_rejects_negative",
     "stampede_collided",
+    "stampede_contended",
 )
 
 
@@ -95,6 +97,12 @@ def run(spec: RunSpec) -> Result:
     seq_stock = int(spec["seq_stock"])
     seq_claims = int(spec["seq_claims"])
 
+    watchers: list[LockWaits] = []
+
+    def observers(fr: Run) -> list[Nemesis]:
+        watchers.append(LockWaits(fr.database_url, fr.application_name))
+        return [watchers[-1]]
+
     def faults(fr: Run) -> list[Nemesis]:
         # Before the load, while the database is surely ours: the CHECK must refuse.
         fr.verdicts.append(_direct_update_rejected(fr.database_url, fr.plan.setup[0][0]))
@@ -126,13 +134,17 @@ def run(spec: RunSpec) -> Result:
             faults=faults,
             expect=expect,
             fault_s=0.0,
-            # The hot part is a stampede of ``users`` workers: it must collide.
+            observers=observers,
+            # The hot part is a stampede of ``users`` workers: it must collide, in the
+            # history and in the database (a global lock in the service keeps the first
+            # and hides the race from the second).
             validity=lambda r: [
                 stampede_collided(
                     History(ops=[o for o in r.history.ops if o.coupon == r.plan.setup[0][0]]),
                     users,
                     phase=None,
-                )
+                ),
+                watchers[-1].verdict(),
             ],
             after_s=spec.run_timeout_s,
         ),

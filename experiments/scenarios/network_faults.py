@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.proxy import TcpProxy
+from experiments.faults.recovery import SERVES_AGAIN_S, claims_recovered
 from experiments.faults.schedule import ProxySchedule, Step
-from experiments.history import History
+from experiments.faults.window import Window
+from experiments.history import History, Op
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
@@ -41,8 +43,12 @@ SHARED: Shared = "faults"
 CHECKS: tuple[str, ...] = (
     "claim_results",
     "get_results",
+    "schedule_ran",
     "latency_applied",
+    "throttle_applied",
+    "stall_held",
     "reset_cut_connections",
+    "service_recovered_in_bound",
 )
 
 
@@ -76,7 +82,14 @@ def run(spec: RunSpec) -> Result:
             ph: sorted(o.latency_ns / 1e6 for o in load if o.phase == ph and o.result == "ok")
             for ph in ("before", "latency", "after")
         }
-        med = {ph: (v[len(v) // 2] if v else None) for ph, v in lat.items()}
+        med = {ph: _median(v) for ph, v in lat.items()}
+        # Each phase's window, from the proxy (the pipeline's list holds them twice: the
+        # proxy in the middle and the schedule that drives it are the same windows).
+        windows = {w.phase: w for w in reversed(p.windows.windows)}
+        in_phase = {
+            ph: [o for o in load if w.overlaps(o.invoke_ns, o.complete_ns)]
+            for ph, w in windows.items()
+        }
         figures = {
             "proxy": {
                 "accepted": p.accepted,
@@ -86,11 +99,13 @@ def run(spec: RunSpec) -> Result:
                 "bytes_down": p.bytes_down,
             },
             "median_ok_latency_ms": med,
+            "ops_in_phase": {ph: len(ops) for ph, ops in in_phase.items()},
         }
         slowed = med["latency"] is not None and med["latency"] >= latency_s * 1000 * 0.8
         return figures, [
             results_within(history, "claim", {"ok", *cut}),
             results_within(history, "get", {"ok", *cut}),
+            _schedule_ran(p, steps),
             Verdict(
                 "latency_applied",
                 slowed,
@@ -98,11 +113,9 @@ def run(spec: RunSpec) -> Result:
                 f"(before: {med['before']} ms, injected {latency_s * 1000:.0f} ms)",
                 {"median_ms": med},
             ),
-            Verdict(
-                "reset_cut_connections",
-                p.resets > 0 or p.refused > 0,
-                f"{p.resets} live connections reset, {p.refused} refused",
-            ),
+            _throttle_applied(load, med["before"], bytes_per_s, len(in_phase.get("throttle", []))),
+            _stall_held(windows.get("stall"), in_phase.get("stall", [])),
+            _reset_cut(p, in_phase.get("reset", []), cut),
         ]
 
     def through(url: str, cluster: object, seed: int) -> tuple[str, Nemesis]:
@@ -121,17 +134,22 @@ def run(spec: RunSpec) -> Result:
         return proxy.conninfo(url), proxy
 
     def faults(fr: Run) -> list[Nemesis]:
-        proxies[0].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
-        sched = ProxySchedule(proxies[0], steps)
+        proxies[-1].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
+        sched = ProxySchedule(proxies[-1], steps)
         schedules.append(sched)
         return [sched]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         # Between client and server a cut request's effect is unknown: it may have landed.
         cut = {"unavailable", "unknown"} if target is not None else {"unavailable"}
-        found, verdicts = judge(history, proxies[0], cut)
+        found, verdicts = judge(history, proxies[-1], cut)
         fr.figures.update(found)
-        return verdicts
+        ws = proxies[-1].windows.windows
+        end = max((w.end_ns for w in ws), default=None)
+        return [
+            *verdicts,
+            claims_recovered(history, end, SERVES_AGAIN_S, what="the proxy passed again"),
+        ]
 
     return run_pipeline(
         spec,
@@ -141,15 +159,93 @@ def run(spec: RunSpec) -> Result:
             faults=faults,
             expect=expect,
             fault_s=sum(s.duration_s for s in steps) + 5,
-            # Longer than the pool timeout: ops cut by the reset end first, then recovery
-            # shows.
+            # Longer than the pool timeout and the recovery bound: ops cut by the reset
+            # end first, then recovery shows.
             after_s=3.0,
             through=through,
-            faults_done=lambda: bool(schedules) and schedules[0].done.is_set(),
+            faults_done=lambda: bool(schedules) and schedules[-1].done.is_set(),
             service_overrides={"pool_timeout": 2.0, "connect_timeout": 2.0},
             # The reset makes the database unreachable: the circuit breaker then refuses
             # at once, and without a pause the plan would be spent on refusals.
             backoff_s=TARGET_BACKOFF_S if target is not None else 0.05,
             backoff_on=("unknown", "unavailable") if target is not None else ("unavailable",),
         ),
+    )
+
+
+#: An op that completed within this of the stall's start may have had its answer on the
+#: way already (a pump checks the phase between a read and its send); later, none can.
+STALL_GRACE_S = 0.1
+
+
+def _median(values: list[float]) -> float | None:
+    return values[len(values) // 2] if values else None
+
+
+def _schedule_ran(p: TcpProxy, steps: list[Step]) -> Verdict:
+    """The timetable as planned: every fault phase in order, each about as long as planned."""
+    planned = [(s.phase, s.duration_s) for s in steps if s.phase != "pass"]
+    got = [(w.phase, round(w.duration_s, 3)) for w in p.windows.windows]
+    ok = (
+        [ph for ph, _ in got] == [ph for ph, _ in planned]
+        and all(
+            d >= want * 0.9 and d <= want + 1.0
+            for (_, d), (_, want) in zip(got, planned, strict=True)
+        )
+        if len(got) == len(planned)
+        else False
+    )
+    return Verdict(
+        "schedule_ran",
+        ok,
+        f"proxy phases {got} (planned {planned})",
+        {"windows": got, "planned": planned},
+    )
+
+
+def _throttle_applied(
+    load: list[Op], before_ms: float | None, bytes_per_s: int, ops_in: int
+) -> Verdict:
+    """Ops in the throttle phase slower than before it by at least half the proxy's pace
+    (each slice of ``bytes_per_s // 50`` bytes is followed by its share of a second)."""
+    pace_ms = max(1, bytes_per_s // 50) / bytes_per_s * 1000
+    med = _median(sorted(o.latency_ns / 1e6 for o in load if o.phase == "throttle"))
+    slowed = med is not None and before_ms is not None and med >= before_ms + pace_ms / 2
+    return Verdict(
+        "throttle_applied",
+        ops_in > 0 and slowed,
+        f"{ops_in} ops met the throttle; median latency there {med} ms "
+        f"(before: {before_ms} ms; needs + {pace_ms / 2:g} ms, half a {pace_ms:g} ms pace)",
+        {"ops": ops_in, "median_ms": med, "before_ms": before_ms, "pace_ms": pace_ms},
+    )
+
+
+def _stall_held(w: Window | None, ops: list[Op]) -> Verdict:
+    """Ops met the stall, and none completed ok while it held: nothing got through."""
+    if w is None:
+        return Verdict("stall_held", False, "the stall phase never ran")
+    grace_ns = int(STALL_GRACE_S * 1e9)
+    through = [
+        o.op_id
+        for o in ops
+        if o.result == "ok" and w.start_ns + grace_ns < o.complete_ns < w.end_ns
+    ]
+    return Verdict(
+        "stall_held",
+        bool(ops) and not through,
+        f"{len(ops)} ops met the {w.duration_s:.3f}s stall; {len(through)} completed ok "
+        "while it held",
+        {"ops": len(ops), "ok_during_stall": through[:20]},
+    )
+
+
+def _reset_cut(p: TcpProxy, ops: list[Op], cut: set[str]) -> Verdict:
+    """The reset cut live connections (or refused new ones), and ops met it as cut."""
+    refused = [o for o in ops if o.result in cut]
+    return Verdict(
+        "reset_cut_connections",
+        (p.resets > 0 or p.refused > 0) and bool(refused),
+        f"{p.resets} live connections reset, {p.refused} refused; "
+        f"{len(refused)} of {len(ops)} ops that met the reset ended {'/'.join(sorted(cut))}",
+        {"resets": p.resets, "refused": p.refused, "ops": len(ops), "cut": len(refused)},
     )

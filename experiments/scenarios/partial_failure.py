@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.checks import FinalState, Shared, results_within
-from experiments.faults.loads import claim_stream_plan
+from experiments.faults.loads import FAULT_COMMON, claim_stream_plan
 from experiments.faults.partial import FailAfterInsert
 from experiments.faults.window import Windows
 from experiments.history import History
@@ -50,7 +50,7 @@ class _HookFault:
         self.windows.close("failing")
 
 
-COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0}
+COMMON: dict[str, Any] = dict(FAULT_COMMON)
 
 
 def run(spec: RunSpec) -> Result:
@@ -65,7 +65,7 @@ def run(spec: RunSpec) -> Result:
         return [_HookFault(fr, hook)]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
-        hook = hooks[0]
+        hook = hooks[-1]
         claims = [o for o in history.ops if o.kind == "claim" and o.phase not in (None, "setup")]
         ok = sum(1 for o in claims if o.result == "ok")
         unavailable = sum(1 for o in claims if o.result == "unavailable")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.checks import FinalState, Shared, results_within
-from experiments.faults.loads import claim_stream_plan
+from experiments.faults.loads import FAULT_COMMON, claim_stream_plan
 from experiments.faults.pool import PoolHog, PoolRefusals, judge_refusals
 from experiments.history import History
 from experiments.pipeline import Nemesis, Run, Workload
@@ -36,7 +36,7 @@ CHECKS: tuple[str, ...] = (
 
 
 #: The pool of 4 is the fault's figure: the hog holds every connection of it.
-COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 30.0, "pool_max": 4}
+COMMON: dict[str, Any] = {**FAULT_COMMON, "pool_max": 4}
 
 
 def run(spec: RunSpec) -> Result:
@@ -54,10 +54,10 @@ def run(spec: RunSpec) -> Result:
 
     def observers(fr: Run) -> list[Nemesis]:
         recorders.append(PoolRefusals(fr.lab.service.pool))
-        return [recorders[0]]
+        return [recorders[-1]]
 
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
-        windows = hogs[0].windows.windows
+        windows = hogs[-1].windows.windows
         slack_ns = int((pool_timeout_s + 1.0) * 1e9)
         load = [o for o in history.ops if o.phase not in (None, "setup")]
         unavailable = [o for o in load if o.result == "unavailable"]
@@ -69,12 +69,12 @@ def run(spec: RunSpec) -> Result:
         in_window = [
             o for o in unavailable if any(w.overlaps(o.invoke_ns, o.complete_ns) for w in windows)
         ]
-        refusals = recorders[0].refusals
+        refusals = recorders[-1].refusals
         judged = judge_refusals(unavailable, refusals)
         slow = [o.op_id for o in unavailable if o.latency_ns > slack_ns]
         fr.figures.update(
             {
-                "pool_held": hogs[0].held,
+                "pool_held": hogs[-1].held,
                 "unavailable_in_window": len(in_window),
                 "unavailable_outside_window": len(unavailable) - len(in_window),
                 "pool_refusals": len(refusals),
@@ -86,8 +86,8 @@ def run(spec: RunSpec) -> Result:
             results_within(history, "get", {"ok", "unavailable"}),
             Verdict(
                 "exhaustion_observed",
-                len(in_window) > 0 and hogs[0].held == pool_max,
-                f"{len(in_window)} ops refused while all {hogs[0].held} connections were held",
+                len(in_window) > 0 and hogs[-1].held == pool_max,
+                f"{len(in_window)} ops refused while all {hogs[-1].held} connections were held",
                 {"unavailable": len(unavailable), "in_window": len(in_window)},
             ),
             judged,

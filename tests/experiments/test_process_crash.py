@@ -58,3 +58,33 @@ def test_process_crash_is_http_only(db_url: str) -> None:
     assert result.params["requested_layer"] == "service"
     assert result.passed, [(v.name, v.detail) for v in result.failed]
     assert result.summary["worker_restarts"] == 0
+
+
+def test_kills_cut_claims_needs_a_claim_in_flight_at_each_kill() -> None:
+    """A hand-made history: the first kill cut a claim in flight (unknown), the second
+    went out between two claims. The validity check fails (the run tested nothing at the
+    second kill), and a claim that only ended unknown after the kill does not count."""
+    from experiments.faults.processes import KillRecord
+    from experiments.history import History, Op
+    from experiments.scenarios.process_crash import kills_cut_claims
+
+    history = History()
+    history.extend(
+        [
+            Op(0, 0, "claim", "c", user="a", invoke_ns=100, complete_ns=300, result="unknown"),
+            Op(1, 1, "claim", "c", user="b", invoke_ns=100, complete_ns=300, result="ok"),
+            Op(2, 0, "claim", "c", user="c", invoke_ns=400, complete_ns=450, result="ok"),
+            Op(3, 0, "claim", "c", user="d", invoke_ns=520, complete_ns=600, result="unknown"),
+        ]
+    )
+    cut_one = [KillRecord(pid=1, kill_ns=200)]
+    v = kills_cut_claims(history, cut_one, 1)
+    assert v.passed is True
+    assert v.validity is True
+    assert v.figures["cut_per_kill"] == [1]
+    both = [KillRecord(pid=1, kill_ns=200), KillRecord(pid=2, kill_ns=500)]
+    v = kills_cut_claims(history, both, 2)
+    assert v.passed is False
+    assert v.figures["cut_per_kill"] == [1, 0]
+    # Fewer kills than planned is no experiment either.
+    assert kills_cut_claims(history, cut_one, 2).passed is False
