@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import figures
+
 __all__ = [
     "Comparison",
     "Row",
@@ -31,6 +33,7 @@ __all__ = [
     "list_runs",
     "markdown_verdicts",
     "previous_run",
+    "run_label",
     "run_status",
     "table",
     "write_html",
@@ -71,6 +74,28 @@ def run_status(summary: dict[str, Any]) -> str:
     return next((s for s in (*NOT_PASSED, "pass") if s in ran), "FAIL")
 
 
+def checks_skipped(summary: dict[str, Any]) -> int:
+    """Checks skipped in the scenarios of ``summary`` that ran."""
+    jobs = summary.get("scenarios", [])
+    return sum(
+        int(j.get("checks_skipped") or sum(1 for c in j.get("checks", []) if c.get("skipped")))
+        for j in jobs
+        if job_status(j) != "skipped"
+    )
+
+
+def run_label(summary: dict[str, Any]) -> str:
+    """A run's status as its index badge reads it (``figures.run_label``): a pass that
+    skipped scenarios or checks says how many (``7 passed, 45 checks skipped``)."""
+    statuses = [job_status(j) for j in summary.get("scenarios", [])]
+    return figures.run_label(
+        run_status(summary),
+        statuses.count("pass"),
+        statuses.count("skipped"),
+        checks_skipped(summary),
+    )
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """One past run, as ``coupon-chaos runs`` lists it."""
@@ -87,6 +112,18 @@ class RunInfo:
     skipped: int = 0
     #: pass / FAIL / unknown / no_experiment / skipped / interrupted; "" when incomplete.
     status: str = ""
+    #: The status as the run's index reads it (``run_label``); "" when incomplete.
+    label: str = ""
+    #: Checks skipped in the scenarios that ran (a target run without its database).
+    checks_skipped: int = 0
+
+    @property
+    def shown_status(self) -> str:
+        """The status column of ``runs``: ``partial`` for a pass that skipped anything
+        (scenarios or checks), as the run's index badge is not green for it."""
+        return figures.run_badge(self.status, self.skipped, self.checks_skipped).replace(
+            "fail", "FAIL"
+        )
 
     @classmethod
     def read(cls, path: Path) -> RunInfo:
@@ -106,6 +143,8 @@ class RunInfo:
             complete=True,
             skipped=statuses.count("skipped"),
             status=run_status(summary),
+            label=run_label(summary),
+            checks_skipped=checks_skipped(summary),
         )
 
 
