@@ -135,6 +135,7 @@ def test_runs_command_lists_and_prunes_to_the_newest(
         "0",
         "12.5",
         "s",
+        "0",
     ]
     assert out[3] == "20261129T100000Z-cccc      (incomplete: no summary.json)"
     (results / "latest").symlink_to("20261129T090000Z-bbbb", target_is_directory=True)
