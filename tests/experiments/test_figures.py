@@ -25,8 +25,17 @@ MS = 1_000_000
 def _flash_sale_history() -> History:
     """A setup create of 1 ms, then 5 ok claims (20..24 ms) and 45 no_stock (100..144 ms)."""
     ops = [
-        Op(-1, -1, "create", "c", amount=5, invoke_ns=0, complete_ns=1 * MS, result="ok",
-           phase="setup"),
+        Op(
+            -1,
+            -1,
+            "create",
+            "c",
+            amount=5,
+            invoke_ns=0,
+            complete_ns=1 * MS,
+            result="ok",
+            phase="setup",
+        ),
     ]
     for i in range(50):
         ok = i < 5
@@ -98,7 +107,8 @@ def test_operations_and_ops_say_which_ops_they_count() -> None:
     assert "ops" not in rows
     # The load count inside "operations" is the summary's "ops".
     found = re.search(r"(\d+) load", rows["operations"])
-    assert found and int(found.group(1)) == result.summary["ops"]
+    assert found is not None
+    assert int(found.group(1)) == result.summary["ops"]
 
 
 def test_a_setup_op_in_a_witness_is_explained() -> None:
@@ -116,9 +126,7 @@ def test_the_run_words_never_count_a_skip_as_a_failure() -> None:
     words = figures.run_words(["pass", *["skipped"] * 9])
     assert words == "1 of 10 passed, 9 skipped (not run)"
     assert "failed" not in words
-    assert figures.run_words(["pass", "FAIL", "unknown"]) == (
-        "1 of 3 passed, 1 failed, 1 unknown"
-    )
+    assert figures.run_words(["pass", "FAIL", "unknown"]) == ("1 of 3 passed, 1 failed, 1 unknown")
 
 
 def test_passed_with_skipped_checks_says_how_many() -> None:
