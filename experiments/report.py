@@ -88,6 +88,12 @@ class Table(pd.DataFrame):
     """
 
     def _repr_html_(self) -> str:
+        reason = self.attrs.get("empty_reason")
+        if self.empty and reason:
+            # An empty table rendered as a bare header row: say why there is nothing.
+            import html
+
+            return f"<p><em>{html.escape(str(reason))}</em></p>"
         styler = pd.DataFrame(self).style.set_table_styles(
             [
                 {"selector": "td", "props": "text-align: left; max-width: 48em;"},
