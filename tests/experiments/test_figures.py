@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,22 @@ def test_passed_with_skipped_checks_says_how_many() -> None:
     assert figures.check_counts(checks) == {
         "checks": 16, "passed": 9, "failed": 0, "unknown": 0, "skipped": 7,
     }  # fmt: skip
+
+
+def test_a_run_whose_notebooks_skipped_checks_is_not_green(tmp_path: Any) -> None:
+    """A target run, 7 of 16 checks skipped in each notebook: the index said a green pass
+    and the console ``7 of 7 passed``."""
+    from experiments.suite_html import index_html
+    from experiments.suite_report import JobReport, SuiteReport
+
+    checks = [{"name": f"c{i}", "passed": True, "detail": "ok"} for i in range(9)]
+    checks += [{"name": f"s{i}", "passed": None, "detail": "x", "skipped": True} for i in range(7)]
+    job = JobReport("flash_sale", "http", "row_lock", 1, passed=True, status="pass")
+    job.checks = checks
+    suite = SuiteReport("r", tmp_path, 1, "t", 1.0, [job])
+    assert (suite.status, suite.badge) == ("pass", "partial")
+    assert suite.label == "1 passed, 7 checks skipped"
+    assert suite.words == "1 of 1 passed, 7 checks skipped"
+    banner = index_html(suite).split('<div class="banner')[1].split("</p>")[0]
+    assert "tag pass" not in banner
+    assert "7 checks skipped" in banner
