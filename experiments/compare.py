@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import figures
+
 __all__ = [
     "Comparison",
     "Row",
@@ -31,6 +33,7 @@ __all__ = [
     "list_runs",
     "markdown_verdicts",
     "previous_run",
+    "run_label",
     "run_status",
     "table",
     "write_html",
@@ -71,6 +74,28 @@ def run_status(summary: dict[str, Any]) -> str:
     return next((s for s in (*NOT_PASSED, "pass") if s in ran), "FAIL")
 
 
+def checks_skipped(summary: dict[str, Any]) -> int:
+    """Checks skipped in the scenarios of ``summary`` that ran."""
+    jobs = summary.get("scenarios", [])
+    return sum(
+        int(j.get("checks_skipped") or sum(1 for c in j.get("checks", []) if c.get("skipped")))
+        for j in jobs
+        if job_status(j) != "skipped"
+    )
+
+
+def run_label(summary: dict[str, Any]) -> str:
+    """A run's status as its index badge reads it (``figures.run_label``): a pass that
+    skipped scenarios or checks says how many (``7 passed, 45 checks skipped``)."""
+    statuses = [job_status(j) for j in summary.get("scenarios", [])]
+    return figures.run_label(
+        run_status(summary),
+        statuses.count("pass"),
+        statuses.count("skipped"),
+        checks_skipped(summary),
+    )
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """One past run, as ``coupon-chaos runs`` lists it."""
@@ -87,6 +112,18 @@ class RunInfo:
     skipped: int = 0
     #: pass / FAIL / unknown / no_experiment / skipped / interrupted; "" when incomplete.
     status: str = ""
+    #: The status as the run's index reads it (``run_label``); "" when incomplete.
+    label: str = ""
+    #: Checks skipped in the scenarios that ran (a target run without its database).
+    checks_skipped: int = 0
+
+    @property
+    def shown_status(self) -> str:
+        """The status column of ``runs``: ``partial`` for a pass that skipped anything
+        (scenarios or checks), as the run's index badge is not green for it."""
+        return figures.run_badge(self.status, self.skipped, self.checks_skipped).replace(
+            "fail", "FAIL"
+        )
 
     @classmethod
     def read(cls, path: Path) -> RunInfo:
@@ -106,6 +143,8 @@ class RunInfo:
             complete=True,
             skipped=statuses.count("skipped"),
             status=run_status(summary),
+            label=run_label(summary),
+            checks_skipped=checks_skipped(summary),
         )
 
 
@@ -215,6 +254,21 @@ class Row:
             if a.get(name, "-") != b.get(name, "-")
         ]
 
+    def param_diffs(self) -> list[tuple[str, str, str]]:
+        """(parameter, value in A, value in B) for each the two runs set differently.
+
+        A run's figures compare like for like only under the same parameters: flash_sale
+        with 50 users against one with 200 is another experiment, not a regression.
+        """
+        if self.a is None or self.b is None:
+            return []
+        a, b = _params(self.a), _params(self.b)
+        return [
+            (k, _shown(a.get(k, _UNSET)), _shown(b.get(k, _UNSET)))
+            for k in [*a, *(k for k in b if k not in a)]
+            if a.get(k, _UNSET) != b.get(k, _UNSET)
+        ]
+
     def latency(self, side: dict[str, Any] | None) -> dict[str, float | None]:
         lat = ((side or {}).get("figures") or {}).get("latency") or {}
         return {q: lat.get(q) for q in QUANTILES}
@@ -222,6 +276,38 @@ class Row:
     def throughput(self, side: dict[str, Any] | None) -> float | None:
         value = ((side or {}).get("figures") or {}).get("throughput_ops_s")
         return float(value) if isinstance(value, int | float) else None
+
+
+#: Parameters that say where a run ran, not what it did: never a difference of plan.
+_NOT_PLAN = frozenset({"database_url", "out_dir", "cleanup"})
+_UNSET = object()
+
+
+def _params(side: dict[str, Any]) -> dict[str, Any]:
+    """A scenario's parameters: its Result's (read from the run folder), ``-p`` over them."""
+    found = dict(side.get("_params") or {})
+    found.update(side.get("parameters") or {})
+    for key in ("seed", "strategy"):
+        if side.get(key) is not None:
+            found[key] = side[key]
+    return {k: v for k, v in found.items() if k not in _NOT_PLAN}
+
+
+def _shown(value: Any) -> str:
+    return "(not set)" if value is _UNSET else json.dumps(value, default=str)
+
+
+def _result_params(run_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """The params a scenario's Result recorded (``data/<name>-<layer>/*.result.json``)."""
+    folder = run_dir / "data" / f"{job.get('name')}-{job.get('layer')}"
+    for path in sorted(folder.glob("*.result.json")):
+        try:
+            params = json.loads(path.read_text(encoding="utf-8")).get("params")
+        except (OSError, ValueError):
+            continue
+        if isinstance(params, dict):
+            return params
+    return {}
 
 
 def _check_label(check: dict[str, Any]) -> str:
@@ -260,12 +346,41 @@ class Comparison:
     def only_b(self) -> list[Row]:
         return [r for r in self.rows if r.a is None]
 
+    @property
+    def both(self) -> list[Row]:
+        return [r for r in self.rows if r.a is not None and r.b is not None]
+
+    @property
+    def params_differ(self) -> list[Row]:
+        """Rows whose two runs had different parameters (seed, strategy, ``-p``, defaults)."""
+        return [r for r in self.both if r.param_diffs()]
+
+    def headline(self) -> str:
+        """The comparison's counts, one sentence: the console and the page both print it."""
+        said = [f"{len(self.changed)} of {len(self.both)} verdicts changed (scenarios run in both)"]
+        if self.only_a or self.only_b:
+            said.append(f"{len(self.only_a)} only in A, {len(self.only_b)} only in B")
+        n_diffs = sum(len(r.outcome_diffs()) for r in self.rows)
+        said.append(f"{n_diffs} outcome counts differ")
+        if self.params_differ:
+            said.append(
+                f"parameters differ in {len(self.params_differ)}: "
+                "their figures are not like for like"
+            )
+        return "; ".join(said)
+
 
 def compare_runs(a: Path, b: Path) -> Comparison:
     """Compare the runs in folders ``a`` and ``b`` (each with its ``summary.json``)."""
     sa, sb = load_summary(a), load_summary(b)
-    ja = {(j["name"], j["layer"]): j for j in sa.get("scenarios", [])}
-    jb = {(j["name"], j["layer"]): j for j in sb.get("scenarios", [])}
+    ja = {
+        (j["name"], j["layer"]): {**j, "_params": _result_params(a, j)}
+        for j in sa.get("scenarios", [])
+    }
+    jb = {
+        (j["name"], j["layer"]): {**j, "_params": _result_params(b, j)}
+        for j in sb.get("scenarios", [])
+    }
     keys = list(ja) + [k for k in jb if k not in ja]
     rows = [Row(name, layer, ja.get((name, layer)), jb.get((name, layer))) for name, layer in keys]
     return Comparison(
@@ -296,8 +411,19 @@ def _pair(a: float | None, b: float | None, digits: int = 1) -> str:
 
 def table(cmp: Comparison) -> str:
     """The comparison as plain text: verdicts, then differing counts, then figures."""
-    lines = [f"A {cmp.a_id}  ->  B {cmp.b_id}", f"run status: {cmp.a_status} -> {cmp.b_status}", ""]
-    both = [r for r in cmp.rows if r.a is not None and r.b is not None]
+    lines = [
+        f"A {cmp.a_id}  ->  B {cmp.b_id}",
+        f"run status: {cmp.a_status} -> {cmp.b_status}",
+        cmp.headline(),
+        "",
+    ]
+    both = cmp.both
+    if cmp.params_differ:
+        lines.append(f"parameters that differ: {len(cmp.params_differ)} of {len(both)}")
+        for row in cmp.params_differ:
+            for name, va, vb in row.param_diffs():
+                lines.append(f"  {row.key:34} {name:26} {va} -> {vb}")
+        lines.append("")
     lines.append(f"verdicts changed: {len(cmp.changed)} of {len(both)} run in both")
     for row in cmp.changed:
         lines.append(f"  {row.key:34} {row.verdict(row.a)} -> {row.verdict(row.b)}")
@@ -310,7 +436,7 @@ def table(cmp: Comparison) -> str:
     lines += ["", f"outcome counts that differ: {len(diffs)}"]
     for row, (kind, na, nb) in diffs:
         lines.append(f"  {row.key:34} {kind:26} {na:>6} -> {nb}")
-    lines += ["", "latency of all operations (ms) and throughput (ops/s), A -> B"]
+    lines += ["", "latency of the load ops (ms) and throughput (ops/s), A -> B"]
     head = ["scenario [layer]", "verdict", *(q.removesuffix("_ms") for q in QUANTILES), "ops/s"]
     table_rows = [head]
     for row in both:
@@ -410,6 +536,7 @@ th { text-align: left; font-size: 13px; color: #59636e; border-bottom: 2px solid
 td, th { padding: .4em .6em; vertical-align: top; }
 tbody tr { border-bottom: 1px solid #d1d9e0; }
 tr.changed { background: #fff8c5; }
+.params { background: #fff8c5; padding: .3em .6em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .pass { color: #1a7f37; font-weight: bold; } .fail { color: #cf222e; font-weight: bold; }
 .unknown { color: #9a6700; font-weight: bold; } .no_experiment { color: #8250df; font-weight: bold; }
@@ -436,6 +563,10 @@ def write_html(cmp: Comparison, path: Path) -> Path:
         diffs += "".join(
             f"<li>check <b>{esc(k)}</b>: {va} &rarr; {vb}</li>" for k, va, vb in row.check_changes()
         )
+        diffs += "".join(
+            f"<li>parameter <b>{esc(k)}</b>: {esc(va)} &rarr; {esc(vb)}</li>"
+            for k, va, vb in row.param_diffs()
+        )
         figures = "<br>".join(
             f"{q.removesuffix('_ms')}: {_num(la[q])} &rarr; {_num(lb[q])} ms {_shift(la[q], lb[q])}"
             for q in QUANTILES
@@ -449,13 +580,25 @@ def write_html(cmp: Comparison, path: Path) -> Path:
             f"<td class=num>{figures}<br>ops/s: {_num(ta, 0)} &rarr; {_num(tb, 0)} {_shift(ta, tb)}</td>"
             f'<td><img alt="A and B of {esc(row.key)}" src="{_chart(row, cmp.a_id, cmp.b_id)}"></td></tr>'
         )
-    changed = len(cmp.changed)
+    params = "".join(
+        f"<li>{esc(row.key)}: "
+        + ", ".join(f"{esc(k)} {esc(va)} &rarr; {esc(vb)}" for k, va, vb in row.param_diffs())
+        + "</li>"
+        for row in cmp.params_differ
+    )
+    warning = (
+        f'<div class="params">The two runs\' parameters differ: <ul>{params}</ul></div>'
+        if params
+        else ""
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>compare {esc(cmp.a_id)} and {esc(cmp.b_id)}</title>
 <style>{_CSS}</style></head><body>
 <h1>Run A <a href="{link(cmp.a_path)}">{esc(cmp.a_id)}</a> &rarr; run B
 <a href="{link(cmp.b_path)}">{esc(cmp.b_id)}</a></h1>
-<p>{changed} of {len(cmp.rows)} verdicts changed; rows with a changed verdict are marked.</p>
+<p>run status: {esc(cmp.a_status)} &rarr; {esc(cmp.b_status)}</p>
+<p>{esc(cmp.headline())}; rows with a changed verdict are marked.</p>
+{warning}
 <table><thead><tr><th>scenario</th><th>verdict A &rarr; B</th><th>counts and checks that differ</th>
 <th>latency quantiles, throughput</th><th>A and B side by side</th></tr></thead>
 <tbody>

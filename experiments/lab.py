@@ -23,7 +23,6 @@ import contextlib
 import contextvars
 import dataclasses
 import os
-import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -39,10 +38,11 @@ from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
 from experiments.checks import FinalState, like_prefix, read_state
 from experiments.checks_leaks import pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
+from experiments.figures import latency_quantiles, load_ops, started
 from experiments.history import History, Op, collision
 from experiments.plans import Plan
 from experiments.run_record import announce, common_params, run_prefix
-from experiments.runner import NOT_STARTED, PhaseLabel, RunReport, run_plan
+from experiments.runner import PhaseLabel, RunReport, run_plan
 from experiments.spec import LAYERS as SPEC_LAYERS
 
 if TYPE_CHECKING:
@@ -489,25 +489,12 @@ def _target_lab(
             lab.cleanup()
 
 
-def latency_quantiles(ops: list[Op]) -> dict[str, float | None]:
-    """p50, p90, p99 and max latency in ms of ``ops`` (None when there are none)."""
-    lat = sorted(o.latency_ns / 1e6 for o in ops)
-    if not lat:
-        return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
-    # statistics.quantiles needs two points; one latency is every quantile of itself.
-    q = [lat[0]] * 99 if len(lat) == 1 else statistics.quantiles(lat, n=100, method="inclusive")
-    return {
-        "p50_ms": round(q[49], 3),
-        "p90_ms": round(q[89], 3),
-        "p99_ms": round(q[98], 3),
-        "max_ms": round(lat[-1], 3),
-    }
-
-
 def load_figures(history: History, report: RunReport, phase: str | None = "load") -> dict[str, Any]:
     """Counts, start spread, latency quantiles and throughput of one run's load ops."""
-    ops = [o for o in history.ops if phase is None or o.phase == phase]
-    run = [o for o in ops if o.message != NOT_STARTED]
+    # One definition of the ops a figure counts (experiments.figures): the page's charts
+    # and tables read the same ones.
+    ops = load_ops(history.ops, phase) if phase is not None else list(history.ops)
+    run = started(ops)
     return {
         "ops": len(ops),
         "start_spread_ms": None

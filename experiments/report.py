@@ -22,6 +22,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from experiments import figures
 from experiments.history import OP_KINDS, RESULT_KINDS, History
 from experiments.result import Result
 
@@ -87,6 +88,12 @@ class Table(pd.DataFrame):
     """
 
     def _repr_html_(self) -> str:
+        reason = self.attrs.get("empty_reason")
+        if self.empty and reason:
+            # An empty table rendered as a bare header row: say why there is nothing.
+            import html
+
+            return f"<p><em>{html.escape(str(reason))}</em></p>"
         styler = pd.DataFrame(self).style.set_table_styles(
             [
                 {"selector": "td", "props": "text-align: left; max-width: 48em;"},
@@ -163,20 +170,24 @@ def summary_table(result: Result) -> Table:
     counts) gives one row per key, ``"latency p50_ms"``, instead of one cell that
     reads as a Python dict cut short.
     """
+    counts = figures.phase_counts(result.history.ops)
+    phases = ", ".join(f"{n} {phase}" for phase, n in counts.items() if phase != "all")
     rows: list[tuple[str, str]] = [
         ("scenario", result.scenario),
         ("layer", result.layer),
         ("strategy", result.strategy),
         ("seed", str(result.seed)),
-        ("operations", str(len(result.history))),
+        # Every op recorded, by phase: the figures below count the load's (``ops``).
+        ("operations", f"{counts['all']} ({phases})" if phases else str(counts["all"])),
         ("duration_s", f"{result.duration_s:.3f}"),
     ]
     rows += [(f"param {k}", _short(v)) for k, v in sorted(result.params.items())]
     for key, value in result.summary.items():
+        label = figures.SUMMARY_LABELS.get(key, key)
         if isinstance(value, dict) and value:
-            rows += [(f"{key} {k}", _short(v)) for k, v in value.items()]
+            rows += [(f"{label} {k}", _short(v)) for k, v in value.items()]
         else:
-            rows.append((key, _short(value)))
+            rows.append((label, _short(value)))
     # set_index gives a plain DataFrame back: wrap again so the notebook shows a Table.
     return Table(pd.DataFrame(rows, columns=["item", "value"]).set_index("item"))
 
@@ -189,7 +200,9 @@ def verdict_table(result: Result) -> Table:
                 "check": v.name,
                 "verdict": v.label,
                 "detail": v.detail,
-                "figures": ", ".join(f"{k}={_short(x)}" for k, x in v.figures.items()),
+                "figures": ", ".join(
+                    f"{k}={_figure_text(k, x, result.history)}" for k, x in v.figures.items()
+                ),
             }
             for v in result.verdicts
         ],
@@ -197,6 +210,13 @@ def verdict_table(result: Result) -> Table:
     )
     table.attrs["hide_index"] = True
     return table
+
+
+def _figure_text(key: str, value: Any, history: History) -> str:
+    # An op id below 0 is a setup op: say so (a witness naming "op -1" read as a bug).
+    if key.endswith(("op_id", "op_ids")):
+        return _short(figures.op_ids_text(value, history.ops), limit=400)
+    return _short(value)
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -238,16 +258,25 @@ def outcome_chart(source: Source) -> Figure:
     return fig
 
 
-def latency_ecdf(source: Source, kind: str | None = None, by: str = "result") -> Figure:
+def latency_ecdf(
+    source: Source, kind: str | None = None, by: str = "result", *, setup: bool = False
+) -> Figure:
     """Empirical CDF of the exact latencies, one curve per group, p50/p90/p99 marked.
 
     ``by="result"`` draws one curve per result kind (in its colour); ``by="phase"`` one
     per phase label (e.g. the sizes of a scale run). ``kind`` restricts the chart to one
-    operation kind (``"claim"``, ...).
+    operation kind (``"claim"``, ...). The ops are the load ops that started
+    (``figures.load_ops``), the ones the summary's latency counts, and the quantiles
+    are taken the same way (``figures.quantile``); ``setup=True`` adds the setup ops.
     """
     if by not in ("result", "phase"):
         raise ValueError(f"by must be 'result' or 'phase', not {by!r}")
-    frame = _history(source).to_frame()
+    history = _history(source)
+    counted = figures.started(history.ops if setup else figures.load_ops(history.ops))
+    ids = {o.op_id for o in counted}
+    frame = history.to_frame()
+    frame = frame[frame["op_id"].isin(ids)]
+    left_out = len(history) - len(frame)
     if kind is not None:
         frame = frame[frame["kind"] == kind]
     fig, (ax,) = _figure()
@@ -262,9 +291,9 @@ def latency_ecdf(source: Source, kind: str | None = None, by: str = "result") ->
         lat = np.sort(frame.loc[frame[by] == group, "latency_ms"].to_numpy(float))
         n = len(lat)
         prob = np.arange(1, n + 1) / n
-        qs = {q: float(np.quantile(lat, q, method="inverted_cdf")) for q in QUANTILES}
+        qs = {q: _q(lat, q) for q in QUANTILES}
         label = f"{group} (n={n}; " + ", ".join(
-            f"p{round(q * 100)} {_ms(v)}" for q, v in qs.items()
+            f"p{round(q * 100)} {figures.ms(round(v, 3))}" for q, v in qs.items()
         )
         ax.step(lat, prob, where="post", color=colours[group], label=label + ")")
         for q, v in qs.items():
@@ -279,8 +308,15 @@ def latency_ecdf(source: Source, kind: str | None = None, by: str = "result") ->
     if len(frame):
         ax.legend(fontsize=8, loc="lower right")
     what = f"latency by {'outcome' if by == 'result' else 'phase'}" + (f" ({kind})" if kind else "")
+    if left_out and not setup:
+        what += f", load ops (setup and not started: {left_out} left out)"
     ax.set_title(_title(source, what), fontsize=10)
     return fig
+
+
+def _q(sorted_values: Any, q: float) -> float:
+    value = figures.quantile([float(v) for v in sorted_values], q)
+    return float("nan") if value is None else value
 
 
 def _natural(label: str) -> tuple[str, int]:
@@ -311,7 +347,7 @@ def rolling_stats(source: Source, window_s: float | None = None) -> pd.DataFrame
         window = lat[starts[i] : i + 1]
         row = {"t_s": t[i], "ops_per_s": len(window) / window_s, "n": len(window)}
         for q in QUANTILES:
-            row[f"p{round(q * 100)}_ms"] = float(np.quantile(window, q, method="inverted_cdf"))
+            row[f"p{round(q * 100)}_ms"] = _q(np.sort(window), q)
         rows.append(row)
     columns = ["t_s", "ops_per_s", "n", *(f"p{round(q * 100)}_ms" for q in QUANTILES)]
     out = pd.DataFrame(rows, columns=columns)
@@ -424,7 +460,8 @@ def timeline(
     ax.set_xlabel("time since start (s)")
     ax.set_ylabel("worker")
     if len(workers) <= 20:
-        ax.set_yticks(range(len(workers)), [str(w) for w in workers])
+        # Worker -1 is the lab itself, creating the setup coupons (op ids below 0).
+        ax.set_yticks(range(len(workers)), ["setup" if w < 0 else str(w) for w in workers])
     handles: list[Any] = [
         Patch(color=colour_of(r), label=r) for r in _ordered_results(set(frame["result"]))
     ]

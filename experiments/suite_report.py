@@ -11,18 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from experiments import figures
+
 __all__ = ["LABELS", "JobReport", "Status", "SuiteReport", "run_status"]
 
 Status = Literal["pass", "FAIL", "unknown", "no_experiment", "skipped", "interrupted"]
-#: How a status reads on the console and the pages.
-LABELS: dict[str, str] = {
-    "pass": "pass",
-    "FAIL": "FAIL",
-    "unknown": "unknown",
-    "no_experiment": "not an experiment",
-    "skipped": "skipped",
-    "interrupted": "interrupted",
-}
+#: How a status reads on the console and the pages (one definition: ``figures.LABELS``).
+LABELS: dict[str, str] = figures.LABELS
 #: The first of these a run holds is the run's status (after ``interrupted``).
 _PRECEDENCE: tuple[Status, ...] = ("FAIL", "unknown", "no_experiment", "pass")
 
@@ -61,18 +56,13 @@ class JobReport:
     @property
     def label(self) -> str:
         """The status as it reads: ``not an experiment``, ``1 passed, 2 skipped``, ..."""
-        n_skipped = len(self.skipped_checks)
-        if self.status == "pass" and n_skipped:
-            n_passed = sum(c["passed"] is True for c in self.checks)
-            return f"{n_passed} passed, {n_skipped} skipped"
-        return LABELS[self.status]
+        counts = figures.check_counts(self.checks)
+        return figures.run_label(self.status, counts["passed"], counts["skipped"], 0)
 
     @property
     def badge(self) -> str:
         """The CSS class of its badge: a pass with skipped checks is not green."""
-        if self.status == "pass" and self.skipped_checks:
-            return "partial"
-        return self.status.lower()
+        return figures.run_badge(self.status, len(self.skipped_checks), 0)
 
     @property
     def drawn_again(self) -> str:
@@ -178,15 +168,30 @@ class SuiteReport:
         return run_status([j.status for j in self.jobs], self.interrupted is not None)
 
     @property
+    def checks_skipped(self) -> int:
+        """Checks skipped in the notebooks that ran (a target without its database)."""
+        return sum(len(j.skipped_checks) for j in self.jobs if j.status != "skipped")
+
+    @property
     def label(self) -> str:
-        """The run's status as it reads; ``1 passed, 9 skipped`` when it skipped some."""
-        if self.status == "pass" and self.skipped:
-            return f"{sum(j.passed for j in self.jobs)} passed, {len(self.skipped)} skipped"
-        return LABELS[self.status]
+        """The run's status as it reads; ``1 passed, 9 skipped`` when it skipped some,
+        ``7 passed, 45 checks skipped`` when its notebooks skipped checks."""
+        return figures.run_label(
+            self.status,
+            sum(j.passed for j in self.jobs),
+            len(self.skipped),
+            self.checks_skipped,
+        )
 
     @property
     def badge(self) -> str:
-        return "partial" if self.status == "pass" and self.skipped else self.status.lower()
+        """Green only for a pass that skipped no scenario and no check."""
+        return figures.run_badge(self.status, len(self.skipped), self.checks_skipped)
+
+    @property
+    def words(self) -> str:
+        """``2 of 10 passed, 8 skipped (not run), 12 checks skipped``: the console's count."""
+        return figures.run_words([j.status for j in self.jobs], self.checks_skipped)
 
     @property
     def skipped(self) -> list[JobReport]:
@@ -202,6 +207,8 @@ class SuiteReport:
             "database": self.database,
             "passed": self.passed,
             "status": self.status,
+            "label": self.label,
+            "checks_skipped": self.checks_skipped,
             "interrupted": self.interrupted,
             "rerun": self.rerun,
             "previous": self.previous,

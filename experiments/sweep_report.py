@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from experiments import figures
 from experiments.report import Chart, Table, colour_of
 from experiments.sweep import REAL_STRATEGIES, Sweep
 
@@ -36,7 +37,9 @@ __all__ = [
     "outcome_columns",
     "outcome_distribution",
     "outcome_values",
+    "pooled_p99",
     "retries_chart",
+    "runs_time",
     "start_chart",
     "throughput_chart",
 ]
@@ -244,7 +247,7 @@ def latency_ecdf(sweep: Sweep, kind: str = "claim") -> Chart:
                 where="post",
                 color=_colour(s),
                 linestyle="-" if la == "service" else "--",
-                label=f"{s} {la} (p99 {np.quantile(lat, 0.99):.1f} ms)",
+                label=f"{s} {la} (pooled p99 {pooled_p99(sweep, kind, name, s, la):.1f} ms)",
             )
         ax.set_xscale("log")
         ax.set_xlabel("latency (ms, log)")
@@ -254,6 +257,26 @@ def latency_ecdf(sweep: Sweep, kind: str = "claim") -> Chart:
         ax.grid(alpha=0.3)
     fig.suptitle(title + ": solid service, dashed http")
     return fig
+
+
+def pooled_p99(sweep: Sweep, kind: str, scenario: str, strategy: str, layer: str) -> float:
+    """The p99 of every seed's ``kind`` latencies pooled (the ECDF's), ``figures.quantile``."""
+    ops = sweep.ops
+    sub = ops[
+        (ops["kind"] == kind)
+        & (ops["phase"] == "load")
+        & (ops["scenario"] == scenario)
+        & (ops["strategy"] == strategy)
+        & (ops["layer"] == layer)
+    ]
+    value = figures.quantile(sorted(float(v) for v in sub["latency_ms"]), 0.99)
+    return float("nan") if value is None else value
+
+
+def runs_time(meta: dict[str, Any]) -> str:
+    """How long the sweep's runs took (``sweep.json``'s ``elapsed_s``): the page's header and
+    the console say this one figure; the report's own time is said apart."""
+    return f"runs took {float(meta.get('elapsed_s', 0.0)):.1f} s"
 
 
 def latency_bands(sweep: Sweep) -> Chart:
@@ -319,7 +342,21 @@ def retries_chart(sweep: Sweep) -> Chart:
     """Serialization failures retried per claim, per run of the serializable strategy."""
     done = _done(sweep)
     done = done[done["strategy"] == "serializable"] if not done.empty else done
-    return _boxes(done, "retries_per_claim", "serializable: retries per claim", "retries / claim")
+    title = "serializable: retries per claim"
+    if done.empty:
+        return _empty(
+            title,
+            f"omitted: no finished `serializable` run in this sweep ({_ran(sweep)});"
+            "\nonly serializable retries (add --strategy serializable)",
+        )
+    return _boxes(done, "retries_per_claim", title, "retries / claim")
+
+
+def _ran(sweep: Sweep) -> str:
+    runs = sweep.runs
+    if runs.empty or "strategy" not in runs:
+        return "no run"
+    return "strategies " + ", ".join(dict.fromkeys(str(s) for s in runs["strategy"]))
 
 
 def lock_wait_chart(sweep: Sweep) -> Chart:
@@ -373,6 +410,10 @@ def detection_rates(sweep: Sweep) -> Table:
             )
     table = Table(rows, columns=columns)
     table.attrs["hide_index"] = True
+    if not rows:
+        table.attrs["empty_reason"] = (
+            f"Omitted: no mutant in this sweep ({_ran(sweep)}); add --strategy mutants."
+        )
     return table
 
 
@@ -384,7 +425,11 @@ def detection_chart(sweep: Sweep) -> Chart:
     rates = detection_rates(sweep)
     title = "Detection rate per mutant, scenario and check, across seeds"
     if rates.empty:
-        return _empty(title, "no mutant in this sweep (use --strategy mutants)")
+        return _empty(
+            title,
+            f"omitted: no mutant in this sweep ({_ran(sweep)});"
+            "\nadd --strategy mutants to measure detection",
+        )
     rates = rates.assign(row=rates["mutant"] + " · " + rates["scenario"])
     grid = rates.pivot(index="row", columns="check", values="rate").fillna(0.0)
     grid = grid.reindex(index=list(dict.fromkeys(rates["row"])))
@@ -507,9 +552,21 @@ def conclusion(sweep: Sweep) -> str:
         if tails:
             low = min(tails, key=lambda k: tails[k])
             high = max(tails, key=lambda k: tails[k])
+            pooled = {
+                s: pooled_p99(sweep, "claim", str(name), s, str(layer))
+                for s in (low, high)
+                if not sweep.ops.empty
+            }
+            pooled_text = (
+                "; pooled over every seed's claims (the ECDF's figure) "
+                + ", ".join(f"`{s}` {v:.1f} ms" for s, v in pooled.items() if v == v)
+                if any(v == v for v in pooled.values())
+                else ""
+            )
             parts.append(
-                f"The lowest median p99 was `{low}`'s ({tails[low]:.1f} ms), the highest "
-                f"`{high}`'s ({tails[high]:.1f} ms)."
+                f"The median across seeds of each run's claim p99 was lowest for `{low}` "
+                f"({tails[low]:.1f} ms) and highest for `{high}` ({tails[high]:.1f} ms)"
+                f"{pooled_text}."
             )
         waits = {
             s: f["lock_wait_per_claim_ms"]

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{'run':26} {'started':26} {'seed':>10} {'status':13} {'passed':>7} {'failed':>7} "
-        f"{'skipped':>7} {'duration':>9}"
+        f"{'skipped':>7} {'duration':>9} {'checks-skipped':>14}"
     )
     for info in runs:
         if not info.complete:
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         duration = "-" if info.duration_s is None else f"{info.duration_s:.1f} s"
         # Skipped scenarios are neither passed nor failed: a target run is not a failure.
         print(
-            f"{info.run_id:26} {info.started_at:26} {info.seed!s:>10} {info.status:13} "
-            f"{info.passed:>7} {info.failed:>7} {info.skipped:>7} {duration:>9}"
+            f"{info.run_id:26} {info.started_at:26} {info.seed!s:>10} {info.shown_status:13} "
+            f"{info.passed:>7} {info.failed:>7} {info.skipped:>7} {duration:>9} "
+            f"{info.checks_skipped:>14}"
         )
     return 0

@@ -201,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
         | runs["status"].isin(["unknown", "no_experiment", "error"])
     ]
     print(
-        f"sweep {run_id}: {len(sweep.runs)} runs in {elapsed:.1f} s "
+        f"sweep {run_id}: {len(sweep.runs)} runs, {sweep_report.runs_time(sweep.meta)}"
+        f" ({elapsed:.1f} s with the tables and the report) "
         f"({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))}); tables: {tables}"
         + (f"; report: {page}" if page else "")
     )
@@ -235,6 +236,7 @@ def _report(tables: Path, run_dir: Path, sweep: Any) -> tuple[Path, list[str]]:
     import nbformat
     import papermill
 
+    from experiments import sweep_report
     from experiments.suite_html import render_html
 
     executed = run_dir / "sweep.ipynb"
@@ -267,7 +269,7 @@ def _report(tables: Path, run_dir: Path, sweep: Any) -> tuple[Path, list[str]]:
         f'<p><span class="cc-verdict">{verdict}</span> sweep {html.escape(meta["run_id"])}: '
         f"{len(sweep.runs)} runs, {html.escape(', '.join(meta['scenarios']))}; "
         f"seeds {meta['first_seed']}..{meta['first_seed'] + meta['seeds'] - 1}; "
-        f"{meta['elapsed_s']:.0f} s</p>"
+        f"{sweep_report.runs_time(meta)} (this page's own rendering is not in it)</p>"
         f"<p>rerun: <code>{html.escape(meta['command'])}</code></p>"
         + "".join(f"<p>{html.escape(e)}</p>" for e in errors)
         + "</div>"

@@ -117,6 +117,20 @@ class Job:
             [self.notebook.scenario], [self.layer], self.strategy, self.seed, dict(self.overrides)
         )
 
+    def rerun_against(self, target: str | None, by_url: bool) -> str:
+        """``rerun`` against a target: its ``--target`` kept, its database by URL."""
+        if target is None:
+            return self.rerun
+        return rerun_command(
+            [self.notebook.scenario],
+            [self.layer],
+            self.strategy,
+            self.seed,
+            dict(self.overrides),
+            target,
+            by_url=by_url,
+        )
+
     def parameters(
         self, out_dir: Path, target: str | None = None, cleanup: bool = False
     ) -> dict[str, Any]:
@@ -199,10 +213,10 @@ def rerun_command(
     words += assignments(parameters or {})
     url = ""
     if by_url:
-        # Unquoted, so the shell expands it: the URL is read, never shown. Against a
-        # target its database is TARGET_DATABASE_URL (DATABASE_URL may be another).
-        env = "TARGET_DATABASE_URL" if target is not None else "DATABASE_URL"
-        url = f' --database-url "${env}"'
+        # Quoted for the shell to expand: the URL is read, never shown. The reader sets
+        # DATABASE_URL (against a target: to the target's database); TARGET_DATABASE_URL
+        # is only how the suite hands it to a kernel, and nothing sets it for a reader.
+        url = ' --database-url "$DATABASE_URL"'
     return f"{shlex.join(words)}{url} {shlex.join(['--seed', str(seed)])}"
 
 

@@ -270,7 +270,8 @@ def _execute(
     import papermill
 
     report = JobReport(job.notebook.scenario, job.layer, job.strategy, job.seed)
-    report.rerun = job.rerun
+    # Against a target the row replays against it (its database, if given, by URL).
+    report.rerun = job.rerun_against(against.target, against.database_url is not None)
     report.parameters = dict(job.overrides)
     data_dir = run_dir / "data" / job.stem
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from experiments.figures import check_words
 from experiments.suite.discover import Job
 from experiments.suite_report import JobReport
 
@@ -41,10 +42,7 @@ def line(job: JobReport) -> str:
     """One plain line for a finished notebook: its status, skipped checks, attempts."""
     if job.skipped is not None:
         return f"{job.name} [{job.layer}] skipped: {job.skipped}"
-    word = _WORDS.get(job.status, job.status)
-    n_skipped = len(job.skipped_checks)
-    if n_skipped:
-        word += f", {n_skipped} skipped"
+    word = check_words(_WORDS.get(job.status, job.status), job.checks)
     drawn = f"; {job.drawn_again}" if job.drawn_again else ""
     return (
         f"{job.name} [{job.layer}] {word} in {job.duration_s:.1f} s "

@@ -123,6 +123,7 @@ def test_runs_command_lists_and_prunes_to_the_newest(
         "failed",
         "skipped",
         "duration",
+        "checks-skipped",
     ]
     assert out[1].split() == [
         "20261129T080000Z-aaaa",
@@ -134,6 +135,7 @@ def test_runs_command_lists_and_prunes_to_the_newest(
         "0",
         "12.5",
         "s",
+        "0",
     ]
     assert out[3] == "20261129T100000Z-cccc      (incomplete: no summary.json)"
     (results / "latest").symlink_to("20261129T090000Z-bbbb", target_is_directory=True)
@@ -231,8 +233,9 @@ def test_statuses_are_read_as_written_skipped_is_no_failure_and_interrupted_is_a
     assert summary["scenarios"][0]["status"] == "no_experiment"
     assert main(["runs", "--results", str(results)]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    # A pass that skipped scenarios is not green: "partial", as the index badge reads.
     assert [r[3:7] for r in rows] == [
-        ["pass", "1", "0", "9"],
+        ["partial", "1", "0", "9"],
         ["unknown", "0", "2", "0"],
         ["interrupted", "0", "0", "0"],
     ]
@@ -248,3 +251,35 @@ def test_statuses_are_read_as_written_skipped_is_no_failure_and_interrupted_is_a
     md = compare.markdown_verdicts(target)
     assert md.splitlines()[0].startswith("### coupon chaos lab: 1 of 10 passed, 9 skipped (run")
     assert "| skipped | s0 | http | 0/1 | 1 |  |" in md
+
+
+def test_compare_says_the_parameters_differ_and_both_views_count_alike(tmp_path: Path) -> None:
+    """users 50 -> 200 went unsaid, and the console's counts were not the page's."""
+    results = tmp_path / "results"
+    a_job = _job("flash_sale", "service", True, 5, 10.0, 400.0)
+    b_job = {**_job("flash_sale", "service", True, 20, 30.0, 700.0), "parameters": {"users": 200}}
+    a = _run(
+        results, "20261129T080000Z-aaaa", [a_job, _job("double_dip", "service", True, 1, 1, 1)]
+    )
+    b = _run(results, "20261129T090000Z-bbbb", [b_job])
+    # The Result's own params, as the suite saves them: the default users=50 lives only there.
+    for run, users in ((a, 50), (b, 200)):
+        data = run / "data" / "flash_sale-service"
+        data.mkdir(parents=True)
+        params = {"seed": 1, "users": users, "stock": 5, "database_url": f"x{users}"}
+        (data / "flash_sale-service.result.json").write_text(json.dumps({"params": params}))
+    cmp = compare.compare_runs(a, b)
+    (row,) = cmp.params_differ
+    assert row.param_diffs() == [("users", "50", "200")]  # the URL is where, not what
+    text = compare.table(cmp)
+    assert "flash_sale [service]               users                      50 -> 200" in text
+    page = compare.write_html(cmp, tmp_path / "compare.html").read_text()
+    assert "parameter <b>users</b>: 50 &rarr; 200" in page
+    # One headline, the same counts in both: 1 in both (not 2 rows), 1 only in A.
+    headline = cmp.headline()
+    assert headline.startswith("0 of 1 verdicts changed (scenarios run in both); 1 only in A")
+    assert "parameters differ in 1" in headline
+    assert headline in text
+    import html as html_lib
+
+    assert html_lib.escape(headline) in page

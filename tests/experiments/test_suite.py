@@ -257,7 +257,8 @@ def test_failed_assertion_and_crash_fail_the_run_and_are_named(
     assert summary["rerun"] == rerun
     # Every link of the index is relative and lands on a file of the run (or a row).
     links = re.findall(r'href="([^"]+)"', index)
-    assert len(links) == 3 * 2 + 1 + 2  # report + without code per row, summary, 2 failures
+    # report + without code per row, summary, 2 failures, and one grid tile per notebook
+    assert len(links) == 3 * 2 + 1 + 2 + 3
     for link in links:
         if link.startswith("#"):
             assert f'id="{link[1:]}"' in index

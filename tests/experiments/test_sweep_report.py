@@ -107,7 +107,7 @@ def test_the_conclusion_is_computed_from_the_figures(correct: Sweep) -> None:
     assert "All 4 strategies passed every check on every seed" in text
     # atomic 1002 ops/s median against advisory's and serializable's 102: 9.8x.
     assert "`atomic` had the highest median throughput (1002 ops/s), 9.8x" in text
-    assert "lowest median p99 was `atomic`'s (22.0 ms)" in text
+    assert "median across seeds of each run's claim p99 was lowest for `atomic` (22.0 ms)" in text
     assert "waited longest for locks under `advisory` (30.0 ms" in text
     assert "`serializable` retried 0.20 times per claim" in text
     failing = _sweep([*correct.runs.to_dict("records"), _run("row_lock", 4, 6)])
@@ -155,3 +155,32 @@ def test_nothing_to_draw_is_said_not_drawn_empty() -> None:
     assert sr.conclusion(crashed).startswith("No real strategy finished a run")
     assert isinstance(sr.throughput_chart(crashed), Chart)
     assert sr.detection_rates(crashed).empty
+
+
+def test_the_conclusion_says_which_p99_is_which_and_quotes_the_ecdfs(correct: Sweep) -> None:
+    """A median across seeds (91.6 ms) stood beside the pooled ECDF's (165.8 ms) unnamed."""
+    text = sr.conclusion(correct)
+    assert "median across seeds of each run's claim p99 was lowest for `atomic` (22.0 ms)" in text
+    pooled = sr.pooled_p99(correct, "claim", "flash_sale", "atomic", "service")
+    assert f"pooled over every seed's claims (the ECDF's figure) `atomic` {pooled:.1f} ms" in text
+    legend = [t.get_text() for t in sr.latency_ecdf(correct).axes[0].get_legend().get_texts()]
+    assert f"atomic service (pooled p99 {pooled:.1f} ms)" in legend
+
+
+def test_an_empty_section_says_why_it_is_omitted() -> None:
+    """The Retries and Mutants sections rendered empty for a sweep without those runs."""
+    sweep = _sweep([_run(s, 1, 5) for s in ("row_lock", "atomic")])
+    rates = sr.detection_rates(sweep)
+    assert rates.empty
+    assert rates._repr_html_() == (
+        "<p><em>Omitted: no mutant in this sweep (strategies row_lock, atomic); "
+        "add --strategy mutants.</em></p>"
+    )
+    for chart, word in ((sr.retries_chart, "serializable"), (sr.detection_chart, "mutant")):
+        texts = [t.get_text() for ax in chart(sweep).axes for t in ax.texts]
+        assert any(t.startswith("omitted: no") and word in t for t in texts), texts
+
+
+def test_the_page_and_the_console_say_one_time() -> None:
+    """The page's header said 3 s where the console said 11.3 s."""
+    assert sr.runs_time({"elapsed_s": 3.04}) == "runs took 3.0 s"

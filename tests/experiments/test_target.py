@@ -249,7 +249,11 @@ def test_run_command_against_the_target_and_its_database(
     assert job["checks_skipped"] == 0
     assert {c["name"] for c in job["checks"]} >= TABLE_CHECKS
     assert f"--target {served}" in summary["rerun"]
-    assert '--database-url "$TARGET_DATABASE_URL"' in summary["rerun"]
+    # A variable the reader sets: nothing sets TARGET_DATABASE_URL for them.
+    assert '--database-url "$DATABASE_URL"' in summary["rerun"]
+    # The row's replay keeps the target too (it dropped --target).
+    assert f"--target {served}" in job["rerun"]
+    assert '--database-url "$DATABASE_URL"' in job["rerun"]
 
 
 def test_run_command_refuses_a_target_on_the_service_layer(tmp_path: Path) -> None:
