@@ -163,8 +163,8 @@ def run_plan(
     """Run ``plan`` through ``client``, recording into ``history``; return the run's figures.
 
     ``stop`` lets a caller (a fault, a test) end the run early the same way the time
-    bound does; the report tells them apart (``stopped``, ``timed_out``). The join waits ``op_timeout_s`` plus a grace for in-flight calls
-    after the bound; a worker still alive then is a client that ignored its timeout,
+    bound does; the report tells them apart (``stopped``, ``timed_out``). The join
+    waits ``op_timeout_s`` plus a grace for in-flight calls after the bound; a worker still alive then is a client that ignored its timeout,
     and ``RunnerError`` says so instead of returning with a thread left behind.
     ``release_by="barrier"`` releases through a ``threading.Barrier`` as before issue
     10 (kept for ``benchmarks/stampede_collision.py``'s "before" rows).
