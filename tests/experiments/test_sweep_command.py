@@ -82,7 +82,7 @@ def test_a_sweep_writes_tables_and_its_report_page(
     # Every chart drawn, embedded: outcomes, ECDF, bands, throughput, start, retries,
     # lock waits, detection (which says no mutant ran).
     assert page.count("data:image/png;base64") >= 8
-    assert "4 runs in" in out
+    assert "4 runs, runs took " in out  # the one runs time (sweep_report.runs_time)
     assert "report:" in out
 
 
