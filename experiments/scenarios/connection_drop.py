@@ -94,7 +94,7 @@ def run(spec: RunSpec) -> Result:
         spec,
         Workload(
             checks=SHARED,
-            make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=400),
+            make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=4000),
             faults=faults,
             expect=expect,
             fault_s=bound_s,
