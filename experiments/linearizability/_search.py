@@ -182,7 +182,7 @@ def search(
         else:
             i = ev_op[entry]
             o = ops[i]
-            if after[i] & ~lin:  # an earlier op on its own process clock is not placed yet
+            if after[i] and after[i] & ~lin:  # an earlier op of its own process is unplaced
                 entry = nxt[entry]
                 continue
             answer, effect = expected(o, exists, remaining, claimants)
