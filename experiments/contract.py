@@ -22,17 +22,52 @@ never folded into the nearest allowed outcome.
             404     {"error": "coupon not found"}                     not_found
     any     503     {"error": <generic text>}                         unavailable
             500     {"error": "internal server error"}                server_error
+
+Every JSON body (any status) is also held to RFC 8259 and DESIGN.md's "Verdicts":
+UTF-8 (a ``charset`` other than UTF-8 in the Content-Type is a violation; no charset
+means UTF-8), no byte-order mark (UTF-8, UTF-16 or UTF-32), valid UTF-8, no duplicate
+key in any object, no ``NaN``/``Infinity``, and no string anywhere in the raw body
+(keys and values, at any depth, named fields or not) carrying driver text
+(``DRIVER_TEXT``). Two exemptions, both the client's own strings echoed back: a
+read's ``name`` when it is the coupon asked for, and its ``claimed_by`` entries (a
+fuzzed name or user id may say ``constraint``; an entry nobody claimed is the
+linearizability check's to catch); and the contract's own keys (``remaining_amount``
+is a column name, and a key of every read by contract).
+
+A read's figures must be possible: ``amount`` in 1..2147483647 (the contract's input
+rule), ``remaining_amount`` in 0..``amount``, ``claimed_by`` entries non-blank and
+distinct (one claim per user). Whether they are the right figures (the amount the
+coupon was created with, the claims acknowledged) is the history checks' question.
+
+Extra fields, decided: an error body is exactly ``{"error": ...}`` (500 and the
+4xx; a 503 is "generic" in the contract and may carry more, a retry hint say); a
+200 read may carry a field the contract does not name, because the design adds
+fields additively (a coupon's ``campaign``) and a client that ignores unknown fields
+keeps working. Two limits: a successful read never carries an ``error`` field (an
+answer that is both is no answer the contract gives), and driver text in an extra
+field is a violation like anywhere else.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from experiments.history import OpKind, ResultKind
 
-__all__ = ["CONTRACT", "Judgement", "judge"]
+__all__ = [
+    "AMOUNT_MAX",
+    "CONTRACT",
+    "CONTRACT_KEYS",
+    "DRIVER_TEXT",
+    "Judgement",
+    "driver_text",
+    "judge",
+]
 
 INVALID_PREFIX = "invalid request: "
 
@@ -49,6 +84,34 @@ CONTRACT: dict[tuple[OpKind, int], tuple[tuple[str | None, ResultKind], ...]] = 
     ("get", 404): (("coupon not found", "not_found"),),
 }
 _INTERNAL = "internal server error"
+#: The contract's input rule for ``amount`` (a PostgreSQL INTEGER), and so a read's bound.
+AMOUNT_MAX = 2147483647
+#: The keys the contract names: a key of a public answer, never driver text as a key.
+CONTRACT_KEYS = frozenset({"name", "amount", "remaining_amount", "claimed_by", "error", "status"})
+_READ_KEYS = ("name", "amount", "remaining_amount", "claimed_by")
+
+#: Text that belongs to the driver or the database, never to a public answer: the one
+#: definition (``experiments.checks.no_driver_text`` reads it from here).
+DRIVER_TEXT = re.compile(
+    r"psycopg|sqlstate|duplicate key|violates|ERROR:|DETAIL:|HINT:|CONTEXT:|LINE \d|"
+    r"constraint|relation \"|syntax error|traceback|postgres|deadlock|"
+    r"could not serialize|unique.?violation|foreignkey|checkviolation|"
+    r"remaining_amount|coupons_pkey|claims_",
+    re.IGNORECASE,
+)
+# A contract key as it appears in raw JSON text (a cut body that no longer parses).
+_KEY_TEXT = re.compile(
+    r'"(?:' + "|".join(sorted(CONTRACT_KEYS)) + r')"\s*:',
+)
+# Longest first: a UTF-32 LE mark begins with the UTF-16 LE one.
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xef\xbb\xbf", "UTF-8"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe", "UTF-16"),
+)
+_UTF8 = frozenset({"utf-8", "utf8"})
 
 
 @dataclass(frozen=True)
@@ -71,16 +134,105 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _charset(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type, lower-cased and unquoted (None: none)."""
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
+
+
+def _parse(body: bytes) -> tuple[Any, str | None]:
+    """``body`` as RFC 8259 JSON (UTF-8, no BOM, no duplicate key), or why it is not."""
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return None, f"a body opening with a {name} byte-order mark (RFC 8259 forbids one)"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "a body that is not UTF-8"
+    try:
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant), None
+    except _Duplicate as dup:
+        return None, f"a body with the key {str(dup)!r} twice"
+    except (ValueError, RecursionError):
+        return None, "a body that is not JSON"
+
+
+def _strings(data: Any, *, echoed: bool = False) -> Iterator[str]:
+    """Every string of a parsed JSON value, keys and values at any depth, but the echoes.
+
+    ``echoed``: ``data`` is a read of the coupon asked for, whose ``name`` and
+    ``claimed_by`` entries are the client's own strings (see the module). The
+    contract's own keys are no driver text as keys.
+    """
+    stack: list[Any] = [data]
+    if echoed and isinstance(data, dict):
+        stack = [{k: v for k, v in data.items() if k not in ("name", "claimed_by")}]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            yield from (k for k in item if k not in CONTRACT_KEYS)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _leak(data: Any, *, echoed: bool = False) -> str | None:
+    return next((t for t in _strings(data, echoed=echoed) if DRIVER_TEXT.search(t)), None)
+
+
+def driver_text(body: str | bytes | None) -> str | None:
+    """The first string of a raw body (or message) that carries driver text; None: none.
+
+    Reads every string in the body, named by the contract or not; the contract's own
+    keys aside. A body that does not parse (cut short, not JSON) is searched as text.
+    """
+    if not body:
+        return None
+    raw = body.encode("utf-8", "replace") if isinstance(body, str) else body
+    text = raw.decode("utf-8", "replace").lstrip("\ufeff")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        stripped = _KEY_TEXT.sub("", text)
+        return text if DRIVER_TEXT.search(stripped) else None
+    return _leak(data)
+
+
 def _json_body(status: int, content_type: str | None, body: bytes) -> tuple[Any, str | None]:
     """The parsed JSON body, or why the body is not the JSON the contract promises."""
     if not body:
         return None, f"{status} with an empty body, the contract says a JSON body"
     if _media_type(content_type) != "application/json":
         return None, f"{status} with Content-Type {content_type!r}, not application/json"
-    try:
-        return json.loads(body), None
-    except (ValueError, RecursionError):
-        return None, f"{status} with a body that is not JSON"
+    charset = _charset(content_type)
+    if charset is not None and charset not in _UTF8:
+        return None, f"{status} with Content-Type {content_type!r}: JSON is UTF-8 (RFC 8259)"
+    data, why = _parse(body)
+    if why is not None:
+        return None, f"{status} with {why}"
+    return data, None
 
 
 def _error_of(
@@ -93,6 +245,9 @@ def _error_of(
     data, why = _json_body(status, content_type, body)
     if why is not None:
         return None, why
+    leak = _leak(data)
+    if leak is not None:
+        return None, f"{status} with driver text in its body: {leak[:120]!r}"
     if not isinstance(data, dict) or not isinstance(data.get("error"), str):
         return None, f'{status} with a body that is not {{"error": "..."}}'
     if exact and set(data) != {"error"}:
@@ -111,26 +266,36 @@ def _coupon_view(coupon: str, content_type: str | None, body: bytes) -> Judgemen
         return _violation(why)
     if not isinstance(data, dict):
         return _violation("200 read whose body is not a JSON object")
-    missing = [k for k in ("name", "amount", "remaining_amount", "claimed_by") if k not in data]
+    leak = _leak(data, echoed=data.get("name") == coupon)
+    if leak is not None:
+        return _violation(f"200 read with driver text in its body: {leak[:120]!r}")
+    missing = [k for k in _READ_KEYS if k not in data]
     if missing:
         return _violation(f"200 read without {missing}")
     problems = []
+    if "error" in data:
+        problems.append("a successful read with an 'error' field")
     if data["name"] != coupon:
         problems.append(f"name {data['name']!r} is not the coupon read")
-    if not _is_int(data["amount"]) or data["amount"] < 1:
-        problems.append(f"amount {data['amount']!r} is not a positive integer")
-    if not _is_int(data["remaining_amount"]) or data["remaining_amount"] < 0:
-        problems.append(f"remaining_amount {data['remaining_amount']!r} is not an integer >= 0")
+    amount, remaining = data["amount"], data["remaining_amount"]
+    if not _is_int(amount) or not 1 <= amount <= AMOUNT_MAX:
+        problems.append(f"amount {amount!r} is not an integer in 1..{AMOUNT_MAX}")
+    if not _is_int(remaining) or remaining < 0:
+        problems.append(f"remaining_amount {remaining!r} is not an integer >= 0")
+    elif _is_int(amount) and remaining > amount:
+        problems.append(f"remaining_amount {remaining} is above amount {amount}")
     claimed = data["claimed_by"]
     if not isinstance(claimed, list) or not all(isinstance(u, str) for u in claimed):
         problems.append("claimed_by is not a list of user ids")
+    else:
+        if any(not u.strip() for u in claimed):
+            problems.append("claimed_by holds a blank user id")
+        repeated = sorted(u for u, n in Counter(claimed).items() if n > 1)
+        if repeated:
+            problems.append(f"claimed_by repeats {repeated[:5]}")
     if problems:
         return _violation("200 read: " + "; ".join(problems))
-    value = {
-        "amount": data["amount"],
-        "remaining_amount": data["remaining_amount"],
-        "claimed_by": list(claimed),
-    }
+    value = {"amount": amount, "remaining_amount": remaining, "claimed_by": list(claimed)}
     return Judgement("ok", value=value)
 
 

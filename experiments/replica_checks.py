@@ -6,18 +6,20 @@
   is a row of the old primary (started alone after the run) and absent from the new.
 * ``stale_reads``: reads that provably showed an older state than the primary's at
   their start: a claimant missing whose claim was acknowledged before the read was
-  invoked, or a stock above ``amount - claims acknowledged before the read``. No model,
-  no search: counting over the history alone; each comes with its two-op witness.
+  invoked, or a stock above ``amount - claims acknowledged before the read``, where
+  ``amount`` is what the coupon was created with (its acknowledged create in the
+  history, else the plan's), never the final table's. No model, no search: counting
+  over the history alone; each comes with its two-op witness.
 * ``unavailability``: first op refused after the primary went down, to the first
   success after the promotion (a window for the timeline).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from experiments.checks import FinalState
+from experiments.checks import FinalState, created_amounts
 from experiments.faults.window import Window
 from experiments.history import INDETERMINATE, History, Op
 from experiments.result import Verdict
@@ -104,15 +106,19 @@ def lost_claims_on_old_primary(lost: list[Op], old: FinalState | None, new: Fina
     return Verdict(name, passed, detail, figures)
 
 
-def stale_reads(history: History, amounts: dict[str, int]) -> list[dict[str, Any]]:
+def stale_reads(history: History, planned: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """Reads that showed a state older than one acknowledged before they began.
 
-    ``amounts`` maps each coupon to its initial stock. A read ``g`` is stale when a
-    claim acknowledged before ``g`` was invoked is missing from its ``claimed_by``, or
-    its ``remaining_amount`` exceeds ``amount - (claims acknowledged before g)``: the
-    primary had at most that much left when ``g`` began. Each entry names the read,
-    the claim it missed (the two-op witness) and how far behind it was.
+    Each coupon's amount is the one it was created with: its acknowledged create in
+    the history (the plan's setup creates are in it), else ``planned`` (the plan's
+    figure for a coupon created outside the history); a figure from the final table
+    is never the baseline. A read ``g`` is stale when a claim acknowledged before
+    ``g`` was invoked is missing from its ``claimed_by``, or its ``remaining_amount``
+    exceeds ``amount - (claims acknowledged before g)``: the primary had at most that
+    much left when ``g`` began. Each entry names the read, the claim it missed (the
+    two-op witness) and how far behind it was.
     """
+    amounts = {**(planned or {}), **_created(history)}
     by_coupon: dict[str, list[Op]] = {}
     for o in history.ops:
         if o.kind == "claim" and o.result == "ok":
@@ -146,13 +152,19 @@ def stale_reads(history: History, amounts: dict[str, int]) -> list[dict[str, Any
     return out
 
 
-def stale_reads_observed(history: History, amounts: dict[str, int]) -> Verdict:
+def _created(history: History) -> dict[str, int]:
+    """Each coupon's amount by the history's creates: the largest it may have (a create
+    whose answer was lost may have made it), so no read is called stale for want of it."""
+    return {c: max(a) for c, a in created_amounts(history).items()}
+
+
+def stale_reads_observed(history: History, planned: Mapping[str, int] | None = None) -> Verdict:
     """The proof that stale reads occurred (a figure, not a pass/fail of the service).
 
     ``passed`` is True when no read was stale. The shortest witness (the read that
     missed a claim acknowledged the least time before it) is in ``witness_op_ids``.
     """
-    stale = stale_reads(history, amounts)
+    stale = stale_reads(history, planned)
     reads = sum(1 for o in history.ops if o.kind == "get" and o.result == "ok")
     figures: dict[str, Any] = {
         "reads": reads,

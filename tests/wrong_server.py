@@ -11,6 +11,15 @@ one kind, so every variant is the correct service but for one planted bug:
     body_on_create_201       a create answers 201 with a JSON body (contract: empty)
     missing_claimed_by       a read answers 200 without "claimed_by"
     text_plain_errors        error bodies say Content-Type text/plain
+    driver_text_extra_field  a read carries an extra "error" field with driver text
+    duplicate_error_key      an error body names "error" twice, driver text first
+    latin1_charset           error bodies say Content-Type application/json; charset=latin-1
+    utf8_bom                 error bodies open with a UTF-8 byte-order mark
+    utf16_bom                error bodies are UTF-16 with its byte-order mark
+    amount_out_of_range      a read says amount 2147483648
+    remaining_above_amount   a read says remaining_amount one above amount
+    blank_claimed_by         a read's claimed_by holds a blank entry
+    repeated_claimed_by      a read's claimed_by lists each claimant twice
 
 Import surface:
 
@@ -57,7 +66,22 @@ VARIANTS: dict[str, str] = {
     "body_on_create_201": "a create answers 201 with a JSON body, not an empty one",
     "missing_claimed_by": 'a read answers 200 without "claimed_by"',
     "text_plain_errors": "error bodies carry Content-Type text/plain",
+    "driver_text_extra_field": 'a read carries an extra "error" field with driver text',
+    "duplicate_error_key": 'an error body names "error" twice, driver text first',
+    "latin1_charset": "error bodies say Content-Type application/json; charset=latin-1",
+    "utf8_bom": "error bodies open with a UTF-8 byte-order mark",
+    "utf16_bom": "error bodies are UTF-16 with its byte-order mark",
+    "amount_out_of_range": "a read says amount 2147483648",
+    "remaining_above_amount": "a read says remaining_amount one above amount",
+    "blank_claimed_by": "a read's claimed_by holds a blank entry",
+    "repeated_claimed_by": "a read's claimed_by lists each claimant twice",
 }
+#: The driver text the variants that leak put in a body (the issue's own inputs).
+LEAK = (
+    "psycopg.errors.UniqueViolation: duplicate key value violates unique constraint "
+    '"claims_user_id_coupon_name_key"'
+)
+RELATION = 'ERROR: relation "coupons" does not exist'
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 60.0  # imports and a pool on a loaded 2-core machine
@@ -77,6 +101,38 @@ def _error(body: bytes) -> str | None:
     except ValueError:
         return None
     return data.get("error") if isinstance(data, dict) else None
+
+
+def _wrong_error(variant: str, error: str) -> tuple[str | None, bytes] | None:
+    """An error answer's (content type or None to keep it, body) as ``variant`` breaks it."""
+    exact = json.dumps({"error": error}).encode()
+    if variant == "duplicate_error_key":
+        first, last = json.dumps(RELATION), json.dumps(error)
+        return None, f'{{"error": {first}, "error": {last}}}'.encode()
+    if variant == "latin1_charset":
+        return "application/json; charset=latin-1", exact
+    if variant == "utf8_bom":
+        return None, b"\xef\xbb\xbf" + exact
+    if variant == "utf16_bom":
+        return None, json.dumps({"error": error}).encode("utf-16")  # BOM, then UTF-16
+    return None
+
+
+def _wrong_read(variant: str, data: dict[str, Any]) -> bytes | None:
+    """A read's body as ``variant`` breaks it (None: not this variant's to break)."""
+    if variant == "driver_text_extra_field":
+        data["error"] = LEAK
+    elif variant == "amount_out_of_range":
+        data["amount"] = 2147483648
+    elif variant == "remaining_above_amount":
+        data["remaining_amount"] = data["amount"] + 1
+    elif variant == "blank_claimed_by":
+        data["claimed_by"] = [*data["claimed_by"], ""]
+    elif variant == "repeated_claimed_by" and data["claimed_by"]:
+        data["claimed_by"] = [u for u in data["claimed_by"] for _ in (0, 1)]
+    else:
+        return None
+    return json.dumps(data).encode()
 
 
 def _rewrite(variant: str) -> Rewrite:
@@ -106,6 +162,14 @@ def _rewrite(variant: str) -> Rewrite:
                 return 200, as_json, json.dumps(data).encode()
         if variant == "text_plain_errors" and status >= 400 and error is not None:
             return status, "text/plain; charset=utf-8", body
+        if status >= 400 and error is not None:
+            wrong = _wrong_error(variant, error)
+            if wrong is not None:
+                return status, wrong[0] or ctype, wrong[1]
+        if method == "GET" and status == 200 and path.startswith("/api/coupons/"):
+            read = _wrong_read(variant, json.loads(body))
+            if read is not None:
+                return 200, as_json, read
         return status, ctype, body
 
     return rewrite

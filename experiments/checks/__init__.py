@@ -25,6 +25,7 @@ from experiments.checks.expect import (
     remaining_equals,
     results_within,
     rows_equal,
+    state_equals,
 )
 from experiments.checks.history import (
     ALLOWED_RESULTS,
@@ -40,6 +41,7 @@ from experiments.checks.history import (
 )
 from experiments.checks.invariants import (
     conservation,
+    created_amounts,
     no_negative_stock,
     no_orphan_claims,
     one_claim_per_user,
@@ -72,6 +74,7 @@ __all__ = [
     "conservation",
     "contract_kept",
     "create_winner",
+    "created_amounts",
     "creates_won",
     "describe",
     "expected_counts",
@@ -90,5 +93,6 @@ __all__ = [
     "results_within",
     "rows_equal",
     "stampede_collided",
+    "state_equals",
     "statuses_allowed",
 ]

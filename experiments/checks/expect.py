@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from experiments.checks._compose import _run_ops, _verdict, check
 from experiments.checks.state import FinalState
 from experiments.history import History
 from experiments.result import Verdict
 
-__all__ = ["at_least", "expected_counts", "remaining_equals", "results_within", "rows_equal"]
+__all__ = [
+    "at_least",
+    "expected_counts",
+    "remaining_equals",
+    "results_within",
+    "rows_equal",
+    "state_equals",
+]
 
 
 def expected_counts(
@@ -42,36 +49,44 @@ def expected_counts(
     return run()
 
 
-def remaining_equals(
-    state: FinalState, coupon: str, expected: int, *, name: str = "final_stock"
+def state_equals(
+    name: str,
+    state: FinalState,
+    coupon: str,
+    expected: int,
+    getter: Callable[[FinalState, str], int | None],
+    what: str,
 ) -> Verdict:
+    """``getter(state, coupon)`` (a figure of the tables) equals ``expected`` (the plan's).
+
+    ``what`` names the figure in the detail and the figures (``remaining``, ``rows``).
+    """
+
     @check(name)
     def run(state: FinalState) -> Verdict:
-        got = state.remaining(coupon)
+        got = getter(state, coupon)
         return Verdict(
             name,
             got == expected,
-            f"{coupon}: remaining {got}, expected {expected}",
-            {"remaining": got, "expected": expected},
+            f"{coupon}: {what} {got}, expected {expected}",
+            {what: got, "expected": expected},
         )
 
     return run(state)
+
+
+def remaining_equals(
+    state: FinalState, coupon: str, expected: int, *, name: str = "final_stock"
+) -> Verdict:
+    """The coupon's remaining stock is the plan's figure."""
+    return state_equals(name, state, coupon, expected, FinalState.remaining, "remaining")
 
 
 def rows_equal(
     state: FinalState, coupon: str, expected: int, *, name: str = "claim_rows"
 ) -> Verdict:
-    @check(name)
-    def run(state: FinalState) -> Verdict:
-        got = state.claim_rows(coupon)
-        return Verdict(
-            name,
-            got == expected,
-            f"{coupon}: {got} claim rows, expected {expected}",
-            {"rows": got, "expected": expected},
-        )
-
-    return run(state)
+    """The coupon has the plan's number of claim rows."""
+    return state_equals(name, state, coupon, expected, FinalState.claim_rows, "rows")
 
 
 def results_within(

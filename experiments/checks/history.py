@@ -3,10 +3,9 @@ reads, and the history against the claim rows."""
 
 from __future__ import annotations
 
-import re
-
 from experiments.checks._compose import _verdict, check
 from experiments.checks.state import FinalState
+from experiments.contract import DRIVER_TEXT, driver_text
 from experiments.history import INDETERMINATE, History
 from experiments.result import Verdict
 
@@ -111,28 +110,25 @@ def no_server_errors(history: History, *, allow_unavailable: bool = False) -> Ve
     return _verdict("no_server_errors", bad, "no 5xx", {"errors": len(bad)})
 
 
-#: Text that belongs to the driver or the database, never to a public error message.
-DRIVER_TEXT = re.compile(
-    r"psycopg|sqlstate|duplicate key|violates|ERROR:|DETAIL:|HINT:|CONTEXT:|LINE \d|"
-    r"constraint|relation \"|syntax error|traceback|postgres|deadlock|"
-    r"could not serialize|unique.?violation|foreignkey|checkviolation|"
-    r"remaining_amount|coupons_pkey|claims_",
-    re.IGNORECASE,
-)
-
-
 @check("no_driver_text")
 def no_driver_text(history: History) -> Verdict:
-    """No error message leaks driver or SQL text (the client's own transport errors aside)."""
+    """No answer leaks driver or SQL text (the client's own transport errors aside).
+
+    An error's message is searched; an answer outside the contract is searched in its
+    kept body, every string of it (``experiments.contract.driver_text``), not in the
+    lab's own account of why it broke the contract.
+    """
     bad = []
     for o in history:
         # A transport error (unknown) is the client's message, not the server's.
         if o.result == "unknown":
             continue
-        for text in (o.message, o.body):
-            if text and DRIVER_TEXT.search(text):
-                bad.append(f"op {o.op_id} {o.kind}: {text[:120]!r}")
-                break
+        if o.result == "contract_violation":
+            text = driver_text(o.body)
+        else:
+            text = o.message if o.message and DRIVER_TEXT.search(o.message) else None
+        if text:
+            bad.append(f"op {o.op_id} {o.kind}: {text[:120]!r}")
     return _verdict("no_driver_text", bad, "no driver text in any message", {"leaks": len(bad)})
 
 

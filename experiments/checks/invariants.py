@@ -1,29 +1,90 @@
 """The invariants every run's tables keep: conservation, one claim per user, no orphan, no
-negative stock."""
+negative stock.
+
+Expected figures come from the plan and the acknowledged operations, never from the
+final tables alone: conservation takes each coupon's amount from the create the
+history acknowledged (the plan's setup creates are in it, phase ``setup``), so a row
+whose ``amount`` was rewritten is a violation, not a new baseline.
+"""
 
 from __future__ import annotations
 
 from experiments.checks._compose import _verdict, check
 from experiments.checks.state import FinalState
+from experiments.history import INDETERMINATE, History
 from experiments.result import Verdict
 
-__all__ = ["conservation", "no_negative_stock", "no_orphan_claims", "one_claim_per_user"]
+__all__ = [
+    "conservation",
+    "created_amounts",
+    "no_negative_stock",
+    "no_orphan_claims",
+    "one_claim_per_user",
+]
+
+
+def created_amounts(history: History, prefix: str = "") -> dict[str, frozenset[int]]:
+    """The amounts each coupon (named ``prefix...``) can hold by the history's creates.
+
+    A coupon's acknowledged create (``ok``) gives its amount; without one, any create
+    whose outcome is unknown may have made it, with its amount. A create refused
+    cleanly (exists, invalid) made nothing.
+    """
+    acked: dict[str, set[int]] = {}
+    maybe: dict[str, set[int]] = {}
+    for o in history:
+        if o.kind != "create" or o.amount is None or not o.coupon.startswith(prefix):
+            continue
+        if o.result == "ok":
+            acked.setdefault(o.coupon, set()).add(o.amount)
+        elif o.result in INDETERMINATE:
+            maybe.setdefault(o.coupon, set()).add(o.amount)
+    return {c: frozenset(acked.get(c) or maybe[c]) for c in {*acked, *maybe}}
 
 
 @check("conservation")
-def conservation(state: FinalState) -> Verdict:
-    """For every coupon: amount = remaining_amount + its claim rows."""
+def conservation(state: FinalState, history: History | None = None) -> Verdict:
+    """For every coupon: the amount it was created with = remaining_amount + its claim rows.
+
+    With ``history`` (every run's pipeline gives it) the amount is the acknowledged
+    create's: a row whose ``amount`` differs, a row no create in the history made,
+    and an acknowledged create without its row are violations. Without (a state
+    planted by SQL, say) the row's own ``amount`` is all there is to go by.
+    """
+    amounts = created_amounts(history, state.prefix) if history is not None else None
     bad = []
     for name, (amount, remaining) in state.coupons.items():
         rows = state.claim_rows(name)
-        if amount != remaining + rows:
-            bad.append(f"{name}: amount {amount} != remaining {remaining} + claims {rows}")
+        created = amounts.get(name) if amounts is not None else frozenset({amount})
+        if not created:
+            bad.append(f"{name}: a row (amount {amount}) that no create in the history made")
+            continue
+        if amount not in created:
+            bad.append(f"{name}: amount {amount} in the table, created with {_one(created)}")
+        if all(a != remaining + rows for a in created):
+            said = "created with" if amounts is not None else "amount"
+            bad.append(f"{name}: {said} {_one(created)} != remaining {remaining} + claims {rows}")
+    if amounts is not None and history is not None:
+        acked = {o.coupon for o in history if o.kind == "create" and o.result == "ok"}
+        bad += [
+            f"{c}: created (acknowledged) but no row"
+            for c in sorted(acked & set(amounts) - set(state.coupons))
+        ]
     return _verdict(
         "conservation",
         bad,
-        f"amount = remaining + claims for all {len(state.coupons)} coupons",
-        {"coupons": len(state.coupons), "violations": len(bad)},
+        f"amount = remaining + claims for all {len(state.coupons)} coupons"
+        + (", amounts as created" if amounts is not None else ", amounts from the table"),
+        {
+            "coupons": len(state.coupons),
+            "violations": len(bad),
+            "amounts_from": "history" if amounts is not None else "table",
+        },
     )
+
+
+def _one(amounts: frozenset[int]) -> str:
+    return str(next(iter(amounts))) if len(amounts) == 1 else str(sorted(amounts))
 
 
 @check("one_claim_per_user")

@@ -167,7 +167,7 @@ def always_on(
 ) -> list[Verdict]:
     """The invariants every run keeps (``INVARIANTS``, in order), then ``no_timeouts``."""
     verdicts = [
-        conservation(state),
+        conservation(state, history),
         one_claim_per_user(state),
         no_orphan_claims(state),
         no_negative_stock(state),

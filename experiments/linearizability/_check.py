@@ -41,6 +41,7 @@ def check_linearizable(
     *,
     initial: Mapping[str, int] | None = None,
     shrink: bool = True,
+    clocks: Mapping[str, int] | None = None,
 ) -> Verdict:
     """Whether ``history`` is linearizable against the sequential coupon service.
 
@@ -51,6 +52,12 @@ def check_linearizable(
     whatever the others did), ``context_op_ids`` (ops kept beside them as optional:
     they may or may not have happened) and ``stuck_op_id`` (the op the search could
     not place).
+
+    ``clocks`` maps a phase to the clock uncertainty (ns) of the process that timed
+    the ops of that phase (Locust workers, on the master's clock by their offset):
+    between processes each op's interval is widened by its process's uncertainty,
+    and ops of one process keep their own order exactly (one clock). The widening
+    used is in ``figures["clock_widening_ms"]``.
     """
     started = time.monotonic()
     deadline = started + time_limit_s
@@ -66,7 +73,7 @@ def check_linearizable(
     checked_ops = 0
     indeterminate = 0
     for coupon in sorted(by_coupon, key=lambda c: (len(by_coupon[c]), c)):
-        ops = prepare(by_coupon[coupon], users)
+        ops = prepare(by_coupon[coupon], users, clocks)
         checked_ops += len(ops)
         indeterminate += sum(1 for o in ops if not o.determinate)
         start_stock = initial.get(coupon)
@@ -108,6 +115,8 @@ def check_linearizable(
         "elapsed_s": round(elapsed, 4),
         "time_limit_s": time_limit_s,
     }
+    if clocks:
+        figures["clock_widening_ms"] = {p: round(u / 1e6, 3) for p, u in sorted(clocks.items())}
     if failures:
         worst = min(failures, key=lambda f: len(f.witness))
         figures.update(

@@ -4,21 +4,34 @@ Sequential model per coupon: ``(exists, amount, remaining, claimants)``.
 
 * create: ``ok`` if the coupon does not exist, else ``coupon_exists``.
 * claim: ``not_found``, ``already_claimed``, ``no_stock`` in that order, else ``ok``.
-* get: ``not_found``, or the value (``remaining_amount``; ``claimed_by`` as a set).
+* get: ``not_found``, or the value: every field of a read is modelled, ``amount``
+  (the created amount), ``remaining_amount``, and ``claimed_by`` as a list: the
+  claimants, each once (a list naming a user twice fits no state). The list's order
+  ("claim order", by the claim rows' serial ids) is not modelled: an id is drawn at
+  INSERT, not at COMMIT, so two concurrent claims may commit in the other order.
 
 ``invalid`` results never touch state and are left out. Indeterminate results
 (``experiments.history.INDETERMINATE``) may take effect at any point after their
 invoke, or never: their completion is infinity and they may be dropped.
+
+Clocks (``prepare(..., clocks=...)``): ops recorded by several processes (Locust
+workers) carry their process in ``phase``, and each process's clock is known to the
+master's within an uncertainty. Between processes an op's interval is widened by its
+process's uncertainty (invoke earlier, complete later: no order is claimed that the
+clocks cannot vouch for); ops of one process share one clock and keep their own
+order exactly (``own_invoke``/``own_complete``, unwidened), so a widening never lets
+a process's later op be placed before its earlier one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from experiments.history import INDETERMINATE, Op
 
-__all__ = ["CLAIM", "CREATE", "GET", "INF", "PreparedOp", "expected", "prepare"]
+__all__ = ["CLAIM", "CREATE", "GET", "INF", "PreparedOp", "expected", "precedes", "prepare"]
 
 CREATE, CLAIM, GET = 0, 1, 2
 _KIND_CODES = {"create": CREATE, "claim": CLAIM, "get": GET}
@@ -39,6 +52,13 @@ class PreparedOp:
     complete: int  # INF when indeterminate
     remaining: int | None = None  # a successful get's remaining_amount, when recorded
     claimed: frozenset[int] | None = None  # a successful get's claimed_by, when recorded
+    read_amount: int | None = None  # a successful get's amount, when recorded
+    claimed_twice: tuple[int, ...] = ()  # users a get's claimed_by lists more than once
+    #: The process clock the op was timed on (interned phase; -1: the master's own),
+    #: and its times on that clock, unwidened (``invoke``/``complete`` are widened).
+    clock: int = -1
+    own_invoke: int = 0
+    own_complete: int = 0
 
     @property
     def effectful(self) -> bool:
@@ -46,9 +66,28 @@ class PreparedOp:
         return self.determinate and self.result == "ok" and self.kind != GET
 
 
-def prepare(ops: Iterable[Op], users: dict[str, int]) -> list[PreparedOp]:
-    """``ops`` (one coupon's) as the search reads them; ``users`` interns user ids."""
+def precedes(a: PreparedOp, b: PreparedOp) -> bool:
+    """Whether ``a`` certainly completed before ``b`` was invoked (real-time order).
+
+    Across clocks, by the widened intervals; on one process clock, by its own times.
+    """
+    if not a.determinate:
+        return False
+    if a.complete < b.invoke:
+        return True
+    return a.clock >= 0 and a.clock == b.clock and a.own_complete < b.own_invoke
+
+
+def prepare(
+    ops: Iterable[Op], users: dict[str, int], clocks: Mapping[str, int] | None = None
+) -> list[PreparedOp]:
+    """``ops`` (one coupon's) as the search reads them; ``users`` interns user ids.
+
+    ``clocks`` maps a phase to the clock uncertainty (ns) of the process whose ops
+    carry it (see the module); ops of other phases are on the master's clock.
+    """
     out: list[PreparedOp] = []
+    phases: dict[str, int] = {}
     for op in ops:
         if op.result == "invalid":
             continue  # rejected before touching state
@@ -61,13 +100,21 @@ def prepare(ops: Iterable[Op], users: dict[str, int]) -> list[PreparedOp]:
             user = users.setdefault(op.user, len(users))
         remaining: int | None = None
         claimed: frozenset[int] | None = None
+        read_amount: int | None = None
+        twice: tuple[int, ...] = ()
         if kind == GET and op.result == "ok" and op.value is not None:
             raw_remaining = op.value.get("remaining_amount")
             remaining = int(raw_remaining) if raw_remaining is not None else None
+            raw_amount = op.value.get("amount")
+            read_amount = int(raw_amount) if raw_amount is not None else None
             raw_claimed = op.value.get("claimed_by")
             if raw_claimed is not None:
-                claimed = frozenset(users.setdefault(str(u), len(users)) for u in raw_claimed)
-        complete = max(op.complete_ns, op.invoke_ns) if determinate else INF
+                listed = [users.setdefault(str(u), len(users)) for u in raw_claimed]
+                claimed = frozenset(listed)
+                twice = tuple(sorted(u for u, n in Counter(listed).items() if n > 1))
+        own_complete = max(op.complete_ns, op.invoke_ns)
+        widen = clocks.get(op.phase or "", 0) if clocks else 0
+        clock = phases.setdefault(str(op.phase), len(phases)) if widen > 0 else -1
         out.append(
             PreparedOp(
                 op_id=op.op_id,
@@ -76,10 +123,15 @@ def prepare(ops: Iterable[Op], users: dict[str, int]) -> list[PreparedOp]:
                 determinate=determinate,
                 user=user,
                 amount=op.amount if op.amount is not None else 0,
-                invoke=op.invoke_ns,
-                complete=complete,
+                invoke=op.invoke_ns - widen,
+                complete=own_complete + widen if determinate else INF,
                 remaining=remaining,
                 claimed=claimed,
+                read_amount=read_amount,
+                claimed_twice=twice,
+                clock=clock,
+                own_invoke=op.invoke_ns,
+                own_complete=own_complete if determinate else INF,
             )
         )
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from experiments.linearizability._model import CLAIM, CREATE, PreparedOp
+from experiments.linearizability._model import CLAIM, CREATE, PreparedOp, precedes
 
 __all__ = ["precheck"]
 
@@ -43,6 +43,13 @@ def precheck(ops: Sequence[PreparedOp], initial: int | None) -> tuple[str, list[
         witness = [o.op_id for o in sources] + [o.op_id for o in ok_claims[: stock + 1]]
         return f"{len(ok_claims)} successful claims on a stock of {stock}", witness
     for g in ops:
+        if g.claimed_twice:
+            return "a read lists one claimant twice (one claim per user)", [g.op_id]
+    for g in ops:
+        if g.read_amount is not None and g.read_amount not in amounts:
+            why = f"a read's amount {g.read_amount} is not the amount the coupon was created with"
+            return why, [o.op_id for o in sources] + [g.op_id]
+    for g in ops:
         if g.remaining is None or g.claimed is None:
             continue
         if all(a - len(g.claimed) != g.remaining for a in amounts):
@@ -53,20 +60,19 @@ def precheck(ops: Sequence[PreparedOp], initial: int | None) -> tuple[str, list[
             continue
         # A stale read: it misses a claim acknowledged before it was even invoked.
         for ack in ok_claims:
-            if ack.complete < g.invoke and ack.user not in g.claimed:
+            if precedes(ack, g) and ack.user not in g.claimed:
                 why = "a read misses a claim acknowledged before the read began (a stale read)"
                 return why, [ack.op_id, g.op_id]
-    claimers: dict[int, PreparedOp] = {}
+    claimers: dict[int, list[PreparedOp]] = {}
     for o in ops:
-        claimer = o.kind == CLAIM and (o.result == "ok" or not o.determinate)
-        if claimer and (o.user not in claimers or o.invoke < claimers[o.user].invoke):
-            claimers[o.user] = o
+        if o.kind == CLAIM and (o.result == "ok" or not o.determinate):
+            claimers.setdefault(o.user, []).append(o)
     for g in ops:
         if g.claimed is None:
             continue
         for u in g.claimed:
-            c = claimers.get(u)
-            if c is None or c.invoke > g.complete:
+            could = claimers.get(u, [])
+            if all(precedes(g, c) for c in could):
                 why = "a read lists a claimant with no claim that could have happened before it"
-                return why, [g.op_id] + ([c.op_id] if c is not None else [])
+                return why, [g.op_id] + [c.op_id for c in could[:1]]
     return None

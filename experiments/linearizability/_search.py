@@ -12,6 +12,11 @@ cuts keep stampedes linear:
   no alternative tried (it can be moved to the front of any valid completion);
 * the state is monotone (the coupon appears once, claimants only grow, stock only
   falls), so a pending op that needs an earlier state kills the branch at once.
+
+Real-time order is the event list's (an op whose return precedes another's call comes
+first), and, for ops timed on one process clock (``PreparedOp.clock``), their own
+order on that clock as well: such an op is a candidate only once every op of its
+process that completed before it was invoked is linearized.
 """
 
 from __future__ import annotations
@@ -39,6 +44,30 @@ class SearchResult:
     status: bool | None  # True linearizable, False not, None out of time
     states: int
     stuck: int  # index of the op the deepest branch could not place, -1 if none
+
+
+def _same_clock_predecessors(ops: Sequence[PreparedOp]) -> list[int]:
+    """Per op, the bitset of ops it must follow by its own process clock alone.
+
+    The event list already orders ops whose widened intervals do not overlap; this
+    adds the pairs of one process whose widened intervals overlap, though its clock
+    says one completed before the other began.
+    """
+    after = [0] * len(ops)
+    by_clock: dict[int, list[int]] = {}
+    for i, o in enumerate(ops):
+        if o.clock >= 0:
+            by_clock.setdefault(o.clock, []).append(i)
+    for members in by_clock.values():
+        done = sorted((ops[i].own_complete, i) for i in members if ops[i].determinate)
+        for b in members:
+            ob = ops[b]
+            for own_complete, a in done:
+                if own_complete >= ob.own_invoke:
+                    break
+                if ops[a].complete >= ob.invoke:  # not already ordered by the event list
+                    after[b] |= 1 << a
+    return after
 
 
 def search(
@@ -84,8 +113,11 @@ def search(
     gets_val = [
         i
         for i, o in enumerate(ops)
-        if o.kind == GET and o.result == "ok" and (o.remaining is not None or o.claimed)
+        if o.kind == GET
+        and o.result == "ok"
+        and (o.remaining is not None or o.claimed or o.read_amount is not None)
     ]
+    after = _same_clock_predecessors(ops)
     by_user: dict[int, list[int]] = {}
     for i, o in enumerate(ops):
         if o.kind == CLAIM and o.determinate and o.result in ("ok", "no_stock"):
@@ -125,6 +157,8 @@ def search(
             g = ops[j]
             if g.remaining is not None and g.remaining > remaining:
                 return j
+            if o.kind == CREATE and g.read_amount is not None and g.read_amount != amount:
+                return j
             if g.claimed is not None and o.kind == CLAIM and o.user not in g.claimed:
                 return j
         if remaining <= 0:
@@ -148,12 +182,18 @@ def search(
         else:
             i = ev_op[entry]
             o = ops[i]
+            if after[i] and after[i] & ~lin:  # an earlier op of its own process is unplaced
+                entry = nxt[entry]
+                continue
             answer, effect = expected(o, exists, remaining, claimants)
             if o.determinate:
                 fits = answer == o.result
                 if fits and o.kind == GET and answer == "ok":
-                    fits = (o.remaining is None or o.remaining == remaining) and (
-                        o.claimed is None or o.claimed == claimants
+                    fits = (
+                        (o.remaining is None or o.remaining == remaining)
+                        and (o.read_amount is None or o.read_amount == amount)
+                        and (o.claimed is None or o.claimed == claimants)
+                        and not o.claimed_twice
                     )
             else:
                 fits = effect  # an optional op is only worth placing when it acts

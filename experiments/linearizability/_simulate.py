@@ -75,7 +75,11 @@ def simulate_history(
         elif kind == "get":
             op.result = "not_found" if current is None else "ok"
             if current is not None:
-                op.value = {"remaining_amount": current[1], "claimed_by": list(current[2])}
+                op.value = {
+                    "amount": current[0],
+                    "remaining_amount": current[1],
+                    "claimed_by": list(current[2]),
+                }
         else:
             op.user = f"u{rng.randrange(user_pool)}"
             if current is None:

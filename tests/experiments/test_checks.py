@@ -26,6 +26,7 @@ def op(
     status: int | None = None,
     message: str | None = None,
     value: dict[str, object] | None = None,
+    amount: int | None = None,
 ) -> Op:
     return Op(
         op_id=op_id,
@@ -33,6 +34,7 @@ def op(
         kind=kind,  # type: ignore[arg-type]
         coupon=coupon,
         user=user,
+        amount=amount,
         invoke_ns=t[0],
         complete_ns=t[1],
         result=result,  # type: ignore[arg-type]
@@ -171,6 +173,63 @@ def test_expected_counts_exact() -> None:
     assert checks.expected_counts(other, "claim", {"ok": 1}, coupons=[f"{P}-a"]).passed is True
 
 
+def test_conservation_takes_the_amount_from_the_acknowledged_create() -> None:
+    """Issue 25, point 4: created with 5, the row says 50, remaining 49, one claim.
+
+    The table agrees with itself (50 = 49 + 1), and conservation on the table alone
+    passed; the history says 5 was created, and 5 != 49 + 1.
+    """
+    created = op(0, "create", "ok", user=None, amount=5)
+    rewritten = state({f"{P}-a": (50, 49)}, [(1, "u1", f"{P}-a")])
+    h = hist(created, op(1, "claim", "ok"))
+    assert checks.conservation(rewritten).passed is True  # the table alone: bent
+    v = checks.conservation(rewritten, h)
+    assert v.passed is False
+    assert "amount 50 in the table, created with 5" in v.detail
+    assert "created with 5 != remaining 49 + claims 1" in v.detail
+    assert v.figures["amounts_from"] == "history"
+    assert (
+        next(x for x in checks.always_on(h, rewritten) if x.name == "conservation").passed is False
+    )
+    honest = state({f"{P}-a": (5, 4)}, [(1, "u1", f"{P}-a")])
+    assert checks.conservation(honest, h).passed is True
+
+
+def test_conservation_names_rows_and_creates_the_history_does_not_explain() -> None:
+    h = hist(op(0, "create", "ok", user=None, amount=5, coupon=f"{P}-b"))
+    # A row no create made, and an acknowledged create with no row.
+    v = checks.conservation(state({f"{P}-a": (2, 2)}, []), h)
+    assert v.passed is False
+    assert "no create in the history made" in v.detail
+    assert f"{P}-b: created (acknowledged) but no row" in v.detail
+    # A create whose answer was lost may have made the coupon, with its amount.
+    maybe = hist(op(0, "create", "unknown", user=None, amount=2))
+    assert checks.conservation(state({f"{P}-a": (2, 2)}, []), maybe).passed is True
+    assert checks.conservation(state({f"{P}-a": (3, 3)}, []), maybe).passed is False
+    refused = hist(op(0, "create", "coupon_exists", user=None, amount=2))
+    assert checks.conservation(state({f"{P}-a": (2, 2)}, []), refused).passed is False
+
+
+def test_created_amounts() -> None:
+    h = hist(
+        op(0, "create", "ok", user=None, amount=5),
+        op(1, "create", "coupon_exists", user=None, amount=7),
+        op(2, "create", "unknown", user=None, amount=9, coupon=f"{P}-b"),
+        op(3, "create", "ok", user=None, amount=1, coupon="other-c"),
+    )
+    assert checks.created_amounts(h, P) == {f"{P}-a": {5}, f"{P}-b": {9}}
+
+
+def test_state_equals_is_the_one_state_figure_check() -> None:
+    v = checks.state_equals("final_stock", GOOD, f"{P}-a", 0, FinalState.remaining, "remaining")
+    assert (v.name, v.passed, v.figures) == ("final_stock", False, {"remaining": 1, "expected": 0})
+    assert checks.remaining_equals(GOOD, f"{P}-a", 1).name == "final_stock"
+    assert checks.rows_equal(GOOD, f"{P}-a", 1).figures == {"rows": 1, "expected": 1}
+    assert checks.rows_equal(GOOD, f"{P}-a", 1).name == "claim_rows"
+    unread = FinalState(prefix=P, unavailable="no database")
+    assert checks.rows_equal(unread, f"{P}-a", 1).skipped
+
+
 def test_remaining_and_rows() -> None:
     assert checks.remaining_equals(GOOD, f"{P}-a", 1).passed is True
     assert checks.remaining_equals(GOOD, f"{P}-a", 0).passed is False
@@ -246,7 +305,7 @@ def test_a_crashing_check_is_unknown_never_a_pass() -> None:
 
 
 def test_always_on_passes_and_fails() -> None:
-    h = hist(op(1, "claim", "ok", status=200))
+    h = hist(op(0, "create", "ok", user=None, amount=2), op(1, "claim", "ok", status=200))
     assert all(v.passed is True for v in checks.always_on(h, GOOD))
     names = [v.name for v in checks.always_on(h, GOOD)]
     assert "conservation" in names

@@ -355,3 +355,136 @@ def test_timeline_draws_the_witness_highlighted() -> None:
 
     plt.close(fig)
     plt.close(plain)
+
+
+# -- every field of a read is modelled (issue 25, point 4) -----------------------------
+
+
+def _read(b: _Builder, start: int, end: int, value: dict[str, Any]) -> int:
+    return b.op("get", start, end, "ok", value=value)
+
+
+def test_a_read_of_an_amount_never_created_fails() -> None:
+    # Created with 5; the read says amount 50 with the stock and claimants of the 5
+    # (remaining 4, one claim). The old model ignored a read's amount and passed.
+    b = _Builder()
+    create = b.create(0, 10, amount=5)
+    b.claim(20, 30, "ok", "a")
+    read = _read(b, 40, 50, {"amount": 50, "remaining_amount": 4, "claimed_by": ["a"]})
+    passed, figures = _check(b)
+    assert passed is False
+    assert figures["witness_op_ids"] == [create, read]
+    b.history.ops[read].value = {"amount": 5, "remaining_amount": 4, "claimed_by": ["a"]}
+    assert _check(b)[0] is True
+
+
+def test_a_read_amount_the_search_rules_out() -> None:
+    # Two creates of unknown outcome, 5 and 50: by counting alone a read of amount 50
+    # with 5 left fits (5 - 0 = 5), but no one state has both; the search refutes it.
+    b = _Builder()
+    b.create(0, 10, "unknown", amount=5)
+    b.create(0, 10, "unknown", amount=50)
+    read = _read(b, 40, 50, {"amount": 50, "remaining_amount": 50, "claimed_by": []})
+    assert _check(b)[0] is True  # the 50 may have won
+    b.history.ops[read].value = {"amount": 50, "remaining_amount": 5, "claimed_by": []}
+    passed, figures = _check(b)
+    assert passed is False
+    assert figures["stuck_op_id"] == read
+
+
+def test_a_read_listing_a_claimant_twice_fails() -> None:
+    # The old model took claimed_by as a set: ["a", "a"] was {"a"}, and passed.
+    b = _Builder()
+    b.create(0, 10, amount=5)
+    b.claim(20, 30, "ok", "a")
+    read = _read(b, 40, 50, {"amount": 5, "remaining_amount": 4, "claimed_by": ["a", "a"]})
+    passed, figures = _check(b)
+    assert passed is False
+    assert read in figures["witness_op_ids"]
+    assert "twice" in check_linearizable(b.history).detail
+
+
+# -- ops of one process keep their order: one clock (issue 25, point 2) -------------------
+
+MS = 1_000_000
+
+
+def _clocked(*ops: tuple[str, str, int, int, ResultKind, str | None]) -> History:
+    """A setup create of stock 1 on the master's clock, then ``(phase, kind, invoke ms,
+    complete ms, result, user)`` ops on the processes' clocks (offsets corrected)."""
+    history = History(origin_ns=0)
+    history.append(
+        Op(-1, -1, "create", "c", amount=1, invoke_ns=0, complete_ns=5 * MS, result="ok")
+    )
+    history.ops[0].phase = "setup"
+    for i, (phase, kind, start, end, result, user) in enumerate(ops):
+        op = Op(i, i, kind, "c", user=user, invoke_ns=start * MS, complete_ns=end * MS)  # type: ignore[arg-type]
+        op.result, op.phase = result, phase
+        history.append(op)
+    return history
+
+
+def _widened(history: History, clocks: dict[str, int]) -> History:
+    """Every op widened by its process's uncertainty, one interval each (the old merge)."""
+    out = History(origin_ns=0)
+    for o in history.ops:
+        u = clocks.get(o.phase or "", 0)
+        out.append(
+            Op(
+                o.op_id,
+                o.worker,
+                o.kind,
+                o.coupon,
+                user=o.user,
+                amount=o.amount,
+                invoke_ns=o.invoke_ns - u,
+                complete_ns=o.complete_ns + u,
+                result=o.result,
+                phase=o.phase,
+            )
+        )
+    return out
+
+
+def test_one_process_keeps_its_own_order_whatever_the_widening() -> None:
+    # The issue's input: one worker, sequential ops, u1 refused no_stock at 100 ms,
+    # then u2 ok at 110 ms on stock 1; a 20 ms round trip is +-10 ms of uncertainty.
+    history = _clocked(
+        ("locust-0", "claim", 100, 105, "no_stock", "u1"),
+        ("locust-0", "claim", 110, 115, "ok", "u2"),
+    )
+    clocks = {"locust-0": 10 * MS}
+    assert check_linearizable(_widened(history, clocks)).passed is True  # the old way
+    verdict = check_linearizable(history, clocks=clocks)
+    assert verdict.passed is False, verdict.detail
+    assert verdict.figures["clock_widening_ms"] == {"locust-0": 10.0}
+
+
+def test_between_processes_the_widening_stands() -> None:
+    # The same two answers from two processes, 5 ms apart, each clock +-10 ms: either
+    # may have come first in real time, so the history is linearizable.
+    history = _clocked(
+        ("locust-0", "claim", 100, 105, "no_stock", "u1"),
+        ("locust-1", "claim", 110, 115, "ok", "u2"),
+    )
+    clocks = {"locust-0": 10 * MS, "locust-1": 10 * MS}
+    assert check_linearizable(history, clocks=clocks).passed is True
+    # Apart by more than both uncertainties, the order is known again.
+    apart = _clocked(
+        ("locust-0", "claim", 100, 105, "no_stock", "u1"),
+        ("locust-1", "claim", 130, 135, "ok", "u2"),
+    )
+    assert check_linearizable(apart, clocks=clocks).passed is False
+
+
+def test_a_stale_read_on_one_clock_is_caught_by_counting() -> None:
+    history = _clocked(
+        ("locust-0", "claim", 100, 105, "ok", "u1"),
+        ("locust-0", "get", 107, 108, "ok", None),
+    )
+    history.ops[-1].value = {"amount": 1, "remaining_amount": 1, "claimed_by": []}
+    clocks = {"locust-0": 10 * MS}
+    assert check_linearizable(_widened(history, clocks)).passed is True  # the old way
+    verdict = check_linearizable(history, clocks=clocks)
+    assert verdict.passed is False
+    assert "stale read" in verdict.detail

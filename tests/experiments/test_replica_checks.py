@@ -114,6 +114,30 @@ def test_a_read_missing_an_acknowledged_claim_is_stale_with_a_two_op_witness() -
     assert sorted(lin.figures["witness_op_ids"]) == [1, 2]
 
 
+def test_the_amount_is_the_created_one_not_the_table_s() -> None:
+    """Issue 25, point 4: created with 10, the final table says 50 (a rewritten row).
+
+    After one acknowledged claim the primary had at most 9 left; a read of 49 is stale.
+    Given the table's 50 as the amount, the old count took 49 <= 50 - 1 as fresh.
+    """
+    h = history(
+        op(0, "create", 0, 1, amount=10),
+        op(1, "claim", 2, 4, user="a"),
+        read(2, 10, 12, ["a"]),
+    )
+    h.ops[2].value = {"amount": 50, "remaining_amount": 49, "claimed_by": ["a"]}
+    table = {"c": 50}
+    found = stale_reads(h, table)  # the acknowledged create wins over any figure given
+    assert [(s["read_op_id"], s["primary_at_most"]) for s in found] == [(2, 9)]
+    assert stale_reads(h) == found  # the history alone names the amount
+    assert stale_reads_observed(h, table).passed is False
+    # A coupon created outside the history: the plan's figure is the baseline.
+    outside = history(op(1, "claim", 2, 4, user="a"), read(2, 10, 12, ["a"]))
+    outside.ops[1].value = {"amount": 10, "remaining_amount": 10, "claimed_by": ["a"]}
+    assert [s["primary_at_most"] for s in stale_reads(outside, {"c": 10})] == [9]
+    assert stale_reads(outside) == []  # no amount known: nothing claimed stale
+
+
 def test_fresh_reads_are_not_stale_and_linearize() -> None:
     h = history(
         op(0, "create", 0, 1, amount=10),

@@ -21,7 +21,7 @@ from experiments import scenarios
 from experiments.checks import read_state
 from experiments.lab import NO_DATABASE, LabError, open_lab
 from experiments.scenarios import CATALOG, FAULTS, SCENARIOS
-from tests.experiments.test_contract import CATCHES
+from tests.experiments.test_contract import CATCHES, caught_for_its_rule
 from tests.wrong_server import serve_wrong
 
 pytestmark = pytest.mark.chaos
@@ -287,7 +287,7 @@ def test_each_wrong_server_variant_is_caught_as_a_target(
     verdict = result.verdict("contract_kept")
     assert verdict.passed is False, verdict.detail
     assert not result.passed
-    assert any(o.result == "contract_violation" for o in result.history.ops)
+    assert caught_for_its_rule(variant, result.history.ops)
     assert bool(result.skipped) is not with_database
 
 
@@ -296,3 +296,36 @@ def test_the_unbugged_double_passes_as_a_target(db_url: str) -> None:
         result = scenarios.run("flash_sale", layer="http", seed=11, target=url, users=20)
     assert result.passed, [(v.name, v.detail) for v in result.failed]
     assert result.verdict("contract_kept").passed is True
+
+
+#: Point 3's rules (issue 25), one wrong server each: caught through ``coupon-chaos run
+#: --target`` as well, the way a user points the lab at a server of their own.
+STRICT_RULES = (
+    "driver_text_extra_field",
+    "duplicate_error_key",
+    "latin1_charset",
+    "utf8_bom",
+    "utf16_bom",
+    "amount_out_of_range",
+    "remaining_above_amount",
+    "blank_claimed_by",
+    "repeated_claimed_by",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", STRICT_RULES)
+def test_each_strict_rule_is_caught_through_the_run_command(
+    variant: str, db_url: str, tmp_path: Path
+) -> None:
+    scenario, _ = CATCHES[variant]  # the command runs the scenario's own figures
+    with serve_wrong(db_url, variant) as url:
+        done = _run_cli(
+            "run", scenario, "--target", url, "--seed", "11", "--out", str(tmp_path), timeout=600
+        )
+    assert done.returncode != 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
+    (job,) = summary["scenarios"]
+    assert job["passed"] is False
+    checks = {c["name"]: c for c in job["checks"]}
+    assert checks["contract_kept"]["passed"] is False, checks["contract_kept"]
