@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 # The whole suite on the embedded database, every scenario on both layers.
 report: $(STAMP)
-	$(BIN)/coupon-chaos run --layer both --hide-code
+	$(BIN)/coupon-chaos run all --layer both --hide-code
 
 # Every test, the chaos tests and the notebooks included.
 # The notebooks share one embedded database, stopped afterwards whatever happened.

@@ -37,14 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from coupon_core.database import (
-    DatabaseError,
+from coupon_core.embedded import (
     EmbeddedPostgres,
-    _bin_dir,
-    _ensure_system_user,
-    _open_prefixes,
+    bin_dir,
+    ensure_system_user,
     free_port,
+    open_prefixes,
+    reap_orphans,
 )
+from coupon_core.errors import DatabaseError
 from coupon_core.orphans import TEMP_PREFIX, Owner
 
 __all__ = ["MODES", "ReplicatedCluster", "ReplicationMode", "Role", "multi_host_url"]
@@ -146,8 +147,6 @@ class ReplicatedCluster:
             raise DatabaseError(f"unknown replication mode {mode!r}; choose one of {MODES}")
         if standbys not in (1, 2):
             raise DatabaseError(f"standbys must be 1 or 2, not {standbys!r}")
-        from coupon_core.database import reap_orphans
-
         try:
             reap_orphans(temp_root)
         except Exception as err:  # housekeeping: never stops a run
@@ -255,7 +254,7 @@ class ReplicatedCluster:
         _own(node.db, node_dir)
         proc = node.db._run(
             [
-                str(_bin_dir() / "pg_basebackup"),
+                str(bin_dir() / "pg_basebackup"),
                 "-h",
                 self.host,
                 "-p",
@@ -416,7 +415,7 @@ class ReplicatedCluster:
         source = self.primary
         proc = node.db._run(
             [
-                str(_bin_dir() / "pg_rewind"),
+                str(bin_dir() / "pg_rewind"),
                 f"--target-pgdata={node.db.data_dir}",
                 f"--source-server=host={self.host} port={source.port} user=postgres"
                 " dbname=postgres",
@@ -465,9 +464,9 @@ def _own(db: EmbeddedPostgres, path: Path) -> None:
     """Give ``path`` to the user the server runs as (when we run as root)."""
     if db._as_user is None:
         return
-    _ensure_system_user(db._as_user)
+    ensure_system_user(db._as_user)
     if path.is_dir():
-        _open_prefixes(path)  # a file's folders are the data directory: kept 0700
+        open_prefixes(path)  # a file's folders are the data directory: kept 0700
     shutil.chown(path, user=db._as_user, group=db._as_user)
 
 

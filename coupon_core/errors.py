@@ -1,33 +1,47 @@
-"""The coupon service's errors: one small hierarchy, raised at the service boundary.
+"""coupon_core's errors: one tree. The service's answers on one side, set-up on the other.
 
-    CouponError                 base of every error the service raises
-    ├── InvalidRequest          input breaks a rule (blank, too long, out of range)
-    ├── CouponExists            create: the name is taken
-    ├── CouponNotFound          claim/get: no coupon by that name
-    ├── AlreadyClaimed          claim: this user holds this coupon already
-    ├── NoStock                 claim: nothing left
-    ├── Unavailable             the database cannot answer now (transient)
-    └── InternalError           anything unexpected (a bug); the cause is chained
+    CoreError                   every error coupon_core raises on purpose
+    ├── CouponError             an answer of the service (the API maps each kind to a status)
+    │   ├── InvalidRequest      input breaks a rule (blank, too long, out of range)
+    │   ├── CouponExists        create: the name is taken
+    │   ├── CouponNotFound      claim/get: no coupon by that name
+    │   ├── AlreadyClaimed      claim: this user holds this coupon already
+    │   ├── NoStock             claim: nothing left
+    │   ├── Unavailable         the database cannot answer now (transient)
+    │   └── InternalError       anything unexpected (a bug); the cause is chained
+    └── SetupError              the system could not be set up: never an answer to a request
+        ├── DatabaseError       a database could not be provisioned (start, stop, container)
+        └── ServerError         the server could not start (port taken, startup failed)
 
 A driver error never leaves the service: it is chained (``raise ... from err``) so
 it reaches logs and tracebacks, while ``str(error)`` stays the fixed, public text.
+``SetupError`` is no ``CouponError`` on purpose: the API maps only the service's
+answers, so a set-up failure can never be folded into a 4xx.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AlreadyClaimed",
+    "CoreError",
     "CouponError",
     "CouponExists",
     "CouponNotFound",
+    "DatabaseError",
     "InternalError",
     "InvalidRequest",
     "NoStock",
+    "ServerError",
+    "SetupError",
     "Unavailable",
 ]
 
 
-class CouponError(Exception):
+class CoreError(Exception):
+    """The root: see the module."""
+
+
+class CouponError(CoreError):
     """Base of the service's errors; ``kind`` names it in histories and reports."""
 
     kind: str = "error"
@@ -80,3 +94,15 @@ class InternalError(CouponError):
 
     kind = "internal"
     message = "internal server error"
+
+
+class SetupError(CoreError, RuntimeError):
+    """The system could not be set up; the message is one line, fit to show."""
+
+
+class DatabaseError(SetupError):
+    """The database could not be provisioned (start, stop, container)."""
+
+
+class ServerError(SetupError):
+    """The server could not start (port taken, startup failed or timed out)."""

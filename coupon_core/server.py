@@ -20,6 +20,7 @@ from coupon_core.connections import (
     DEFAULT_REQUEST_TIMEOUT_S,
     protocol_class,
 )
+from coupon_core.errors import ServerError
 from coupon_core.service import CouponService
 
 __all__ = [
@@ -42,10 +43,6 @@ STARTUP_TIMEOUT_S = 15.0
 # Bounded shutdown: in-flight requests get this long to finish (each service call is
 # itself bounded by the pool timeout), then connections are cut.
 GRACEFUL_SHUTDOWN_S = 5
-
-
-class ServerError(RuntimeError):
-    """The server could not start (port taken, startup failed or timed out)."""
 
 
 @dataclass(frozen=True)

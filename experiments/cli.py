@@ -3,12 +3,15 @@
 Each module there exposes ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``, and checks its arguments (``experiments.cli_checks``) before
 any work. Whatever goes wrong is one line on stderr, never a traceback (``--debug``
-shows one):
+shows one). The exit codes, decided here and nowhere else (``exit_code``), follow the
+error trees (``experiments.errors``, ``coupon_core.errors``):
 
-    exit 2     a usage error: an unknown choice, an unreadable URL, an --out that
-               cannot be written (argparse's errors and ``UsageError``)
-    exit 1     a failed experiment, or a failure the user can fix (``CommandError``),
-               or an unexpected error (named, with a hint to rerun with --debug)
+    exit 0     the command did what was asked (``run``: every experiment passed)
+    exit 2     a usage error: argparse's errors and ``UsageError`` (a wrong argument, a
+               parameter out of its range, an unknown run); a bare ``run`` prints usage
+    exit 1     a failed experiment; a ``LabError`` (the arguments are right, the world is
+               not: a database that does not answer); a ``coupon_core`` ``SetupError``; or
+               an unexpected error (named, with a hint to rerun with --debug)
     exit 130   interrupted by SIGINT (Ctrl-C); 143 by SIGTERM: both end a command the
                same way (``Interrupted``, a KeyboardInterrupt), so whatever it started
                is stopped on the way out and ``run`` records the run as interrupted
@@ -27,7 +30,10 @@ from collections.abc import Iterator, Sequence
 from types import FrameType, ModuleType
 from typing import NoReturn
 
-__all__ = ["CommandError", "Interrupted", "build_parser", "main"]
+from coupon_core.errors import SetupError
+from experiments.errors import CommandError, Interrupted, LabError, UsageError
+
+__all__ = ["EXIT_CODES", "CommandError", "Interrupted", "build_parser", "exit_code", "main"]
 
 # Order is the order of ``coupon-chaos --help``.
 _COMMANDS: tuple[str, ...] = (
@@ -45,20 +51,20 @@ _COMMANDS: tuple[str, ...] = (
 )
 
 
-class CommandError(Exception):
-    """A failure to report as one line (``coupon-chaos: <message>``), exit code 1."""
+#: Each kind of error the lab and the system under test raise on purpose, and its exit
+#: code; the first kind an error is an instance of decides (most specific first).
+EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (UsageError, 2),
+    (LabError, 1),
+    (SetupError, 1),
+)
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM: raised in the main thread, so ``finally`` blocks run.
-
-    Python's default for SIGTERM ends the process at once: no ``finally``, no
-    ``atexit``, and the suite's embedded PostgreSQL was left running (parent PID 1).
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+def exit_code(err: BaseException) -> int | None:
+    """The exit code of an error the lab raises on purpose; None for any other."""
+    if isinstance(err, KeyboardInterrupt):
+        return _exit_code(getattr(err, "signum", signal.SIGINT))
+    return next((code for kind, code in EXIT_CODES if isinstance(err, kind)), None)
 
 
 def _exit_code(signum: int) -> int:
@@ -94,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = _load(name)
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, parents=[debug])
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
@@ -141,8 +147,6 @@ def _interrupts() -> Iterator[list[int]]:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from experiments.cli_checks import UsageError
-
     args = argparse.Namespace()
     prog = "coupon-chaos"
     try:
@@ -155,16 +159,17 @@ def _main(argv: Sequence[str] | None) -> int:
             )
         prog = f"coupon-chaos {args.command}"
         code: int = args._run(args)
-    except UsageError as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
-    except CommandError as err:
-        print(f"coupon-chaos: {err}", file=sys.stderr)
-        return 1
+    except (LabError, SetupError) as err:
+        if isinstance(err, UsageError):
+            if err.show_usage and hasattr(args, "_parser"):
+                args._parser.print_usage(sys.stderr)
+            print(f"{prog}: {err}", file=sys.stderr)
+        else:
+            print(f"coupon-chaos: {err}", file=sys.stderr)
+        return exit_code(err) or 1
     except KeyboardInterrupt as err:
-        signum = getattr(err, "signum", signal.SIGINT)
         print("coupon-chaos: interrupted", file=sys.stderr)
-        return _exit_code(signum)
+        return exit_code(err) or 130
     except BrokenPipeError:
         # `coupon-chaos list | head`: the reader left; nothing to say to it.
         sys.stderr.close()
@@ -195,8 +200,4 @@ def _one_line(err: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    # Run as ``python -m experiments.cli``: call the importable module's main, so the
-    # CommandError the commands raise (from experiments.cli) is the one caught there.
-    from experiments.cli import main as _entry
-
-    sys.exit(_entry())
+    sys.exit(main())

@@ -1,9 +1,13 @@
 """What every command checks before any work: URLs, output folders, scenario names, layers.
 
 Each check either returns the checked value or raises ``UsageError`` (exit 2, the
-argument is wrong) or ``experiments.cli.CommandError`` (exit 1, the argument is right
-but the world is not: a database that does not answer). Messages are one line and
-never quote a password: a URL is shown by host, port and database only.
+argument is wrong) or ``CommandError`` (exit 1, the argument is right but the world is
+not: a database that does not answer); both from ``experiments.errors``. Messages are
+one line and never quote a password: a URL is shown by host, port and database only.
+
+The results folder is one place, whatever the working directory: ``--results DIR``,
+else ``$COUPON_CHAOS_RESULTS``, else the project's own ``results/`` (beside its
+``notebooks/``); see ``results_dir``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from experiments.errors import CommandError, UsageError
+
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "DEFAULT_RESULTS",
+    "RESULTS_ENV",
     "UsageError",
     "check_choices",
     "check_out_dir",
@@ -23,6 +31,7 @@ __all__ = [
     "check_reachable",
     "check_url",
     "database_url",
+    "results_dir",
     "where",
 ]
 
@@ -30,8 +39,19 @@ __all__ = [
 CONNECT_TIMEOUT_S = 5
 
 
-class UsageError(Exception):
-    """A wrong argument: one line (``coupon-chaos COMMAND: <message>``), exit code 2."""
+#: The environment variable that names the results folder.
+RESULTS_ENV = "COUPON_CHAOS_RESULTS"
+#: The results folder without --results or $COUPON_CHAOS_RESULTS: the project's own.
+DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def results_dir(given: Path | None) -> Path:
+    """The results folder: ``given`` (``--results``), else ``$COUPON_CHAOS_RESULTS``, else
+    ``DEFAULT_RESULTS``; never the working directory's ``results/`` by accident."""
+    if given is not None:
+        return given
+    env = os.environ.get(RESULTS_ENV)
+    return Path(env) if env else DEFAULT_RESULTS
 
 
 def check_url(url: str, source: str = "--database-url") -> str:
@@ -85,8 +105,6 @@ def check_reachable(url: str, timeout_s: int = CONNECT_TIMEOUT_S) -> None:
     """One connection attempt within ``timeout_s``; a one-line CommandError when it fails."""
     import psycopg
 
-    from experiments.cli import CommandError
-
     try:
         with psycopg.connect(url, connect_timeout=timeout_s, autocommit=True) as conn:
             conn.execute("SELECT 1")
@@ -111,7 +129,7 @@ def _first_existing(path: Path) -> Path:
     return Path.cwd()
 
 
-def check_out_dir(path: Path, option: str = "--out") -> Path:
+def check_out_dir(path: Path, option: str = "--results") -> Path:
     """``path`` if it is a folder we can write in, or one we can create: nothing is created."""
     path = path.expanduser()
     if path.exists() and not path.is_dir():

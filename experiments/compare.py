@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import figures
+from experiments.errors import RunNotFound
 
 __all__ = [
     "Comparison",
@@ -40,10 +41,6 @@ __all__ = [
 ]
 
 QUANTILES: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")
-
-
-class RunNotFound(LookupError):
-    """A run reference (id, folder, ``latest``) that names no run with a summary."""
 
 
 #: Statuses that count as not passed (a run that tested nothing is never a pass).

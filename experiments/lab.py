@@ -39,6 +39,7 @@ from experiments.checks import FinalState, like_prefix, read_state
 from experiments.checks_leaks import pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.figures import latency_quantiles, load_ops, started
+from experiments.errors import LabError
 from experiments.history import History, Op, collision
 from experiments.plans import Plan
 from experiments.run_record import announce, common_params, run_prefix
@@ -106,10 +107,6 @@ def http_target(url: str) -> Iterator[None]:
         yield
     finally:
         HTTP_TARGET.reset(token)
-
-
-class LabError(RuntimeError):
-    """The lab could not set an experiment up (setup coupon refused, bad layer)."""
 
 
 #: The environment variable that names a target's database (never DATABASE_URL).

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from experiments.clients import Client
+from experiments.errors import RunnerError
 from experiments.history import History, Op
 from experiments.plans import Plan, PlannedOp
 
@@ -102,10 +103,6 @@ class _BarrierGate(_Gate):
     def break_open(self) -> None:
         self._broken = True
         self._barrier.abort()
-
-
-class RunnerError(RuntimeError):
-    """The run could not be carried out (a worker could not be joined, a broken barrier)."""
 
 
 @dataclass

@@ -19,15 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coupon_core.redact import redact_url
+from experiments.errors import SpecError
 
 __all__ = ["COMMON_DEFAULTS", "COMMON_FIELDS", "LAYERS", "Range", "RunSpec", "SpecError", "merge"]
 
 #: The layers a run drives: the service in process, or its HTTP API through uvicorn.
 LAYERS: tuple[str, ...] = ("service", "http")
-
-
-class SpecError(ValueError):
-    """A run spec that cannot run: an unknown parameter, a value out of its range."""
 
 
 @dataclass(frozen=True)

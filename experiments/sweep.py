@@ -14,7 +14,7 @@ sweep measures two things a single run does not:
 
 A run that crashes is recorded with its error (status ``error``); a run not started
 because the budget ran out is recorded ``skipped``, never as a pass. Strategies are
-the four real ones or, by the name ``mutants``, every mutant of
+the real ones (``REAL_STRATEGIES``) or, by the name ``mutants``, every mutant of
 ``experiments.mutants`` (each on the schema it needs): for those a failed check is a
 detection, and the detection rate per mutant and check is a figure of the sweep.
 
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from coupon_core import STRATEGIES, available_strategies
 from experiments import scenarios
 from experiments.result import Result
 
@@ -52,8 +53,11 @@ __all__ = [
     "run_sweep",
 ]
 
-#: The four real claim strategies, in the README's order.
-REAL_STRATEGIES: tuple[str, ...] = ("row_lock", "atomic", "serializable", "advisory")
+#: The real claim strategies (what ``all`` means here as in ``bench`` and ``mutants``):
+#: coupon_core's, in its registry's order, the lab's mutants left out.
+REAL_STRATEGIES: tuple[str, ...] = tuple(
+    name for name in STRATEGIES if name in available_strategies()
+)
 #: Scenarios that bring their own database (a restart must not stop the shared one).
 OWN_DATABASE = frozenset({"database_restart"})
 #: Parameters a sweep sets itself: ``-p`` may not.
@@ -68,7 +72,7 @@ def mask(text: str) -> str:
 
 
 def expand_strategies(names: Iterable[str]) -> list[str]:
-    """``all`` -> the four real strategies, ``mutants`` -> every mutant's name; else as given.
+    """``all`` -> the real strategies, ``mutants`` -> every mutant's name; else as given.
 
     Raises ``ValueError`` naming what is unknown.
     """

@@ -534,7 +534,12 @@ def build(name: str, spec: Spec) -> Any:
     call_args = "".join(
         f"    {k}={k},\n" for k in (*common, "target", "cleanup", *scenario.defaults)
     )
-    imports = "from experiments import report, scenarios"
+    # The first cell after the parameters judges them as the CLI judges -p (type, range),
+    # in the CLI's words: a value papermill injected wrong is one line, before any work.
+    imports = (
+        "from experiments import params, report, scenarios\n\n"
+        f'params.check(\n    "{name}",\n{call_args})'
+    )
     if spec.extra_tables:
         imports = "import pandas as pd\n\n" + imports
     cells = [

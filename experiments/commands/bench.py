@@ -20,8 +20,14 @@ from experiments.bench import (
     targets,
     write_outputs,
 )
-from experiments.cli import CommandError
-from experiments.cli_checks import UsageError, check_out_dir, check_reachable, check_url
+from experiments.cli_checks import (
+    UsageError,
+    check_out_dir,
+    check_reachable,
+    check_url,
+    results_dir,
+)
+from experiments.errors import CommandError
 
 NAME = "bench"
 HELP = "benchmark the claim strategies (pgbench, service, HTTP) and write CSV and charts"
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UsageError(f"{option} must be at least 1")
     if args.out is not None:
-        check_out_dir(args.out)
+        check_out_dir(args.out, "--out")
     if args.url:
         check_reachable(check_url(args.url, "--url"))
     config = _config(args)
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         result = run_bench(url, config, progress=_progress)
     summary = summarize(result.frame())
-    out = args.out or Path("results") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{result.seed}"
+    out = args.out or results_dir(None) / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{result.seed}"
     write_outputs(result, out)
     print(f"\nseed {result.seed}; {time.monotonic() - started:.0f} s; results in {out}")
     print(format_table(summary))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.cli_checks import UsageError, check_out_file
+from experiments.cli_checks import check_out_file, results_dir
+from experiments.commands import add_results_option
 
 NAME = "compare"
 HELP = "compare two runs (ids, folders, latest, previous): verdicts, outcome counts, latency, throughput"
@@ -14,9 +15,7 @@ HELP = "compare two runs (ids, folders, latest, previous): verdicts, outcome cou
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A", help="the run before (id, folder, latest, previous)")
     parser.add_argument("b", metavar="B", help="the run after (id, folder, latest, previous)")
-    parser.add_argument(
-        "--results", type=Path, default=Path("results"), help="results folder (default: results)"
-    )
+    add_results_option(parser, "where the runs are")
     parser.add_argument(
         "--html",
         type=Path,
@@ -30,11 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from experiments import compare
     from experiments.commands.open import open_page
 
-    try:
-        a = compare.find_run(args.a, args.results)
-        b = compare.find_run(args.b, args.results)
-    except compare.RunNotFound as err:
-        raise UsageError(str(err)) from None
+    results = results_dir(args.results)
+    a = compare.find_run(args.a, results)  # RunNotFound: a usage error, exit 2
+    b = compare.find_run(args.b, results)
     page = args.html or b / f"compare-{a.name}.html"
     check_out_file(page, "--html")
     cmp = compare.compare_runs(a, b)

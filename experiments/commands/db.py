@@ -14,7 +14,7 @@ from pathlib import Path
 
 from coupon_core import EmbeddedPostgres
 from coupon_core.database import DatabaseError, reap_orphans
-from experiments.cli import CommandError
+from experiments.errors import CommandError
 
 NAME = "db"
 HELP = (

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from experiments.cli import CommandError
+from experiments.errors import CommandError, UsageError
 
 NAME = "locust"
 HELP = "drive a scenario's seeded plan from Locust master and worker processes"
@@ -88,7 +88,7 @@ def _params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            raise CommandError(f"-p {pair!r}: expected NAME=VALUE")
+            raise UsageError(f"-p {pair!r}: expected NAME=VALUE")
         try:
             out[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -117,11 +117,11 @@ def _join(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.processes < 0:
-        raise CommandError("--processes must be at least 0")
+        raise UsageError("--processes must be at least 0")
     if args.master_host:
         return _join(args)
     if not args.scenario:
-        raise CommandError("give a SCENARIO (coupon-chaos locust --help)")
+        raise UsageError("give a SCENARIO (coupon-chaos locust --help)")
     from experiments.locust import (
         LOCUST_SCENARIOS,
         SwarmError,
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     if args.scenario not in LOCUST_SCENARIOS:
-        raise CommandError(
+        raise UsageError(
             f"Locust cannot drive {args.scenario!r}; it drives {', '.join(LOCUST_SCENARIOS)}"
         )
     params = _params(args.param)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.cli_checks import UsageError
+from experiments.cli_checks import results_dir
+from experiments.commands import add_results_option
 
 NAME = "open"
 HELP = "open a run's report (default: latest) in the browser; without one, print its path"
@@ -15,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run", nargs="?", default="latest", metavar="RUN", help="id, folder, latest or previous"
     )
-    parser.add_argument(
-        "--results", type=Path, default=Path("results"), help="results folder (default: results)"
-    )
+    add_results_option(parser, "where the runs are")
 
 
 def open_page(page: Path) -> bool:
@@ -36,9 +35,6 @@ def open_page(page: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     from experiments import compare
 
-    try:
-        run_dir = compare.find_run(args.run, args.results)
-    except compare.RunNotFound as err:
-        raise UsageError(str(err)) from None
+    run_dir = compare.find_run(args.run, results_dir(args.results))  # RunNotFound: exit 2
     open_page(run_dir / "index.html")
     return 0

@@ -1,8 +1,9 @@
 """``coupon-chaos run``: execute the scenario notebooks headless and write the report.
 
 Everything is checked before any work (scenario names, layers, strategy, ``-p``
-parameters, the database URL and whether it answers, ``--out``): a refused run
-starts nothing and leaves no folder behind.
+parameters against their types and declared ranges, the database URL and whether it
+answers, ``--results``): a refused run starts nothing and leaves no folder behind. A
+bare ``coupon-chaos run`` runs nothing: it prints usage (the whole suite is ``run all``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from experiments import suite, suite_report
-from experiments.cli import CommandError
 from experiments.cli_checks import (
     CONNECT_TIMEOUT_S,
-    UsageError,
     check_choices,
     check_out_dir,
     check_reachable,
     database_url,
+    results_dir,
 )
+from experiments.commands import add_results_option
+from experiments.errors import CommandError, UsageError
 
 NAME = "run"
 HELP = "run the scenario notebooks against one database; write results/<run-id>/"
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scenarios",
         nargs="*",
         metavar="SCENARIO",
-        help=f"scenarios to run (default: all): {', '.join(layers)}"
+        help=f"scenarios to run, or all (every notebook): {', '.join(layers)}"
         + (f" ({notes})" if notes else ""),
     )
     parser.add_argument(
@@ -62,14 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--group",
         choices=_GROUPS,
-        default="all",
-        help="without SCENARIO names: every notebook (default), or one group's: "
-        + ", ".join(_GROUPS[1:]),
+        default=None,
+        help="instead of SCENARIO names: one group's notebooks: "
+        + ", ".join(_GROUPS[1:])
+        + " (all: every notebook)",
     )
     parser.add_argument(
         "--strategy",
         choices=strategy_choices(),
-        default="row_lock",
+        default=None,
         metavar="STRATEGY",
         help=f"claim strategy (default: row_lock): {', '.join(strategy_choices())}",
     )
@@ -117,9 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="each scenario deletes its own rows (its run prefix) afterwards",
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("results"), help="results folder (default: results)"
-    )
+    add_results_option(parser, "the run lands in DIR/<run-id>/ and DIR/latest points at it")
     parser.add_argument(
         "--jobs",
         type=int,
@@ -143,10 +144,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _chosen(args: argparse.Namespace, layers: dict[str, tuple[str, ...]]) -> list[str] | None:
-    """The scenario names to run; None for every notebook found."""
+    """The scenario names to run; None for every notebook found. Bare: usage."""
+    if not args.scenarios and args.group is None:
+        raise UsageError(
+            "give SCENARIO names, all (every notebook) or --group GROUP", show_usage=True
+        )
     if args.scenarios:
-        if args.group != "all":
+        if args.group is not None:
             raise UsageError("give SCENARIO names or --group, not both")
+        if "all" in args.scenarios:
+            if args.scenarios != ["all"]:
+                raise UsageError("give all or SCENARIO names, not both")
+            return None
         return check_choices(args.scenarios, list(layers), "scenario")
     if args.group == "all":
         return None
@@ -181,10 +190,15 @@ def _overrides(
     from experiments.params import parse_assignments, resolve
 
     given = parse_assignments(args.parameters)
-    strategy = args.strategy
+    strategy = args.strategy or "row_lock"
     if "strategy" in given:
-        strategy = given.pop("strategy").strip("'\"")
+        text = given.pop("strategy")
+        strategy = text.strip("'\"")
         check_choices([strategy], strategy_choices(), "strategy")
+        if args.strategy is not None and args.strategy != strategy:
+            raise UsageError(
+                f"-p strategy={text} conflicts with --strategy {args.strategy}: give one"
+            )
     if not given:
         return {}, strategy
     notebooks = [
@@ -249,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     scenarios = _chosen(args, layers)
     _check_layers(scenarios, layer, layers)
     overrides, strategy = _overrides(args, scenarios)
-    check_out_dir(args.out)
+    out = check_out_dir(results_dir(args.results))
     # Against a target only its own database, given by --database-url: never $DATABASE_URL.
     url = database_url(args.database_url) if args.target is None or args.database_url else None
     if url is not None and args.database != "embedded":
@@ -271,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
                 strategy=strategy,
                 seed=args.seed,
                 database_url=url,
-                out=args.out,
+                out=out,
                 jobs=args.jobs,
                 hide_code=args.hide_code,
                 notebooks_dir=args.notebooks,

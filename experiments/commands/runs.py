@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
+import sys
 
-from experiments.cli_checks import UsageError
+from experiments.cli_checks import results_dir
+from experiments.commands import add_results_option
+from experiments.errors import UsageError
 
 NAME = "runs"
 HELP = (
@@ -33,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN",
         help="with --markdown: the run to show (id, folder, latest, previous)",
     )
-    parser.add_argument(
-        "--results", type=Path, default=Path("results"), help="results folder (default: results)"
-    )
+    add_results_option(parser, "where the runs are")
     parser.add_argument(
         "--prune",
         type=_at_least_one,
@@ -53,19 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from experiments import compare
 
+    results = results_dir(args.results)
     if args.markdown:
-        try:
-            run_dir = compare.find_run(args.run or "latest", args.results)
-        except compare.RunNotFound as err:
-            raise UsageError(str(err)) from None
+        run_dir = compare.find_run(args.run or "latest", results)  # RunNotFound: exit 2
         print(compare.markdown_verdicts(run_dir), end="")
         return 0
     if args.run is not None:
         raise UsageError("RUN is only read with --markdown; coupon-chaos open RUN shows a run")
-    runs = compare.list_runs(args.results)
+    runs = compare.list_runs(results)
     if args.prune is not None:
         # The run results/latest points at is never pruned, even behind a newer unfinished one.
-        link = args.results / "latest"
+        link = results / "latest"
         latest = link.resolve() if link.is_symlink() else None
         doomed = [r for r in runs[: max(len(runs) - args.prune, 0)] if r.path.resolve() != latest]
         for info in doomed:
@@ -75,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
         )
         runs = [r for r in runs if r not in doomed]
     if not runs:
-        print(f"no runs in {args.results}")
+        print(f"no runs in {results}")
         return 0
+    # Which folder was read, on stderr: stdout stays the table (scripts parse it).
+    print(f"runs in {results}", file=sys.stderr)
     print(
         f"{'run':26} {'started':26} {'seed':>10} {'status':13} {'passed':>7} {'failed':>7} "
         f"{'skipped':>7} {'duration':>9} {'checks-skipped':>14}"

@@ -24,8 +24,8 @@ from coupon_core.server import (
     stop_signals,
 )
 from coupon_core.workers import ServerGroup, serve_processes
-from experiments.cli import CommandError
 from experiments.cli_checks import UsageError, check_reachable, database_url, where
+from experiments.errors import CommandError
 
 NAME = "serve"
 HELP = "serve the coupon HTTP API (starts an embedded PostgreSQL unless given a URL)"

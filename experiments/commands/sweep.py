@@ -26,15 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from experiments.cli import CommandError
 from experiments.cli_checks import (
     UsageError,
     check_choices,
     check_out_dir,
     check_reachable,
     database_url,
+    results_dir,
 )
-from experiments.sweep import mask
+from experiments.commands import add_results_option
+from experiments.errors import CommandError
+from experiments.sweep import REAL_STRATEGIES, mask
 
 NAME = "sweep"
 HELP = "run scenarios over many seeds, strategies and layers; chart the distributions"
@@ -57,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         dest="strategies",
         metavar="NAME",
-        help="all (the four real ones, the default), mutants (every mutant), or a name;"
+        help=f"all ({', '.join(REAL_STRATEGIES)}: the default), mutants (every mutant),"
+        " or a name;"
         " repeatable or comma-separated",
     )
     parser.add_argument(
@@ -79,9 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="use this PostgreSQL (default: $DATABASE_URL, else one embedded for the sweep)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("results"), help="results folder (default: results)"
-    )
+    add_results_option(parser, "the sweep lands in DIR/sweeps/<run-id>/")
     parser.add_argument(
         "--budget-s",
         type=float,
@@ -104,7 +105,7 @@ def parse_params(texts: list[str], names: list[str]) -> dict[str, Any]:
     from experiments.scenarios import SCENARIOS
 
     own = {"seed": "--first-seed", "layer": "--layer", "strategy": "--strategy"}
-    own |= {"database_url": "--database-url", "out_dir": "--out"}
+    own |= {"database_url": "--database-url", "out_dir": "--results"}
     for text in texts:
         name = text.partition("=")[0].strip()
         if name in own:
@@ -154,13 +155,13 @@ def run(args: argparse.Namespace) -> int:
         expand_strategies(strategies)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    check_out_dir(args.out)
+    out = check_out_dir(results_dir(args.results))
     url = database_url(args.database_url)
     if url is not None:
         check_reachable(url)
     started = datetime.now(UTC)
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-    root = args.out.resolve() / "sweeps"
+    root = out.resolve() / "sweeps"
     run_dir = root / run_id
     t0 = time.monotonic()
     from coupon_core.database import DatabaseError

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.errors import SwarmError
 from experiments.locust._merge import WorkerReport
 from experiments.locust._protocol import OUT_ENV, SPEC_ENV, USER_CLASS, op_row
 from experiments.plans import Plan
@@ -39,10 +40,6 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STARTUP_BOUND_S = 60.0
 #: How long a process gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE_S = 5.0
-
-
-class SwarmError(RuntimeError):
-    """The Locust run could not be carried out (a process failed, the bound passed)."""
 
 
 @dataclass

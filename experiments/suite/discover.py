@@ -202,7 +202,7 @@ def rerun_command(
     """
     from experiments.params import assignments
 
-    words = ["coupon-chaos", "run", *(scenarios or ())]
+    words = ["coupon-chaos", "run", *(scenarios or ("all",))]
     layer = "both" if set(layers) == set(LAYERS) else ",".join(layers)
     if target is not None:
         words += ["--target", target]

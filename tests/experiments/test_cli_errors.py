@@ -22,6 +22,8 @@ from coupon_core.database import free_port
 from experiments import scenarios as catalog
 from experiments import suite
 from experiments.commands.run import strategy_choices
+from experiments.mutants import MUTANTS
+from experiments.sweep import REAL_STRATEGIES as SWEEP_STRATEGIES
 
 # The lists a choice error names grow with every strategy and scenario; the message's
 # form is what these cases pin, the lists come from the registries the CLI reads.
@@ -30,6 +32,7 @@ REAL_STRATEGIES = [s for s in STRATEGIES if not s.startswith("mutant:")]
 QUOTED_STRATEGIES = ", ".join(repr(s) for s in STRATEGIES)
 RUNNABLE = ", ".join(suite.scenario_layers())
 MUTANT_SCENARIOS = ", ".join(catalog.SCENARIOS)
+MUTANT_NAMES = ", ".join(m.name for m in MUTANTS)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "coupon-chaos"
@@ -44,6 +47,7 @@ def _tree(folder: Path) -> set[str]:
 def _cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     environ["COUPON_CHAOS_HOME"] = str(folder / ".home-unused")
+    environ["COUPON_CHAOS_RESULTS"] = str(folder / "results")
     environ.update(env)
     return subprocess.run(
         [ENTRY, *args], capture_output=True, text=True, timeout=120, env=environ, cwd=folder
@@ -65,9 +69,9 @@ _PORT = free_port()  # nothing listens there: connections are refused at once
 
 CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     # run: URLs
-    (["run", "--database-url", "not-a-url"], {}, 2, f"coupon-chaos run: {NOT_A_URL}"),
+    (["run", "all", "--database-url", "not-a-url"], {}, 2, f"coupon-chaos run: {NOT_A_URL}"),
     (
-        ["run", "--database-url", "http://example.org/db"],
+        ["run", "all", "--database-url", "http://example.org/db"],
         {},
         2,
         "coupon-chaos run: --database-url: not a PostgreSQL URL (scheme 'http'; expected postgresql://...)",
@@ -85,35 +89,47 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         f"coupon-chaos: cannot reach the database at 127.0.0.1:{_PORT} (database db): Connection refused",
     ),
     (
-        ["run", "--database", "docker", "--database-url", f"postgresql://x@127.0.0.1:{_PORT}/db"],
+        [
+            "run",
+            "all",
+            "--database",
+            "docker",
+            "--database-url",
+            f"postgresql://x@127.0.0.1:{_PORT}/db",
+        ],
         {},
         2,
         "coupon-chaos run: give --database-url (or DATABASE_URL) or --database docker, not both",
     ),
     # run: --out
-    (["run", "--out", "afile"], {}, 2, "coupon-chaos run: --out afile: exists and is not a folder"),
     (
-        ["run", "--out", "afile/sub"],
+        ["run", "all", "--out", "afile"],
         {},
         2,
-        "coupon-chaos run: --out afile/sub: afile is not a folder",
+        "coupon-chaos run: --results afile: exists and is not a folder",
     ),
     (
-        ["run", "--out", "/proc/coupon-chaos/results"],
+        ["run", "all", "--out", "afile/sub"],
         {},
         2,
-        "coupon-chaos run: --out /proc/coupon-chaos/results: /proc is not writable",
+        "coupon-chaos run: --results afile/sub: afile is not a folder",
+    ),
+    (
+        ["run", "all", "--out", "/proc/coupon-chaos/results"],
+        {},
+        2,
+        "coupon-chaos run: --results /proc/coupon-chaos/results: /proc is not writable",
     ),
     # run: choices
     (
-        ["run", "--strategy", "bogus"],
+        ["run", "all", "--strategy", "bogus"],
         {},
         2,
         f"coupon-chaos run: argument --strategy: invalid choice: 'bogus'"
         f" (choose from {QUOTED_STRATEGIES}) (see coupon-chaos run --help)",
     ),
     (
-        ["run", "--layer", "sideways"],
+        ["run", "all", "--layer", "sideways"],
         {},
         2,
         "coupon-chaos run: argument --layer: invalid choice: 'sideways' (choose from 'service',"
@@ -143,7 +159,7 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         2,
         "coupon-chaos run: give SCENARIO names or --group, not both",
     ),
-    (["run", "--jobs", "0"], {}, 2, "coupon-chaos run: --jobs must be at least 1"),
+    (["run", "all", "--jobs", "0"], {}, 2, "coupon-chaos run: --jobs must be at least 1"),
     # run: -p
     (
         ["run", "flash_sale", "-p", "users=abc"],
@@ -163,9 +179,14 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         2,
         "coupon-chaos run: -p nosuch: no parameter 'nosuch' in flash_sale; allowed: stock, strategy, users",
     ),
-    (["run", "-p", "seed=1"], {}, 2, "coupon-chaos run: -p seed: set it with --seed, not -p"),
     (
-        ["run", "-p", "users"],
+        ["run", "all", "-p", "seed=1"],
+        {},
+        2,
+        "coupon-chaos run: -p seed: set it with --seed, not -p",
+    ),
+    (
+        ["run", "all", "-p", "users"],
         {},
         2,
         "coupon-chaos run: -p users: expected NAME=VALUE, e.g. -p users=200",
@@ -260,10 +281,62 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
         ["compare", "nope", "latest"],
         {},
         2,
-        "coupon-chaos compare: no run 'nope' (not a run id in results, nor a run folder)",
+        "coupon-chaos compare: no run 'nope' (not a run id in {results}, nor a run folder)",
     ),
-    (["open"], {}, 2, "coupon-chaos open: no latest run in results"),
-    (["runs", "--markdown"], {}, 2, "coupon-chaos runs: no latest run in results"),
+    (["open"], {}, 2, "coupon-chaos open: no latest run in {results}"),
+    (["runs", "--markdown"], {}, 2, "coupon-chaos runs: no latest run in {results}"),
+    # issue 21: refused before any work
+    (
+        ["run", "flash_sale", "-p", "stock=-5"],
+        {},
+        2,
+        "coupon-chaos run: -p stock=-5 is out of range: 1 <= value <= 2147483647 (a coupon's amount)",
+    ),
+    (
+        ["run", "flash_sale", "-p", "users=0"],
+        {},
+        2,
+        "coupon-chaos run: -p users=0 is out of range: 1 <= value <= 2000"
+        " (each is a thread of the lab's process)",
+    ),
+    (
+        ["run", "mixed_load", "-p", "create_ratio=2.5"],
+        {},
+        2,
+        "coupon-chaos run: -p create_ratio=2.5 is out of range: 0 <= value <= 1 (a share of the ops)",
+    ),
+    (
+        ["run", "flash_sale", "-p", "strategy=atomic", "--strategy", "row_lock"],
+        {},
+        2,
+        "coupon-chaos run: -p strategy=atomic conflicts with --strategy row_lock: give one",
+    ),
+    (
+        ["run", "flash_sale", "-p", "users=3", "-p", "users=4"],
+        {},
+        2,
+        "coupon-chaos run: -p users: given twice (3 and 4): give one",
+    ),
+    (
+        ["run", "all", "flash_sale"],
+        {},
+        2,
+        "coupon-chaos run: give all or SCENARIO names, not both",
+    ),
+    (
+        ["sweep", "flash_sale", "--strategy", "nope"],
+        {},
+        2,
+        f"coupon-chaos sweep: unknown strategy 'nope'; choose all, mutants,"
+        f" {', '.join(SWEEP_STRATEGIES)} or a mutant ({MUTANT_NAMES})",
+    ),
+    (
+        ["locust", "nosuch"],
+        {},
+        2,
+        "coupon-chaos locust: Locust cannot drive 'nosuch'; it drives zero_stock_stampede,"
+        " flash_sale, constraint_storm, double_dip, mixed_load",
+    ),
 ]
 
 
@@ -277,6 +350,7 @@ def test_bad_input_is_one_line_before_any_work(
 ) -> None:
     before = _tree(folder)
     r = _cli(folder, *args, **env)
+    line = line.replace("{results}", str(folder / "results"))
     assert (r.returncode, r.stderr) == (code, line + "\n")
     assert r.stdout == ""
     assert "hunter2" not in r.stderr
@@ -351,3 +425,38 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_its_traceback(folder: P
     assert r.returncode == 1
     assert r.stderr.startswith("Traceback (most recent call last):")
     assert r.stderr.endswith("coupon-chaos: unexpected TypeError: 'int' object is not iterable\n")
+
+
+def test_a_bare_run_prints_usage_and_runs_nothing(folder: Path) -> None:
+    before = _tree(folder)
+    r = _cli(folder, "run")
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert lines[0].startswith("usage: coupon-chaos run ")
+    assert (
+        lines[-1] == "coupon-chaos run: give SCENARIO names, all (every notebook) or --group GROUP"
+    )
+    assert _tree(folder) == before
+
+
+def test_sweep_takes_every_strategy_run_serve_bench_and_mutants_take(folder: Path) -> None:
+    from coupon_core import available_strategies
+    from experiments.sweep import REAL_STRATEGIES, expand_strategies
+
+    assert set(REAL_STRATEGIES) == set(available_strategies())
+    assert "row_lock_pipelined" in expand_strategies(["all"])
+    assert expand_strategies(["row_lock_pipelined"]) == ["row_lock_pipelined"]
+
+
+def test_the_results_folder_does_not_follow_the_working_directory(folder: Path) -> None:
+    from experiments.cli_checks import DEFAULT_RESULTS
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("COUPON_CHAOS_RESULTS",)}
+    r = subprocess.run(
+        [ENTRY, "runs"], capture_output=True, text=True, timeout=60, env=environ, cwd=folder
+    )
+    assert r.returncode == 0
+    assert f"in {DEFAULT_RESULTS}" in (r.stdout + r.stderr).splitlines()[0]
+    r = _cli(folder, "runs")
+    assert r.stdout == f"no runs in {folder / 'results'}\n"

@@ -128,14 +128,14 @@ def test_plan_jobs_keeps_supported_layers_and_rejects_unknown_names(tmp_path: Pa
 
 
 def test_rerun_command_replays_layers_strategy_and_names() -> None:
-    assert suite.rerun_command(None, ("service",), "row_lock", 7) == "coupon-chaos run --seed 7"
+    assert suite.rerun_command(None, ("service",), "row_lock", 7) == "coupon-chaos run all --seed 7"
     assert (
         suite.rerun_command(["flash_sale", "scale"], suite.LAYERS, "atomic", 7)
         == "coupon-chaos run flash_sale scale --layer both --strategy atomic --seed 7"
     )
     assert (
         suite.rerun_command(None, ("http",), "row_lock", 1)
-        == "coupon-chaos run --layer http --seed 1"
+        == "coupon-chaos run all --layer http --seed 1"
     )
     # A run on a database by URL: the command names the variable, never the URL.
     assert (
@@ -157,7 +157,9 @@ def test_run_group_picks_the_catalog_or_the_faults_that_have_notebooks(tmp_path:
         args = parser.parse_args([*argv, "--notebooks", str(tmp_path)])
         return run_command._chosen(args, suite.scenario_layers(tmp_path))
 
-    assert chosen() is None  # every notebook, "detection" included
+    assert chosen("all") is None  # every notebook, "detection" included
+    with pytest.raises(UsageError, match="give SCENARIO names, all"):
+        chosen()  # a bare run runs nothing
     assert chosen("--group", "catalog") == [CATALOG[0], CATALOG[1]]  # catalog order
     assert chosen("--group", "faults") == [FAULTS[0]]
     assert chosen(CATALOG[0]) == [CATALOG[0]]
@@ -193,7 +195,7 @@ def test_failed_assertion_and_crash_fail_the_run_and_are_named(
     write_notebook(notebooks / "bad.ipynb", expect_ok=2)
     write_notebook(notebooks / "crash.ipynb", crash=True)
     out = tmp_path / "results"
-    argv = ["run", "--notebooks", str(notebooks), "--out", str(out)]
+    argv = ["run", "all", "--notebooks", str(notebooks), "--out", str(out)]
     code = main([*argv, "--database-url", db_url, "--seed", "11", "--jobs", "2", "--hide-code"])
     printed = capsys.readouterr().out
 
@@ -251,7 +253,7 @@ def test_failed_assertion_and_crash_fail_the_run_and_are_named(
     assert '<span class="tag fail">FAIL</span>\n1 of 3 notebooks passed' in index
     assert '<a href="#bad-service">bad [service]</a>' in index
     # On a database by URL, the rerun reads it from the environment, never shows it.
-    rerun = 'coupon-chaos run --database-url "$DATABASE_URL" --seed 11'
+    rerun = 'coupon-chaos run all --database-url "$DATABASE_URL" --seed 11'
     shown = rerun.replace('"', "&quot;")
     assert f"<code>{shown}</code>" in index
     assert summary["rerun"] == rerun
@@ -291,7 +293,7 @@ def test_a_notebook_without_a_result_is_judged_by_its_assertion_cells(
         ["assert 1 == 1", "assert 2 + 2 == 5, 'arithmetic'", "undefined_name", "assert True"],
     )
     out = tmp_path / "results"
-    argv = ["run", "--notebooks", str(notebooks), "--out", str(out), "--seed", "3"]
+    argv = ["run", "all", "--notebooks", str(notebooks), "--out", str(out), "--seed", "3"]
     code = main([*argv, "--database-url", db_url, "--hide-code"])
     printed = capsys.readouterr().out
     assert code == 1

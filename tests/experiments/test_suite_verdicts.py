@@ -106,7 +106,7 @@ def test_statuses_checks_attempts_and_a_notebook_past_its_bound(
     )
     monkeypatch.setattr(suite.execute, "NOTEBOOK_MARGIN_S", 1.5)
     out = tmp_path / "results"
-    argv = ["run", "--notebooks", str(notebooks), "--out", str(out), "--seed", "5"]
+    argv = ["run", "all", "--notebooks", str(notebooks), "--out", str(out), "--seed", "5"]
     code = main([*argv, "--database-url", db_url])
     printed = capsys.readouterr().out
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from experiments.cli import main
+from experiments.sweep import REAL_STRATEGIES
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ def test_seed_sweep_script_is_a_thin_caller_of_the_command() -> None:
     )
     assert words[:4] == ["sweep", "flash_sale", "--seeds", "3"]
     assert words[words.index("--layer") + 1] == "http"
-    assert words.count("--strategy") == 4
+    assert words.count("--strategy") == len(REAL_STRATEGIES)
     both = module.command(module.parse(["--scenarios", "double_dip"]))
     assert both[both.index("--layer") + 1] == "both"
 
