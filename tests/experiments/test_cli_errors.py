@@ -23,6 +23,9 @@ from experiments import scenarios as catalog
 from experiments import suite
 from experiments.commands.run import strategy_choices
 
+# Subprocesses and database starts, seconds each: out of `make unit`, in `make test`.
+pytestmark = pytest.mark.slow
+
 # The lists a choice error names grow with every strategy and scenario; the message's
 # form is what these cases pin, the lists come from the registries the CLI reads.
 STRATEGIES = strategy_choices()
