@@ -31,10 +31,11 @@ test: $(STAMP)
 	  DATABASE_URL="$$url" $(BIN)/python -m pytest --chaos --nbmake notebooks; \
 	  rc=$$?; $(BIN)/coupon-chaos db down >/dev/null; rm -rf "$$COUPON_CHAOS_HOME"; exit $$rc
 
+# The inner loop: what is neither slow (over a few seconds) nor chaos; under a minute.
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -m "not slow and not chaos" tests
 
-check: $(STAMP) format lint types
+check: $(STAMP) format lint types unit
 
 format: $(STAMP)
 	$(BIN)/ruff format --check conftest.py coupon_core experiments tests benchmarks scripts

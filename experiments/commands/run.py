@@ -124,10 +124,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        # Measured on the 2-core machine, 14 notebooks: 1 at a time 55 s, 2 at a time 62 s;
-        # the notebooks are CPU-bound and parallel runs also skew each other's latencies.
-        help="notebooks run at a time (default: 1)",
+        default=None,
+        # experiments.suite.schedule says why one per two cores, and which run alone.
+        help="notebooks run at a time (default: one per two cores, here "
+        f"{suite.default_jobs()}); those that cannot share the machine (faults, "
+        "clusters, scale, the notebooks of no scenario) run alone",
     )
     parser.add_argument(
         "--hide-code",
@@ -252,7 +253,7 @@ def _check_target_answers(target: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # -- check everything, before any work ------------------------------------------------
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     if not args.notebooks.is_dir():
         raise UsageError(f"--notebooks {args.notebooks}: not a folder")

@@ -15,10 +15,15 @@ One run is one pipeline of named steps (as papermill's ``execute`` reads), one m
                parameter: an injected literal would put a password into the executed
                notebook and its HTML (see "Secrets" below). The run's folder is made only
                once the database answers: a refused run leaves nothing behind.
-    execute    papermill, kernel ``python3``, up to ``jobs`` notebooks at once, immediate
-               kernel shutdown; every cell runs (``allow_errors``) so the record cell saves
-               the result. A notebook past its bound (its scenario's run bound, with a
-               margin) is stopped and reported "timed out"; the others go on.
+    execute    papermill, kernel ``python3``, immediate kernel shutdown; every cell runs
+               (``allow_errors``) so the record cell saves the result. A notebook past its
+               bound (its scenario's run bound, with a margin) is stopped and reported
+               "timed out"; the others go on. Each notebook has a fresh kernel of its
+               own, started ahead of need with the lab imported (``kernels``).
+    schedule   up to ``jobs`` notebooks at once (default: one per two cores); those
+               that cannot share the machine (a fault's bounds in seconds, a cluster or
+               database process of their own, no registered scenario) run alone. A
+               notebook's pages render while the next one runs.
     judge      a notebook that records a Result is judged by it (``Result.load``): its
                status (pass, FAIL, unknown, no_experiment, skipped) and its checks, never
                the assertion cells that restate them; others by their assertion cells.
@@ -56,6 +61,7 @@ from experiments.suite.discover import (
 from experiments.suite.execute import CELL_TIMEOUT_S, KERNEL, notebook_bound
 from experiments.suite.orchestrate import run_suite
 from experiments.suite.progress import Console, Progress, Started, line, progress_reporter
+from experiments.suite.schedule import alone_reason, default_jobs
 
 __all__ = [
     "CELL_TIMEOUT_S",
@@ -67,6 +73,8 @@ __all__ = [
     "Notebook",
     "Progress",
     "Started",
+    "alone_reason",
+    "default_jobs",
     "derive_seed",
     "discover",
     "execute",

@@ -32,6 +32,8 @@ from typing import Any
 
 from experiments.suite import judge, record
 from experiments.suite.discover import Job
+from experiments.suite.engine import register as suite_engine
+from experiments.suite.kernels import KERNEL_ARGUMENTS, WarmKernels, release
 from experiments.suite_report import JobReport
 
 __all__ = [
@@ -205,11 +207,33 @@ def execute(
     hide_code: bool,
     kernels: Kernels,
     on_start: Callable[[Job, float | None], None] | None = None,
+    *,
+    warm: WarmKernels | None = None,
+    slot: contextlib.AbstractContextManager[Any] | None = None,
 ) -> JobReport:
     """Run ``job``'s notebook into ``run_dir``, judge it and render its pages.
 
-    ``on_start`` is told the job and its bound as it starts.
+    ``on_start`` is told the job and its bound as it starts. ``warm``: the run's kernels
+    started ahead of need (one is taken; else the kernel starts here). ``slot`` is held
+    while the notebook executes, not while its pages render: the next notebook runs
+    meanwhile (``orchestrate``'s gate of notebooks at once).
     """
+    with slot if slot is not None else contextlib.nullcontext():
+        report, nb = _run(job, run_dir, against, kernels, on_start, warm)
+    # An interrupted run ends as soon as it can: its executed notebook is kept, unrendered.
+    if nb is not None and report.status != "interrupted":
+        record.render_pages(nb, report, run_dir, hide_code)
+    return report
+
+
+def _run(
+    job: Job,
+    run_dir: Path,
+    against: Against,
+    kernels: Kernels,
+    on_start: Callable[[Job, float | None], None] | None,
+    warm: WarmKernels | None,
+) -> tuple[JobReport, Any]:
     kernel = Kernel()
     kernels.add(kernel)
     bound = notebook_bound(job)
@@ -222,7 +246,7 @@ def execute(
         timer.daemon = True
         timer.start()
     try:
-        return _execute(job, run_dir, against, hide_code, kernel)
+        return _execute(job, run_dir, against, kernel, warm)
     finally:
         kernel.done.set()
         kernels.discard(kernel)
@@ -245,10 +269,15 @@ def _kernel_manager_class(env: dict[str, str], kernel: Kernel) -> type[Any]:
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**kw.get("env", os.environ), **env}
             await super().start_kernel(**kw)
-            provisioner = self.provisioner
-            kernel.attach(getattr(provisioner, "pid", None), getattr(provisioner, "pgid", None))
+            kernel.attach(*_process_of(self))
 
     return KernelWithEnv
+
+
+def _process_of(km: Any) -> tuple[int | None, int | None]:
+    """A started kernel's pid and process group, as its provisioner knows them."""
+    provisioner = km.provisioner
+    return getattr(provisioner, "pid", None), getattr(provisioner, "pgid", None)
 
 
 def _close_thread_loop() -> None:
@@ -264,8 +293,8 @@ def _close_thread_loop() -> None:
 
 
 def _execute(
-    job: Job, run_dir: Path, against: Against, hide_code: bool, kernel: Kernel
-) -> JobReport:
+    job: Job, run_dir: Path, against: Against, kernel: Kernel, warm: WarmKernels | None
+) -> tuple[JobReport, Any]:
     import nbformat
     import papermill
 
@@ -281,14 +310,24 @@ def _execute(
 
     started = time.perf_counter()
     crash: str | None = None
+    km: Any = None
     try:
+        if warm is not None and warm.serves(job.notebook.path.parent):
+            km = warm.take()
+            kernel.attach(*_process_of(km))
+            how: dict[str, Any] = {"km": km}
+        else:
+            how = {
+                # The URL (and any password in it) through the kernel's environment only.
+                "kernel_manager_class": _kernel_manager_class(against.kernel_env(), kernel),
+                "extra_arguments": list(KERNEL_ARGUMENTS),
+            }
         papermill.execute_notebook(
             str(job.notebook.path),
             str(executed),
             parameters=job.parameters(data_dir, against.target, against.cleanup),
             kernel_name=KERNEL,
-            # The URL (and any password in it) through the kernel's environment only.
-            kernel_manager_class=_kernel_manager_class(against.kernel_env(), kernel),
+            engine_name=suite_engine(),
             progress_bar=False,
             # Not papermill's cwd=: it chdirs the whole process, which threads share.
             # nbclient starts the kernel in resources' path instead.
@@ -299,16 +338,17 @@ def _execute(
             shutdown_kernel="immediate",
             # Every cell runs: the record cell saves the result after a failed assertion.
             allow_errors=True,
-            # ipykernel 7 warns on every start that loopback TCP is unencrypted; the
-            # kernel's own log would bury the progress lines (cell output is unaffected).
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
             # A stopped notebook (its bound, an interrupt) starts no further cell.
             on_cell_start=kernel.before_cell,
+            **how,
         )
     except papermill.PapermillExecutionError:
         pass  # the errors are read from the executed notebook below, each with its cell
     except Exception as err:  # kernel died, timeout, unreadable notebook: the run failed
         crash = f"{type(err).__name__}: {err}"
+    finally:
+        if km is not None:
+            release(km)  # nbclient ended it; not if papermill failed before its client
     wall = time.perf_counter() - started
     if kernel.reason is not None:
         crash = kernel.reason
@@ -328,7 +368,4 @@ def _execute(
         "cells_s": round(cells_s, 3),
         "experiment_s": round(experiment, 3),
     }
-    # An interrupted run ends as soon as it can: its executed notebook is kept, unrendered.
-    if nb is not None and report.status != "interrupted":
-        record.render_pages(nb, report, run_dir, hide_code)
-    return report
+    return report, nb

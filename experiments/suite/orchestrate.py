@@ -23,7 +23,9 @@ from experiments.suite.discover import (
     rerun_command,
 )
 from experiments.suite.execute import INTERRUPTED, Against, Kernels, execute
+from experiments.suite.kernels import WarmKernels
 from experiments.suite.progress import Progress, Started
+from experiments.suite.schedule import Gate, alone_reason, default_jobs
 from experiments.suite_report import JobReport, SuiteReport
 
 __all__ = ["run_suite"]
@@ -37,7 +39,7 @@ def run_suite(
     seed: int | None = None,
     database_url: str | None = None,
     out: Path | str = "results",
-    jobs: int = 1,
+    jobs: int | None = None,
     hide_code: bool = False,
     notebooks_dir: Path | str = NOTEBOOKS_DIR,
     progress: Progress | None = None,
@@ -50,6 +52,8 @@ def run_suite(
 ) -> SuiteReport:
     """Run the suite and write ``<out>/<run-id>/``; see ``experiments.suite`` for the steps.
 
+    ``jobs``: notebooks at once (None: ``schedule.default_jobs()``); a notebook that
+    cannot share the machine runs alone whatever it says (``schedule.alone_reason``).
     ``on_plan`` is called with the run seed and the jobs before the database starts.
     ``target``: every notebook runs over HTTP against that server, with
     ``database_url`` (given, never taken from ``$DATABASE_URL``) as its database if
@@ -67,6 +71,7 @@ def run_suite(
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
+    jobs = default_jobs() if jobs is None else jobs
     run_seed = seed if seed is not None else secrets.randbelow(1 << SEED_BITS)
     notebooks = discover(Path(notebooks_dir).resolve())
     planned = plan_jobs(notebooks, scenarios, layers, strategy, run_seed, overrides)
@@ -102,7 +107,7 @@ def run_suite(
     interrupt: BaseException | None = None
     try:
         reports, interrupt = _execute_all(
-            planned, run_dir, against, hide_code, jobs, progress, on_start
+            planned, run_dir, against, hide_code, jobs, progress, on_start, Path(notebooks_dir)
         )
     finally:
         if handle is not None:
@@ -153,8 +158,13 @@ def _execute_all(
     jobs: int,
     progress: Progress | None,
     on_start: Started | None,
+    notebooks_dir: Path,
 ) -> tuple[list[JobReport], BaseException | None]:
     """Every job's report, in the order they finished; and the interrupt, if one came.
+
+    Up to ``jobs`` notebooks execute at once (``Gate``; one alone when it must), on
+    kernels started ahead of need (``WarmKernels``); one more thread than that, so a
+    notebook's pages render while the next one runs.
 
     On an interrupt every live kernel is stopped (SIGINT, then SIGKILL after a grace)
     and the pool drained: no notebook of the run is left running.
@@ -164,28 +174,45 @@ def _execute_all(
         progress(None, 0, len(planned))
     skips = {job: _target_skip(job, against.target) for job in planned}
     kernels = Kernels()
+    width = max(1, jobs)
+    gate = Gate(width)
+    runnable = [job for job in planned if skips[job] is None]
+    warm = WarmKernels(
+        against.kernel_env(), notebooks_dir.resolve(), depth=min(width, len(runnable))
+    )
 
     def finished(report: JobReport) -> None:
         reports.append(report)
         if progress is not None:
             progress(report, len(reports), len(planned))
 
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="nb")
+    pool = ThreadPoolExecutor(max_workers=width + 1, thread_name_prefix="nb")
     futures: dict[Future[JobReport], Job] = {}
     try:
         for job, reason in skips.items():
             if reason is not None:
                 finished(_skipped(job, reason))
+        warm.fill()
         futures = {
-            pool.submit(execute, job, run_dir, against, hide_code, kernels, on_start): job
-            for job in planned
-            if skips[job] is None
+            pool.submit(
+                execute,
+                job,
+                run_dir,
+                against,
+                hide_code,
+                kernels,
+                on_start,
+                warm=warm,
+                slot=gate.hold(alone=alone_reason(job) is not None),
+            ): job
+            for job in runnable
         }
         for future in as_completed(futures):
             finished(future.result())
     except KeyboardInterrupt as err:
         for future in futures:
             future.cancel()
+        warm.close()
         kernels.stop_all(INTERRUPTED)
         pool.shutdown(wait=True, cancel_futures=True)
         for future, _ in futures.items():
@@ -195,9 +222,12 @@ def _execute_all(
                     reports.append(report)
         return reports, err
     except BaseException:
+        warm.close()
         kernels.stop_all(INTERRUPTED)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        warm.close()
     pool.shutdown(wait=True)
     return reports, None
 

@@ -404,6 +404,7 @@ def test_openapi_document(client: httpx.Client) -> None:
         assert bool(pattern.search(text)) == valid, repr(text)
 
 
+@pytest.mark.slow
 def test_http_stampede_beyond_40_threads(server: RunningServer, unique: str) -> None:
     # 120 claims at once, more than anyio's default 40 worker threads: all complete,
     # exactly stock of them succeed.

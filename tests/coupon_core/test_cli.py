@@ -18,6 +18,9 @@ import pytest
 from coupon_core.database import Owner, free_port
 from tests.procs import children, wait_serving
 
+# Subprocesses and database starts, seconds each: out of `make unit`, in `make test`.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "experiments.cli"]
 START_BOUND_S = 30.0

@@ -28,11 +28,15 @@ from coupon_core.database import (
     wait_until_ready,
 )
 
+# Database starts and child processes, seconds each: out of `make unit`, in `make test`.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 # A child that makes a cluster, says where, then waits to be killed or exits.
 CHILD = """
 import sys, time
 from coupon_core.database import EmbeddedPostgres
+
 db = EmbeddedPostgres.create()
 db.start()
 print(db.data_dir.parent, db.port, flush=True)

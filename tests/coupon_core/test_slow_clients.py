@@ -21,6 +21,9 @@ from coupon_core import CouponService, ServiceConfig
 from coupon_core.server import Limits, RunningServer, serve_in_thread
 from experiments.faults.slow_clients import ProbeResult, SlowCrowd, claim_request, run_probe
 
+# Servers held open by slow clients, seconds each: out of `make unit`, in `make test`.
+pytestmark = pytest.mark.slow
+
 TIMEOUT_S = 2.0  # the server's request timeout here (10 s by default)
 # Each probe must end by then; the server's bound plus scheduling on a busy machine.
 FREED_BOUND_S = TIMEOUT_S + 6.0

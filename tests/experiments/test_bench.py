@@ -221,6 +221,7 @@ def test_pgbench_script_claims_nothing_on_a_missing_coupon(db_url: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_harness_table_has_a_row_per_layer_and_writes_its_files(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -25,6 +25,9 @@ from experiments.commands.run import strategy_choices
 from experiments.mutants import MUTANTS
 from experiments.sweep import REAL_STRATEGIES as SWEEP_STRATEGIES
 
+# Subprocesses and database starts, seconds each: out of `make unit`, in `make test`.
+pytestmark = pytest.mark.slow
+
 # The lists a choice error names grow with every strategy and scenario; the message's
 # form is what these cases pin, the lists come from the registries the CLI reads.
 STRATEGIES = strategy_choices()

@@ -69,6 +69,7 @@ def test_the_tables_build_the_very_cases_of_the_function_they_replaced() -> None
     )
 
 
+@pytest.mark.slow
 def test_generator_is_seeded_and_large() -> None:
     a = generated("p", T, seed=5, count=1000)
     b = generated("p", T, seed=5, count=1000)

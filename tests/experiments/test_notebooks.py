@@ -106,6 +106,7 @@ def test_scenario_notebook_offers_the_registry_defaults(path: Path) -> None:
     assert len(calls) == 1, "one call to scenarios.run"
 
 
+@pytest.mark.slow
 def test_generated_notebooks_are_up_to_date() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "make_notebooks.py"), "--check"],

@@ -56,6 +56,7 @@ def test_barrier_releases_every_worker_together(
     assert _workers_alive() == []
 
 
+@pytest.mark.slow
 def test_run_bound_stops_new_ops_and_records_them_unknown(db_url: str, unique: str) -> None:
     coupon = f"{unique}-locked"
     ops = tuple(
@@ -85,6 +86,7 @@ def test_run_bound_stops_new_ops_and_records_them_unknown(db_url: str, unique: s
     assert _workers_alive() == []
 
 
+@pytest.mark.slow
 def test_a_worker_stuck_past_its_bound_is_an_error_not_a_hang(db_url: str, unique: str) -> None:
     coupon = f"{unique}-stuck"
     plan = Plan(
@@ -129,6 +131,7 @@ def test_stop_event_ends_the_run_early(db_url: str, unique: str) -> None:
     assert not report.timed_out
 
 
+@pytest.mark.slow
 def test_a_worker_that_never_arrives_breaks_the_gate_and_nothing_runs(
     db_url: str, unique: str
 ) -> None:

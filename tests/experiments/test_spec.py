@@ -48,6 +48,7 @@ def test_every_reader_sees_the_same_values(name: str) -> None:
     assert dict(spec.params) == scenario.defaults
 
 
+@pytest.mark.slow
 def test_list_shows_each_scenarios_own_values() -> None:
     out = subprocess.run(
         [str(Path(sys.executable).parent / "coupon-chaos"), "list"],

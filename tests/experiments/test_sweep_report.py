@@ -62,6 +62,7 @@ def correct() -> Sweep:
     return _sweep([_run(s, seed, 5) for s in REAL_STRATEGIES for seed in (1, 2, 3)])
 
 
+@pytest.mark.slow
 def test_a_correct_sweep_is_degenerate_and_every_chart_draws(correct: Sweep) -> None:
     assert sr.not_degenerate(correct) == []
     values = sr.outcome_values(correct)
