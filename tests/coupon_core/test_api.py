@@ -113,7 +113,7 @@ def test_unknown_path_and_wrong_method_are_json(client: httpx.Client) -> None:
     assert r.status_code == 404
     r = client.delete("/api/coupons")
     assert (r.status_code, r.json()) == (405, {"error": "method not allowed"})
-    assert r.headers["allow"] == "POST"
+    assert r.headers["allow"] == "GET, HEAD, POST"
     r = client.put("/api/coupons/claim", json={})
     assert r.status_code == 405
     r = client.post("/health")
