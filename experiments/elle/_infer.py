@@ -87,6 +87,14 @@ def infer(
         for op in t.ops:
             if isinstance(op, Append):
                 reads.setdefault(op.key, [])
+    # Committed: ok txns, and unknown ones whose appends some ok read observed.
+    committed = {t.id for t in txns if t.outcome == "ok"}
+    for key, seen_all in reads.items():
+        for _, seen in seen_all:
+            for v in seen:
+                w = writer.get((key, v))
+                if w is not None and by_id[w].outcome == "info":
+                    committed.add(w)
     for key, seen_all in reads.items():
         longest: tuple[Value, ...] = max((s for _, s in seen_all), key=len, default=())
         for tid, seen in seen_all:
@@ -98,12 +106,11 @@ def infer(
                 )
         order = list(longest)
         # A committed append no read observed still came after every observed one
-        # (Elle's previously-appended-element): with one such append, its place is known.
+        # (Elle's previously-appended-element): with one such append, its place is
+        # known. An unknown txn counts as committed once any of its appends was seen.
         in_order = set(order)
         unseen = [
-            v
-            for v in appended.get(key, [])
-            if v not in in_order and by_id[writer[(key, v)]].outcome == "ok"
+            v for v in appended.get(key, []) if v not in in_order and writer[(key, v)] in committed
         ]
         if len(unseen) == 1:
             order.append(unseen[0])
