@@ -381,6 +381,7 @@ def test_openapi_document(client: httpx.Client) -> None:
     doc = r.json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
+        "/api/bundles/claim",  # docs/multirow.md
         "/api/coupons",
         "/api/coupons/claim",
         "/api/coupons/{name}",

@@ -193,3 +193,12 @@ def test_multi_read_bad_query(client: httpx.Client, query: str, message: str) ->
 def test_coupons_route_methods(client: httpx.Client) -> None:
     r = client.put("/api/coupons", json={})
     assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD, POST")
+
+
+def test_openapi_describes_the_new_routes(client: httpx.Client) -> None:
+    doc = client.get("/openapi.json").json()
+    assert doc["paths"]["/api/bundles/claim"]["post"]["operationId"] == "claimBundle"
+    assert doc["paths"]["/api/coupons"]["get"]["parameters"][0]["name"] == "names"
+    assert "campaign" in doc["components"]["schemas"]["CreateCoupon"]["properties"]
+    bundle = doc["components"]["schemas"]["ClaimBundle"]["properties"]["coupon_names"]
+    assert (bundle["minItems"], bundle["maxItems"], bundle["uniqueItems"]) == (1, 100, True)
