@@ -7,18 +7,24 @@ other coupon of its campaign, stock left; the first refusal is raised and nothin
 written), then inserts the claims, takes the campaign slots (``campaign_claims``, in
 campaign order, for the same reason) and decrements the stock.
 
-Two multi-coupon reads, selectable by name (``ServiceConfig.multi_read``):
+Two multi-coupon reads, selectable by name (``ServiceConfig.multi_read``), each in one
+transaction at ``ServiceConfig.isolation`` (default READ COMMITTED):
 
-``snapshot``       one statement: every coupon as of one snapshot
-``per_statement``  one autocommit statement per coupon, as a naive dashboard reads:
-                   each sees its own snapshot, so a bundle committed between two of
-                   them is seen half applied (read skew, G-single)
+``snapshot``       one statement: every coupon as of one snapshot, at any level
+``per_statement``  one statement per coupon, as a naive dashboard reads: at READ
+                   COMMITTED each statement takes its own snapshot, so a bundle
+                   committed between two of them is seen half applied (read skew,
+                   G-single); at REPEATABLE READ and SERIALIZABLE the transaction's one
+                   snapshot serves every statement
+
+The bundle claim and the reads are registries (``BUNDLE_CLAIMS``, ``MULTI_READS``): the
+lab registers its mutants there (``register_bundle_claim``, ``register_multi_read``), as
+it does claim strategies; coupon_core never imports the lab.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 from psycopg import errors as pg_errors
 
@@ -33,20 +39,27 @@ from coupon_core.strategies import Conn, Cursor, FaultHook, _cursor
 from coupon_core.validation import storable, validate_text
 
 __all__ = [
+    "BUNDLE_CLAIMS",
     "MAX_BUNDLE",
     "MULTI_READS",
+    "BundleClaim",
     "MultiRead",
     "claim_bundle",
     "read_per_statement",
     "read_snapshot",
+    "register_bundle_claim",
+    "register_multi_read",
     "validate_names",
 ]
 
 #: The most coupons one bundle claims or one read asks for.
 MAX_BUNDLE = 100
 
-MultiRead = Literal["snapshot", "per_statement"]
 Row = tuple[str, int, int, list[str]]
+#: (conn, user_id, coupon_names, fault): claims every coupon or raises.
+BundleClaim = Callable[[Conn, str, Sequence[str], FaultHook | None], None]
+#: (conn, names, fault, isolation level as PostgreSQL names it): the rows found.
+MultiRead = Callable[[Conn, Sequence[str], FaultHook | None, str], list[Row]]
 
 _LOCK_ALL = (
     "SELECT name, remaining_amount, campaign FROM coupons WHERE name = ANY(%s)"
@@ -144,22 +157,33 @@ def _rows(cur: Cursor) -> list[Row]:
     return out
 
 
-def read_snapshot(conn: Conn, names: Sequence[str], fault: FaultHook | None = None) -> list[Row]:
+def read_snapshot(
+    conn: Conn, names: Sequence[str], fault: FaultHook | None = None, level: str = "READ COMMITTED"
+) -> list[Row]:
     """The coupons among ``names`` that exist, in the order asked, from one snapshot."""
     cur = _cursor(conn)
-    cur.execute(_READ_MANY, ([n for n in names if storable(n)],))
-    return _rows(cur)
+    with conn.transaction():
+        cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+        cur.execute(_READ_MANY, ([n for n in names if storable(n)],))
+        return _rows(cur)
 
 
 def read_per_statement(
-    conn: Conn, names: Sequence[str], fault: FaultHook | None = None
+    conn: Conn, names: Sequence[str], fault: FaultHook | None = None, level: str = "READ COMMITTED"
 ) -> list[Row]:
-    """The same, one autocommit statement per coupon (each its own snapshot).
+    """The same, one statement per coupon, in one transaction at ``level``.
 
     ``fault`` is called at ``"between_reads"`` after every read but the last: the seam
     a test uses to commit a bundle between two reads.
     """
     cur = _cursor(conn)
+    with conn.transaction():
+        cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+        return statement_by_statement(cur, names, fault)
+
+
+def statement_by_statement(cur: Cursor, names: Sequence[str], fault: FaultHook | None) -> list[Row]:
+    """One ``SELECT`` per coupon on ``cur``, in whatever transaction (or none) it is in."""
     asked = [n for n in names if storable(n)]
     out: list[Row] = []
     for i, name in enumerate(asked):
@@ -170,7 +194,23 @@ def read_per_statement(
     return out
 
 
-MULTI_READS: dict[str, Callable[[Conn, Sequence[str], FaultHook | None], list[Row]]] = {
+BUNDLE_CLAIMS: dict[str, BundleClaim] = {"one_transaction": claim_bundle}
+MULTI_READS: dict[str, MultiRead] = {
     "snapshot": read_snapshot,
     "per_statement": read_per_statement,
 }
+_BUILT_IN = frozenset([*BUNDLE_CLAIMS, *MULTI_READS])
+
+
+def register_bundle_claim(name: str, claim: BundleClaim) -> None:
+    """Make another bundle claim selectable by name (the lab registers its mutants here)."""
+    if name in _BUILT_IN:
+        raise ValueError(f"cannot replace the built-in {name!r}")
+    BUNDLE_CLAIMS[name] = claim
+
+
+def register_multi_read(name: str, read: MultiRead) -> None:
+    """Make another multi-coupon read selectable by name (the lab's mutants)."""
+    if name in _BUILT_IN:
+        raise ValueError(f"cannot replace the built-in {name!r}")
+    MULTI_READS[name] = read

@@ -1,23 +1,34 @@
-"""Campaign claim strategies: a user holds at most one coupon of a campaign, six ways.
+"""Campaign claim strategies: a user holds at most one coupon of a campaign, three ways, at
+any isolation level.
 
 A claim of a coupon that belongs to a campaign runs one of these (``ServiceConfig.
-campaign_strategy``); a coupon in no campaign is claimed by the claim strategy as
-before. Each makes the same checks, in this order: coupon exists, else
-``CouponNotFound``; user has not claimed this coupon, else ``AlreadyClaimed``; user
-holds no other coupon of the campaign, else ``CampaignClaimed``; stock left, else
-``NoStock``; then insert and decrement in one transaction (docs/multirow.md).
+campaign_strategy``, at ``ServiceConfig.isolation`` when set); a coupon in no campaign
+is claimed by the claim strategy as before. Each makes the same checks, in this order:
+coupon exists, else ``CouponNotFound``; user has not claimed this coupon, else
+``AlreadyClaimed``; user holds no other coupon of the campaign, else
+``CampaignClaimed``; stock left, else ``NoStock``; then insert and decrement in one
+transaction (docs/multirow.md).
 
 The campaign rule spans rows: two claims of *different* coupons of one campaign by one
 user lock different coupon rows, so the coupon row lock that keeps stock right does
-not order them. Each strategy's answer to that:
+not order them. The implementations (``IMPLEMENTATIONS``):
 
-``naive_rc``            check-then-insert at READ COMMITTED: allows write skew (G2-item)
-``naive_rr``            the same at REPEATABLE READ: still allows write skew
-``naive_serializable``  the same at SERIALIZABLE, no retry: safe, a conflict is a 503
-``serializable``        SERIALIZABLE with bounded retries on 40001 / 40P01: safe
-``lock``                a transaction-scoped advisory lock on (campaign, user): safe
-``constraint``          the database decides: a row in ``campaign_claims`` whose
-                        PRIMARY KEY (campaign, user_id) refuses the second (recommended)
+``naive``       check-then-insert: write skew (G2-item) at READ COMMITTED and at
+                REPEATABLE READ (snapshot isolation allows it); safe at SERIALIZABLE
+``lock``        a transaction-scoped advisory lock on (campaign, user) before the check:
+                safe at READ COMMITTED (each statement reads after the lock); at
+                REPEATABLE READ the snapshot is taken by the transaction's first
+                statement, before the lock is granted, so the check still misses the
+                claim it waited for: write skew again
+``constraint``  the database decides: a row in ``campaign_claims`` whose PRIMARY KEY
+                (campaign, user_id) refuses the second, at every level (recommended)
+
+Every implementation retries a serialization failure or deadlock (40001 / 40P01, which
+REPEATABLE READ and SERIALIZABLE raise) up to ``max_retries`` times; past that the claim
+is ``Unavailable``. The named presets (``CAMPAIGN_STRATEGIES``): ``naive`` and
+``naive_rc`` (READ COMMITTED), ``naive_rr`` (REPEATABLE READ), ``serializable`` (naive
+at SERIALIZABLE), ``naive_serializable`` (the same with no retry: a conflict is a 503),
+``lock`` and ``constraint`` (READ COMMITTED).
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from psycopg import errors as pg_errors
@@ -41,12 +52,23 @@ from coupon_core.strategies import Conn, Cursor, FaultHook, RetryCount, _cursor
 
 __all__ = [
     "CAMPAIGN_STRATEGIES",
+    "IMPLEMENTATIONS",
+    "LEVELS",
+    "CampaignClaim",
     "CampaignStrategy",
     "available_campaign_strategies",
+    "check_level",
     "get_campaign_strategy",
 ]
 
-Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+#: The isolation levels by the lab's names, and PostgreSQL's.
+LEVELS: dict[str, str] = {
+    "read_committed": "READ COMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+Implementation = Literal["naive", "lock", "constraint"]
+IMPLEMENTATIONS: tuple[Implementation, ...] = ("naive", "lock", "constraint")
 
 # The coupon row is locked first in every strategy: it keeps the stock right (as
 # ``row_lock`` does) and makes a second claim of the *same* coupon wait, so only the
@@ -117,35 +139,50 @@ def check_and_take(
     return campaign
 
 
+def check_level(isolation: str) -> str:
+    """PostgreSQL's name of the level ``isolation`` (a key of ``LEVELS``); ValueError if none."""
+    try:
+        return LEVELS[isolation]
+    except KeyError:
+        raise ValueError(
+            f"unknown isolation {isolation!r}; choose one of {', '.join(LEVELS)}"
+        ) from None
+
+
 @dataclass(frozen=True)
-class CheckThenInsert:
-    """The naive rule: read whether the user holds the campaign, then insert."""
+class CampaignClaim:
+    """One implementation of the rule at one isolation level (see the module)."""
 
     name: str
-    isolation: Isolation
-
-    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur = _cursor(conn)
-        with conn.transaction():
-            # First statement of the transaction: the level must be set before any read.
-            cur.execute(f"SET TRANSACTION ISOLATION LEVEL {self.isolation}")
-            check_and_take(cur, user_id, coupon_name, fault, take_slot=False)
-
-
-@dataclass(frozen=True)
-class SerializableRetry:
-    name: str = "serializable"
+    implementation: Implementation
+    isolation: str = "read_committed"
     max_retries: int = 30
     backoff_s: float = 0.002
     retries: RetryCount = field(default_factory=RetryCount, compare=False, repr=False)
 
+    def at(self, isolation: str) -> CampaignClaim:
+        """The same implementation at ``isolation`` (its retry count shared)."""
+        check_level(isolation)
+        return replace(self, isolation=isolation)
+
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
         cur = _cursor(conn)
+        level = check_level(self.isolation)
         for attempt in range(self.max_retries + 1):
             try:
                 with conn.transaction():
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                    check_and_take(cur, user_id, coupon_name, fault, take_slot=False)
+                    # First statement of the transaction: the level must be set before
+                    # any read (SET TRANSACTION takes no snapshot).
+                    cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+                    if self.implementation == "lock":
+                        _lock(cur, user_id, coupon_name)
+                    check_and_take(
+                        cur,
+                        user_id,
+                        coupon_name,
+                        fault,
+                        take_slot=self.implementation == "constraint",
+                    )
                 return
             except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
                 if attempt == self.max_retries:
@@ -155,47 +192,29 @@ class SerializableRetry:
                 time.sleep(random.uniform(0, min(0.05, self.backoff_s * 2**attempt)))
 
 
-@dataclass(frozen=True)
-class CampaignLock:
-    name: str = "lock"
-
-    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur = _cursor(conn)
-        with conn.transaction():
-            # The campaign is read before the lock (it never changes once created) so
-            # the lock can be taken before the check; without a campaign: no lock.
-            row = cur.execute("SELECT campaign FROM coupons WHERE name = %s", (coupon_name,))
-            found = row.fetchone()
-            if found is not None and found[0] is not None:
-                # A JSON pair is an injective key for (campaign, user): "a|b","c" and
-                # "a","b|c" never share a lock. A hash collision only makes two
-                # unrelated claims wait for each other, never lets one through.
-                key = json.dumps([found[0], user_id])
-                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (key,))
-            check_and_take(cur, user_id, coupon_name, fault, take_slot=False)
-
-
-@dataclass(frozen=True)
-class Constraint:
-    name: str = "constraint"
-
-    def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur = _cursor(conn)
-        with conn.transaction():
-            # READ COMMITTED: the check gives the clear refusal in the sequential case,
-            # the slot's PRIMARY KEY the refusal in the concurrent one.
-            check_and_take(cur, user_id, coupon_name, fault, take_slot=True)
+def _lock(cur: Cursor, user_id: str, coupon_name: str) -> None:
+    """The advisory lock on (campaign, user), taken before the check. The campaign is
+    read first (it never changes once created) to name the lock; at REPEATABLE READ
+    that read is what takes the transaction's snapshot, before the lock is granted."""
+    found = cur.execute("SELECT campaign FROM coupons WHERE name = %s", (coupon_name,)).fetchone()
+    if found is not None and found[0] is not None:
+        # A JSON pair is an injective key for (campaign, user): "a|b","c" and "a","b|c"
+        # never share a lock. A hash collision only makes two unrelated claims wait for
+        # each other, never lets one through.
+        key = json.dumps([found[0], user_id])
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (key,))
 
 
 CAMPAIGN_STRATEGIES: dict[str, CampaignStrategy] = {
     s.name: s
     for s in (
-        CheckThenInsert("naive_rc", "READ COMMITTED"),
-        CheckThenInsert("naive_rr", "REPEATABLE READ"),
-        CheckThenInsert("naive_serializable", "SERIALIZABLE"),
-        SerializableRetry(),
-        CampaignLock(),
-        Constraint(),
+        CampaignClaim("naive", "naive"),
+        CampaignClaim("naive_rc", "naive"),
+        CampaignClaim("naive_rr", "naive", "repeatable_read"),
+        CampaignClaim("naive_serializable", "naive", "serializable", max_retries=0),
+        CampaignClaim("serializable", "naive", "serializable"),
+        CampaignClaim("lock", "lock"),
+        CampaignClaim("constraint", "constraint"),
     )
 }
 
@@ -204,11 +223,17 @@ def available_campaign_strategies() -> list[str]:
     return sorted(CAMPAIGN_STRATEGIES)
 
 
-def get_campaign_strategy(name: str) -> CampaignStrategy:
+def get_campaign_strategy(name: str, isolation: str | None = None) -> CampaignStrategy:
+    """The preset ``name``, at ``isolation`` when given (else its own level)."""
     try:
-        return CAMPAIGN_STRATEGIES[name]
+        strategy = CAMPAIGN_STRATEGIES[name]
     except KeyError:
         raise ValueError(
             f"unknown campaign strategy {name!r}; choose one of "
             f"{', '.join(available_campaign_strategies())}"
         ) from None
+    if isolation is None:
+        return strategy
+    if not isinstance(strategy, CampaignClaim):
+        raise ValueError(f"campaign strategy {name!r} has no isolation level to set")
+    return strategy.at(isolation)

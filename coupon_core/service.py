@@ -19,8 +19,8 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 
 from coupon_core.breaker import DEFAULT_PROBE_S, DEFAULT_THRESHOLD, CircuitBreaker, Outcome
-from coupon_core.bundles import MAX_BUNDLE, MULTI_READS, claim_bundle, validate_names
-from coupon_core.campaigns import CampaignStrategy, get_campaign_strategy
+from coupon_core.bundles import BUNDLE_CLAIMS, MAX_BUNDLE, MULTI_READS, validate_names
+from coupon_core.campaigns import CampaignStrategy, check_level, get_campaign_strategy
 from coupon_core.errors import (
     AlreadyClaimed,
     CampaignClaimed,
@@ -86,6 +86,12 @@ class ServiceConfig:
     campaign_strategy: str = "constraint"
     #: How ``get_many`` reads: ``snapshot`` (one statement) or ``per_statement``.
     multi_read: str = "snapshot"
+    #: How ``claim_bundle`` claims (``one_transaction``; the lab may register mutants).
+    bundle_claim: str = "one_transaction"
+    #: The isolation level of campaign claims and multi-coupon reads (``read_committed``,
+    #: ``repeatable_read``, ``serializable``); None: the campaign strategy's own, and
+    #: READ COMMITTED for the reads.
+    isolation: str | None = None
 
     def conninfo_options(self) -> str:
         opts = []
@@ -177,12 +183,15 @@ class CouponService:
         if overrides:
             config = ServiceConfig(**{**config.__dict__, **overrides})
         strategy = get_strategy(config.strategy)
-        campaign = get_campaign_strategy(config.campaign_strategy)
-        if config.multi_read not in MULTI_READS:
-            raise ValueError(
-                f"unknown multi_read {config.multi_read!r}; choose one of "
-                f"{', '.join(sorted(MULTI_READS))}"
-            )
+        campaign = get_campaign_strategy(config.campaign_strategy, config.isolation)
+        for what, name, known in (
+            ("multi_read", config.multi_read, MULTI_READS),
+            ("bundle_claim", config.bundle_claim, BUNDLE_CLAIMS),
+        ):
+            if name not in known:
+                raise ValueError(
+                    f"unknown {what} {name!r}; choose one of {', '.join(sorted(known))}"
+                )
         if config.apply_schema:
             try:
                 apply_schema(url)
@@ -289,8 +298,8 @@ class CouponService:
         none: the first refusal, in the order given, is raised (coupon_core.bundles)."""
         user_id = validate_text("user_id", user_id)
         names = validate_names("coupon_names", coupon_names)
-        fault = self.fault
-        self._run(lambda conn: claim_bundle(conn, user_id, names, fault))
+        fault, claim = self.fault, BUNDLE_CLAIMS[self.config.bundle_claim]
+        self._run(lambda conn: claim(conn, user_id, names, fault))
 
     def get_many(self, names: list[str], *, multi_read: str | None = None) -> list[CouponView]:
         """The coupons among ``names`` that exist, in the order asked (missing ones are
@@ -307,7 +316,8 @@ class CouponService:
         if variant not in MULTI_READS:
             raise InvalidRequest(f"unknown multi_read {variant!r}")
         read, fault = MULTI_READS[variant], self.fault
-        rows = self._run(lambda conn: read(conn, names, fault), pool=self.read_pool)
+        level = check_level(self.config.isolation or "read_committed")
+        rows = self._run(lambda conn: read(conn, names, fault, level), pool=self.read_pool)
         return [CouponView(*row) for row in rows]
 
     def _campaigns_of(self, names: list[str]) -> None:

@@ -87,6 +87,7 @@ def test_strategy_names() -> None:
     assert available_campaign_strategies() == [
         "constraint",
         "lock",
+        "naive",
         "naive_rc",
         "naive_rr",
         "naive_serializable",
@@ -94,6 +95,10 @@ def test_strategy_names() -> None:
     ]
     with pytest.raises(ValueError, match="unknown campaign strategy"):
         CouponService.connect("postgresql://unused", campaign_strategy="nope", apply_schema=False)
+    with pytest.raises(ValueError, match="unknown isolation"):
+        CouponService.connect("postgresql://unused", isolation="dirty", apply_schema=False)
+    with pytest.raises(ValueError, match="unknown bundle_claim"):
+        CouponService.connect("postgresql://unused", bundle_claim="nope", apply_schema=False)
 
 
 def test_sequential_rule(campaign_service: CouponService, db_url: str, unique: str) -> None:
