@@ -3,6 +3,9 @@
 The contract (statuses and bodies) is in DESIGN.md; ``coupon_core.openapi`` describes
 it for clients. Every error becomes a response in one place, ``error_response``.
 
+Multi-row routes (docs/multirow.md): ``POST /api/bundles/claim`` and
+``GET /api/coupons?names=a,b``.
+
 A raw ASGI callable routing five fixed paths, not a framework: under Starlette a claim
 request ran under five ASGI layers (error and exception middleware, proxy headers, the
 app, the router), with a ``Request`` and a ``Response`` object each time; routes a few
@@ -24,8 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from coupon_core.bundles import MAX_BUNDLE, validate_names
 from coupon_core.errors import (
     AlreadyClaimed,
+    CampaignClaimed,
     CouponError,
     CouponExists,
     CouponNotFound,
@@ -75,6 +80,7 @@ _STATUS: dict[type[CouponError], int] = {
     CouponNotFound: 404,
     CouponExists: 409,
     AlreadyClaimed: 409,
+    CampaignClaimed: 409,
     Unavailable: 503,
 }
 
@@ -134,6 +140,7 @@ _FIXED: dict[tuple[type[CouponError], str], Reply] = {
 }
 _POST_ONLY = _error("method not allowed", 405, allow="POST")
 _GET_ONLY = _error("method not allowed", 405, allow="GET, HEAD")
+_COUPONS_METHODS = _error("method not allowed", 405, allow="GET, HEAD, POST")
 _GET = ("GET", "HEAD")
 
 
@@ -234,6 +241,33 @@ def _coupon_name(scope: Scope) -> str:
             raise CouponNotFound() from None
     path: str = scope["path"]
     return path[len(_COUPON_PREFIX) :]
+
+
+def _names(scope: Scope) -> list[str]:
+    """The coupon names of ``?names=a,b``: every ``names`` parameter, split on its raw
+    commas *before* percent-decoding, so ``%2C`` is a comma inside a name.
+
+    ``+`` decodes to a space (form encoding, what ``urlencode`` and browsers send), so
+    a name's own ``+`` travels as ``%2B``. Other parameters are ignored.
+    """
+    query: bytes = scope.get("query_string", b"")
+    values = [
+        value
+        for key, _, value in (part.partition(b"=") for part in query.split(b"&"))
+        if unquote_to_bytes(key.replace(b"+", b" ")) == b"names"
+    ]
+    if not values:
+        raise InvalidRequest("names is required")
+    names: list[str] = []
+    for value in values:
+        for raw in value.split(b","):
+            try:
+                names.append(unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InvalidRequest("names must be UTF-8 text") from None
+            if len(names) > MAX_BUNDLE:
+                raise InvalidRequest(f"names must hold at most {MAX_BUNDLE} names")
+    return names
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -346,12 +380,16 @@ class CouponApp:
         method: str = scope["method"]
         if path == "/api/coupons/claim" and method == "POST":
             return await self._claim(scope, receive)
+        if path == "/api/bundles/claim":
+            return await self._claim_bundle(scope, receive) if method == "POST" else _POST_ONLY
         if path.startswith(_COUPON_PREFIX):
             if method in _GET:  # GET /api/coupons/claim reads the coupon named "claim"
                 return await self._get(scope)
             return _POST_ONLY if path == "/api/coupons/claim" else _GET_ONLY
         if path == "/api/coupons":
-            return await self._create(scope, receive) if method == "POST" else _POST_ONLY
+            if method == "POST":
+                return await self._create(scope, receive)
+            return await self._get_many(scope) if method in _GET else _COUPONS_METHODS
         if path == "/health":
             return await self._health() if method in _GET else _GET_ONLY
         if path == "/openapi.json":
@@ -365,8 +403,24 @@ class CouponApp:
         data = await _json_object(scope, receive)
         name = validate_text("name", data.get("name"))
         amount = validate_amount(data.get("amount"))
-        await self._call(self.service.create, name, amount)
+        campaign = data.get("campaign")
+        if campaign is None:  # absent or null: in no campaign
+            await self._call(self.service.create, name, amount)
+        else:
+            campaign = validate_text("campaign", campaign)
+            await self._call(self.service.create, name, amount, campaign)
         return _CREATED
+
+    async def _claim_bundle(self, scope: Scope, receive: Receive) -> Reply:
+        data = await _json_object(scope, receive)
+        user_id = validate_text("user_id", data.get("user_id"))
+        names = validate_names("coupon_names", data.get("coupon_names"))
+        await self._call(self.service.claim_bundle, user_id, names)
+        return _OK
+
+    async def _get_many(self, scope: Scope) -> Reply:
+        views = await self._call(self.service.get_many, _names(scope))
+        return Reply.json({"coupons": [view.to_dict() for view in views]})
 
     async def _claim(self, scope: Scope, receive: Receive) -> Reply:
         data = await _json_object(scope, receive)

@@ -6,6 +6,7 @@
     │   ├── CouponExists        create: the name is taken
     │   ├── CouponNotFound      claim/get: no coupon by that name
     │   ├── AlreadyClaimed      claim: this user holds this coupon already
+    │   ├── CampaignClaimed     claim: this user holds another coupon of its campaign
     │   ├── NoStock             claim: nothing left
     │   ├── Unavailable         the database cannot answer now (transient)
     │   └── InternalError       anything unexpected (a bug); the cause is chained
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyClaimed",
+    "CampaignClaimed",
     "CoreError",
     "CouponError",
     "CouponExists",
@@ -75,6 +77,13 @@ class CouponNotFound(CouponError):
 class AlreadyClaimed(CouponError):
     kind = "already_claimed"
     message = "coupon already claimed by user"
+
+
+class CampaignClaimed(CouponError):
+    """A user holds at most one coupon of a campaign (docs/multirow.md)."""
+
+    kind = "campaign_claimed"
+    message = "campaign already claimed by user"
 
 
 class NoStock(CouponError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from coupon_core.bundles import MAX_BUNDLE
 from coupon_core.validation import MAX_AMOUNT, MAX_NAME_LENGTH
 
 __all__ = ["openapi_document"]
@@ -78,6 +79,38 @@ _DOCUMENT: dict[str, Any] = {
                     **_common(),
                 },
             },
+            "get": {
+                "operationId": "getCoupons",
+                "summary": (
+                    "Read several coupons from one snapshot, in the order asked; missing "
+                    "ones are left out. `names` is split on raw commas before "
+                    "percent-decoding (a name's own comma is `%2C`, its `+` is `%2B`); "
+                    "`names` may also be repeated."
+                ),
+                "parameters": [
+                    {
+                        "name": "names",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the coupons found, in the order asked",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Coupons"},
+                            },
+                        },
+                    },
+                    "400": _error(
+                        "names missing, blank, repeated or too many",
+                        "invalid request: names is required",
+                    ),
+                    **_common(),
+                },
+            },
         },
         "/api/coupons/claim": {
             "post": {
@@ -98,7 +131,35 @@ _DOCUMENT: dict[str, Any] = {
                         "coupon out of stock",
                     ),
                     "404": _error("no such coupon", "coupon not found"),
-                    "409": _error("the user claimed it before", "coupon already claimed by user"),
+                    "409": _error(
+                        "the user claimed it, or another coupon of its campaign, before",
+                        "coupon already claimed by user",
+                    ),
+                    **_body_errors(),
+                    **_common(),
+                },
+            },
+        },
+        "/api/bundles/claim": {
+            "post": {
+                "operationId": "claimBundle",
+                "summary": "Claim every coupon of the list for a user, or none.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ClaimBundle"},
+                        },
+                    },
+                },
+                "responses": {
+                    "200": {"description": "all claimed (empty body)"},
+                    "400": _error("invalid input, or one out of stock", "coupon out of stock"),
+                    "404": _error("one coupon does not exist", "coupon not found"),
+                    "409": _error(
+                        "one claimed before, or its campaign",
+                        "campaign already claimed by user",
+                    ),
                     **_body_errors(),
                     **_common(),
                 },
@@ -164,6 +225,28 @@ _DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "name": _TEXT,
                     "amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
+                    "campaign": {"anyOf": [_TEXT, {"type": "null"}]},
+                },
+            },
+            "ClaimBundle": {
+                "type": "object",
+                "required": ["user_id", "coupon_names"],
+                "properties": {
+                    "user_id": _TEXT,
+                    "coupon_names": {
+                        "type": "array",
+                        "items": _TEXT,
+                        "minItems": 1,
+                        "maxItems": MAX_BUNDLE,
+                        "uniqueItems": True,
+                    },
+                },
+            },
+            "Coupons": {
+                "type": "object",
+                "required": ["coupons"],
+                "properties": {
+                    "coupons": {"type": "array", "items": {"$ref": "#/components/schemas/Coupon"}},
                 },
             },
             "ClaimCoupon": {

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import psycopg
 
-__all__ = ["SCHEMA_SQL", "apply_schema"]
+__all__ = ["MULTIROW_SQL", "SCHEMA_SQL", "apply_schema"]
+
+# The multi-row rules (docs/multirow.md), additive: a column with a default on coupons
+# (NULL: in no campaign), and a table only the service writes. Why a table of its own
+# and not a trigger-filled ``claims.campaign`` under a partial UNIQUE: a constraint on
+# ``claims`` would bind every claim path, so the naive campaign strategies kept to show
+# write skew could never show it, and adding it to a database whose rows already break
+# the rule would fail the schema; here a plain-SQL ``INSERT INTO claims (user_id,
+# coupon_name)`` works as before. The foreign key to the claim (``ON DELETE CASCADE``)
+# ties each slot to the claim that took it: deleting a claim (the lab's clean-up)
+# frees the slot and never fails on it.
+MULTIROW_SQL = """
+ALTER TABLE coupons ADD COLUMN IF NOT EXISTS campaign VARCHAR(255) DEFAULT NULL;
+CREATE TABLE IF NOT EXISTS campaign_claims (
+    campaign VARCHAR(255) NOT NULL,
+    user_id VARCHAR(255) NOT NULL,
+    coupon_name VARCHAR(255) NOT NULL,
+    PRIMARY KEY (campaign, user_id),
+    FOREIGN KEY (user_id, coupon_name) REFERENCES claims(user_id, coupon_name)
+        ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS idx_coupons_campaign ON coupons(campaign)
+    WHERE campaign IS NOT NULL;
+"""
 
 # Exactly the contract: outside clients insert rows with plain SQL, so nothing here
 # may need a value they would not give.
-SCHEMA_SQL = """
+SCHEMA_SQL = (
+    """
 CREATE TABLE IF NOT EXISTS coupons (
     name VARCHAR(255) PRIMARY KEY,
     amount INTEGER NOT NULL CHECK (amount > 0),
@@ -25,6 +49,8 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE INDEX IF NOT EXISTS idx_claims_coupon_name ON claims(coupon_name);
 CREATE INDEX IF NOT EXISTS idx_claims_user_id ON claims(user_id);
 """
+    + MULTIROW_SQL
+)
 
 # Concurrent first starts (several servers, notebooks run in parallel) would race on
 # CREATE TABLE IF NOT EXISTS, which is not atomic in PostgreSQL; one advisory lock

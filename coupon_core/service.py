@@ -1,4 +1,9 @@
-"""The coupon service: create, get and claim on a PostgreSQL connection pool."""
+"""The coupon service: create, get and claim on a PostgreSQL connection pool.
+
+And the multi-row rules of docs/multirow.md: campaigns (``create(..., campaign=)``, a
+campaign coupon claimed by the campaign strategy), bundles (``claim_bundle``) and the
+multi-coupon read (``get_many``).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,16 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 
 from coupon_core.breaker import DEFAULT_PROBE_S, DEFAULT_THRESHOLD, CircuitBreaker, Outcome
+from coupon_core.bundles import BUNDLE_CLAIMS, MAX_BUNDLE, MULTI_READS, validate_names
+from coupon_core.campaigns import CampaignStrategy, check_level, get_campaign_strategy
 from coupon_core.errors import (
     AlreadyClaimed,
+    CampaignClaimed,
     CouponError,
     CouponExists,
     CouponNotFound,
     InternalError,
+    InvalidRequest,
     NoStock,
     Unavailable,
 )
@@ -72,6 +81,17 @@ class ServiceConfig:
     #: and how often an open breaker probes the database (coupon_core.breaker).
     breaker_threshold: int = DEFAULT_THRESHOLD
     breaker_probe_s: float = DEFAULT_PROBE_S
+    #: How a claim of a campaign coupon keeps one coupon per user and campaign
+    #: (coupon_core.campaigns); ``constraint`` lets the database decide.
+    campaign_strategy: str = "constraint"
+    #: How ``get_many`` reads: ``snapshot`` (one statement) or ``per_statement``.
+    multi_read: str = "snapshot"
+    #: How ``claim_bundle`` claims (``one_transaction``; the lab may register mutants).
+    bundle_claim: str = "one_transaction"
+    #: The isolation level of campaign claims and multi-coupon reads (``read_committed``,
+    #: ``repeatable_read``, ``serializable``); None: the campaign strategy's own, and
+    #: READ COMMITTED for the reads.
+    isolation: str | None = None
 
     def conninfo_options(self) -> str:
         opts = []
@@ -140,6 +160,12 @@ class CouponService:
     read_pool: psycopg_pool.ConnectionPool[Conn] | None = None
     #: Refuses calls at once while the database is unreachable; None: no breaker.
     breaker: CircuitBreaker | None = None
+    #: Claims of campaign coupons (coupon_core.campaigns).
+    campaign: CampaignStrategy = field(default_factory=lambda: get_campaign_strategy("constraint"))
+    # Each coupon's campaign (None: in none), learnt at its first claim here. A coupon's
+    # campaign is set when it is created and nothing changes it afterwards, so a
+    # learnt value stays true; a coupon not found is not remembered.
+    _campaigns: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
     _last_check: float = field(default=0.0, init=False, repr=False)
     _check_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -157,6 +183,15 @@ class CouponService:
         if overrides:
             config = ServiceConfig(**{**config.__dict__, **overrides})
         strategy = get_strategy(config.strategy)
+        campaign = get_campaign_strategy(config.campaign_strategy, config.isolation)
+        for what, name, known in (
+            ("multi_read", config.multi_read, MULTI_READS),
+            ("bundle_claim", config.bundle_claim, BUNDLE_CLAIMS),
+        ):
+            if name not in known:
+                raise ValueError(
+                    f"unknown {what} {name!r}; choose one of {', '.join(sorted(known))}"
+                )
         if config.apply_schema:
             try:
                 apply_schema(url)
@@ -178,7 +213,12 @@ class CouponService:
         pool = _open_pool(url, config, kwargs, "coupon-service", breaker)
         read_pool = None if read_url is None else _open_pool(read_url, config, kwargs, "reads")
         return cls(
-            pool=pool, strategy=strategy, config=config, read_pool=read_pool, breaker=breaker
+            pool=pool,
+            strategy=strategy,
+            config=config,
+            read_pool=read_pool,
+            breaker=breaker,
+            campaign=campaign,
         )
 
     def close(self) -> None:
@@ -196,14 +236,24 @@ class CouponService:
 
     # -- operations ------------------------------------------------------------------
 
-    def create(self, name: str, amount: int) -> None:
+    def create(self, name: str, amount: int, campaign: str | None = None) -> None:
+        """Create a coupon; ``campaign`` (optional, a name like any other) groups it."""
         name = validate_text("name", name)
         amount = validate_amount(amount)
+        if campaign is not None:
+            campaign = validate_text("campaign", campaign)
 
         def run(conn: Conn) -> None:
+            if campaign is None:  # the statement of the contract, unchanged
+                conn.execute(
+                    "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, %s, %s)",
+                    (name, amount, amount),
+                )
+                return
             conn.execute(
-                "INSERT INTO coupons (name, amount, remaining_amount) VALUES (%s, %s, %s)",
-                (name, amount, amount),
+                "INSERT INTO coupons (name, amount, remaining_amount, campaign)"
+                " VALUES (%s, %s, %s, %s)",
+                (name, amount, amount, campaign),
             )
 
         self._run(run)
@@ -234,8 +284,51 @@ class CouponService:
     def claim(self, user_id: str, coupon_name: str) -> None:
         user_id = validate_text("user_id", user_id)
         coupon_name = validate_text("coupon_name", coupon_name)
-        strategy, fault = self.strategy, self.fault
+        fault = self.fault
+        if coupon_name not in self._campaigns:
+            self._campaigns_of([coupon_name])
+            if coupon_name not in self._campaigns:
+                raise CouponNotFound()
+        # A coupon in no campaign keeps the claim strategy and its one round trip.
+        strategy = self.strategy if self._campaigns[coupon_name] is None else self.campaign
         self._run(lambda conn: strategy.claim(conn, user_id, coupon_name, fault))
+
+    def claim_bundle(self, user_id: str, coupon_names: list[str]) -> None:
+        """Claim every coupon of ``coupon_names`` for ``user_id`` in one transaction, or
+        none: the first refusal, in the order given, is raised (coupon_core.bundles)."""
+        user_id = validate_text("user_id", user_id)
+        names = validate_names("coupon_names", coupon_names)
+        fault, claim = self.fault, BUNDLE_CLAIMS[self.config.bundle_claim]
+        self._run(lambda conn: claim(conn, user_id, names, fault))
+
+    def get_many(self, names: list[str], *, multi_read: str | None = None) -> list[CouponView]:
+        """The coupons among ``names`` that exist, in the order asked (missing ones are
+        left out), read as ``multi_read`` says (default: the config's)."""
+        if not isinstance(names, list) or not names:
+            raise InvalidRequest("names must not be empty")
+        if len(names) > MAX_BUNDLE:
+            raise InvalidRequest(f"names must hold at most {MAX_BUNDLE} names")
+        if not all(isinstance(n, str) and n.strip() for n in names):
+            raise InvalidRequest("names must not hold a blank name")
+        if len(set(names)) != len(names):
+            raise InvalidRequest("names must not repeat a name")
+        variant = multi_read or self.config.multi_read
+        if variant not in MULTI_READS:
+            raise InvalidRequest(f"unknown multi_read {variant!r}")
+        read, fault = MULTI_READS[variant], self.fault
+        level = check_level(self.config.isolation or "read_committed")
+        rows = self._run(lambda conn: read(conn, names, fault, level), pool=self.read_pool)
+        return [CouponView(*row) for row in rows]
+
+    def _campaigns_of(self, names: list[str]) -> None:
+        """Learn the campaign of each coupon of ``names`` that exists."""
+        found = self._run(
+            lambda conn: conn.execute(
+                "SELECT name, campaign FROM coupons WHERE name = ANY(%s)", (names,)
+            ).fetchall()
+        )
+        for name, campaign in found:
+            self._campaigns[str(name)] = None if campaign is None else str(campaign)
 
     def health(self) -> tuple[bool, str]:
         """Whether the database answers now, and a short reason when not."""
@@ -290,6 +383,8 @@ class CouponService:
             outcome = "answered"
             if err.diag.constraint_name == "coupons_pkey":
                 raise CouponExists() from err
+            if err.diag.constraint_name == "campaign_claims_pkey":
+                raise CampaignClaimed() from err
             raise AlreadyClaimed() from err
         except pg_errors.CheckViolation as err:
             outcome = "answered"

@@ -493,6 +493,29 @@ SPECS["locust_stampede"] = Spec(
 )
 
 
+SPECS["isolation"] = Spec(
+    "24_isolation.ipynb",
+    "PostgreSQL keeps what each isolation level promises on the coupon domain (Hermitage): "
+    "a campaign's one-coupon-per-user rule suffers write skew (G2-item) under the naive "
+    "check-then-insert at READ COMMITTED and REPEATABLE READ, and under the advisory lock "
+    "at REPEATABLE READ (its snapshot predates the lock); a statement-by-statement "
+    "dashboard reads a bundle half applied (read skew, G-single) at READ COMMITTED; no "
+    "anomaly under SERIALIZABLE, with the constraint, or with the one-statement read. "
+    "Each finding must show in most seeds, with its witness cycle.",
+    "an anomaly in a cell where the level or the implementation forbids it, an expected "
+    "anomaly the checker does not catch in most seeds, a failed invariant, an answer "
+    "outside the multi-row contract, or a write whose rows differ from its answer.",
+    ('assert set(result.summary["anomalies"]) == set(result.summary["expected"])',),
+    charts=(
+        "from experiments.elle import _report as elle_report\n\n"
+        "elle_report.detection_chart(result)",
+        "elle_report.detection_table(result)",
+        'elle_report.witness_table(result, "campaign/naive/read_committed")',
+        'elle_report.witness_table(result, "dashboard/per_statement/read_committed")',
+    ),
+)
+
+
 def _literal(value: Any) -> str:
     # Literals only in the parameters cell; tuples stay tuples (papermill injects repr).
     return repr(value)

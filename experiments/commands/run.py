@@ -31,7 +31,7 @@ HELP = "run the scenario notebooks against one database; write results/<run-id>/
 _LAYER_CHOICES = {"service": ("service",), "http": ("http",), "both": suite.LAYERS}
 # Literal here (not read from the registry) so that --help needs no scenario imports;
 # tests/experiments/test_cli_errors.py holds it equal to experiments.scenarios.GROUPS.
-_GROUPS = ("all", "catalog", "faults", "replication", "distributed")
+_GROUPS = ("all", "catalog", "faults", "replication", "distributed", "isolation")
 _DATABASES = ("embedded", "docker")
 
 

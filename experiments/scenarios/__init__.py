@@ -33,6 +33,7 @@ __all__ = [
     "DISTRIBUTED",
     "FAULTS",
     "GROUPS",
+    "ISOLATION",
     "NEED",
     "REPLICATION",
     "SCENARIOS",
@@ -82,15 +83,18 @@ FAULTS: tuple[str, ...] = (
 REPLICATION: tuple[str, ...] = ("failover", "stale_reads")
 #: Load from other processes (Locust master and workers).
 DISTRIBUTED: tuple[str, ...] = ("locust_stampede",)
+#: Multi-row anomalies at each PostgreSQL isolation level (the Elle-style checker).
+ISOLATION: tuple[str, ...] = ("isolation",)
 #: The groups ``coupon-chaos run --group`` and ``list`` know, in this order.
 GROUPS: dict[str, tuple[str, ...]] = {
     "catalog": CATALOG,
     "faults": FAULTS,
     "replication": REPLICATION,
     "distributed": DISTRIBUTED,
+    "isolation": ISOLATION,
 }
 # Add a module name to one of the tuples above to register a scenario.
-_MODULES: tuple[str, ...] = CATALOG + FAULTS + REPLICATION + DISTRIBUTED
+_MODULES: tuple[str, ...] = CATALOG + FAULTS + REPLICATION + DISTRIBUTED + ISOLATION
 
 #: What the registered scenarios need, when their module does not say (``NEEDS``).
 _NEEDS: dict[str, tuple[Need, ...]] = {

@@ -113,7 +113,7 @@ def test_unknown_path_and_wrong_method_are_json(client: httpx.Client) -> None:
     assert r.status_code == 404
     r = client.delete("/api/coupons")
     assert (r.status_code, r.json()) == (405, {"error": "method not allowed"})
-    assert r.headers["allow"] == "POST"
+    assert r.headers["allow"] == "GET, HEAD, POST"
     r = client.put("/api/coupons/claim", json={})
     assert r.status_code == 405
     r = client.post("/health")
@@ -381,6 +381,7 @@ def test_openapi_document(client: httpx.Client) -> None:
     doc = r.json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
+        "/api/bundles/claim",  # docs/multirow.md
         "/api/coupons",
         "/api/coupons/claim",
         "/api/coupons/{name}",

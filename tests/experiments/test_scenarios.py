@@ -32,6 +32,7 @@ def test_registry_lists_the_catalog() -> None:
         *scenarios.FAULTS,
         *scenarios.REPLICATION,
         *scenarios.DISTRIBUTED,
+        *scenarios.ISOLATION,
     ]
     assert NAMES == [
         "mixed_load",
