@@ -38,8 +38,8 @@ from coupon_core.database import DatabaseHandle, EmbeddedPostgres, provision
 from experiments.checks import FinalState, like_prefix, read_state
 from experiments.checks_leaks import pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
-from experiments.figures import latency_quantiles, load_ops, started
 from experiments.errors import LabError
+from experiments.figures import latency_quantiles, load_ops, started
 from experiments.history import History, Op, collision
 from experiments.plans import Plan
 from experiments.run_record import announce, common_params, run_prefix
