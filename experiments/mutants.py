@@ -205,9 +205,23 @@ CREATE INDEX IF NOT EXISTS idx_claims_coupon_name ON claims(coupon_name);
 CREATE INDEX IF NOT EXISTS idx_claims_user_id ON claims(user_id);
 """
 
+# The service's multi-row table (coupon_core.schema.MULTIROW_SQL) keys each slot to its
+# claim by a foreign key to claims' UNIQUE(user_id, coupon_name); without that UNIQUE no
+# such key can exist, so the mutant makes the table first, without it (the service's
+# CREATE TABLE IF NOT EXISTS then leaves it). Campaigns are not what this mutant exposes.
+_CAMPAIGN_CLAIMS_UNKEYED = """
+CREATE TABLE IF NOT EXISTS campaign_claims (
+    campaign VARCHAR(255) NOT NULL,
+    user_id VARCHAR(255) NOT NULL,
+    coupon_name VARCHAR(255) NOT NULL,
+    PRIMARY KEY (campaign, user_id)
+);
+"""
+
 #: The contract's schema, each without one constraint.
 SCHEMA_MUTANTS: dict[str, str] = {
-    "no_unique": _COUPONS.format(check="CHECK (remaining_amount >= 0)", unique=""),
+    "no_unique": _COUPONS.format(check="CHECK (remaining_amount >= 0)", unique="")
+    + _CAMPAIGN_CLAIMS_UNKEYED,
     "no_check": _COUPONS.format(check="", unique=",\n    UNIQUE(user_id, coupon_name)"),
 }
 _DB_PREFIX = "coupon_mutant_"

@@ -100,9 +100,9 @@ def _join(args: argparse.Namespace) -> int:
     from experiments.locust import SwarmError, join_swarm, parse_hostport
 
     if args.scenario:
-        raise CommandError("with --master-host the master decides the scenario: give none")
+        raise UsageError("with --master-host the master decides the scenario: give none")
+    parse_hostport(args.master_host)
     try:
-        parse_hostport(args.master_host)
         codes = join_swarm(
             args.master_host,
             processes=args.processes,
@@ -135,9 +135,9 @@ def run(args: argparse.Namespace) -> int:
             f"Locust cannot drive {args.scenario!r}; it drives {', '.join(LOCUST_SCENARIOS)}"
         )
     params = _params(args.param)
+    if args.master_bind:
+        parse_hostport(args.master_bind)
     try:
-        if args.master_bind:
-            parse_hostport(args.master_bind)
         result = run_locust(
             args.scenario,
             processes=args.processes,
@@ -152,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
             expect_workers=args.expect_workers,
             **params,
         )
+    except UsageError:
+        raise
     except (ValueError, TypeError, KeyError, SwarmError) as err:
         raise CommandError(str(err).strip("'\"")) from None
     saved = result.save(args.out)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.checks import FinalState, stampede_collided
+from experiments.errors import SpecError
 from experiments.history import History, Op
 from experiments.lab import latency_quantiles
 from experiments.linearizability import CHECK_NAME, LINEARIZABLE_TIME_LIMIT_S, check_linearizable
@@ -154,7 +155,7 @@ def run_locust(
     which = driven(scenario)
     unknown = set(params) - set(which.defaults)
     if unknown:
-        raise TypeError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
+        raise SpecError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
     figures = {**which.defaults, **params}
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="locust-"))
     spec = RunSpec(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.errors import SwarmError
+from experiments.errors import SwarmError, UsageError
 from experiments.locust._merge import WorkerReport
 from experiments.locust._protocol import OUT_ENV, SPEC_ENV, USER_CLASS, op_row
 from experiments.plans import Plan
@@ -58,14 +58,14 @@ class SwarmRun:
 
 
 def parse_hostport(text: str, *, default_port: int = 5557) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``HOST``) as a pair; ``ValueError`` with a clear message otherwise."""
+    """``HOST:PORT`` (or ``HOST``) as a pair; a ``UsageError`` with a clear message otherwise."""
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = text, str(default_port)
     if not host:
-        raise ValueError(f"{text!r}: expected HOST:PORT")
+        raise UsageError(f"{text!r}: expected HOST:PORT")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+        raise UsageError(f"{text!r}: the port must be a number from 0 to 65535")
     return host, int(port)
 
 

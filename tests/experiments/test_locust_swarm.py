@@ -52,7 +52,7 @@ def test_the_lab_never_imports_locust() -> None:
 def test_bad_input_is_one_clear_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(argv) == 1
+    assert main(argv) == 2  # a wrong argument: the usage exit code
     err = capsys.readouterr().err
     assert message in err, err
     assert "Traceback" not in err

@@ -66,8 +66,8 @@ def correct() -> Sweep:
 def test_a_correct_sweep_is_degenerate_and_every_chart_draws(correct: Sweep) -> None:
     assert sr.not_degenerate(correct) == []
     values = sr.outcome_values(correct)
-    assert list(values["claim_ok"]) == ["5"] * 4
-    assert list(values["seeds"]) == [3] * 4
+    assert list(values["claim_ok"]) == ["5"] * len(REAL_STRATEGIES)
+    assert list(values["seeds"]) == [3] * len(REAL_STRATEGIES)
     for chart in (
         sr.outcome_distribution,
         sr.latency_ecdf,
@@ -82,7 +82,7 @@ def test_a_correct_sweep_is_degenerate_and_every_chart_draws(correct: Sweep) -> 
         assert isinstance(fig, Chart)
         assert fig._repr_png_().startswith(b"\x89PNG")
     table = sr.cell_table(correct)
-    assert list(table["pass"]) == [3] * 4
+    assert list(table["pass"]) == [3] * len(REAL_STRATEGIES)
     # A figure a strategy does not have reads "-", never "nan".
     assert table.set_index("strategy").at["atomic", "retries/claim"] == "-"
 
@@ -105,7 +105,7 @@ def test_a_mutant_that_varies_is_not_a_failed_expectation() -> None:
 
 def test_the_conclusion_is_computed_from_the_figures(correct: Sweep) -> None:
     text = sr.conclusion(correct)
-    assert "All 4 strategies passed every check on every seed" in text
+    assert f"All {len(REAL_STRATEGIES)} strategies passed every check on every seed" in text
     # atomic 1002 ops/s median against advisory's and serializable's 102: 9.8x.
     assert "`atomic` had the highest median throughput (1002 ops/s), 9.8x" in text
     assert "median across seeds of each run's claim p99 was lowest for `atomic` (22.0 ms)" in text
