@@ -414,9 +414,11 @@ TABLES: dict[str, list[Row]] = {
     ],
     # Wrong methods and paths.
     "routing": [
+        # GET /api/coupons is the multi-read (docs/multirow.md): without names, a 400.
+        _path("routing", "GET /api/coupons without names", "/api/coupons", 400),
         *(
             _path("routing", f"{method} /api/coupons", "/api/coupons", 405, method)
-            for method in ("GET", "PUT", "DELETE", "PATCH")
+            for method in ("PUT", "DELETE", "PATCH")
         ),
         _path("routing", "DELETE the target", TARGET, 405, "DELETE"),
         _path("routing", "PUT the target", TARGET, 405, "PUT"),

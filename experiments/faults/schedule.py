@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +29,19 @@ class ProxySchedule:
 
     Bounded by the sum of the durations; ``stop()`` ends it early and always leaves
     the proxy in ``pass``. Its windows are the proxy's.
+
+    ``begin_when``: the timetable starts once it holds (polled; at most
+    ``begin_within_s``, then it starts anyway and ``begun_on_time`` is False). A timetable
+    measured against a baseline needs that baseline: started with the fault, before the
+    load's workers were released (seconds on a busy machine), its first steps would
+    meet no op at all.
     """
 
     proxy: TcpProxy
     steps: list[Step]
+    begin_when: Callable[[], bool] | None = None
+    begin_within_s: float = 10.0
+    begun_on_time: bool | None = None
     done: threading.Event = field(default_factory=threading.Event)
     _abort: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -49,11 +60,32 @@ class ProxySchedule:
     def stop(self) -> None:
         self._abort.set()
         if self._thread is not None:
-            self._thread.join(timeout=sum(s.duration_s for s in self.steps) + 10)
+            self._thread.join(timeout=self.bound_s + 10)
         self.proxy.set_phase("pass")
+
+    @property
+    def bound_s(self) -> float:
+        """The longest the timetable can take: its wait for ``begin_when`` and its steps."""
+        wait = self.begin_within_s if self.begin_when is not None else 0.0
+        return wait + sum(s.duration_s for s in self.steps)
+
+    def _begin(self) -> bool:
+        if self.begin_when is None:
+            return True
+        end = time.monotonic() + self.begin_within_s
+        while not self.begin_when():
+            if time.monotonic() >= end:
+                self.begun_on_time = False
+                return not self._abort.is_set()
+            if self._abort.wait(0.01):
+                return False
+        self.begun_on_time = True
+        return True
 
     def _run(self) -> None:
         try:
+            if not self._begin():
+                return
             for step in self.steps:
                 self.proxy.set_phase(step.phase, **step.params)
                 if self._abort.wait(step.duration_s):

@@ -58,6 +58,8 @@ COMMON: dict[str, Any] = {"op_timeout_s": 5.0, "run_timeout_s": 40.0}
 #: unknown claims (each worker retrying at once), more than linearizability decides in
 #: its time bound; a real client backs off too.
 TARGET_BACKOFF_S = 0.1
+#: The longest the proxy's timetable waits for its baseline (one ok claim per worker).
+BASELINE_WITHIN_S = 10.0
 
 
 def run(spec: RunSpec) -> Result:
@@ -135,7 +137,15 @@ def run(spec: RunSpec) -> Result:
 
     def faults(fr: Run) -> list[Nemesis]:
         proxies[-1].reseed(fr.plan.seed)  # the run's seed, drawn after the proxy was made
-        sched = ProxySchedule(proxies[-1], steps)
+        history = fr.lab.history
+        # The latency and throttle verdicts compare with the ops before them: the
+        # timetable waits for a baseline of one ok claim per worker.
+        sched = ProxySchedule(
+            proxies[-1],
+            steps,
+            begin_when=lambda: _ok_load_ops(history) >= workers,
+            begin_within_s=BASELINE_WITHIN_S,
+        )
         schedules.append(sched)
         return [sched]
 
@@ -158,7 +168,7 @@ def run(spec: RunSpec) -> Result:
             make_plan=lambda s, p: claim_stream_plan(s, p, workers=workers, ops_per_worker=3000),
             faults=faults,
             expect=expect,
-            fault_s=sum(s.duration_s for s in steps) + 5,
+            fault_s=BASELINE_WITHIN_S + sum(s.duration_s for s in steps) + 5,
             # Longer than the pool timeout and the recovery bound: ops cut by the reset
             # end first, then recovery shows.
             after_s=3.0,
@@ -201,6 +211,10 @@ def _schedule_ran(p: TcpProxy, steps: list[Step]) -> Verdict:
         f"proxy phases {got} (planned {planned})",
         {"windows": got, "planned": planned},
     )
+
+
+def _ok_load_ops(history: History) -> int:
+    return sum(1 for o in list(history.ops) if o.phase == "load" and o.result == "ok")
 
 
 def _throttle_applied(

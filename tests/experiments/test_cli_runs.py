@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    # The results folder is the project's unless told: these runs keep theirs in folder.
+    env["COUPON_CHAOS_RESULTS"] = str(folder / "results")
     return subprocess.run(
         [ENTRY, *args], capture_output=True, text=True, timeout=600, env=env, cwd=folder
     )

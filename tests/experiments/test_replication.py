@@ -137,9 +137,9 @@ def test_failover_by_url_runs_its_command_as_the_fault(
     """A cluster of the user's, given by its multi-host URL, with a failover command: the
     command is the fault (a clean switchover here: the primary stopped fast, which sends
     its WAL first, then the standby promoted), and no acknowledged claim is lost."""
-    from coupon_core.database import _bin_dir
+    from coupon_core.embedded import bin_dir
 
-    pg_ctl = _bin_dir() / "pg_ctl"
+    pg_ctl = bin_dir() / "pg_ctl"
     primary, standby = cluster.primary, cluster.standby_nodes()[0]
     script = tmp_path / "switchover.sh"
     # The embedded servers run as their own system user when the lab runs as root.

@@ -149,6 +149,7 @@ def test_the_rerun_command_reads_the_url_from_the_environment(
         DATABASE_URL=url,
         PYTHONPATH=str(ROOT),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        COUPON_CHAOS_RESULTS=str(tmp_path / "results"),
     )
     first = subprocess.run(
         [sys.executable, "-m", "experiments.cli", "run", "double_dip", "--seed", "5"],

@@ -60,11 +60,14 @@ def _interrupted_run(tmp_path: Path, notebooks: Path, signum: int) -> subprocess
     # short path under /tmp: PostgreSQL's socket path must fit in 107 bytes, and pytest's
     # tmp_path grows with its run count (pytest-40/... was too long for it).
     temp = Path(tempfile.mkdtemp(prefix=f"cc-int-{signum}-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"TMPDIR": str(temp)}
     results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
+        "TMPDIR": str(temp),
+        "COUPON_CHAOS_RESULTS": str(results),
+    }
     earlier = set(results.glob("*/data/*/started"))
     proc = subprocess.Popen(
-        [ENTRY, "run", "--notebooks", str(notebooks), "--seed", "1"],
+        [ENTRY, "run", "all", "--notebooks", str(notebooks), "--seed", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -120,7 +120,7 @@ def small_sweep(db_url: str) -> Sweep:
 @pytest.mark.chaos
 def test_a_sweep_has_one_row_per_run_op_and_check(small_sweep: Sweep) -> None:
     runs = small_sweep.runs
-    assert len(runs) == 4 * 2
+    assert len(runs) == len(REAL_STRATEGIES) * 2
     assert sorted(set(runs["strategy"])) == sorted(REAL_STRATEGIES)
     assert sorted(set(runs["seed"])) == [11, 12]
     # A stampede that did not collide (atomic, with the CPU busy) is no experiment:
@@ -133,7 +133,7 @@ def test_a_sweep_has_one_row_per_run_op_and_check(small_sweep: Sweep) -> None:
     assert (runs["peak_in_flight"] >= 1).all()
     assert runs[["throughput_ops_s", "p50_ms", "p99_ms", "start_spread_ms"]].notna().all().all()
     # Every run's ops (10 claims and the setup create) and every check, one row each.
-    assert len(small_sweep.ops) == 8 * 11
+    assert len(small_sweep.ops) == len(REAL_STRATEGIES) * 2 * 11
     assert set(small_sweep.ops["phase"]) == {"setup", "load"}
     checks = small_sweep.checks
     assert len(checks) == len(checks.drop_duplicates(["strategy", "seed", "check"]))
