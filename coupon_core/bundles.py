@@ -35,7 +35,7 @@ from coupon_core.errors import (
     InvalidRequest,
     NoStock,
 )
-from coupon_core.strategies import Conn, Cursor, FaultHook, _cursor
+from coupon_core.strategies import Conn, Cursor, FaultHook, kept_cursor
 from coupon_core.validation import storable, validate_text
 
 __all__ = [
@@ -107,7 +107,7 @@ def claim_bundle(
     conn: Conn, user_id: str, coupon_names: Sequence[str], fault: FaultHook | None
 ) -> None:
     """Claim every coupon of ``coupon_names`` for ``user_id``, or none, or raise."""
-    cur = _cursor(conn)
+    cur = kept_cursor(conn)
     names = list(coupon_names)
     with conn.transaction():
         rows = {
@@ -161,7 +161,7 @@ def read_snapshot(
     conn: Conn, names: Sequence[str], fault: FaultHook | None = None, level: str = "READ COMMITTED"
 ) -> list[Row]:
     """The coupons among ``names`` that exist, in the order asked, from one snapshot."""
-    cur = _cursor(conn)
+    cur = kept_cursor(conn)
     with conn.transaction():
         cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
         cur.execute(_READ_MANY, ([n for n in names if storable(n)],))
@@ -176,7 +176,7 @@ def read_per_statement(
     ``fault`` is called at ``"between_reads"`` after every read but the last: the seam
     a test uses to commit a bundle between two reads.
     """
-    cur = _cursor(conn)
+    cur = kept_cursor(conn)
     with conn.transaction():
         cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
         return statement_by_statement(cur, names, fault)

@@ -48,7 +48,7 @@ from coupon_core.errors import (
     NoStock,
     Unavailable,
 )
-from coupon_core.strategies import Conn, Cursor, FaultHook, RetryCount, _cursor
+from coupon_core.strategies import Conn, Cursor, FaultHook, RetryCount, kept_cursor
 
 __all__ = [
     "CAMPAIGN_STRATEGIES",
@@ -166,7 +166,7 @@ class CampaignClaim:
         return replace(self, isolation=isolation)
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur = _cursor(conn)
+        cur = kept_cursor(conn)
         level = check_level(self.isolation)
         for attempt in range(self.max_retries + 1):
             try:

@@ -30,6 +30,8 @@ __all__ = [
     "RunningServer",
     "Served",
     "ServerError",
+    "accepts_connections",
+    "bind_socket",
     "run_server",
     "serve_in_thread",
     "stop_signals",
@@ -146,7 +148,8 @@ def _config(
     )
 
 
-def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port``, not yet listening; ServerError if it cannot be."""
     # Bound here, not by uvicorn, so port 0 yields the kernel's choice before startup.
     # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when
     # the proto says TCP, and accepted sockets copy it from here. Without it, Nagle
@@ -167,7 +170,8 @@ def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-def _accepts(host: str, port: int) -> bool:
+def accepts_connections(host: str, port: int) -> bool:
+    """Whether a server accepts TCP connections on ``host:port`` now (one try, 1 s)."""
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
         return True
     return False
@@ -193,7 +197,7 @@ def serve_in_thread(
     (a worker's, inherited from its group); it is closed when the server stops.
     """
     if sock is None:
-        sock = _bind(host, port, reuse_port=reuse_port)
+        sock = bind_socket(host, port, reuse_port=reuse_port)
     bound_port = int(sock.getsockname()[1])
     server = uvicorn.Server(_config(service, host, bound_port, log_level, headers, limits))
     failure: list[BaseException] = []
@@ -210,7 +214,7 @@ def serve_in_thread(
     thread.start()
     running = RunningServer(server, thread, host, bound_port)
     deadline = time.monotonic() + startup_timeout
-    while not (server.started and _accepts(host, bound_port)):
+    while not (server.started and accepts_connections(host, bound_port)):
         if not thread.is_alive():
             raise ServerError(f"server failed to start: {failure[0] if failure else 'exited'}")
         if time.monotonic() > deadline:

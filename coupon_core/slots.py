@@ -16,7 +16,7 @@ import contextlib
 import socket
 from collections.abc import Iterable
 
-from coupon_core.server import BACKLOG, ServerError, _accepts, _bind
+from coupon_core.server import BACKLOG, ServerError, accepts_connections, bind_socket
 
 __all__ = ["close_slots", "open_slots"]
 
@@ -26,14 +26,14 @@ def open_slots(host: str, port: int, n: int) -> list[socket.socket]:
     for all). ServerError if the port is taken, by any server, SO_REUSEPORT or not."""
     if n < 1:
         raise ValueError(f"need at least one slot, not {n}")
-    slots = [_bind(host, port, reuse_port=True)]
+    slots = [bind_socket(host, port, reuse_port=True)]
     bound = int(slots[0].getsockname()[1])
     try:
         # Checked before any slot listens (a bound socket takes no connections).
-        if port and _accepts(host, bound):
+        if port and accepts_connections(host, bound):
             # Another SO_REUSEPORT server (an earlier group) would share the port silently.
             raise ServerError(f"cannot listen on {host}:{bound}: a server is listening there")
-        slots += [_bind(host, bound, reuse_port=True) for _ in range(n - 1)]
+        slots += [bind_socket(host, bound, reuse_port=True) for _ in range(n - 1)]
         for slot in slots:
             slot.listen(BACKLOG)
     except BaseException:

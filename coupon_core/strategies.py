@@ -37,6 +37,7 @@ __all__ = [
     "FaultHook",
     "available_strategies",
     "get_strategy",
+    "kept_cursor",
     "register_strategy",
 ]
 
@@ -76,8 +77,9 @@ class ClaimConnection(psycopg.Connection[tuple[object, ...]]):
         return cur
 
 
-def _cursor(conn: Conn) -> Cursor:
-    """The connection's kept cursor, or a new one on a plain connection."""
+def kept_cursor(conn: Conn) -> Cursor:
+    """The connection's kept cursor, or a new one on a plain connection (the bundle and
+    campaign claims use it too)."""
     return conn.claim_cursor() if isinstance(conn, ClaimConnection) else conn.cursor()
 
 
@@ -138,7 +140,7 @@ class RowLock:
     name: str = "row_lock"
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur = _cursor(conn)
+        cur = kept_cursor(conn)
         with conn.transaction():
             row = cur.execute(
                 "SELECT remaining_amount FROM coupons WHERE name = %s FOR UPDATE", (coupon_name,)
@@ -168,7 +170,7 @@ class RowLockPipelined:
     name: str = "row_lock_pipelined"
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur, check = _cursor(conn), _second_cursor(conn)
+        cur, check = kept_cursor(conn), _second_cursor(conn)
         try:
             with conn.pipeline() as pipeline:
                 try:
@@ -206,7 +208,7 @@ class Advisory:
     name: str = "advisory"
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur = _cursor(conn)
+        cur = kept_cursor(conn)
         with conn.transaction():
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (coupon_name,))
             row = cur.execute(
@@ -244,7 +246,7 @@ class Atomic:
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
         # One statement: there is no point between insert and decrement to fault.
-        cur = _cursor(conn)
+        cur = kept_cursor(conn)
         row = cur.execute(ATOMIC_CLAIM_SQL, {"user": user_id, "coupon": coupon_name}).fetchone()
         assert row is not None
         exists, prior, claimed = row
@@ -282,7 +284,7 @@ class Serializable:
     retries: RetryCount = field(default_factory=RetryCount, compare=False, repr=False)
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
-        cur = _cursor(conn)
+        cur = kept_cursor(conn)
         for attempt in range(self.max_retries + 1):
             try:
                 with conn.transaction():

@@ -10,7 +10,7 @@ from experiments.checks.state import FinalState
 from experiments.history import History, Op
 from experiments.result import Verdict
 
-__all__ = ["ImpossibleHistory", "check"]
+__all__ = ["ImpossibleHistory", "check", "ops_on", "verdict_of"]
 
 P = ParamSpec("P")
 
@@ -44,13 +44,15 @@ def check(name: str) -> Callable[[Callable[P, Verdict]], Callable[P, Verdict]]:
     return wrap
 
 
-def _verdict(name: str, bad: list[str], ok_detail: str, figures: dict[str, Any]) -> Verdict:
+def verdict_of(name: str, bad: list[str], ok_detail: str, figures: dict[str, Any]) -> Verdict:
+    """Failed, naming the first five of ``bad`` (and how many more), or passed."""
     if bad:
         shown = "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
         return Verdict(name, False, shown, figures)
     return Verdict(name, True, ok_detail, figures)
 
 
-def _run_ops(history: History, coupons: Iterable[str] | None = None) -> list[Op]:
+def ops_on(history: History, coupons: Iterable[str] | None = None) -> list[Op]:
+    """The history's ops on ``coupons`` (None: every op)."""
     names = None if coupons is None else set(coupons)
     return [o for o in history if names is None or o.coupon in names]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from experiments.checks._compose import _run_ops, _verdict, check
+from experiments.checks._compose import check, ops_on, verdict_of
 from experiments.checks.state import FinalState
 from experiments.history import History
 from experiments.result import Verdict
@@ -35,7 +35,7 @@ def expected_counts(
     def run() -> Verdict:
         ops = [
             o
-            for o in _run_ops(history, coupons)
+            for o in ops_on(history, coupons)
             if o.kind == kind and (phase is None or o.phase == phase)
         ]
         got: dict[str, int] = {}
@@ -103,9 +103,9 @@ def results_within(
 
     @check(label)
     def run() -> Verdict:
-        ops = [o for o in _run_ops(history, coupons) if o.kind == kind]
+        ops = [o for o in ops_on(history, coupons) if o.kind == kind]
         bad = [f"op {o.op_id} ended {o.result}" for o in ops if o.result not in allowed_set]
-        return _verdict(
+        return verdict_of(
             label,
             bad,
             f"all {len(ops)} {kind} ops ended in {sorted(allowed_set)}",

@@ -3,7 +3,7 @@ reads, and the history against the claim rows."""
 
 from __future__ import annotations
 
-from experiments.checks._compose import _verdict, check
+from experiments.checks._compose import check, verdict_of
 from experiments.checks.state import FinalState
 from experiments.contract import DRIVER_TEXT, driver_text
 from experiments.history import INDETERMINATE, History
@@ -87,7 +87,7 @@ def statuses_allowed(history: History) -> Verdict:
                 bad.append(f"op {o.op_id} {o.kind} answered HTTP {o.http_status}")
             elif o.result == "ok" and o.http_status != _OK_STATUS[o.kind]:
                 bad.append(f"op {o.op_id} {o.kind} ok with HTTP {o.http_status}")
-    return _verdict(
+    return verdict_of(
         "statuses_allowed",
         bad,
         f"all {len(history)} ops within their allowed sets",
@@ -107,7 +107,7 @@ def no_server_errors(history: History, *, allow_unavailable: bool = False) -> Ve
             )
         elif not allow_unavailable and (o.result == "unavailable" or status == 503):
             bad.append(f"op {o.op_id} {o.kind}: unavailable {o.http_status or ''}".strip())
-    return _verdict("no_server_errors", bad, "no 5xx", {"errors": len(bad)})
+    return verdict_of("no_server_errors", bad, "no 5xx", {"errors": len(bad)})
 
 
 @check("no_driver_text")
@@ -129,7 +129,7 @@ def no_driver_text(history: History) -> Verdict:
             text = o.message if o.message and DRIVER_TEXT.search(o.message) else None
         if text:
             bad.append(f"op {o.op_id} {o.kind}: {text[:120]!r}")
-    return _verdict("no_driver_text", bad, "no driver text in any message", {"leaks": len(bad)})
+    return verdict_of("no_driver_text", bad, "no driver text in any message", {"leaks": len(bad)})
 
 
 @check("contract_kept")
@@ -145,7 +145,7 @@ def contract_kept(history: History) -> Verdict:
     for o in broken:
         key = str(o.http_status)
         by_status[key] = by_status.get(key, 0) + 1
-    return _verdict(
+    return verdict_of(
         "contract_kept",
         bad,
         f"all {len(judged)} HTTP answers as the contract says"
@@ -166,7 +166,7 @@ def no_timeouts(history: History) -> Verdict:
     bad = [
         f"op {o.op_id} {o.kind}: {o.message or 'unknown'}" for o in history if o.result == "unknown"
     ]
-    return _verdict(
+    return verdict_of(
         "no_timeouts", bad, "no op timed out or lost its connection", {"unknown": len(bad)}
     )
 
@@ -192,4 +192,4 @@ def gets_consistent(history: History) -> Verdict:
             bad.append(
                 f"get {o.op_id}: remaining {remaining} + {len(users)} claimers != amount {amount}"
             )
-    return _verdict("gets_consistent", bad, f"all {reads} reads consistent", {"reads": reads})
+    return verdict_of("gets_consistent", bad, f"all {reads} reads consistent", {"reads": reads})

@@ -9,7 +9,7 @@ whose ``amount`` was rewritten is a violation, not a new baseline.
 
 from __future__ import annotations
 
-from experiments.checks._compose import _verdict, check
+from experiments.checks._compose import check, verdict_of
 from experiments.checks.state import FinalState
 from experiments.history import INDETERMINATE, History
 from experiments.result import Verdict
@@ -70,7 +70,7 @@ def conservation(state: FinalState, history: History | None = None) -> Verdict:
             f"{c}: created (acknowledged) but no row"
             for c in sorted(acked & set(amounts) - set(state.coupons))
         ]
-    return _verdict(
+    return verdict_of(
         "conservation",
         bad,
         f"amount = remaining + claims for all {len(state.coupons)} coupons"
@@ -93,7 +93,7 @@ def one_claim_per_user(state: FinalState) -> Verdict:
     for _, user, coupon in state.claims:
         seen[(user, coupon)] = seen.get((user, coupon), 0) + 1
     bad = [f"user {u} holds {n} claims on {c}" for (u, c), n in seen.items() if n > 1]
-    return _verdict(
+    return verdict_of(
         "one_claim_per_user",
         bad,
         f"{len(seen)} (user, coupon) pairs, one claim each",
@@ -108,7 +108,7 @@ def no_orphan_claims(state: FinalState) -> Verdict:
         for i, u, c in state.claims
         if c not in state.coupons
     ]
-    return _verdict(
+    return verdict_of(
         "no_orphan_claims",
         bad,
         f"all {len(state.claims)} claims have a coupon",
@@ -120,6 +120,6 @@ def no_orphan_claims(state: FinalState) -> Verdict:
 def no_negative_stock(state: FinalState) -> Verdict:
     bad = [f"{n}: remaining {r}" for n, (_, r) in state.coupons.items() if r < 0]
     bad += [f"{n}: remaining {r} > amount {a}" for n, (a, r) in state.coupons.items() if r > a]
-    return _verdict(
+    return verdict_of(
         "no_negative_stock", bad, "0 <= remaining <= amount everywhere", {"violations": len(bad)}
     )

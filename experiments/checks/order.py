@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.checks._compose import ImpossibleHistory, _verdict, check
+from experiments.checks._compose import ImpossibleHistory, check, verdict_of
 from experiments.history import History, Op
 from experiments.result import Verdict
 
@@ -31,7 +31,7 @@ def no_success_before_create(history: History, coupon: str) -> Verdict:
     ok = [o for o in history if o.kind == "claim" and o.coupon == coupon and o.result == "ok"]
     if win is None:
         bad = [f"claim {o.op_id} ok but no create succeeded" for o in ok]
-        return _verdict(
+        return verdict_of(
             "no_success_before_create",
             bad,
             "no create won and no claim succeeded",
@@ -42,7 +42,7 @@ def no_success_before_create(history: History, coupon: str) -> Verdict:
         for o in ok
         if o.complete_ns < win.invoke_ns
     ]
-    return _verdict(
+    return verdict_of(
         "no_success_before_create",
         bad,
         f"all {len(ok)} ok claims ended after the winning create began",
@@ -71,7 +71,7 @@ def no_not_found_after_create(history: History, coupon: str) -> Verdict:
         for o in nf
         if o.invoke_ns > win.complete_ns
     ]
-    return _verdict(
+    return verdict_of(
         "no_not_found_after_create",
         bad,
         f"all {len(nf)} not_found began before the winning create ended",

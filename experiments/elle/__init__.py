@@ -54,6 +54,8 @@ show G-single / G2-item: a finding, asserted as such.
     _check      check_history: the verdict
     _oracle     serial_order: the brute-force oracle for small histories
     _simulate   random_history, serial_history, stale_read: seeded histories
+    _domain     the coupon domain as txns: the doors (service, HTTP), the recorder,
+                the encodings of campaign claims, bundles and reads
 """
 
 from __future__ import annotations
@@ -66,6 +68,18 @@ from experiments.elle._check import (
     check_history,
 )
 from experiments.elle._cycles import CYCLE_CLASSES, Witness
+from experiments.elle._domain import (
+    Done,
+    Door,
+    HttpDoor,
+    Recorder,
+    ServiceDoor,
+    bundle_txn,
+    campaign_txn,
+    final_reads,
+    hold_key,
+    read_txn,
+)
 from experiments.elle._history import Append, MicroOp, Outcome, Read, Txn
 from experiments.elle._oracle import serial_order
 from experiments.elle._simulate import random_history, serial_history, stale_read
@@ -76,14 +90,24 @@ __all__ = [
     "ELLE_TIME_LIMIT_S",
     "FORBIDDEN",
     "Append",
+    "Done",
+    "Door",
+    "HttpDoor",
     "MicroOp",
     "Model",
     "Outcome",
     "Read",
+    "Recorder",
+    "ServiceDoor",
     "Txn",
     "Witness",
+    "bundle_txn",
+    "campaign_txn",
     "check_history",
+    "final_reads",
+    "hold_key",
     "random_history",
+    "read_txn",
     "serial_history",
     "serial_order",
     "stale_read",

@@ -47,14 +47,14 @@ from experiments.checks import (
     no_orphan_claims,
     one_claim_per_user,
 )
-from experiments.elle import check_history
-from experiments.elle._domain import (
+from experiments.elle import (
     Door,
     HttpDoor,
     Recorder,
     ServiceDoor,
     bundle_txn,
     campaign_txn,
+    check_history,
     final_reads,
     hold_key,
     read_txn,

@@ -19,7 +19,7 @@ import pytest
 
 from coupon_core.database import free_port
 from coupon_core.errors import Unavailable
-from coupon_core.server import ServerError, _bind
+from coupon_core.server import ServerError, bind_socket
 from coupon_core.workers import ServerGroup, serve_processes
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ def test_accepted_sockets_get_tcp_nodelay() -> None:
     # asyncio sets TCP_NODELAY on an accepted socket only when its proto says TCP,
     # and accepted sockets copy the listener's proto. With proto 0 every JSON
     # response waited 40 ms for a delayed ACK on keep-alive connections.
-    listener = _bind("127.0.0.1", 0)
+    listener = bind_socket("127.0.0.1", 0)
     try:
         listener.listen(1)
         port = listener.getsockname()[1]
@@ -74,15 +74,15 @@ def test_request_threads_end_with_their_server(db_url: str, unique: str) -> None
 
 
 def test_reuse_port_lets_listeners_share_a_port() -> None:
-    first = _bind("127.0.0.1", 0, reuse_port=True)
+    first = bind_socket("127.0.0.1", 0, reuse_port=True)
     port = first.getsockname()[1]
     try:
         first.listen(1)
-        with _bind("127.0.0.1", port, reuse_port=True) as second:
+        with bind_socket("127.0.0.1", port, reuse_port=True) as second:
             second.listen(1)
         # A socket without SO_REUSEPORT may not join: the port is not silently shared.
         with pytest.raises(ServerError, match="cannot listen"):
-            _bind("127.0.0.1", port)
+            bind_socket("127.0.0.1", port)
     finally:
         first.close()
 
