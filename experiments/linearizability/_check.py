@@ -202,7 +202,7 @@ def _clock_widening(
     )
     detail = (
         f"not checked: clock uncertainty past the bound of +-{bound_ms:g} ms ({each}); "
-        "widened that far, ops that far apart could be put in either order"
+        "a widening that wide would let ops up to twice that far apart be put in either order"
     )
     figures: dict[str, object] = {
         "ops": len(history.ops),
