@@ -26,11 +26,11 @@ CHECK_NAME = "linearizable"
 LINEARIZABLE_TIME_LIMIT_S = 10.0
 #: The most clock uncertainty (ms) a process's ops are widened by; past it the verdict is
 #: unknown, never a pass. Widening ops of two processes by +-u lets ops up to 2u apart
-#: be put in either order: at 25 ms that is 50 ms, a few claims' latency through HTTP
-#: (p50 about 10 ms here), beyond which the check would vouch for little. Measured
-#: (2026-12-07, 2 Locust workers on loopback, 10 runs of 16 round trips before and after
-#: each): 0.16-0.40 ms, so the bound leaves a margin of 60x, room for a LAN's round
-#: trips of tens of ms, and none for a clock step or a stalled sync of seconds.
+#: be put in either order: a round trip of seconds (a stalled sync, a clock step seen
+#: by the estimates before and after) gave +-1-2 s and excused ops 800 ms apart.
+#: Measured (2026-12-07, 2 Locust workers on loopback, 13 stampedes of 100 users, 8
+#: round trips before and 8 after each): 0.16-0.40 ms, 60x below the bound, which
+#: leaves room for a LAN's round trips of tens of ms and none for seconds.
 MAX_CLOCK_UNCERTAINTY_MS = 25.0
 
 
