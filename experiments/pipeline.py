@@ -53,6 +53,7 @@ from experiments.lab import (
 )
 from experiments.linearizability import (
     LINEARIZABLE_TIME_LIMIT_S,
+    MAX_CLOCK_UNCERTAINTY_MS,
     check_linearizable,
     started_ops,
 )
@@ -122,6 +123,11 @@ class Run:
     budget_s: float = 60.0
     #: The final state, once read (the checks and the judge see it).
     state: FinalState | None = None
+    #: Ops timed on other processes' clocks (Locust workers): phase -> that clock's
+    #: uncertainty (ns, None: not measured) on the lab's clock, and the bound past which
+    #: the linearizability check is unknown (``check_linearizable(clocks=...)``).
+    clocks: Mapping[str, int | None] | None = None
+    max_clock_uncertainty_ms: float = MAX_CLOCK_UNCERTAINTY_MS
 
     @property
     def history(self) -> History:
@@ -469,7 +475,14 @@ def _check(
         )
         # Setup creates are in the history (phase "setup"): no initial stock to pass.
         # Ops a fault cut short (unknown, unavailable) count as maybe-happened.
-        verdicts.append(check_linearizable(started_ops(history), LINEARIZABLE_TIME_LIMIT_S))
+        verdicts.append(
+            check_linearizable(
+                started_ops(history),
+                LINEARIZABLE_TIME_LIMIT_S,
+                clocks=r.clocks,
+                max_clock_uncertainty_ms=r.max_clock_uncertainty_ms,
+            )
+        )
         verdicts.append(leaks)
     if faults:
         verdicts.append(

@@ -6,7 +6,8 @@ outcome is what the sequential coupon service returns? Coupons are independent, 
 each coupon's ops are checked on their own (P-compositionality, as in Porcupine).
 
 A failure names the coupon and a small core of ops. Past the time limit the verdict
-is unknown (``passed=None``), never a pass.
+is unknown (``passed=None``), never a pass; so is it for ops timed on process clocks
+(``clocks=``) whose uncertainty is past ``MAX_CLOCK_UNCERTAINTY_MS``.
 
     _model      the sequential coupon model, and ops in the form the search reads
     _precheck   contradictions found by counting, before any search
@@ -21,6 +22,7 @@ from __future__ import annotations
 from experiments.linearizability._check import (
     CHECK_NAME,
     LINEARIZABLE_TIME_LIMIT_S,
+    MAX_CLOCK_UNCERTAINTY_MS,
     check_linearizable,
     started_ops,
 )
@@ -29,6 +31,7 @@ from experiments.linearizability._simulate import simulate_history
 __all__ = [
     "CHECK_NAME",
     "LINEARIZABLE_TIME_LIMIT_S",
+    "MAX_CLOCK_UNCERTAINTY_MS",
     "check_linearizable",
     "simulate_history",
     "started_ops",

@@ -3,11 +3,14 @@
 The lab serves the API (uvicorn on loopback, as for ``layer="http"``) unless a
 ``target`` URL is given, creates the plan's setup coupons through HTTP, and hands the
 plan to a Locust master and its workers (``_swarm``). What comes back is merged onto
-the master's clock (the lab's process shares it: the master is always started here),
-every op widened by its worker's clock uncertainty, and judged by the same checks as
-any scenario. The result also carries Locust's own statistics and the path of its
-HTML report, and, for comparison, the linearizability verdicts of the same history
-placed without widening and at face value.
+the master's clock (the lab's process shares it: the master is always started here)
+and judged by the same checks as any scenario; the linearizability check gets each
+worker process's clock uncertainty (``process_clocks``): it widens ops between
+processes by it, keeps each process's own order exactly, and past
+``max_clock_uncertainty_ms`` its verdict is unknown. The result also carries Locust's
+own statistics and the path of its HTML report, and, for comparison, the
+linearizability verdicts of the same history without the process clocks: every op
+widened (one interval each), unwidened, and at face value.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from experiments.checks import FinalState, stampede_collided
 from experiments.errors import SpecError
 from experiments.history import History, Op
 from experiments.lab import latency_quantiles
-from experiments.linearizability import CHECK_NAME, LINEARIZABLE_TIME_LIMIT_S, check_linearizable
+from experiments.linearizability import (
+    CHECK_NAME,
+    LINEARIZABLE_TIME_LIMIT_S,
+    MAX_CLOCK_UNCERTAINTY_MS,
+    check_linearizable,
+)
 from experiments.locust._catalog import driven
 from experiments.locust._merge import (
     LOST,
@@ -29,6 +37,8 @@ from experiments.locust._merge import (
     UNREPORTED,
     merge,
     peak_overlap,
+    phase_of,
+    process_clocks,
     start_spread_ms,
 )
 from experiments.locust._swarm import SwarmRun, run_swarm
@@ -143,6 +153,7 @@ def run_locust(
     expect_workers: int | None = None,
     worker_env: Mapping[int, Mapping[str, str]] | None = None,
     name: str | None = None,
+    max_clock_uncertainty_ms: float = MAX_CLOCK_UNCERTAINTY_MS,
     **params: Any,
 ) -> Result:
     """Run the plan of ``scenario`` from a Locust master and ``processes`` workers.
@@ -151,11 +162,19 @@ def run_locust(
     is the base URL of a server the lab does not start (its database is still
     ``database_url`` or ``DATABASE_URL``, read for the final-state checks).
     ``name`` is the result's scenario name (the scenario's own by default).
+    ``max_clock_uncertainty_ms`` bounds a worker process's clock uncertainty: past it
+    the linearizability verdict is unknown (``MAX_CLOCK_UNCERTAINTY_MS`` says why).
     """
     which = driven(scenario)
     unknown = set(params) - set(which.defaults)
     if unknown:
         raise SpecError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
+    if isinstance(max_clock_uncertainty_ms, bool) or not (
+        isinstance(max_clock_uncertainty_ms, int | float) and max_clock_uncertainty_ms >= 0
+    ):
+        raise SpecError(
+            f"max_clock_uncertainty_ms must be a number >= 0, not {max_clock_uncertainty_ms!r}"
+        )
     figures = {**which.defaults, **params}
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="locust-"))
     spec = RunSpec(
@@ -168,7 +187,12 @@ def run_locust(
         op_timeout_s=op_timeout_s,
         run_timeout_s=run_timeout_s,
         target=target,
-        params={"driver": "locust", "processes": processes, **figures},
+        params={
+            "driver": "locust",
+            "processes": processes,
+            "max_clock_uncertainty_ms": max_clock_uncertainty_ms,
+            **figures,
+        },
     )
     placed: dict[str, History] = {}
     swarms: list[SwarmRun] = []
@@ -188,7 +212,11 @@ def run_locust(
         )
         swarms.append(swarm)
         placed.update({p: _placed(r.history, swarm, r.plan, p) for p in PLACEMENTS})
-        r.lab.history = placed["widened"]
+        # The checks read the ops on the master's clock, not widened; the linearizability
+        # check widens between processes by their clocks (see the module).
+        r.lab.history = placed["corrected"]
+        r.clocks = process_clocks(swarm.reports)
+        r.max_clock_uncertainty_ms = float(max_clock_uncertainty_ms)
         load = [o for o in placed["corrected"].ops if o.phase != "setup"]
         wall = (swarm.end_ns - swarm.go_ns) / 1e9 if swarm.end_ns and swarm.go_ns else 0.0
         return RunReport(
@@ -214,16 +242,18 @@ def run_locust(
         return [stampede_collided(load, r.plan.workers, phase=None)]
 
     def judge(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
-        # Beside the verdict, what the same history says placed without widening and at
-        # face value (a figure: the comparison that shows why the widening is there).
+        # Beside the verdict ("clocked"), what the same history says without the process
+        # clocks: every op widened (one interval each, a process's own order erased),
+        # unwidened, at face value (figures: the comparison that shows why the clocks
+        # are there).
         clock_checks: dict[str, dict[str, Any]] = {
-            p: check_linearizable(placed[p], LINEARIZABLE_TIME_LIMIT_S).to_dict()
-            for p in PLACEMENTS
-            if p != "widened"
+            "clocked": next(v.to_dict() for v in verdicts if v.name == CHECK_NAME)
         }
-        clock_checks["widened"] = next(v.to_dict() for v in verdicts if v.name == CHECK_NAME)
+        for p in PLACEMENTS:
+            clock_checks[p] = check_linearizable(placed[p], LINEARIZABLE_TIME_LIMIT_S).to_dict()
         r.figures["clock_checks"] = clock_checks
-        r.figures.update(_load_figures(r.history, placed["corrected"], swarms[0]))
+        r.figures.update(_load_figures(r.history, swarms[0]))
+        r.figures["max_clock_uncertainty_ms"] = r.max_clock_uncertainty_ms
         return verdicts
 
     return run_pipeline(
@@ -238,12 +268,12 @@ def run_locust(
     )
 
 
-def _load_figures(widened: History, corrected: History, swarm: SwarmRun) -> dict[str, Any]:
+def _load_figures(corrected: History, swarm: SwarmRun) -> dict[str, Any]:
     load = [o for o in corrected.ops if o.phase != "setup" and o.message not in (LOST, UNREPORTED)]
     clocks = {}
     for r in swarm.reports:
         clock = r.clock()
-        clocks[f"locust-{r.index}"] = {
+        clocks[phase_of(r.index)] = {
             "users": r.users,
             "plan_workers": len(r.plan_workers),
             "ops": len(r.ops),
@@ -257,7 +287,7 @@ def _load_figures(widened: History, corrected: History, swarm: SwarmRun) -> dict
     firsts = [min(o.invoke_ns for o in ops) for ops in by_process.values() if ops]
     wall = (max(o.complete_ns for o in load) - min(o.invoke_ns for o in load)) / 1e9 if load else 0
     return {
-        "ops": len(widened.ops),
+        "ops": len(corrected.ops),
         "processes": len(swarm.reports),
         # On the master's clock (offsets corrected, not widened): how together the
         # release was, over every user and over the processes' first ops.

@@ -1,15 +1,18 @@
-"""Per-worker histories from Locust workers, merged onto the master's clock and widened.
+"""Per-worker histories from Locust workers, merged onto the master's clock.
 
 Each worker records its ops on its own clock. ``merge`` places them on the master's
-clock by the worker's estimated offset and, by default, widens every op's interval by
-the worker's uncertainty (invoke earlier, complete later), so that no real-time order
-is claimed that the clocks cannot vouch for: a correct system is never judged wrong
-for a clock skew. A planned op its worker never reported (the worker died, or the
-run's bound passed) becomes ``unknown`` over the whole run: it may or may not have
-happened.
+clock by the worker's estimated offset. The check reads them ``corrected`` (offset
+placed, not widened) with ``process_clocks``: each worker process's uncertainty, by
+which the check widens ops between processes only (no real-time order is claimed
+that the clocks cannot vouch for: a correct system is never judged wrong for a clock
+skew), while ops of one process keep their own order exactly (one clock), and past
+a bound the verdict is unknown (``check_linearizable(clocks=...)``). A planned op its
+worker never reported (the worker died, or the run's bound passed) becomes
+``unknown`` over the whole run: it may or may not have happened.
 
-    widened    offset corrected, interval widened by the uncertainty (the check's input)
-    corrected  offset corrected, not widened (shows what the widening protects against)
+    corrected  offset corrected, not widened (the check's input, with process_clocks)
+    widened    every op widened by its worker's uncertainty, one interval each: the
+               old input, kept for comparison (it erases a process's own order)
     raw        each worker's clock taken at face value
 """
 
@@ -31,11 +34,13 @@ __all__ = [
     "WorkerReport",
     "merge",
     "peak_overlap",
+    "phase_of",
+    "process_clocks",
     "start_spread_ms",
 ]
 
 Placement = Literal["widened", "corrected", "raw"]
-PLACEMENTS: tuple[Placement, ...] = ("widened", "corrected", "raw")
+PLACEMENTS: tuple[Placement, ...] = ("corrected", "widened", "raw")
 
 LOST = "worker lost: outcome unknown"
 UNREPORTED = "never reported by its worker: outcome unknown"
@@ -78,6 +83,25 @@ class WorkerReport:
         )
 
 
+def phase_of(index: int) -> str:
+    """The phase the ops of Locust worker ``index`` carry: its process, one clock."""
+    return f"locust-{index}"
+
+
+def process_clocks(reports: Iterable[WorkerReport]) -> dict[str, int | None]:
+    """Each worker process's clock uncertainty (ns) on the master's clock, by its phase.
+
+    The half round trip of its best clock sample before the run, widened by half the
+    difference to the estimate after it (``_clocks.combine``); None for a worker with
+    no round trip (its offset is not known at all).
+    """
+    out: dict[str, int | None] = {}
+    for report in reports:
+        clock = report.clock()
+        out[phase_of(report.index)] = None if clock is None else clock.uncertainty_ns
+    return out
+
+
 def _placed(op: Op, clock: ClockEstimate | None, placement: Placement, phase: str) -> Op:
     invoke, complete = op.invoke_ns, op.complete_ns
     if clock is not None and placement != "raw":
@@ -108,14 +132,14 @@ def merge(
     *,
     window: tuple[int, int],
     history: History | None = None,
-    placement: Placement = "widened",
+    placement: Placement = "corrected",
     unassigned: Iterable[int] = (),
 ) -> History:
     """Every planned op once, on the master's clock, appended to ``history`` (or a new one).
 
     ``window`` is the run on the master's clock (the agreed start, the end of the
-    collection): an op never reported is ``unknown`` over all of it, widened by its
-    worker's uncertainty. Ops carry the phase ``locust-<worker index>``.
+    collection): an op never reported is ``unknown`` over all of it (``widened``: and
+    by its worker's uncertainty). Ops carry the phase ``phase_of(worker index)``.
     ``unassigned`` plan workers (no Locust user held them) ran nothing: their ops
     are left out, and the caller reports them.
     """
@@ -126,14 +150,14 @@ def merge(
     skipped = set(unassigned)
     for report in reports:
         clock = report.clock()
-        phase = f"locust-{report.index}"
+        phase = phase_of(report.index)
         seen: set[int] = set()
         for op in report.ops:
             if op.op_id in seen:
                 continue
             seen.add(op.op_id)
             out.append(_placed(op, clock, placement, phase))
-        widen = clock.uncertainty_ns if clock is not None else 0
+        widen = clock.uncertainty_ns if clock is not None and placement == "widened" else 0
         for w in report.plan_workers:
             if w in skipped:
                 continue

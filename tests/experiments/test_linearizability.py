@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 from experiments.history import History, Op, OpKind, ResultKind
-from experiments.linearizability import check_linearizable, simulate_history
+from experiments.linearizability import (
+    MAX_CLOCK_UNCERTAINTY_MS,
+    check_linearizable,
+    simulate_history,
+)
 
 
 class _Builder:
@@ -488,3 +492,58 @@ def test_a_stale_read_on_one_clock_is_caught_by_counting() -> None:
     verdict = check_linearizable(history, clocks=clocks)
     assert verdict.passed is False
     assert "stale read" in verdict.detail
+
+
+# -- the clock uncertainty is bounded (issue 25, point 2) ---------------------------------
+
+
+def test_past_the_bound_the_verdict_is_unknown_never_a_pass() -> None:
+    # Ops 800 ms apart on two processes: no stock was taken before u1's refusal. A
+    # +-2 s clock (a 4 s round trip) would excuse it: the check refuses to widen that far.
+    history = _clocked(
+        ("locust-0", "claim", 100, 105, "no_stock", "u1"),
+        ("locust-1", "claim", 900, 905, "ok", "u2"),
+    )
+    clocks: dict[str, int | None] = {"locust-0": 1 * MS, "locust-1": 2_000 * MS}
+    assert check_linearizable(
+        _widened(history, {"locust-0": 1 * MS, "locust-1": 2_000 * MS})
+    ).passed
+    verdict = check_linearizable(history, clocks=clocks)
+    assert verdict.passed is None
+    assert verdict.label == "unknown"
+    assert verdict.figures["clocks_past_bound"] == ["locust-1"]
+    assert verdict.figures["clock_widening_ms"] == {"locust-0": 1.0, "locust-1": 2000.0}
+    assert verdict.figures["max_clock_uncertainty_ms"] == MAX_CLOCK_UNCERTAINTY_MS
+    assert "locust-1 +-2000.000 ms" in verdict.detail
+    # Within a bound, the figure is the widening used, and the detail says it.
+    assert check_linearizable(history, clocks=clocks, max_clock_uncertainty_ms=2_000).passed
+    tight = check_linearizable(history, clocks={"locust-0": 1 * MS, "locust-1": 25 * MS})
+    assert tight.passed is False  # 800 ms apart, +-26 ms: the order is known
+    assert "locust-0 +-1.000 ms, locust-1 +-25.000 ms" in tight.detail
+
+
+def test_an_unmeasured_clock_is_unknown_and_an_idle_one_is_not_judged() -> None:
+    history = _clocked(("locust-0", "claim", 100, 105, "ok", "u1"))
+    unmeasured = check_linearizable(history, clocks={"locust-0": None})
+    assert unmeasured.passed is None
+    assert "locust-0 not measured" in unmeasured.detail
+    # A process that timed none of the ops widens nothing and is not judged.
+    idle = check_linearizable(history, clocks={"locust-0": 1 * MS, "locust-9": None})
+    assert idle.passed is True, idle.detail
+    assert idle.figures["clock_widening_ms"] == {"locust-0": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("clocks", "bound", "message"),
+    [
+        ({"locust-0": -1}, 25.0, "never negative"),
+        ({"locust-0": 1}, -1.0, "must be >= 0"),
+        ({"locust-0": 1}, float("nan"), "must be >= 0"),
+    ],
+)
+def test_a_bad_clock_figure_is_a_clear_error(
+    clocks: dict[str, int | None], bound: float, message: str
+) -> None:
+    history = _clocked(("locust-0", "claim", 100, 105, "ok", "u1"))
+    with pytest.raises(ValueError, match=message):
+        check_linearizable(history, clocks=clocks, max_clock_uncertainty_ms=bound)

@@ -1,11 +1,11 @@
-"""Merging workers' histories: placement on the master's clock, widening, lost workers."""
+"""Merging workers' histories: placement on the master's clock, process clocks, lost workers."""
 
 from __future__ import annotations
 
 from experiments.history import History, Op
 from experiments.linearizability import check_linearizable
 from experiments.locust import WorkerReport, merge, peak_overlap
-from experiments.locust._merge import LOST, UNREPORTED, start_spread_ms
+from experiments.locust._merge import LOST, UNREPORTED, phase_of, process_clocks, start_spread_ms
 from experiments.plans import stampede_plan
 
 MS = 1_000_000
@@ -80,6 +80,15 @@ def test_widening_keeps_a_clock_step_from_raising_a_false_alarm() -> None:
     assert check_linearizable(placed["raw"]).passed is False
     widened = {o.op_id: o for o in placed["widened"].ops}
     assert widened[2].complete_ns - widened[2].invoke_ns >= -step  # widened by >= the step
+    # The Locust path's verdict: an hour's step is far past the bound, so unknown (a
+    # widening of +-30 min excuses anything), never a pass.
+    clocks = process_clocks(reports)
+    verdict = check_linearizable(placed["corrected"], clocks=clocks)
+    assert verdict.passed is None, verdict.detail
+    assert verdict.figures["clocks_past_bound"] == ["locust-1"]
+    assert check_linearizable(
+        placed["corrected"], clocks=clocks, max_clock_uncertainty_ms=-step / MS
+    ).passed
 
 
 def test_without_skew_every_placement_passes() -> None:
@@ -104,6 +113,10 @@ def test_ops_of_a_lost_worker_become_unknown_over_the_run() -> None:
     lost = [o for o in merged.ops if o.message == LOST]
     assert [o.op_id for o in lost] == [3]
     assert lost[0].result == "unknown"
+    # On the master's clock: the window itself (the check widens by the process clock).
+    assert (lost[0].invoke_ns, lost[0].complete_ns) == (200 * MS, 900 * MS)
+    widened = merge(reports, plan, window=(200 * MS, 900 * MS), placement="widened")
+    lost = [o for o in widened.ops if o.message == LOST]
     clock = reports[1].clock()
     assert clock is not None
     assert lost[0].invoke_ns == 200 * MS - clock.uncertainty_ns
@@ -139,3 +152,10 @@ def test_overlap_and_start_spread() -> None:
     assert peak_overlap(ops) == 2
     assert start_spread_ms(ops) == 10 / 1e6
     assert start_spread_ms([]) is None
+
+
+def test_process_clocks_name_each_worker_by_its_phase() -> None:
+    reports, _ = _reports(0)
+    reports[1].sync_before = []
+    assert process_clocks(reports) == {phase_of(0): 1 * MS, phase_of(1): None}
+    assert phase_of(3) == "locust-3"
