@@ -58,8 +58,30 @@ CREATE INDEX IF NOT EXISTS idx_claims_user_id ON claims(user_id);
 _SCHEMA_LOCK = 0x636F75706F6E  # "coupon"
 
 
+# Every object SCHEMA_SQL makes, looked up in the catalog without locking a table. The
+# DDL itself locks even when it changes nothing (ALTER TABLE takes ACCESS EXCLUSIVE on
+# coupons, CREATE INDEX IF NOT EXISTS a SHARE lock on claims): run while claims are in
+# flight (a service connecting beside another's workload: `run isolation --layer both`
+# runs its two notebooks on one database) it queued behind them and deadlocked with a
+# claim that held coupons and wanted claims (seen: DeadlockDetected, the service's
+# "cannot reach the database"). A schema already there is left alone.
+_PRESENT_SQL = """
+SELECT to_regclass('coupons') IS NOT NULL AND to_regclass('claims') IS NOT NULL
+   AND to_regclass('campaign_claims') IS NOT NULL
+   AND to_regclass('idx_claims_coupon_name') IS NOT NULL
+   AND to_regclass('idx_claims_user_id') IS NOT NULL
+   AND to_regclass('idx_coupons_campaign') IS NOT NULL
+   AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('coupons')
+               AND attname = 'campaign' AND NOT attisdropped)
+"""
+
+
 def apply_schema(url: str) -> None:
-    """Create the tables and indexes if they are missing; safe to call any number of times."""
+    """Create the tables and indexes if they are missing; safe to call any number of
+    times, and while claims run: a schema already there takes no lock on a table."""
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        present = conn.execute(_PRESENT_SQL).fetchone()
+        if present is not None and present[0] is True:
+            return
         conn.execute(SCHEMA_SQL)

@@ -25,8 +25,8 @@ anomaly (``figures["witnesses"]``: the cycle's txns, its edges and why each exis
 True when the model forbids none of what was found, None (unknown) past the time
 bound or when the checker fails: never a pass.
 
-How a scenario feeds it (the coupon domain, not yet wired; the ``isolation``
-scenario waits for the pipeline): the key is a coupon name, the list its
+How a scenario feeds it (the coupon domain; the ``isolation`` scenario does, through
+``_domain``, whose campaign encoding keys each (coupon, user) hold instead): the key is a coupon name, the list its
 ``claimed_by`` (claims in id order, which is the order they were inserted: ``claims.id``
 is a sequence taken at insert time, so a claim appends its user at the end):
 

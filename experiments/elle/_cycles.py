@@ -108,11 +108,12 @@ def _shortest(
     check: Callable[[], None],
     accept: Callable[[list[tuple[int, int, int]]], bool],
     tries: int = _TRIES,
+    ranks: dict[int, int] | None = None,
 ) -> list[tuple[int, int, int]] | None:
     """The shortest accepted cycle through the first ``tries`` starts that have one."""
     best: list[tuple[int, int, int]] | None = None
     for first in starts[:tries]:
-        cycle = shortest_cycle_through(graph, first, kinds, within, check)
+        cycle = shortest_cycle_through(graph, first, kinds, within, check, ranks)
         if cycle is not None and accept(cycle) and (best is None or len(cycle) < len(best)):
             best = cycle
     return best
@@ -145,11 +146,18 @@ def _classify(
             break
     # G-single: exactly one rw: start on it, come back over ww/wr only. Whether one
     # exists needs a search from every rw edge: past _RW_TRIES the search is cut.
+    # Only an rw edge a -> b whose b can reach a over those edges can start one, and a
+    # search back to a needs no node that cannot reach a: the condensation's order
+    # (``ranks``) rules out both, so the rw edges that run forward (in a long history
+    # nearly all) cost nothing instead of a search of the whole component each.
     rw_starts = _edges(graph, within, RW)
-    c = _shortest(graph, rw_starts, WW | WR | extra, within, check, bool, _RW_TRIES)
+    ranks: dict[int, int] = {}
+    strongly_connected(graph, WW | WR | extra, check, within, ranks)
+    single_starts = [(a, b, k) for a, b, k in rw_starts if ranks[b] >= ranks[a]]
+    c = _shortest(graph, single_starts, WW | WR | extra, within, check, bool, _RW_TRIES, ranks)
     if c is not None:
         out.append(Witness(name("G-single", c), tuple(c)))
-    elif len(rw_starts) > _RW_TRIES:
+    elif len(single_starts) > _RW_TRIES:
         cut.add("G-single")
     # G2-item: two or more rw edges.
     c = _shortest(

@@ -63,10 +63,19 @@ class DepGraph:
 
 
 def strongly_connected(
-    graph: DepGraph, kinds: int, check: Callable[[], None], nodes: Iterable[int] | None = None
+    graph: DepGraph,
+    kinds: int,
+    check: Callable[[], None],
+    nodes: Iterable[int] | None = None,
+    ranks: dict[int, int] | None = None,
 ) -> list[list[int]]:
     """The strongly connected components of more than one node, over edges of ``kinds``
-    (Tarjan's algorithm, iterative: a history's graph is deeper than Python's stack)."""
+    (Tarjan's algorithm, iterative: a history's graph is deeper than Python's stack).
+
+    ``ranks``, when given, is filled with each node's component number in the order
+    Tarjan completes them (singletons too): that is reverse topological, so an edge
+    between components goes from a higher rank to a lower one, and ``b`` can reach
+    ``a`` only if ``ranks[b] >= ranks[a]``."""
     out = graph.out
     allowed = set(out) if nodes is None else set(nodes)
     index: dict[int, int] = {}
@@ -75,7 +84,10 @@ def strongly_connected(
     stack: list[int] = []
     found: list[list[int]] = []
     counter = 0
-    for root in allowed:
+    completed = 0
+    # With ranks asked for, roots in id order (invocation order): then the ranks of a
+    # history that ran about in order follow that order, and prune searches the most.
+    for root in sorted(allowed) if ranks is not None else allowed:
         if root in index:
             continue
         index[root] = low[root] = counter
@@ -114,6 +126,10 @@ def strongly_connected(
                     component.append(member)
                     if member == node:
                         break
+                if ranks is not None:
+                    for member in component:
+                        ranks[member] = completed
+                completed += 1
                 if len(component) > 1:
                     found.append(component)
     return found
@@ -125,12 +141,19 @@ def shortest_cycle_through(
     kinds: int,
     within: set[int],
     check: Callable[[], None],
+    ranks: dict[int, int] | None = None,
 ) -> list[tuple[int, int, int]] | None:
     """The shortest cycle that starts with edge ``first`` = (a, b, kind) and returns
     from b to a over edges of ``kinds`` inside ``within`` (breadth first), as a list
-    of (from, to, kind) steps; None if there is none."""
+    of (from, to, kind) steps; None if there is none.
+
+    ``ranks``: ``strongly_connected``'s over the same ``kinds`` and ``within``; a node
+    ranked below a cannot reach it and is not searched (the shortest path is kept)."""
     a, b, _ = first
     if b == a:
+        return None
+    floor = ranks[a] if ranks is not None else None
+    if ranks is not None and floor is not None and ranks[b] < floor:
         return None
     parent: dict[int, tuple[int, int]] = {b: (b, 0)}
     queue = deque([b])
@@ -141,6 +164,8 @@ def shortest_cycle_through(
         for target, k in out[node].items():
             usable = k & kinds
             if not usable or target not in within or target in parent:
+                continue
+            if floor is not None and ranks is not None and ranks[target] < floor:
                 continue
             # Prefer the data kinds' meaning when an edge is several kinds at once.
             step = next(bit for bit in (WW, WR, RW, PROCESS, REALTIME) if usable & bit)

@@ -75,7 +75,9 @@ def infer(
             # Internal consistency: a read shows this txn's own earlier appends last,
             # and none of its later ones.
             later = {v for v in _later_appends(t, op) if v not in mine}
-            if (mine and tuple(seen[-len(mine) :]) != tuple(mine)) or later & set(seen):
+            if (mine and tuple(seen[-len(mine) :]) != tuple(mine)) or (
+                later and not later.isdisjoint(seen)
+            ):
                 inf.flag(
                     "internal",
                     f"T{t.id} read {op.key!r} as {list(seen)} after appending {mine}",
@@ -87,23 +89,31 @@ def infer(
         for op in t.ops:
             if isinstance(op, Append):
                 reads.setdefault(op.key, [])
-    # Committed: ok txns, and unknown ones whose appends some ok read observed.
+    # Committed: ok txns, and unknown ones whose appends some ok read observed. A read
+    # that is a prefix of its key's longest shows nothing the longest does not, so only
+    # the longest and the reads off it are walked value by value: the walk is linear in
+    # the distinct values, not in the sum of every read's length (hot keys' long lists).
     committed = {t.id for t in txns if t.outcome == "ok"}
-    for key, seen_all in reads.items():
-        for _, seen in seen_all:
-            for v in seen:
-                w = writer.get((key, v))
-                if w is not None and by_id[w].outcome == "info":
-                    committed.add(w)
+    longests: dict[Key, tuple[Value, ...]] = {}
     for key, seen_all in reads.items():
         longest: tuple[Value, ...] = max((s for _, s in seen_all), key=len, default=())
+        longests[key] = longest
+        walk = [longest]
         for tid, seen in seen_all:
             if not _is_prefix(seen, longest):
+                walk.append(seen)
                 inf.flag(
                     "incompatible-order",
                     f"T{tid} read {key!r} as {list(seen)}, not a prefix of {list(longest)}",
                     key=repr(key),
                 )
+        for seen in walk:
+            for v in seen:
+                w = writer.get((key, v))
+                if w is not None and by_id[w].outcome == "info":
+                    committed.add(w)
+    for key in reads:
+        longest = longests[key]
         order = list(longest)
         # A committed append no read observed still came after every observed one
         # (Elle's previously-appended-element): with one such append, its place is
@@ -140,27 +150,32 @@ def _g1(
     final_append: dict[tuple[int, Key], Value],
 ) -> None:
     """G1a (a read of an aborted append), G1b (a read ending on an intermediate append),
-    and reads of values nobody appended."""
+    and reads of values nobody appended.
+
+    Per key, ``clean`` is how long a prefix of its version order holds no value either
+    flag is about: a read that is a prefix of the order no longer than that has nothing
+    to flag, and is passed over without a walk of its values.
+    """
+    clean: dict[Key, int] = {}
+    for key, order in inf.orders.items():
+        n = 0
+        for v in order:
+            w = writer.get((key, v))
+            if w is None or by_id[w].outcome == "fail":
+                break
+            n += 1
+        clean[key] = n
     for t in txns:
         if t.outcome != "ok":
             continue
         for op in t.ops:
             if not isinstance(op, Read) or not op.value:
                 continue
-            for v in op.value:
-                w = writer.get((op.key, v))
-                if w is None:
-                    inf.flag(
-                        "garbage-read",
-                        f"T{t.id} read {v!r} in {op.key!r}, which no transaction appended",
-                    )
-                elif by_id[w].outcome == "fail":
-                    inf.flag(
-                        "G1a",
-                        f"T{t.id} read {v!r} in {op.key!r}, appended by T{w}, which failed",
-                        reader=str(t),
-                        writer=str(by_id[w]),
-                    )
+            n = len(op.value)
+            if n <= clean.get(op.key, 0) and inf.orders[op.key][:n] == tuple(op.value):
+                pass  # a clean prefix of the order: nothing to flag in its values
+            else:
+                _flag_values(inf, t, op, by_id, writer)
             last = op.value[-1]
             w = writer.get((op.key, last))
             if w is not None and w != t.id and final_append.get((w, op.key)) != last:
@@ -172,6 +187,26 @@ def _g1(
                     reader=str(t),
                     writer=str(by_id[w]),
                 )
+
+
+def _flag_values(
+    inf: Inference, t: Txn, op: Read, by_id: dict[int, Txn], writer: dict[tuple[Key, Value], int]
+) -> None:
+    """A read's values nobody appended (garbage-read) and those of failed txns (G1a)."""
+    for v in op.value or ():
+        w = writer.get((op.key, v))
+        if w is None:
+            inf.flag(
+                "garbage-read",
+                f"T{t.id} read {v!r} in {op.key!r}, which no transaction appended",
+            )
+        elif by_id[w].outcome == "fail":
+            inf.flag(
+                "G1a",
+                f"T{t.id} read {v!r} in {op.key!r}, appended by T{w}, which failed",
+                reader=str(t),
+                writer=str(by_id[w]),
+            )
 
 
 def _edges(
@@ -268,10 +303,10 @@ def _why_wr(a: int, b: int, key: Key, v: Value) -> Callable[[], str]:
 
 
 def _why_rw(a: int, b: int, key: Key, seen: tuple[Value, ...], nxt: Value) -> Callable[[], str]:
-    shown = f"as {list(seen)}" if seen else "as empty"
+    # Rendered only for a witness: a hot key's read is thousands of values long.
     return lambda: (
-        f"rw: T{a} read {key!r} {shown}, and T{b} appended the next version {nxt!r}"
-        f" (T{a} did not see T{b}'s write)"
+        f"rw: T{a} read {key!r} {f'as {list(seen)}' if seen else 'as empty'},"
+        f" and T{b} appended the next version {nxt!r} (T{a} did not see T{b}'s write)"
     )
 
 

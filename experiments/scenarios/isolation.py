@@ -26,7 +26,12 @@ the seeds, its witness cycle named; shown less is a FAIL (the lab did not catch 
 ``summary["anomalies"]`` maps each cell to ``{anomaly class: seeds that showed it}``.
 
 ``bundle_claim`` and ``dashboard_read`` name the bundle claim and the read that stand
-for ``per_statement`` (the lab's mutants plant themselves there: ``experiments.mutants``).
+for ``per_statement`` (the lab's mutants plant themselves there: ``experiments.mutants``;
+the detection matrix's plants: tests/experiments/test_isolation_plants.py).
+
+``cells`` (default ``all``) runs only the cells named (comma-separated): the others'
+verdicts are skipped, so the matrix is not claimed, and the notebook's assert that every
+cell has its figures fails. It is for measuring one cell over many seeds.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ DEFAULTS: dict[str, Any] = {
     "min_share": 0.6,
     "bundle_claim": "one_transaction",
     "dashboard_read": "per_statement",
+    "cells": "all",
 }
 RANGES: dict[str, Range] = {
     "seeds": Range(1, 50, "pipeline runs per cell; 15 cells"),
@@ -175,21 +181,40 @@ def need(seeds: int, min_share: float) -> int:
     return max(1, math.ceil(min_share * seeds - 1e-9))
 
 
+def chosen(cells: object) -> tuple[Cell, ...]:
+    """The cells ``cells`` names: ``all``, or cell names separated by commas."""
+    if not isinstance(cells, str) or not cells.strip():
+        raise SpecError(f"cells must be 'all' or cell names separated by commas, not {cells!r}")
+    if cells.strip() == "all":
+        return CELLS
+    names = [c.strip() for c in cells.split(",")]
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise SpecError(f"cells: no cell named {unknown[0]!r}; have {', '.join(CHECKS)}")
+    return tuple(c for c in CELLS if c.name in names)
+
+
 def run(spec: RunSpec) -> Result:
     for key in ("bundle_claim", "dashboard_read"):
         if not isinstance(spec[key], str) or not spec[key]:
             raise SpecError(f"{key} must name a registered variant, not {spec[key]!r}")
+    cells = chosen(spec["cells"])
     base = draw_seed(spec.seed)
     seeds = [base + i for i in range(int(spec["seeds"]))]
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     runs: dict[str, list[Result]] = {}
-    for cell in CELLS:
+    for cell in cells:
         runs[cell.name] = [
             run_pipeline(spec.replace(seed=s), _workload(spec, cell), name=NAME) for s in seeds
         ]
     share = float(spec["min_share"])
-    verdicts = [judge_cell(cell, runs[cell.name], need(len(seeds), share)) for cell in CELLS]
+    verdicts = [
+        judge_cell(cell, runs[cell.name], need(len(seeds), share))
+        if cell in cells
+        else Verdict.skip(cell.name, f"not among cells={spec['cells']}")
+        for cell in CELLS
+    ]
     summary = summarize(runs, seeds)
     result = Result(
         scenario=NAME,
@@ -580,6 +605,8 @@ def judge_cell(cell: Cell, results: Sequence[Result], need: int) -> Verdict:
         if v.passed is False and not v.validity
     ]
     if failed:
+        if found:  # the first class's witness, for the report
+            figures["witness"] = witness(results, sorted(found)[0])
         return Verdict(cell.name, False, "; ".join(failed[:3]), {**figures, "failed": failed})
     undecided = [
         f"seed {r.seed}: {r.status}" + "".join(f"; {v.name}: {v.detail}" for v in r.failed)
