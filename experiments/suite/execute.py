@@ -222,7 +222,10 @@ def execute(
         report, nb = _run(job, run_dir, against, kernels, on_start, warm)
     # An interrupted run ends as soon as it can: its executed notebook is kept, unrendered.
     if nb is not None and report.status != "interrupted":
-        record.render_pages(nb, report, run_dir, hide_code)
+        try:
+            record.render_pages(nb, report, run_dir, hide_code)
+        except Exception as err:  # on this thread, not the run's: said in the report
+            record.render_failed(report, err)
     return report
 
 

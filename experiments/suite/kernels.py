@@ -10,7 +10,8 @@ in the notebooks' folder, and with ``PRELOAD`` imported at start-up
 takes no execution count). When a notebook starts, its kernel is up and its first
 import is a dictionary look-up.
 
-Every notebook still gets a kernel of its own, used once: nothing a notebook leaves
+A kernel that died while it waited is shut down and replaced when a notebook asks for
+it, never handed out. Every notebook still gets a kernel of its own, used once: nothing a notebook leaves
 (globals, threads, a crashed kernel) reaches the next one. A kernel taken is owned by
 that notebook's execution (``experiments.suite.engine``: nbclient shuts it down as one
 it started); those never taken are shut down by ``close``.
@@ -88,15 +89,21 @@ class WarmKernels:
     def take(self) -> Any:
         """A started kernel manager (one waiting, else one launched now); the next is
         launched before this returns, so it starts while this one's notebook runs."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the run's kernels are closed")
-            km = self._ready.pop(0) if self._ready else None
-        if km is None:
-            km = self._launch()
-        else:
+        while True:
             with self._lock:
-                self.taken_warm += 1
+                if self._closed:
+                    raise RuntimeError("the run's kernels are closed")
+                km = self._ready.pop(0) if self._ready else None
+            if km is None:
+                km = self._launch()
+                break
+            if _alive(km):
+                with self._lock:
+                    self.taken_warm += 1
+                break
+            # Died while it waited (killed, out of memory): never handed to a notebook,
+            # whose first cell would fail as the kernel's death, not the notebook's.
+            _shutdown(km)
         self.fill()
         return km
 
@@ -127,6 +134,12 @@ def release(km: Any) -> None:
     """End ``km``'s kernel if it still runs (its notebook's client did not get to it)."""
     if km.has_kernel:
         _shutdown(km)
+
+
+def _alive(km: Any) -> bool:
+    from jupyter_core.utils import run_sync
+
+    return bool(run_sync(km.is_alive)())
 
 
 def _shutdown(km: Any) -> None:

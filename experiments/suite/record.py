@@ -15,7 +15,7 @@ from typing import Any
 from experiments import compare, suite_html
 from experiments.suite_report import JobReport, SuiteReport
 
-__all__ = ["point_latest", "record_run", "render_pages"]
+__all__ = ["point_latest", "record_run", "render_failed", "render_pages"]
 
 
 def render_pages(nb: Any, report: JobReport, run_dir: Path, hide_code: bool) -> None:
@@ -29,6 +29,21 @@ def render_pages(nb: Any, report: JobReport, run_dir: Path, hide_code: bool) -> 
     if report.html_no_code is not None:
         suite_html.render_job(nb, run_dir / report.html_no_code, report, run_dir.name, hide=True)
     report.timing["render_s"] = round(time.perf_counter() - t0, 3)
+
+
+def render_failed(report: JobReport, err: BaseException) -> None:
+    """A page that would not render fails its notebook, and says why; the run goes on.
+
+    As a chart that would not draw fails it (``judge``): a report missing a page is not
+    a passed report. The index then shows "(no report)" for it, never a dead link.
+    """
+    detail = f"its report page was not written: {type(err).__name__}: {err}"
+    report.html, report.html_no_code = "", None
+    report.checks.insert(0, {"name": "report page", "passed": False, "detail": detail})
+    report.error = detail if report.error is None else f"{report.error}; {detail}"
+    if report.status == "pass":
+        report.status = "FAIL"
+    report.passed = False
 
 
 def record_run(report: SuiteReport, out: Path) -> None:
