@@ -137,6 +137,13 @@ class Scenario:
     own_checks: tuple[str, ...] | Callable[[RunSpec], tuple[str, ...]] = ()
     #: The layers it runs on (``LAYERS``); asked for another, it runs on the first.
     layers: tuple[str, ...] = LAYERS
+    #: How many pipeline runs one run of the spec makes, each under its own run bound
+    #: (a module's ``RUNS``): isolation runs cells x seeds. One for the rest.
+    runs: Callable[[RunSpec], int] | None = None
+
+    def run_count(self, **overrides: Any) -> int:
+        """The pipeline runs ``overrides`` make (at least one)."""
+        return max(1, self.runs(self.spec(**overrides))) if self.runs is not None else 1
 
     def checks(self, spec: RunSpec | None = None) -> tuple[str, ...]:
         """Every check a run of this spec returns, in order: the shared set, then its own."""
@@ -216,6 +223,7 @@ def register(module_name: str) -> Scenario:
         shared=getattr(module, "SHARED", "catalog"),
         own_checks=getattr(module, "CHECKS", ()),
         layers=tuple(getattr(module, "LAYERS", LAYERS)),
+        runs=getattr(module, "RUNS", None),
     )
     SCENARIOS[scenario.name] = scenario
     return scenario

@@ -194,6 +194,11 @@ def chosen(cells: object) -> tuple[Cell, ...]:
     return tuple(c for c in CELLS if c.name in names)
 
 
+def RUNS(spec: RunSpec) -> int:
+    """Pipeline runs of ``spec``: one per chosen cell and seed (the notebook's time bound)."""
+    return len(chosen(spec["cells"])) * int(spec["seeds"])
+
+
 def run(spec: RunSpec) -> Result:
     for key in ("bundle_claim", "dashboard_read"):
         if not isinstance(spec[key], str) or not spec[key]:

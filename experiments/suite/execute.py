@@ -19,6 +19,7 @@ Two things stop a notebook: its bound (``notebook_bound``: its scenario's run bo
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import os
@@ -180,24 +181,38 @@ class Kernels:
 
 
 def notebook_bound(job: Job) -> float | None:
-    """Seconds a notebook may run: ``RUN_BOUND_FACTOR`` x its run bound + the margin.
+    """Seconds a notebook may run: its run bound x its runs + the margin.
 
     The run bound is its ``-p run_timeout_s``, else its parameters cell's, else its
-    scenario's default; a notebook of no registered scenario that declares none (sweep,
-    detection, performance, strategies) has no bound but the per-cell one.
+    scenario's (its own figures, its ``common``, then the common default); its runs are the scenario's
+    ``run_count`` for the notebook's parameters (isolation: cells x seeds), at least
+    ``RUN_BOUND_FACTOR``. A notebook of no registered scenario that declares none
+    (sweep, detection, performance, strategies) has no bound but the per-cell one.
     """
+    from experiments.scenarios import COMMON_DEFAULTS, SCENARIOS
+
+    scenario = SCENARIOS.get(job.notebook.scenario)
     given = dict(job.overrides).get("run_timeout_s", job.notebook.defaults.get("run_timeout_s"))
     bound: float | None = None
     with contextlib.suppress(TypeError, ValueError):
         bound = None if given is None else float(given)
     if bound is None:
-        from experiments.scenarios import COMMON_DEFAULTS, SCENARIOS
-
-        scenario = SCENARIOS.get(job.notebook.scenario)
         if scenario is None:
             return None
-        bound = float(scenario.defaults.get("run_timeout_s", COMMON_DEFAULTS["run_timeout_s"]))
-    return RUN_BOUND_FACTOR * bound + NOTEBOOK_MARGIN_S
+        common = {**COMMON_DEFAULTS, **scenario.common, **scenario.defaults}
+        bound = float(common["run_timeout_s"])
+    runs = 1
+    if scenario is not None:
+        # The parameters cell's values are its source text; -p values are typed.
+        params: dict[str, Any] = {}
+        for name, text in job.notebook.defaults.items():
+            with contextlib.suppress(ValueError, SyntaxError):
+                params[name] = ast.literal_eval(text)
+        params.update(job.overrides)
+        known = {k: v for k, v in params.items() if k in scenario.defaults}
+        with contextlib.suppress(Exception):  # a bad value is the notebook's to refuse
+            runs = scenario.run_count(**known)
+    return max(RUN_BOUND_FACTOR, runs) * bound + NOTEBOOK_MARGIN_S
 
 
 def execute(

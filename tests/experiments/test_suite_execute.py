@@ -29,6 +29,20 @@ def test_a_notebook_is_bounded_by_its_scenarios_run_bound_and_a_margin() -> None
     assert notebook_bound(_job("sweep", {}, {})) is None
 
 
+def test_a_scenario_of_many_runs_is_bounded_by_all_of_them() -> None:
+    # Before: isolation at 20 seeds (15 cells, 300 pipeline runs, 474 s over HTTP) had
+    # the 3 x 60 s + margin of one stampede, and its notebook was stopped mid-run.
+    margin = suite.execute.NOTEBOOK_MARGIN_S
+    assert suite.execute.RUN_BOUND_FACTOR < 15 * 3
+    assert notebook_bound(_job("isolation", {"seeds": "3"}, {})) == 15 * 3 * 60 + margin
+    assert notebook_bound(_job("isolation", {"seeds": "3"}, {"seeds": 20})) == 300 * 60 + margin
+    one = "campaign/naive/read_committed"
+    assert (
+        notebook_bound(_job("isolation", {}, {"seeds": 2, "cells": one, "run_timeout_s": 10.0}))
+        == max(suite.execute.RUN_BOUND_FACTOR, 2) * 10 + margin
+    )
+
+
 def test_a_kernel_deaf_to_sigint_is_killed_after_the_grace() -> None:
     deaf = subprocess.Popen(
         [
