@@ -90,7 +90,11 @@ def test_life_cycle_replicate_kill_promote_inspect_rewind(cluster: ReplicatedClu
     assert rows(old.url, "SHOW synchronous_standby_names") == [("ANY 1 (node1)",)]
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (v int)")
-        conn.execute("INSERT INTO kept VALUES (1)")  # sync: the standby has it when this returns
+        # Mode sync (synchronous_commit = on) waits for the standby's flush, not its
+        # replay: a read there could still miss the row (it did once, under load). This
+        # session waits for the replay, so the standby shows it when the insert returns.
+        conn.execute("SET synchronous_commit = remote_apply")
+        conn.execute("INSERT INTO kept VALUES (1)")
     assert rows(standby.url, "SELECT v FROM kept") == [(1,)]
 
     cluster.kill(old)
