@@ -15,7 +15,8 @@ from experiments.history import History, Op
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec, SpecError
+from experiments.scenarios._shapes import WORKERS
+from experiments.spec import Range, RunSpec, SpecError
 
 NAME = "network_faults"
 TITLE = "Network faults"
@@ -37,6 +38,17 @@ DEFAULTS: dict[str, Any] = {
     "bytes_per_s": 20_000,
     "stall_s": 0.4,
     "reset_s": 0.4,
+}
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = "a TCP proxy between the service and PostgreSQL: latency, throttle, stall, reset (live connections cut, new ones refused), on a seeded timetable"
+#: The values each figure may take.
+RANGES: dict[str, Range] = {
+    "workers": WORKERS,
+    "latency_s": Range(0.001, 1, "seconds added per chunk"),
+    "jitter_s": Range(0, 1, "seconds"),
+    "bytes_per_s": Range(1000, 10_000_000, "the throttle's rate"),
+    "stall_s": Range(0.05, 5, "seconds"),
+    "reset_s": Range(0.05, 5, "seconds"),
 }
 #: The shared checks it gets, and its own (``experiments.checks.registry``).
 SHARED: Shared = "faults"

@@ -12,7 +12,8 @@ from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, PlannedOp
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec, SpecError
+from experiments.scenarios._shapes import STOCK, WORKERS
+from experiments.spec import Range, RunSpec, SpecError
 
 NAME = "process_crash"
 TITLE = "Server process crash"
@@ -36,6 +37,15 @@ DEFAULTS: dict[str, Any] = {
     "kills": 1,
     "stock": 40,
     "rolling": True,
+}
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = "SIGKILL of a server worker process with a claim in flight on it (kills times), then a rolling SIGTERM restart"
+#: The values each figure may take.
+RANGES: dict[str, Range] = {
+    "workers": WORKERS,
+    "server_workers": Range(1, 8, "server worker processes"),
+    "kills": Range(0, 10, "worker kills"),
+    "stock": STOCK,
 }
 #: The shared checks it gets, and its own (``experiments.checks.registry``).
 SHARED: Shared = "faults"
