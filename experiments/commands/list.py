@@ -1,4 +1,6 @@
-"""``coupon-chaos list``: every notebook run runs, its layers and typed parameters."""
+"""``coupon-chaos list``: what ``run`` runs: per scenario its layers, its fault, what it
+needs, its typed parameters and their ranges, and the checks a run under one strategy
+(``--strategy``, default row_lock) returns, those it skips under it named with the reason."""
 
 from __future__ import annotations
 
@@ -12,8 +14,18 @@ HELP = "list every notebook run runs: its scenario, layers, parameters (defaults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from experiments.commands.run import strategy_choices
+
     parser.add_argument(
         "--notebooks", action="store_true", help="list the suite's notebooks and layers instead"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=strategy_choices(),
+        default="row_lock",
+        metavar="STRATEGY",
+        help="show the checks a run under this claim strategy runs and skips"
+        f" (default: row_lock): {', '.join(strategy_choices())}",
     )
 
 
@@ -23,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"{nb.scenario:26} {','.join(nb.layers):13} {nb.path.name}")
         return 0
     from experiments.checks import SHARED
-    from experiments.scenarios import COMMON_DEFAULTS, GROUPS, SCENARIOS
+    from experiments.scenarios import COMMON_DEFAULTS, GROUPS, NEED, SCENARIOS
 
     common = ", ".join(f"{k}={v!r}" for k, v in COMMON_DEFAULTS.items())
     print(f"every scenario takes: {common}")
     print(f"always-on checks (catalog): {', '.join(SHARED['catalog'])}")
     print(f"always-on checks (faults): {', '.join(SHARED['faults'])}")
     print(_P_HINT)
+    print("what a scenario may need: " + "; ".join(f"{k}: {v}" for k, v in NEED.items()))
     notebooks = {nb.scenario: nb for nb in suite.discover()}
     titles = {
         "catalog": "catalog (concurrency)",
@@ -50,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{scenario.name}: {scenario.title}{_where(notebooks.get(scenario.name))}")
             print(f"    {scenario.description}")
             print(f"    parameters: {own}")
-            spec = scenario.spec()
-            differs = {k: getattr(spec, k) for k in scenario.common}
+            spec = scenario.spec(strategy=args.strategy)
+            print(f"    layers: {', '.join(scenario.layers)}")
+            if scenario.fault:
+                print(f"    fault: {scenario.fault}")
+            differs = {k: getattr(spec, k) for k in scenario.common if k != "strategy"}
             if differs:
                 print(f"    runs with: {', '.join(f'{k}={v!r}' for k, v in differs.items())}")
             if scenario.ranges:
@@ -67,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
             shared = len(SHARED[scenario.shared])
             mine = ", ".join(scenario.checks(spec)[shared:]) or "(none declared)"
             print(f"    checks: {label[scenario.shared]}; its own: {mine}")
+            for check, reason in scenario.skipped_checks(spec).items():
+                print(f"    skipped under {args.strategy}: {check}: {reason}")
     _other_notebooks([nb for name, nb in notebooks.items() if name not in SCENARIOS])
     return 0
 

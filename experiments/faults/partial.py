@@ -9,7 +9,28 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-__all__ = ["FailAfterInsert", "InjectedFault", "chain_hooks"]
+__all__ = ["AFTER_INSERT", "FailAfterInsert", "InjectedFault", "after_insert_absent", "chain_hooks"]
+
+#: The strategies whose claims call the service's fault hook at ``after_insert`` (the
+#: point between the claim row's insert and the stock decrement). A declaration, not an
+#: observation: a claim that should reach the point and never does is the lab's (or
+#: the service's) defect, and the fault check fails; only a strategy absent from here
+#: has its fault check skipped. ``tests/experiments/test_faults_partial.py`` holds it
+#: to every registered strategy's code (one claim each, the hook counting).
+AFTER_INSERT: frozenset[str] = frozenset(
+    {"row_lock", "row_lock_pipelined", "advisory", "serializable", "mutant:check_then_insert"}
+)
+#: Why a strategy has no such point, where the reason is known.
+_NO_POINT: dict[str, str] = {
+    "atomic": "its claim is one statement: no boundary between insert and decrement to fail at",
+}
+
+
+def after_insert_absent(strategy: str) -> str | None:
+    """Why ``strategy``'s claims never reach ``after_insert``; None when they do."""
+    if strategy in AFTER_INSERT:
+        return None
+    return _NO_POINT.get(strategy, "its claims call no fault hook at after_insert")
 
 
 class InjectedFault(psycopg.OperationalError):

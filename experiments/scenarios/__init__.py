@@ -43,7 +43,9 @@ __all__ = [
     "run",
 ]
 
-Need = Literal["tables", "service", "server", "database", "superuser", "database_process"]
+Need = Literal[
+    "tables", "service", "server", "database", "superuser", "database_process", "cluster", "locust"
+]
 #: What each need means; all but ``tables`` rule a scenario out against a target.
 NEED: dict[str, str] = {
     "tables": "reads the final tables (its table checks are skipped without database access)",
@@ -52,6 +54,8 @@ NEED: dict[str, str] = {
     "database": "direct database access (SQL of its own, sessions holding locks)",
     "superuser": "a database superuser (it terminates other sessions' backends)",
     "database_process": "control of the database process (it stops and starts it)",
+    "cluster": "a replicated PostgreSQL cluster of its own (a primary and standbys it starts)",
+    "locust": "Locust master and worker processes the lab starts",
 }
 _TARGET_CANNOT: frozenset[str] = frozenset(NEED) - {"tables"}
 
@@ -108,11 +112,11 @@ _NEEDS: dict[str, tuple[Need, ...]] = {
     "negative_stock": ("service", "database", "tables"),
     "input_boundary": ("server", "database", "tables"),
     # A replicated cluster of its own: it kills and promotes database processes.
-    "failover": ("database_process", "database", "tables"),
-    "stale_reads": ("database_process", "database", "tables"),
+    "failover": ("cluster", "database_process", "database", "tables"),
+    "stale_reads": ("cluster", "database_process", "database", "tables"),
     # The lab opens the target's database itself (setup checks, final state); the
     # suite does not hand it one against a target: `coupon-chaos locust --target` does.
-    "locust_stampede": ("database", "tables"),
+    "locust_stampede": ("locust", "database", "tables"),
 }
 
 
@@ -144,6 +148,16 @@ class Scenario:
     def run_count(self, **overrides: Any) -> int:
         """The pipeline runs ``overrides`` make (at least one)."""
         return max(1, self.runs(self.spec(**overrides))) if self.runs is not None else 1
+
+    #: The fault it injects (``FAULT`` in its module), for ``list``; "" when none.
+    fault: str = ""
+    #: The checks a run of a spec skips, with the reason (``SKIPS`` in its module): a
+    #: fault that cannot happen under the spec's strategy, say. A run must skip them.
+    skips: Callable[[RunSpec], dict[str, str]] | None = None
+
+    def skipped_checks(self, spec: RunSpec | None = None) -> dict[str, str]:
+        """The declared checks a run of ``spec`` skips, and why (``list`` shows them)."""
+        return dict(self.skips(spec or self.spec())) if self.skips is not None else {}
 
     def checks(self, spec: RunSpec | None = None) -> tuple[str, ...]:
         """Every check a run of this spec returns, in order: the shared set, then its own."""
@@ -202,6 +216,11 @@ class Scenario:
                 f"{self.name}: checks run differ from those declared:"
                 f" missing {missing}, undeclared {extra}, twice {sorted({n for n in got if got.count(n) > 1})}"
             )
+        passed = {v.name for v in result.verdicts if v.passed is True}
+        if passed_anyway := sorted(set(self.skipped_checks(spec)) & passed):
+            raise RuntimeError(
+                f"{self.name}: checks declared skipped under {spec.strategy} passed: {passed_anyway}"
+            )
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -224,6 +243,8 @@ def register(module_name: str) -> Scenario:
         own_checks=getattr(module, "CHECKS", ()),
         layers=tuple(getattr(module, "LAYERS", LAYERS)),
         runs=getattr(module, "RUNS", None),
+        fault=str(getattr(module, "FAULT", "")),
+        skips=getattr(module, "SKIPS", None),
     )
     SCENARIOS[scenario.name] = scenario
     return scenario

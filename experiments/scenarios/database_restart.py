@@ -14,7 +14,8 @@ from experiments.lab import latency_quantiles
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec
+from experiments.scenarios._shapes import WORKERS
+from experiments.spec import Range, RunSpec
 
 NAME = "database_restart"
 TITLE = "Database restart"
@@ -30,6 +31,15 @@ DESCRIPTION = (
     "given is not used, and the result says so)."
 )
 DEFAULTS: dict[str, Any] = {"workers": 8, "down_s": 1.0, "mode": "fast"}
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = (
+    "the database process stopped (fast or smart shutdown), kept down down_s, started on its port"
+)
+#: The values each figure may take.
+RANGES: dict[str, Range] = {
+    "workers": WORKERS,
+    "down_s": Range(0.1, 20, "seconds down; within the run bound (40 s)"),
+}
 #: The shared checks it gets, and its own (``experiments.checks.registry``).
 SHARED: Shared = "faults"
 CHECKS: tuple[str, ...] = (

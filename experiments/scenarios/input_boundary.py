@@ -103,6 +103,8 @@ def _error_of(response: httpx.Response) -> tuple[str | None, str | None]:
 
 
 #: HTTP only: asked for another layer, it runs on HTTP and says so.
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = "hostile requests: the catalog of bad input and seeded Hypothesis bodies, over HTTP"
 LAYERS: tuple[str, ...] = ("http",)
 COMMON: dict[str, Any] = {
     # About 1,240 requests plus read-backs: 22 s measured on a loaded 2-core machine

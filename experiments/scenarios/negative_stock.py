@@ -21,7 +21,8 @@ from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, PlannedOp
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec
+from experiments.scenarios._shapes import STOCK, WORKERS
+from experiments.spec import Range, RunSpec
 
 NAME = "negative_stock"
 TITLE = "Negative stock"
@@ -32,6 +33,15 @@ DESCRIPTION = (
     "and the UPDATE rejected by the CHECK constraint, changing nothing."
 )
 DEFAULTS: dict[str, Any] = {"stock": 5, "users": 40, "seq_stock": 3, "seq_claims": 12}
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = "none from the outside: a 40-user stampede on stock 5, and a direct UPDATE that would take stock below zero (the CHECK constraint must reject it)"
+#: The values each figure may take.
+RANGES: dict[str, Range] = {
+    "stock": STOCK,
+    "users": WORKERS,
+    "seq_stock": STOCK,
+    "seq_claims": Range(1, 10_000, "claims one after another"),
+}
 #: The shared checks it gets, and its own (``experiments.checks.registry``).
 SHARED: Shared = "faults"
 CHECKS: tuple[str, ...] = (

@@ -6,13 +6,14 @@ from typing import Any
 
 from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import FAULT_COMMON, claim_stream_plan
-from experiments.faults.partial import FailAfterInsert
+from experiments.faults.partial import FailAfterInsert, after_insert_absent
 from experiments.faults.window import Windows
 from experiments.history import History
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec
+from experiments.scenarios._shapes import WORKERS
+from experiments.spec import Range, RunSpec
 
 NAME = "partial_failure"
 TITLE = "Failure between insert and decrement"
@@ -23,6 +24,12 @@ DESCRIPTION = (
     "for the one-statement 'atomic' strategy the point does not exist and is never reached."
 )
 DEFAULTS: dict[str, Any] = {"rate": 0.3, "workers": 6, "claims_per_worker": 40}
+#: The values each figure may take.
+RANGES: dict[str, Range] = {
+    "rate": Range(0.01, 1, "the share of claims failed at the point"),
+    "workers": WORKERS,
+    "claims_per_worker": Range(1, 10_000),
+}
 #: The shared checks it gets, and its own (``experiments.checks.registry``).
 SHARED: Shared = "faults"
 CHECKS: tuple[str, ...] = (
@@ -31,6 +38,20 @@ CHECKS: tuple[str, ...] = (
     "failures_are_the_injected_ones",
     "fault_injected",
 )
+
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = "an error raised between a claim's insert and its stock decrement, in a seeded share"
+
+
+def _skip_reason(strategy: str, absent: str) -> str:
+    return f"{strategy} claims never reach the after_insert point ({absent})"
+
+
+def SKIPS(spec: RunSpec) -> dict[str, str]:
+    """The checks a run of ``spec`` skips, and why: the fault check, under a strategy
+    whose claims have no point between insert and decrement."""
+    absent = after_insert_absent(spec.strategy)
+    return {} if absent is None else {"fault_injected": _skip_reason(spec.strategy, absent)}
 
 
 class _HookFault:
@@ -86,23 +107,21 @@ def run(spec: RunSpec) -> Result:
                 {"unavailable": unavailable},
             ),
         ]
-        if hook.reached == 0:
-            # The strategy has no point between its insert and its decrement (atomic's
-            # one statement): the fault cannot happen, and a check of it would prove
-            # nothing. Skipped with the reason, never passed.
-            verdicts.append(
-                Verdict.skip(
-                    "fault_injected",
-                    f"{spec.strategy} claims never reached the after_insert point"
-                    " (no statement boundary between insert and decrement to fail at)",
-                )
-            )
+        absent = after_insert_absent(spec.strategy)
+        if absent is not None and hook.reached == 0:
+            # The fault cannot happen under this strategy (declared in faults.partial):
+            # skipped with the reason, never passed, as ``list --strategy`` shows.
+            verdicts.append(Verdict.skip("fault_injected", _skip_reason(spec.strategy, absent)))
         else:
+            # A strategy declared to reach the point must reach it and be failed there;
+            # one declared not to that reaches it anyway contradicts its declaration.
             verdicts.append(
                 Verdict(
                     "fault_injected",
-                    hook.failed > 0,
-                    f"{hook.failed} of {hook.reached} claims failed after their insert",
+                    absent is None and hook.failed > 0,
+                    f"{hook.failed} of {hook.reached} claims failed after their insert"
+                    + (f" (declared without the point: {absent})" if absent else ""),
+                    {"reached": hook.reached, "failed": hook.failed},
                 )
             )
         return verdicts

@@ -11,7 +11,8 @@ from experiments.history import History
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec
+from experiments.scenarios._shapes import WORKERS
+from experiments.spec import Range, RunSpec
 
 NAME = "pool_exhaustion"
 TITLE = "Pool exhaustion"
@@ -24,6 +25,14 @@ DESCRIPTION = (
     "nothing lost; the pool is idle afterwards."
 )
 DEFAULTS: dict[str, Any] = {"workers": 40, "pool_timeout_s": 0.25, "hold_s": 0.8}
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = "every pool connection held by the nemesis for hold_s, beside 40 callers on a pool of 4"
+#: The values each figure may take.
+RANGES: dict[str, Range] = {
+    "workers": WORKERS,
+    "pool_timeout_s": Range(0.01, 4, "seconds; under the op bound (5 s)"),
+    "hold_s": Range(0.05, 20, "seconds; within the run bound (30 s)"),
+}
 #: The shared checks it gets, and its own (``experiments.checks.registry``).
 SHARED: Shared = "faults"
 CHECKS: tuple[str, ...] = (

@@ -11,7 +11,8 @@ from experiments.history import History
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict
-from experiments.spec import RunSpec
+from experiments.scenarios._shapes import WORKERS
+from experiments.spec import Range, RunSpec
 
 NAME = "query_timeout"
 TITLE = "Query timeout"
@@ -22,6 +23,14 @@ DESCRIPTION = (
     "while the lock is held, all succeed after; a pg_sleep past the timeout on a service connection is cancelled."
 )
 DEFAULTS: dict[str, Any] = {"workers": 10, "statement_timeout_ms": 300, "hold_s": 1.0}
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = "the hot coupon's row locked by another session for hold_s, under the service's statement_timeout"
+#: The values each figure may take.
+RANGES: dict[str, Range] = {
+    "workers": WORKERS,
+    "statement_timeout_ms": Range(10, 4000, "milliseconds; under the op bound (5 s)"),
+    "hold_s": Range(0.1, 20, "seconds; within the run bound (30 s)"),
+}
 #: The shared checks it gets, and its own (``experiments.checks.registry``).
 SHARED: Shared = "faults"
 CHECKS: tuple[str, ...] = (

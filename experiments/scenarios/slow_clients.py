@@ -57,6 +57,11 @@ RANGES: dict[str, Range] = {
     "workers": Range(1, 64, "threads of normal clients"),
     "claim_bound_s": Range(0.05, 60, "the slowest normal claim allowed, in seconds"),
 }
+#: The fault it injects (``coupon-chaos list`` shows it).
+FAULT = (
+    "raw sockets that send slowly, stop short, send nothing or cut their body,"
+    " and a crowd of slowloris connections"
+)
 #: Raw sockets to a server: HTTP only.
 LAYERS: tuple[str, ...] = ("http",)
 #: It sets the deadline of the server it probes: a server the lab starts.

@@ -319,3 +319,29 @@ def test_a_result_refuses_two_verdicts_of_one_name() -> None:
             history=History(),
             verdicts=[Verdict("claim_counts", True, "a"), Verdict("claim_counts", True, "b")],
         )
+
+
+# -- 8. a fault check is skipped only where its fault cannot happen --------------------
+
+
+def test_partial_failure_fails_when_row_lock_claims_never_reach_the_point(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service whose row_lock claims call no fault hook (the hook dropped on the way
+    to the strategy): no claim is failed after its insert. Old code: ``fault_injected``
+    was skipped whenever the hook was never reached, and the run passed; the skip is
+    now by declaration (``faults.partial.AFTER_INSERT``: atomic only), so it fails."""
+    from coupon_core import strategies
+
+    take = strategies._check_and_take
+
+    def no_hook(cur: Any, remaining: Any, user_id: str, coupon_name: str, fault: Any) -> None:
+        take(cur, remaining, user_id, coupon_name, None)
+
+    monkeypatch.setattr(strategies, "_check_and_take", no_hook)
+    result = _run("partial_failure", db_url, strategy="row_lock")
+    v = result.verdict("fault_injected")
+    assert v.skipped is False, v.detail
+    assert v.passed is False, v.detail
+    assert result.summary["hook_reached"] == 0
+    assert result.status == "FAIL"

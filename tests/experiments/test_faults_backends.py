@@ -126,3 +126,38 @@ def test_pause_kill_on_other_strategies(db_url: str, unique: str, strategy: str)
         t.join(10)
         assert isinstance(out[0], Unavailable)
         assert _state(db_url, coupon) == (2, 0)
+
+
+def test_a_round_waits_for_a_backend_to_kill(db_url: str, unique: str) -> None:
+    """The service's pool is empty when the round comes (the last round emptied it, and
+    it has not reconnected yet); a connection opens 0.3 s later. Old code: the round
+    killed nothing (rounds of [4, 0, 6, 5] over HTTP, seen in the sweep) and
+    connection_drop's backends_killed failed; the round now waits for a backend."""
+    app = f"svc-{unique}"
+    opened: list[psycopg.Connection[tuple[object, ...]]] = []
+
+    def late() -> None:
+        time.sleep(0.35)
+        opened.append(psycopg.connect(db_url, autocommit=True, application_name=app))
+
+    t = threading.Thread(target=late)
+    t.start()
+    try:
+        with BackendKiller(db_url, app, interval_s=0.05, jitter_s=0.0, max_kills=1) as k:
+            k.done.wait(5)
+        assert k.killed_per_round == [1], k.killed_per_round
+    finally:
+        t.join()
+        for conn in opened:
+            conn.close()
+
+
+def test_a_round_with_no_backend_in_its_bound_kills_nothing(db_url: str, unique: str) -> None:
+    """A service that never reconnects still shows: the round kills 0, within its bound."""
+    start = time.monotonic()
+    with BackendKiller(
+        db_url, f"svc-{unique}", interval_s=0.01, jitter_s=0.0, max_kills=1, backend_wait_s=0.3
+    ) as k:
+        k.done.wait(5)
+    assert k.killed_per_round == [0]
+    assert time.monotonic() - start < 3

@@ -140,3 +140,38 @@ def test_lock_window_ends_before_any_waiter_can_finish(db_url: str, unique: str)
     (window,) = holder.windows.windows
     assert len(done) == 4
     assert all(t >= window.end_ns for t in done), [(t - window.end_ns) / 1e6 for t in done]
+
+
+def test_lock_contentions_cancel_waits_for_a_waiter(db_url: str, unique: str) -> None:
+    """lock_contention's cancel comes 0.1 s in; the first claim waits on the lock only
+    0.4 s in (a loaded machine, HTTP). Old code: the cancel found no waiter, cancelled
+    nothing, and waiters_cancelled failed (atomic over HTTP, seed 1, in the sweep); it
+    now looks again until one waits, within the hold."""
+    from types import SimpleNamespace
+
+    from experiments.scenarios.lock_contention import _CancelOnce
+
+    app = f"svc-{unique}"
+    coupon = f"{unique}-c"
+    with CouponService.connect(db_url, ServiceConfig(pool_min=1)) as svc:
+        svc.create(coupon, 5)
+    fr = SimpleNamespace(database_url=db_url, application_name=app)
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        time.sleep(0.4)
+        with psycopg.connect(db_url, autocommit=True, application_name=app) as conn:
+            try:
+                conn.execute("SELECT 1 FROM coupons WHERE name = %s FOR UPDATE", (coupon,))
+            except psycopg.errors.QueryCanceled as err:
+                errors.append(err)
+
+    with RowLockHolder(db_url, coupon, hold_s=1.5):
+        canceller = _CancelOnce(fr, 0.1, give_up_s=1.4)  # type: ignore[arg-type]
+        t = threading.Thread(target=waiter)
+        t.start()
+        canceller.start()
+        t.join(5)
+        canceller.stop()
+    assert len(canceller.cancelled) == 1, canceller.looks
+    assert len(errors) == 1

@@ -79,3 +79,31 @@ def test_seeded_rate_is_reproducible() -> None:
 def test_choice_is_required() -> None:
     with pytest.raises(ValueError, match="choose claims to fail"):
         FailAfterInsert()
+
+
+def _every_strategy() -> list[str]:
+    from coupon_core import available_strategies
+    from experiments import mutants
+
+    mutants.install()
+    return available_strategies(include_registered=True)
+
+
+@pytest.mark.parametrize("strategy", _every_strategy())
+def test_after_insert_declaration_matches_each_strategys_code(
+    db_url: str, unique: str, strategy: str
+) -> None:
+    """``AFTER_INSERT`` says which strategies reach the point; partial_failure skips its
+    fault check only for the others. Held here to the code: one claim with a hook
+    counting the points it is called at."""
+    from experiments.faults.partial import AFTER_INSERT, after_insert_absent
+
+    coupon = f"{unique}-c"
+    points: list[str] = []
+    with CouponService.connect(db_url, ServiceConfig(strategy=strategy, pool_min=1)) as svc:
+        svc.create(coupon, 5)
+        svc.fault = points.append
+        svc.claim("u1", coupon)
+    reached = "after_insert" in points
+    assert reached == (strategy in AFTER_INSERT), (strategy, points)
+    assert (after_insert_absent(strategy) is None) == reached

@@ -59,6 +59,21 @@ def test_throttle_limits_bytes_per_second(proxy: TcpProxy, db_url: str) -> None:
     assert 0.35 <= took <= 2.0, took
 
 
+def test_throttle_holds_even_one_small_round_trip(proxy: TcpProxy, db_url: str) -> None:
+    """network_faults' throttle_applied judges one-statement claims: each of its
+    messages is held a slice's time (20 ms at 20 kB/s), up and down. Old code slept
+    after the slice: on a quiet connection a round trip went through at once."""
+    with psycopg.connect(proxy.conninfo(db_url), autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        time.sleep(0.1)  # a quiet connection: nothing queued behind an earlier slice
+        proxy.set_phase("throttle", bytes_per_s=20_000)
+        t0 = time.monotonic()
+        conn.execute("SELECT 1")
+        took = time.monotonic() - t0
+        proxy.set_phase("pass")
+    assert took >= 0.038, took
+
+
 def test_reset_breaks_live_connections_and_refuses_new_ones(proxy: TcpProxy, db_url: str) -> None:
     url = proxy.conninfo(db_url)
     conn = psycopg.connect(url, autocommit=True)
