@@ -125,10 +125,11 @@ def planted(monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setitem(sys.modules, "tests_plant", types.ModuleType("tests_plant"))
         monkeypatch.setitem(sys.modules, mod.__name__, mod)
         monkeypatch.setitem(GROUPS, "faults", (*GROUPS["faults"], _PLANT))
-        monkeypatch.delitem(SCENARIOS, _PLANT, raising=False)
-        scenario = scenarios.register(mod.__name__)
-        monkeypatch.setitem(SCENARIOS, _PLANT, scenario)
-        return scenario
+        # register() writes SCENARIOS itself: the name is recorded before it, so the undo
+        # removes the plant (a delitem of an absent key records nothing, and the plant
+        # stayed in the registry for every later test).
+        monkeypatch.setitem(SCENARIOS, _PLANT, None)
+        return scenarios.register(mod.__name__)
 
     return plant
 
