@@ -138,9 +138,7 @@ def _banner(job: JobReport, run_id: str, hide: bool) -> str:
     other_link = (
         f' · <a href="{esc(other)}">{"with code" if hide else "without code"}</a>' if other else ""
     )
-    failed = "".join(
-        f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>" for c in job.failures
-    )
+    failed = "".join(_check_item(c) for c in job.failures)
     return (
         f'<header class="cc-banner cc-{job.badge}">'
         f'<nav><a href="index.html">&larr; all scenarios of run {esc(run_id)}</a>{other_link}</nav>'
@@ -384,14 +382,18 @@ def _previous_link(suite: SuiteReport) -> str:
     )
 
 
+def _check_item(check: dict[str, Any]) -> str:
+    """A check that did not pass, as a list item; a finding says it is one."""
+    esc = html.escape
+    tag = " (finding)" if check.get("finding") is not None else ""
+    return f"<li><b>{esc(check['name'])}</b>{tag}: {esc(str(check['detail']))}</li>"
+
+
 def _row_html(suite: SuiteReport, job: JobReport) -> str:
     """One notebook's row: verdict, what failed, checks, outcomes, figures, links, chart."""
     esc = html.escape
     anchor = f"{job.name}-{job.layer}"
-    failed = "".join(
-        f"<li><b>{esc(c['name'])}</b>: {esc(str(c['detail']))}</li>"
-        for c in [*job.failures, *job.skipped_checks]
-    )
+    failed = "".join(_check_item(c) for c in [*job.failures, *job.skipped_checks])
     png = _outcome_png(suite.run_dir, job)
     chart = f'<img alt="outcomes of {esc(anchor)}" src="{png}">' if png else ""
     links = f'<a href="{esc(job.html)}">report</a>' if job.html else "(no report)"

@@ -333,9 +333,12 @@ def _counts(report: suite_report.SuiteReport) -> str:
 
 
 def _prefix(check: dict[str, Any]) -> str:
-    """How a check that did not pass is named: a failure, an unknown, or no experiment."""
+    """How a check that did not pass is named: a failure, a finding (the anomaly a
+    known-unsafe configuration must show, caught), an unknown, or no experiment."""
     if check.get("validity"):
         return "NOT AN EXPERIMENT"
+    if check["passed"] is False and check.get("finding") is not None:
+        return "FINDING"
     return "FAILED" if check["passed"] is False else "UNKNOWN"
 
 
