@@ -49,6 +49,7 @@ from coupon_core.errors import (
     Unavailable,
 )
 from coupon_core.strategies import Conn, Cursor, FaultHook, RetryCount, kept_cursor
+from coupon_core.validation import choose
 
 __all__ = [
     "CAMPAIGN_STRATEGIES",
@@ -141,12 +142,7 @@ def check_and_take(
 
 def check_level(isolation: str) -> str:
     """PostgreSQL's name of the level ``isolation`` (a key of ``LEVELS``); ValueError if none."""
-    try:
-        return LEVELS[isolation]
-    except KeyError:
-        raise ValueError(
-            f"unknown isolation {isolation!r}; choose one of {', '.join(LEVELS)}"
-        ) from None
+    return choose(LEVELS, "isolation", isolation)
 
 
 @dataclass(frozen=True)
@@ -225,13 +221,9 @@ def available_campaign_strategies() -> list[str]:
 
 def get_campaign_strategy(name: str, isolation: str | None = None) -> CampaignStrategy:
     """The preset ``name``, at ``isolation`` when given (else its own level)."""
-    try:
-        strategy = CAMPAIGN_STRATEGIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown campaign strategy {name!r}; choose one of "
-            f"{', '.join(available_campaign_strategies())}"
-        ) from None
+    strategy = choose(
+        CAMPAIGN_STRATEGIES, "campaign strategy", name, available_campaign_strategies()
+    )
     if isolation is None:
         return strategy
     if not isinstance(strategy, CampaignClaim):

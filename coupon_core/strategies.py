@@ -29,6 +29,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
 from coupon_core.errors import AlreadyClaimed, CouponNotFound, NoStock, Unavailable
+from coupon_core.validation import choose
 
 __all__ = [
     "STRATEGIES",
@@ -322,9 +323,4 @@ def available_strategies(*, include_registered: bool = False) -> list[str]:
 
 
 def get_strategy(name: str) -> ClaimStrategy:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown strategy {name!r}; choose one of {', '.join(available_strategies())}"
-        ) from None
+    return choose(STRATEGIES, "strategy", name, available_strategies())

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
 from coupon_core.errors import InvalidRequest
 
-__all__ = ["MAX_AMOUNT", "MAX_NAME_LENGTH", "validate_amount", "validate_text"]
+__all__ = ["MAX_AMOUNT", "MAX_NAME_LENGTH", "choose", "validate_amount", "validate_text"]
+
+T = TypeVar("T")
 
 MAX_NAME_LENGTH = 255
 MAX_AMOUNT = 2_147_483_647  # PostgreSQL INTEGER
@@ -50,3 +55,13 @@ def storable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def choose(table: Mapping[str, T], what: str, name: str, choices: Iterable[str] = ()) -> T:
+    """``table[name]``, else a ValueError naming ``what`` and the choices (``choices``
+    when given: the ones to offer, which may be fewer than the table holds)."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        offered = ", ".join(choices or table)
+        raise ValueError(f"unknown {what} {name!r}; choose one of {offered}") from None

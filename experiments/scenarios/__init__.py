@@ -142,7 +142,7 @@ class Scenario:
     #: The layers it runs on (``LAYERS``); asked for another, it runs on the first.
     layers: tuple[str, ...] = LAYERS
     #: How many pipeline runs one run of the spec makes, each under its own run bound
-    #: (a module's ``RUNS``): isolation runs cells x seeds. One for the rest.
+    #: (a module's ``count_runs(spec)``): isolation runs cells x seeds. One for the rest.
     runs: Callable[[RunSpec], int] | None = None
 
     def run_count(self, **overrides: Any) -> int:
@@ -242,7 +242,7 @@ def register(module_name: str) -> Scenario:
         shared=getattr(module, "SHARED", "catalog"),
         own_checks=getattr(module, "CHECKS", ()),
         layers=tuple(getattr(module, "LAYERS", LAYERS)),
-        runs=getattr(module, "RUNS", None),
+        runs=getattr(module, "count_runs", None),
         fault=str(getattr(module, "FAULT", "")),
         skips=getattr(module, "SKIPS", None),
     )

@@ -194,7 +194,7 @@ def chosen(cells: object) -> tuple[Cell, ...]:
     return tuple(c for c in CELLS if c.name in names)
 
 
-def RUNS(spec: RunSpec) -> int:
+def count_runs(spec: RunSpec) -> int:
     """Pipeline runs of ``spec``: one per chosen cell and seed (the notebook's time bound)."""
     return len(chosen(spec["cells"])) * int(spec["seeds"])
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.errors import SpecError
 from experiments.suite import judge, record
 from experiments.suite.discover import Job
 from experiments.suite.engine import register as suite_engine
@@ -210,7 +211,9 @@ def notebook_bound(job: Job) -> float | None:
                 params[name] = ast.literal_eval(text)
         params.update(job.overrides)
         known = {k: v for k, v in params.items() if k in scenario.defaults}
-        with contextlib.suppress(Exception):  # a bad value is the notebook's to refuse
+        # A value the scenario refuses is the notebook's to refuse, in its first cell;
+        # any other error here is the lab's own and is raised.
+        with contextlib.suppress(SpecError):
             runs = scenario.run_count(**known)
     return max(RUN_BOUND_FACTOR, runs) * bound + NOTEBOOK_MARGIN_S
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -119,19 +120,21 @@ def _plant_module(passes_skipped: bool) -> types.ModuleType:
 
 
 @pytest.fixture
-def planted(monkeypatch: pytest.MonkeyPatch) -> Any:
+def planted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Scenario]]:
     def plant(passes_skipped: bool = False) -> Scenario:
         mod = _plant_module(passes_skipped)
         monkeypatch.setitem(sys.modules, "tests_plant", types.ModuleType("tests_plant"))
         monkeypatch.setitem(sys.modules, mod.__name__, mod)
         monkeypatch.setitem(GROUPS, "faults", (*GROUPS["faults"], _PLANT))
-        # register() writes SCENARIOS itself: the name is recorded before it, so the undo
-        # removes the plant (a delitem of an absent key records nothing, and the plant
-        # stayed in the registry for every later test).
-        monkeypatch.setitem(SCENARIOS, _PLANT, None)
         return scenarios.register(mod.__name__)
 
-    return plant
+    assert _PLANT not in SCENARIOS
+    try:
+        yield plant
+    finally:
+        # register() writes SCENARIOS itself, which monkeypatch does not see: the plant
+        # is taken out here (it once stayed, and failed every registry test after it).
+        SCENARIOS.pop(_PLANT, None)
 
 
 def test_list_shows_a_planted_scenarios_fault_and_what_it_skips(

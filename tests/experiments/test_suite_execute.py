@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from experiments import suite
+from experiments.scenarios import SCENARIOS
 from experiments.suite.execute import Kernel, Kernels, notebook_bound
 
 
@@ -41,6 +45,26 @@ def test_a_scenario_of_many_runs_is_bounded_by_all_of_them() -> None:
         notebook_bound(_job("isolation", {}, {"seeds": 2, "cells": one, "run_timeout_s": 10.0}))
         == max(suite.execute.RUN_BOUND_FACTOR, 2) * 10 + margin
     )
+
+
+def test_a_value_the_scenario_refuses_leaves_the_bound_of_one_run_a_lab_bug_is_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    margin = suite.execute.NOTEBOOK_MARGIN_S
+    factor = suite.execute.RUN_BOUND_FACTOR
+    # A cell name isolation does not have is the notebook's to refuse, in its first cell.
+    bad = _job("isolation", {}, {"cells": "no/such/cell", "run_timeout_s": 10.0})
+    assert notebook_bound(bad) == factor * 10 + margin
+
+    # An error of the lab's own in counting the runs is not swallowed.
+    def broken(spec: object) -> int:
+        raise KeyError("seeds")
+
+    monkeypatch.setitem(
+        SCENARIOS, "isolation", dataclasses.replace(SCENARIOS["isolation"], runs=broken)
+    )
+    with pytest.raises(KeyError):
+        notebook_bound(_job("isolation", {}, {"run_timeout_s": 10.0}))
 
 
 def test_a_kernel_deaf_to_sigint_is_killed_after_the_grace() -> None:
