@@ -105,7 +105,7 @@ def test_bad_scenarios_and_parameters_are_refused_before_anything_runs() -> None
 
 @pytest.fixture(scope="module")
 def small_sweep(db_url: str) -> Sweep:
-    """flash_sale (10 users, stock 2) x the four strategies x 2 seeds, service layer."""
+    """flash_sale (10 users, stock 2) x every real strategy x 2 seeds, service layer."""
     return run_sweep(
         ["flash_sale"],
         seeds=2,
