@@ -19,9 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coupon_core.redact import redact_url
+from coupon_core.strategies import STRATEGIES, available_strategies
 from experiments.errors import SpecError
+from experiments.mutants import MUTANT_STRATEGIES
 
-__all__ = ["COMMON_DEFAULTS", "COMMON_FIELDS", "LAYERS", "Range", "RunSpec", "SpecError", "merge"]
+__all__ = [
+    "COMMON_DEFAULTS",
+    "COMMON_FIELDS",
+    "LAYERS",
+    "Range",
+    "RunSpec",
+    "SpecError",
+    "merge",
+    "strategy_names",
+]
 
 #: The layers a run drives: the service in process, or its HTTP API through uvicorn.
 LAYERS: tuple[str, ...] = ("service", "http")
@@ -119,6 +130,13 @@ COMMON_RANGES: dict[str, Range] = {
 }
 
 
+def strategy_names() -> list[str]:
+    """The strategies a run may name: the real ones, then the lab's mutants
+    (``mutant:<bug>``, registered with coupon_core when a run starts). A strategy a
+    caller registered itself (a test's plant) is taken too."""
+    return [*available_strategies(), *(s.name for s in MUTANT_STRATEGIES)]
+
+
 def merge(
     scenario: str,
     *,
@@ -157,6 +175,11 @@ def merge(
             r.check(name, value)
     if values["layer"] not in LAYERS:
         raise SpecError(f"layer must be one of {', '.join(LAYERS)}, not {values['layer']!r}")
+    strategy = values["strategy"]
+    if not isinstance(strategy, str) or (
+        strategy not in STRATEGIES and strategy not in strategy_names()
+    ):
+        raise SpecError(f"unknown strategy {strategy!r}; choose from {', '.join(strategy_names())}")
     allowed = [x for x in layers if values["target"] is None or x == "http"]
     if not allowed:
         raise SpecError(f"{scenario}: cannot run against a target (it runs on {list(layers)})")

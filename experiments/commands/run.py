@@ -36,11 +36,10 @@ _DATABASES = ("embedded", "docker")
 
 
 def strategy_choices() -> list[str]:
-    """The real strategies, then the lab's mutants (``mutant:<bug>``)."""
-    from coupon_core import available_strategies
-    from experiments.mutants import MUTANT_STRATEGIES
+    """The real strategies, then the lab's mutants (``mutant:<bug>``): the spec's."""
+    from experiments.spec import strategy_names
 
-    return [*available_strategies(), *(s.name for s in MUTANT_STRATEGIES)]
+    return strategy_names()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -147,3 +147,64 @@ def test_list_shows_every_notebook_run_runs_with_layers_and_typed_parameters(
     assert "users=50 (int)" in printed  # flash_sale's parameters, typed
     assert "attempts=10 (int)" in printed  # the detection notebook's
     assert "duration_s=1.0 (float)" in printed  # the performance notebook's
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("given", "line"),
+    [
+        (["users", "abc"], "SpecError: users=abc: users takes an int, like 50"),
+        (["users", "0"], "SpecError: users=0 is out of range: 1 <= value <= 2000"),
+        (["strategy", "nosuch"], "SpecError: unknown strategy 'nosuch'; choose from advisory"),
+    ],
+)
+def test_papermill_with_a_bad_parameter_stops_at_the_first_cell_with_the_clis_line(
+    tmp_path: Path, given: list[str], line: str
+) -> None:
+    # As a user runs a notebook by hand: papermill's own command, no coupon-chaos.
+    # Before: `-p users abc` ended in a raw TypeError deep in the plan.
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.ipynb"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "05_flash_sale.ipynb"),
+            str(out),
+            "-p",
+            *given,
+            "--cwd",
+            str(ROOT / "notebooks"),
+            "--no-progress-bar",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode != 0
+    # Refused in the first cell: nothing below it ran (no lab, no database).
+    assert "TypeError" not in proc.stderr
+    assert "open_lab" not in proc.stderr
+    assert "CouponService" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("SpecError")]
+    assert errors, proc.stderr[-2000:]
+    assert errors[-1].startswith(line), proc.stderr[-2000:]
+    # The first cell after the parameters refused; the run itself never started.
+    cells = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
+    failed = [
+        i
+        for i, c in enumerate(cells)
+        if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+    assert len(failed) == 1
+    assert "params.check(" in "".join(cells[failed[0]]["source"])
+    assert all(c.get("execution_count") is None for c in cells[failed[0] + 1 :])

@@ -83,6 +83,22 @@ def test_a_value_out_of_its_range_is_refused_before_any_work(
     assert "seed=" not in capsys.readouterr().out
 
 
+def test_an_unknown_strategy_is_refused_by_the_spec_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before: only the CLI knew the strategies; a notebook run by papermill with
+    # strategy="nosuch" started its database and failed in CouponService.connect.
+    with pytest.raises(SpecError, match=r"^unknown strategy 'nosuch'; choose from advisory, "):
+        scenarios.run("flash_sale", strategy="nosuch")
+    with pytest.raises(SpecError, match="unknown strategy 5"):
+        merge("x", defaults={}, given={"strategy": 5})
+    assert "seed=" not in capsys.readouterr().out
+    # The lab's mutants are strategies a run may name, registered or not yet.
+    assert merge("x", defaults={}, given={"strategy": "mutant:lost_update"}).strategy == (
+        "mutant:lost_update"
+    )
+
+
 def test_a_figure_may_not_shadow_a_common_parameter() -> None:
     with pytest.raises(SpecError, match="shadow common parameters"):
         merge("x", defaults={"pool_max": 4})
