@@ -276,6 +276,7 @@ def test_psycopg_load_claims_the_stock_and_counts_refusals(db_url: str, strategy
     assert check_conservation(db_url, [coupon]) == (5, True)
 
 
+@pytest.mark.slow
 def test_harness_applies_the_schema_and_runs_pgbench_on_the_urls_database(db_url: str) -> None:
     # A database of its own on the same server, without the schema: the harness
     # applies it, and pgbench must claim in this database, not in "postgres".

@@ -173,6 +173,7 @@ def _open(results: Path, browser: str | None, *args: str) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow
 def test_open_uses_the_browser_there_is_and_says_where_the_page_is_without_one(
     results: Path, tmp_path: Path
 ) -> None:

@@ -176,6 +176,7 @@ def test_unknown_model_is_refused() -> None:
 # -- against the oracle ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_agrees_with_the_oracle_when_version_orders_are_known() -> None:
     """With every key read whole at the end, a cycle exists exactly when no serial order
     of the txns explains every read (Adya): both ways, on 1,500 random histories."""
@@ -204,6 +205,7 @@ def test_never_reports_a_cycle_for_a_serializable_history() -> None:
     assert found > 100
 
 
+@pytest.mark.slow
 def test_strict_serializability_agrees_with_the_realtime_oracle() -> None:
     differs = 0
     for seed in range(800):

@@ -156,6 +156,7 @@ def _probe(chromium: str, tmp_path: Path, page: str) -> dict[str, Any]:
     return dict(json.loads(html.unescape(text)))
 
 
+@pytest.mark.slow
 def test_the_first_screen_shows_every_verdict_and_the_rows_fit(tmp_path: Path) -> None:
     chromium = _chromium()
     run_dir = tmp_path / "20261207T090000Z-ab12"

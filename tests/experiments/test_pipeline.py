@@ -76,6 +76,7 @@ class _Window:
         self.windows.close("window")
 
 
+@pytest.mark.slow
 def test_a_load_ended_by_its_fault_is_not_said_to_have_reached_the_run_bound(
     db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
