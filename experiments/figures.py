@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from experiments.history import Op
+from experiments.checks.state import FinalState
+from experiments.history import History, Op, collision
+from experiments.runner import RunReport
 
 __all__ = [
     "LABELS",
@@ -33,6 +35,7 @@ __all__ = [
     "check_words",
     "latency_ms",
     "latency_quantiles",
+    "load_figures",
     "load_ops",
     "ms",
     "op_ids_text",
@@ -43,6 +46,7 @@ __all__ = [
     "run_label",
     "run_words",
     "started",
+    "state_figures",
     "status_counts",
 ]
 
@@ -243,3 +247,41 @@ def check_words(word: str, checks: Iterable[Mapping[str, Any]]) -> str:
     """
     skipped = check_counts(checks)["skipped"]
     return f"{word}, {skipped} skipped" if skipped else word
+
+
+# -- a run's summary ------------------------------------------------------------------------
+
+
+def load_figures(history: History, report: RunReport, phase: str | None = "load") -> dict[str, Any]:
+    """Counts, start spread, latency quantiles and throughput of one run's load ops."""
+    # The ops defined above: the page's charts and tables read the same ones.
+    ops = load_ops(history.ops, phase) if phase is not None else list(history.ops)
+    run = started(ops)
+    return {
+        "ops": len(ops),
+        "start_spread_ms": None
+        if report.start_spread_ms is None
+        else round(report.start_spread_ms, 3),
+        # Beside the spread, whether the ops really overlapped (see history.collision).
+        **collision(run, report.workers),
+        "wall_s": round(report.wall_s, 4),
+        "throughput_ops_s": round(len(run) / report.wall_s, 1) if report.wall_s > 0 else None,
+        "latency": latency_quantiles(run),
+        "latency_ok": latency_quantiles([o for o in run if o.result == "ok"]),
+        "runner": report.to_dict(),
+    }
+
+
+def state_figures(state: FinalState) -> dict[str, Any]:
+    if state.unavailable is not None:
+        return {
+            "final_stock": {},
+            "claim_rows": {},
+            "coupons": None,
+            "tables": f"skipped: {state.unavailable}",
+        }
+    return {
+        "final_stock": {name: remaining for name, (_, remaining) in state.coupons.items()},
+        "claim_rows": {name: state.claim_rows(name) for name in state.coupons},
+        "coupons": len(state.coupons),
+    }

@@ -39,8 +39,8 @@ from experiments.checks import FinalState, like_prefix, read_state
 from experiments.checks_leaks import pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.errors import LabError
-from experiments.figures import latency_quantiles, load_ops, started
-from experiments.history import History, Op, collision
+from experiments.figures import latency_quantiles
+from experiments.history import History, Op
 from experiments.plans import Plan
 from experiments.run_record import announce, common_params, run_prefix
 from experiments.runner import PhaseLabel, RunReport, run_plan
@@ -65,10 +65,8 @@ __all__ = [
     "delete_run_rows",
     "http_target",
     "latency_quantiles",
-    "load_figures",
     "open_lab",
     "run_prefix",
-    "state_figures",
 ]
 
 Layer = Literal["service", "http"]
@@ -484,42 +482,6 @@ def _target_lab(
         yield lab
         if cleanup:
             lab.cleanup()
-
-
-def load_figures(history: History, report: RunReport, phase: str | None = "load") -> dict[str, Any]:
-    """Counts, start spread, latency quantiles and throughput of one run's load ops."""
-    # One definition of the ops a figure counts (experiments.figures): the page's charts
-    # and tables read the same ones.
-    ops = load_ops(history.ops, phase) if phase is not None else list(history.ops)
-    run = started(ops)
-    return {
-        "ops": len(ops),
-        "start_spread_ms": None
-        if report.start_spread_ms is None
-        else round(report.start_spread_ms, 3),
-        # Beside the spread, whether the ops really overlapped (see history.collision).
-        **collision(run, report.workers),
-        "wall_s": round(report.wall_s, 4),
-        "throughput_ops_s": round(len(run) / report.wall_s, 1) if report.wall_s > 0 else None,
-        "latency": latency_quantiles(run),
-        "latency_ok": latency_quantiles([o for o in run if o.result == "ok"]),
-        "runner": report.to_dict(),
-    }
-
-
-def state_figures(state: FinalState) -> dict[str, Any]:
-    if state.unavailable is not None:
-        return {
-            "final_stock": {},
-            "claim_rows": {},
-            "coupons": None,
-            "tables": f"skipped: {state.unavailable}",
-        }
-    return {
-        "final_stock": {name: remaining for name, (_, remaining) in state.coupons.items()},
-        "claim_rows": {name: state.claim_rows(name) for name in state.coupons},
-        "coupons": len(state.coupons),
-    }
 
 
 def pool_stats_when_idle(service: CouponService, timeout_s: float = 5.0) -> dict[str, int]:

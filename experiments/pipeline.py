@@ -40,17 +40,9 @@ import psycopg
 from experiments.checks import FinalState, always_on, stampede_collided
 from experiments.checks_leaks import ThreadBaseline, check_leaks
 from experiments.faults.window import Window, Windows, label_ops
+from experiments.figures import latency_quantiles, load_figures, state_figures
 from experiments.history import History
-from experiments.lab import (
-    DatabaseKind,
-    Lab,
-    Through,
-    latency_quantiles,
-    load_figures,
-    open_lab,
-    pool_stats_when_idle,
-    state_figures,
-)
+from experiments.lab import DatabaseKind, Lab, Through, open_lab, pool_stats_when_idle
 from experiments.linearizability import (
     LINEARIZABLE_TIME_LIMIT_S,
     MAX_CLOCK_UNCERTAINTY_MS,

@@ -12,8 +12,8 @@ from experiments.checks import (
     rows_equal,
     stampede_collided,
 )
+from experiments.figures import load_figures
 from experiments.history import History
-from experiments.lab import load_figures
 from experiments.pipeline import Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.plans import Plan, stampede_plan

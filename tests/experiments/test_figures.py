@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from experiments import figures, report
+from experiments.figures import load_figures
 from experiments.history import History, Op
-from experiments.lab import load_figures
 from experiments.result import Result, Verdict
 from experiments.runner import RunReport
 
