@@ -12,19 +12,10 @@ import nbformat
 import pytest
 
 from experiments import suite
-from experiments.scenarios import SCENARIOS
+from experiments.scenarios import CATALOG, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-CATALOG = (
-    "mixed_load",
-    "zero_stock_stampede",
-    "constraint_storm",
-    "interleaved_create_claim",
-    "flash_sale",
-    "double_dip",
-    "scale",
-)
 COMMON = {"seed": None, "layer": "service", "strategy": "row_lock", "database_url": None}
 
 
