@@ -145,3 +145,16 @@ def test_the_fixture_leaves_no_backend_of_its_name(backends: Backends, db_url: s
             stray.execute("SELECT 1")
     finally:
         stray.close()
+
+
+def test_a_mid_claim_kill_of_a_claim_that_never_paused_fails(
+    backends: Backends, unique: str
+) -> None:
+    """A claim that ends before its insert (no such coupon) is never parked: the kill
+    did not happen mid-claim, and the helper says so within its bound, not later."""
+    with backends.connect(pool_min=1) as svc:
+        start = time.monotonic()
+        with pytest.raises(AssertionError, match="never reached after_insert"):
+            backends.kill_mid_claim(svc, "victim", f"{unique}-none", bound_s=0.5)
+        assert time.monotonic() - start < 3
+        assert svc.fault is None  # the hook is taken off again

@@ -63,3 +63,19 @@ def test_restart_during_claims_loses_nothing_acknowledged(outage: Outage, unique
         ).fetchone()
     assert set(acked) <= rows  # nothing acknowledged is lost
     assert remaining == (500 - len(rows),)  # and nothing half-done
+
+
+@pytest.mark.slow
+def test_an_outage_whose_database_stayed_up_fails(
+    outage: Outage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planted stop that does nothing: the fixture does not let a test go on as if
+    the database were down."""
+    monkeypatch.setattr(outage.database, "stop", lambda mode="fast": None)
+    with pytest.raises(AssertionError, match="the database did not stop"):
+        outage.stop()
+    monkeypatch.undo()
+    outage.stop()
+    outage.start()
+    with psycopg.connect(outage.url, autocommit=True, connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
