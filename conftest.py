@@ -1,4 +1,4 @@
-"""The chaos gate, for tests and notebooks alike.
+"""The chaos gate, for tests and notebooks alike, and the fault fixtures' plugins.
 
 Chaos tests and notebooks are kept out of a bare ``pytest`` run (the original suite
 did the same with a build tag) and run with ``--chaos`` or ``CI=true``, as
@@ -10,6 +10,12 @@ from __future__ import annotations
 import os
 
 import pytest
+
+# Fixtures for every test (docs/testing.md): the faults (``proxy``, ``backends``,
+# ``own_database``, ``outage``) and the in-process transport (``in_process``). pytest
+# takes ``pytest_plugins`` from this, the rootdir's conftest, only (a nested conftest
+# declaring it is an error).
+pytest_plugins = ["tests.fix_asgi", "tests.fix_backends", "tests.fix_proxy", "tests.fix_restart"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

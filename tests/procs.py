@@ -1,14 +1,20 @@
-"""Process helpers for the tests that start ``serve``: wait for it to answer, find its workers."""
+"""Process and thread helpers for tests: wait for ``serve`` to answer, find its workers,
+release a stampede of threads at once."""
 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-__all__ = ["children", "wait_serving"]
+from coupon_core import CouponError
+
+__all__ = ["children", "stampede", "wait_serving"]
 
 
 def children(pid: int) -> list[int]:
@@ -37,3 +43,34 @@ def wait_serving(proc: subprocess.Popen[str], url: str, bound_s: float) -> None:
             pass
         assert time.monotonic() < deadline, "serve did not come up"
         time.sleep(0.1)
+
+
+def stampede(n: int, call: Callable[[int], None], *, bound_s: float) -> Counter[str]:
+    """Run ``call(i)`` in ``n`` threads released at once; count outcomes by error kind.
+
+    ``bound_s`` bounds the barrier and each thread's join; a thread still running
+    after it fails the test.
+    """
+    barrier = threading.Barrier(n, timeout=bound_s)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            call(i)
+            kind = "ok"
+        except CouponError as err:
+            kind = err.kind
+        except Exception as err:  # recorded, so the assertion shows what escaped
+            kind = f"unexpected {type(err).__name__}: {err}"
+        with lock:
+            outcomes.append(kind)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(bound_s)
+    assert not any(t.is_alive() for t in threads), "a claim thread did not finish"
+    return Counter(outcomes)

@@ -1,4 +1,11 @@
-"""The HTTP contract over real HTTP: uvicorn on loopback, a real PostgreSQL behind it."""
+"""The HTTP contract, a real PostgreSQL behind it: in-process, and over uvicorn on loopback.
+
+``client`` calls the app in-process (tests/coupon_core/conftest.py): the contract's
+statuses, bodies and headers. ``wire`` and ``server`` are uvicorn on loopback, for
+what only a server shows: a raw socket, a body cut off mid-upload, HEAD (the server
+drops the body), 120 connections at once; ``test_the_same_contract_over_uvicorn_and_
+in_process`` runs one table of requests through both and finds the same replies.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import re
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -16,27 +23,13 @@ import psycopg
 import pytest
 
 from coupon_core import CouponService, InvalidRequest
-from coupon_core.server import RunningServer, serve_in_thread
+from coupon_core.api import CouponApp, create_app
+from coupon_core.server import RunningServer
 from coupon_core.validation import validate_text
+from tests.fix_asgi import ASGIApp
 
 MAX = 2_147_483_647
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def server(db_url: str) -> Iterator[RunningServer]:
-    svc = CouponService.connect(db_url, strategy="row_lock", pool_max=20)
-    try:
-        with serve_in_thread(svc) as running:
-            yield running
-    finally:
-        svc.close()
-
-
-@pytest.fixture
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
 
 
 def snapshot(url: str) -> tuple[int, int, int]:
@@ -263,8 +256,14 @@ def test_body_over_1_mib_is_413(client: httpx.Client, db_url: str, unique: str) 
     assert snapshot(db_url) == before
 
 
-def test_streamed_body_over_1_mib_is_413(client: httpx.Client, db_url: str, unique: str) -> None:
-    # No Content-Length (chunked): the limit is enforced while reading.
+@pytest.mark.parametrize("via", ["wire", "client"])
+def test_streamed_body_over_1_mib_is_413(
+    request: pytest.FixtureRequest, via: str, db_url: str, unique: str
+) -> None:
+    # No Content-Length (chunked): the limit is enforced while reading. Over uvicorn the
+    # server answers while the client is still sending; in-process the app gets the
+    # body in the client's 64 KiB chunks.
+    c: httpx.Client = request.getfixturevalue(via)
     body = _padded(f"{unique}-big", 2 * MIB)
 
     def chunks() -> Iterator[bytes]:
@@ -272,7 +271,7 @@ def test_streamed_body_over_1_mib_is_413(client: httpx.Client, db_url: str, uniq
             yield body[i : i + 64 * 1024]
 
     before = snapshot(db_url)
-    r = client.post("/api/coupons", content=chunks(), headers={"content-type": "application/json"})
+    r = c.post("/api/coupons", content=chunks(), headers={"content-type": "application/json"})
     assert (r.status_code, r.json()) == (413, {"error": "request body too large"})
     assert snapshot(db_url) == before
 
@@ -433,39 +432,129 @@ def test_http_stampede_beyond_40_threads(server: RunningServer, unique: str) -> 
     assert Counter(statuses) == Counter({200: 10, 400: 110})
 
 
-def test_unexpected_error_is_500_and_claim_rolled_back(db_url: str, unique: str) -> None:
+def test_unexpected_error_is_500_and_claim_rolled_back(
+    db_url: str, unique: str, in_process: Callable[[ASGIApp], httpx.Client]
+) -> None:
     def fault(point: str) -> None:
         # A bug between the claim's insert and its decrement.
         raise RuntimeError(f"boom at {point} with secret detail")
 
     svc = CouponService.connect(db_url, strategy="row_lock", pool_max=2)
+    app = create_app(svc)
     try:
-        with serve_in_thread(svc) as srv, httpx.Client(base_url=srv.url) as c:
-            name = f"{unique}-bug"
-            assert c.post("/api/coupons", json={"name": name, "amount": 3}).status_code == 201
-            svc.fault = fault
-            before = snapshot(db_url)
-            r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": name})
-            assert (r.status_code, r.json()) == (500, {"error": "internal server error"})
-            assert snapshot(db_url) == before
-            svc.fault = None
-            r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": name})
-            assert r.status_code == 200
-            assert c.get(path(name)).json()["remaining_amount"] == 2
+        c = in_process(app)
+        name = f"{unique}-bug"
+        assert c.post("/api/coupons", json={"name": name, "amount": 3}).status_code == 201
+        svc.fault = fault
+        before = snapshot(db_url)
+        r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": name})
+        assert (r.status_code, r.json()) == (500, {"error": "internal server error"})
+        assert snapshot(db_url) == before
+        svc.fault = None
+        r = c.post("/api/coupons/claim", json={"user_id": "u", "coupon_name": name})
+        assert r.status_code == 200
+        assert c.get(path(name)).json()["remaining_amount"] == 2
     finally:
+        app.close()
         svc.close()
 
 
-def test_head_and_other_methods_on_the_get_routes(client: httpx.Client, unique: str) -> None:
-    r = client.head("/health")
+def test_head_and_other_methods_on_the_get_routes(wire: httpx.Client, unique: str) -> None:
+    # Over uvicorn: the app sends a HEAD its GET's body and the server drops it
+    # (httpx's ASGITransport drops it too, so in-process would show nothing).
+    r = wire.head("/health")
     assert (r.status_code, r.content, r.headers["content-type"]) == (200, b"", "application/json")
-    r = client.head(path(f"{unique}-none"))
+    r = wire.head(path(f"{unique}-none"))
     assert (r.status_code, r.content) == (404, b"")
-    r = client.post(path(f"{unique}-none"), json={})
+    r = wire.post(path(f"{unique}-none"), json={})
     assert (r.status_code, r.json()) == (405, {"error": "method not allowed"})
     assert r.headers["allow"] == "GET, HEAD"
-    r = client.delete("/openapi.json")
+    r = wire.delete("/openapi.json")
     assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
     # The same fixed reply, sent again and again, is the same bytes every time.
-    bodies = {client.get("/api/nothing").content for _ in range(3)}
+    bodies = {wire.get("/api/nothing").content for _ in range(3)}
     assert bodies == {b'{"error":"not found"}'}
+
+
+# -- one table, both paths: uvicorn on loopback and in-process give the same replies --
+
+# (method, path, JSON body or raw bytes, content type, the status the contract gives).
+# ``{c}`` is a coupon made for the run; each path gets its own, so both see fresh state.
+_SMOKE: list[tuple[str, str, object, str | None, int]] = [
+    ("POST", "/api/coupons", {"name": "{c}", "amount": 2}, "application/json", 201),
+    ("POST", "/api/coupons", {"name": "{c}", "amount": 9}, "application/json", 409),
+    ("POST", "/api/coupons/claim", {"user_id": "zoe", "coupon_name": "{c}"}, None, 200),
+    ("POST", "/api/coupons/claim", {"user_id": "zoe", "coupon_name": "{c}"}, None, 409),
+    ("POST", "/api/coupons/claim", {"user_id": "al", "coupon_name": "{c}"}, None, 200),
+    ("POST", "/api/coupons/claim", {"user_id": "bo", "coupon_name": "{c}"}, None, 400),
+    ("POST", "/api/bundles/claim", {"user_id": "bo", "coupon_names": ["{c}"]}, None, 400),
+    ("GET", "/api/coupons/{c}", None, None, 200),
+    ("GET", "/api/coupons/{c}-none", None, None, 404),
+    ("GET", "/api/coupons?names={c},{c}-none", None, None, 200),
+    ("GET", "/api/coupons/%FF%FE", None, None, 404),
+    ("GET", "/api/coupons/", None, None, 404),
+    ("GET", "/health", None, None, 200),
+    ("GET", "/openapi.json", None, None, 200),
+    ("GET", "/api/nothing", None, None, 404),
+    ("DELETE", "/api/coupons", None, None, 405),
+    ("PUT", "/api/coupons/claim", {}, None, 405),
+    ("POST", "/api/coupons", b"[1]", "application/json", 400),
+    ("POST", "/api/coupons", b'{"name": "x"', "application/json", 400),
+    ("POST", "/api/coupons", b'{"name": "x", "amount": 1}', "text/plain", 400),
+    ("POST", "/api/coupons", {"name": "{c}-x", "amount": 0}, None, 400),
+    ("POST", "/api/coupons", _padded("{c}-big", MIB + 1), "application/json", 413),
+]
+_COMPARED_HEADERS = ("content-type", "content-length", "allow")
+
+
+def _smoke(c: httpx.Client, coupon: str) -> list[tuple[int, dict[str, str], bytes]]:
+    """The table's replies through ``c``: status, the compared headers, the body with
+    the run's coupon name written back as ``{c}``."""
+    replies = []
+    for method, url, body, ctype, status in _SMOKE:
+        url = url.replace("{c}", quote(coupon, safe=""))
+        content: bytes | None = None
+        if isinstance(body, bytes):
+            content = body.replace(b"{c}", coupon.encode())
+        elif body is not None:
+            content = json.dumps(body).replace("{c}", coupon).encode()
+        headers = {"content-type": ctype or "application/json"} if content is not None else {}
+        r = c.request(method, url, content=content, headers=headers)
+        assert r.status_code == status, (method, url, r.status_code, r.text)
+        shown = {k: r.headers[k] for k in _COMPARED_HEADERS if k in r.headers}
+        replies.append((r.status_code, shown, r.content.replace(coupon.encode(), b"{c}")))
+    return replies
+
+
+def test_the_same_contract_over_uvicorn_and_in_process(
+    wire: httpx.Client, client: httpx.Client, unique: str
+) -> None:
+    # Names of one length, so the Content-Length of a reply that holds one compares.
+    over_uvicorn = _smoke(wire, f"{unique}-wire")
+    in_process = _smoke(client, f"{unique}-asgi")
+    for row, a, b in zip(_SMOKE, over_uvicorn, in_process, strict=True):
+        assert a == b, row[:2]
+
+
+def test_the_table_tells_apart_a_path_that_drops_a_header(
+    client: httpx.Client,
+    api_app: CouponApp,
+    in_process: Callable[[ASGIApp], httpx.Client],
+    unique: str,
+) -> None:
+    """A planted difference: a path that loses the 405's Allow header, every status
+    still right. The comparison above finds it."""
+
+    async def no_allow(scope: Any, receive: Any, send: Any) -> None:
+        async def strip(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message["headers"] if k != b"allow"]
+                message = {**message, "headers": kept}
+            await send(message)
+
+        await api_app(scope, receive, strip)
+
+    planted = _smoke(in_process(no_allow), f"{unique}-plant")
+    good = _smoke(client, f"{unique}-right")
+    differ = [row[:2] for row, a, b in zip(_SMOKE, planted, good, strict=True) if a != b]
+    assert differ == [("DELETE", "/api/coupons"), ("PUT", "/api/coupons/claim")]

@@ -1,8 +1,11 @@
-"""The multi-row routes over real HTTP: campaign on create, bundles, the multi-coupon read."""
+"""The multi-row routes' contract: campaign on create, bundles, the multi-coupon read.
+
+Called in-process (``client``, tests/coupon_core/conftest.py); test_api.py runs a
+bundle claim and a multi-coupon read over uvicorn too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -10,24 +13,11 @@ import httpx
 import psycopg
 import pytest
 
-from coupon_core import CouponService
-from coupon_core.server import RunningServer, serve_in_thread
-
 
 @pytest.fixture(scope="module")
-def server(db_url: str) -> Iterator[RunningServer]:
-    svc = CouponService.connect(db_url, strategy="atomic", pool_max=20)
-    try:
-        with serve_in_thread(svc) as running:
-            yield running
-    finally:
-        svc.close()
-
-
-@pytest.fixture
-def client(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
+def api_strategy() -> str:
+    """This module's service claims with ``atomic`` (tests/coupon_core/conftest.py)."""
+    return "atomic"
 
 
 def snapshot(url: str) -> tuple[int, ...]:

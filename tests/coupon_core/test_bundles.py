@@ -12,6 +12,7 @@ import pytest
 from coupon_core import CouponError, CouponService, InvalidRequest
 from coupon_core.bundles import MAX_BUNDLE
 from coupon_core.errors import AlreadyClaimed, CampaignClaimed, CouponNotFound, NoStock
+from tests.procs import stampede
 
 WAIT_S = 30.0
 
@@ -127,27 +128,9 @@ def test_bundle_stampede_conserves_stock(db_url: str, unique: str) -> None:
         for s in "abc":
             svc.create(f"{unique}-{s}", stock)
         names = [f"{unique}-c", f"{unique}-a", f"{unique}-b"]  # not in name order
-        barrier = threading.Barrier(n, timeout=WAIT_S)
-        outcomes: Counter[str] = Counter()
-        lock = threading.Lock()
-
-        def claim(i: int) -> None:
-            barrier.wait()
-            # Half the bundles ask in the other order: locks go in name order anyway.
-            order = names if i % 2 else list(reversed(names))
-            try:
-                svc.claim_bundle(f"u{i}", order)
-                kind = "ok"
-            except CouponError as err:
-                kind = err.kind
-            with lock:
-                outcomes[kind] += 1
-
-        threads = [threading.Thread(target=claim, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(WAIT_S)
+        # Half the bundles ask in the other order: locks go in name order anyway.
+        orders = [names if i % 2 else list(reversed(names)) for i in range(n)]
+        outcomes = stampede(n, lambda i: svc.claim_bundle(f"u{i}", orders[i]), bound_s=WAIT_S)
     assert outcomes == Counter({"ok": stock, "no_stock": n - stock})
     rows = state(db_url, unique)
     assert [r[1] for r in rows] == [0, 0, 0]

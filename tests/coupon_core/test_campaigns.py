@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -19,35 +19,9 @@ import pytest
 from coupon_core import CouponError, CouponService
 from coupon_core.campaigns import available_campaign_strategies
 from coupon_core.errors import AlreadyClaimed, CampaignClaimed, CouponNotFound, NoStock
+from tests.procs import stampede
 
 WAIT_S = 30.0
-
-
-def stampede(n: int, call: Callable[[int], None]) -> Counter[str]:
-    """Run ``call(i)`` in ``n`` threads released at once; count outcomes by error kind."""
-    barrier = threading.Barrier(n, timeout=WAIT_S)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            call(i)
-            kind = "ok"
-        except CouponError as err:
-            kind = err.kind
-        except Exception as err:  # recorded, so the assertion shows what escaped
-            kind = f"unexpected {type(err).__name__}: {err}"
-        with lock:
-            outcomes.append(kind)
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT_S)
-    assert not any(t.is_alive() for t in threads), "a claim thread did not finish"
-    return Counter(outcomes)
 
 
 @pytest.fixture(params=available_campaign_strategies())
@@ -153,7 +127,7 @@ def _two_claims(svc: CouponService, unique: str) -> Counter[str]:
     svc.create(f"{unique}-a", 5, campaign=f"{unique}-x")
     svc.create(f"{unique}-b", 5, campaign=f"{unique}-x")
     names = [f"{unique}-a", f"{unique}-b"]
-    return stampede(2, lambda i: svc.claim("u1", names[i]))
+    return stampede(2, lambda i: svc.claim("u1", names[i]), bound_s=WAIT_S)
 
 
 @pytest.mark.parametrize("strategy", ["naive_rc", "naive_rr"])
@@ -251,7 +225,7 @@ def test_stampede_one_user_many_coupons(db_url: str, unique: str, strategy: str)
                     barrier.wait()
 
         svc.fault = fault
-        outcomes = stampede(n, lambda i: svc.claim("u1", f"{unique}-{i}"))
+        outcomes = stampede(n, lambda i: svc.claim("u1", f"{unique}-{i}"), bound_s=WAIT_S)
     assert outcomes == Counter({"ok": 1, "campaign_claimed": n - 1})
     assert len(held(db_url, "u1", f"{unique}-x")) == 1
     with psycopg.connect(db_url) as conn:

@@ -1,4 +1,8 @@
-"""A database outage under a running server: 503s within the pool timeout, then recovery."""
+"""A database outage under a running server: 503s within the pool timeout, then recovery.
+
+The outage is the ``outage`` fixture's (tests/fix_restart.py): a cluster of the test's
+own, stopped and started again by hand, so the session's database stays up.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,11 @@ import httpx
 import psycopg
 import pytest
 
-from coupon_core import CouponService, EmbeddedPostgres
+from coupon_core import CouponService
 from coupon_core.database import free_port
 from coupon_core.errors import Unavailable
 from coupon_core.server import serve_in_thread
+from tests.fix_restart import Outage
 from tests.procs import children, wait_serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,17 +39,6 @@ REQUEST_BOUND_S = POOL_TIMEOUT_S + 4.0
 RECOVERY_BOUND_S = 30.0
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def own_database() -> Iterator[EmbeddedPostgres]:
-    # Its own cluster, not the session's: this test stops it.
-    db = EmbeddedPostgres.create()
-    db.start()
-    try:
-        yield db
-    finally:
-        db.close()
 
 
 def timed(client: httpx.Client, method: str, url: str, **kwargs: object) -> httpx.Response:
@@ -159,9 +152,8 @@ def outage_crowd(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
-    db = own_database
-    port = db.port
+def test_outage_and_recovery(outage: Outage) -> None:
+    db = outage.database
     svc = CouponService.connect(
         db.url, strategy="row_lock", pool_max=8, pool_timeout=POOL_TIMEOUT_S
     )
@@ -172,8 +164,7 @@ def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
         ):
             acknowledged = claim_before(client, 100)
 
-            db.stop()
-            assert not db.is_running()
+            outage.stop()  # asserts the database is down
             r = timed(client, "GET", "/health")
             assert r.status_code == 503
             assert r.json()["status"] == "unhealthy"
@@ -208,8 +199,7 @@ def test_outage_and_recovery(own_database: EmbeddedPostgres) -> None:
             r = timed(client, "POST", "/api/coupons", json={"name": "x"})
             assert r.status_code == 400
 
-            db.start()
-            assert db.port == port
+            outage.start()  # asserts it came back on its port
             deadline = time.monotonic() + RECOVERY_BOUND_S
             while True:
                 r = timed(client, "GET", "/health")
@@ -250,8 +240,8 @@ DEFAULT_POOL_TIMEOUT_S = 10.0
 FAST_BOUND_S = DEFAULT_POOL_TIMEOUT_S / 2
 
 
-def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPostgres) -> None:
-    db = own_database
+def test_breaker_answers_503_at_once_and_closes_after(outage: Outage) -> None:
+    db = outage.database
     svc = CouponService.connect(db.url, strategy="atomic", pool_max=8)
     assert svc.config.pool_timeout == DEFAULT_POOL_TIMEOUT_S
     assert svc.breaker is not None
@@ -262,7 +252,7 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
         ):
             acknowledged = claim_before(client, 500)
 
-            db.stop()
+            outage.stop()
             slowest = 0.0
             for i in range(20):
                 start = time.monotonic()
@@ -280,7 +270,7 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
             r = client.get("/health")
             assert r.status_code == 503
 
-            db.start()
+            outage.start()
             up = time.monotonic()
             deadline = up + RECOVERY_BOUND_S
             while True:
@@ -304,17 +294,17 @@ def test_breaker_answers_503_at_once_and_closes_after(own_database: EmbeddedPost
 
 
 def test_an_outage_logs_one_line_per_breaker_state_and_no_driver_noise(
-    own_database: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+    outage: Outage, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Before: psycopg_pool's "error connecting in 'coupon-service' ..." and "discarding
     # broken connection ..." at every attempt, and no line when the breaker probed.
-    db = own_database
+    db = outage.database
     caplog.set_level(logging.INFO)
     svc = CouponService.connect(db.url, strategy="atomic", pool_max=4, pool_min=4)
     try:
         svc.create("c", 100)
         svc.claim("before", "c")
-        db.stop()
+        outage.stop()
         deadline = time.monotonic() + RECOVERY_BOUND_S
         while svc.breaker is not None and svc.breaker.state != "open":
             with pytest.raises(Unavailable):
@@ -324,7 +314,7 @@ def test_an_outage_logs_one_line_per_breaker_state_and_no_driver_noise(
             with pytest.raises(Unavailable):
                 svc.claim("during", "c")
         time.sleep(1.0)  # probes fail meanwhile, every probe_s: no line each
-        db.start()
+        outage.start()
         while True:
             try:
                 svc.claim("after", "c")
@@ -352,11 +342,9 @@ def test_an_outage_logs_one_line_per_breaker_state_and_no_driver_noise(
     assert noise == []
 
 
-def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(
-    own_database: EmbeddedPostgres,
-) -> None:
+def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(outage: Outage) -> None:
     # The real command, two worker processes, the options passed through to each.
-    db = own_database
+    db = outage.database
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DATABASE_URL=db.url, PYTHONPATH=str(ROOT))
@@ -383,7 +371,7 @@ def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(
             assert cmdline[cmdline.index(b"--connect-timeout") + 1] == b"2.0"
         with httpx.Client(base_url=base, timeout=30) as c:
             assert c.post("/api/coupons", json={"name": "w", "amount": 100}).status_code == 201
-            db.stop()
+            outage.stop()
             # New connections each time: SO_REUSEPORT spreads them over both workers.
             slowest = 0.0
             for i in range(20):
@@ -396,7 +384,7 @@ def test_serve_workers_take_the_timeouts_and_ride_out_an_outage(
                 slowest = max(slowest, time.monotonic() - start)
                 assert r.status_code == 503
             assert slowest < 8 / 2, f"a 503 took {slowest:.2f}s with --pool-timeout 8"
-            db.start()
+            outage.start()
             deadline = time.monotonic() + RECOVERY_BOUND_S
             ok = 0
             while ok < 4:  # several connections: both workers serve again

@@ -6,16 +6,17 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.pq import Trace, TransactionStatus
 
-from coupon_core import CouponError, CouponService, available_strategies, get_strategy
+from coupon_core import CouponService, available_strategies, get_strategy
 from coupon_core.errors import AlreadyClaimed, CouponNotFound
 from coupon_core.strategies import ClaimConnection
+from tests.procs import stampede
 
 WAIT_S = 60.0
 
@@ -27,33 +28,6 @@ def strategy_service(request: pytest.FixtureRequest, db_url: str) -> Iterator[Co
         yield svc
     finally:
         svc.close()
-
-
-def stampede(n: int, call: Callable[[int], None]) -> Counter[str]:
-    """Run ``call(i)`` in ``n`` threads released at once; count outcomes by error kind."""
-    barrier = threading.Barrier(n, timeout=WAIT_S)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            call(i)
-            kind = "ok"
-        except CouponError as err:
-            kind = err.kind
-        except Exception as err:  # recorded, so the assertion shows what escaped
-            kind = f"unexpected {type(err).__name__}: {err}"
-        with lock:
-            outcomes.append(kind)
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT_S)
-    assert not any(t.is_alive() for t in threads), "a claim thread did not finish"
-    return Counter(outcomes)
 
 
 def conservation(url: str, prefix: str) -> list[tuple[str, int, int, int]]:
@@ -80,7 +54,7 @@ def claim_rows(url: str, name: str) -> list[str]:
 def test_zero_stock_stampede(strategy_service: CouponService, db_url: str, unique: str) -> None:
     name = f"{unique}-last"
     strategy_service.create(name, 1)
-    outcomes = stampede(100, lambda i: strategy_service.claim(f"user-{i}", name))
+    outcomes = stampede(100, lambda i: strategy_service.claim(f"user-{i}", name), bound_s=WAIT_S)
     assert outcomes == Counter({"ok": 1, "no_stock": 99})
     assert strategy_service.get(name).remaining_amount == 0
     assert len(claim_rows(db_url, name)) == 1
@@ -90,7 +64,7 @@ def test_zero_stock_stampede(strategy_service: CouponService, db_url: str, uniqu
 def test_one_user_stampede(strategy_service: CouponService, db_url: str, unique: str) -> None:
     name = f"{unique}-storm"
     strategy_service.create(name, 100)
-    outcomes = stampede(50, lambda i: strategy_service.claim("the-user", name))
+    outcomes = stampede(50, lambda i: strategy_service.claim("the-user", name), bound_s=WAIT_S)
     assert outcomes == Counter({"ok": 1, "already_claimed": 49})
     assert strategy_service.get(name).remaining_amount == 99
     assert claim_rows(db_url, name) == ["the-user"]
@@ -100,7 +74,7 @@ def test_one_user_stampede(strategy_service: CouponService, db_url: str, unique:
 def test_flash_sale(strategy_service: CouponService, db_url: str, unique: str) -> None:
     name = f"{unique}-flash"
     strategy_service.create(name, 5)
-    outcomes = stampede(50, lambda i: strategy_service.claim(f"user-{i}", name))
+    outcomes = stampede(50, lambda i: strategy_service.claim(f"user-{i}", name), bound_s=WAIT_S)
     assert outcomes == Counter({"ok": 5, "no_stock": 45})
     view = strategy_service.get(name)
     assert view.remaining_amount == 0

@@ -1,11 +1,15 @@
-"""The TCP proxy on a real database: it delays, throttles, stalls and resets for real."""
+"""The TCP proxy on a real database: it delays, throttles, stalls and resets for real.
+
+The proxy is the ``proxy`` fixture (tests/fix_proxy.py): started before each test,
+stopped after it, no thread of it left.
+"""
 
 from __future__ import annotations
 
+import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -13,13 +17,7 @@ import pytest
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.errors import Unavailable
 from experiments.faults import TcpProxy
-
-
-@pytest.fixture
-def proxy(db_url: str) -> Iterator[TcpProxy]:
-    with TcpProxy.for_url(db_url, seed=3) as p:
-        yield p
-    assert all(not t.is_alive() for t in p.threads)
+from tests.fix_proxy import running_proxy
 
 
 def _round_trip_ms(conn: psycopg.Connection[tuple[object, ...]], n: int = 8) -> float:
@@ -146,3 +144,30 @@ def test_unknown_phase_and_unix_socket_are_refused(db_url: str) -> None:
         p.set_phase("explode")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="TCP database address"):
         TcpProxy.for_url("postgresql://postgres@/postgres?host=/tmp")
+
+
+@pytest.mark.slow
+def test_the_fixture_fails_a_pump_that_outlives_stop(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planted pump that ignores stop(): the proxy fixture fails the test. The old
+    fixture looked at ``p.threads`` after stop(), which has forgotten its connections
+    by then, so it passed with both pumps of a connection still running."""
+    release = threading.Event()
+    monkeypatch.setattr(TcpProxy, "_pump", lambda self, link, src, dst, up: release.wait(30))
+    sock: socket.socket | None = None
+    try:
+        with (  # noqa: PT012
+            pytest.raises(AssertionError, match="proxy threads outlived stop"),
+            running_proxy(db_url) as p,
+        ):
+            sock = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            deadline = time.monotonic() + 5
+            while p.accepted == 0:
+                assert time.monotonic() < deadline, "the proxy never accepted"
+                time.sleep(0.01)
+        assert all(not t.is_alive() for t in p.threads)  # the old fixture's check
+    finally:
+        release.set()
+        if sock is not None:
+            sock.close()

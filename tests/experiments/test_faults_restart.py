@@ -1,4 +1,9 @@
-"""Restarting the real database under a service: acknowledged claims survive, it recovers."""
+"""Restarting the real database under a service: acknowledged claims survive, it recovers.
+
+The restart is the ``outage`` fixture's (tests/fix_restart.py), on a cluster of the
+test's own: the session's database stays up, and the test runs when that one is
+given by URL too (it skipped then).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import psycopg
 import pytest
 
 from coupon_core import CouponService, ServiceConfig
-from coupon_core.database import DatabaseHandle, ExternalDatabase
+from coupon_core.database import ExternalDatabase
 from coupon_core.errors import Unavailable
 from experiments.faults import DatabaseRestart, restart_skip_reason, time_to_recover
+from tests.fix_restart import Outage
 
 
 def test_a_database_by_url_is_not_restartable() -> None:
@@ -23,18 +29,14 @@ def test_a_database_by_url_is_not_restartable() -> None:
 
 @pytest.mark.chaos
 @pytest.mark.slow
-def test_restart_during_claims_loses_nothing_acknowledged(
-    database: DatabaseHandle, unique: str
-) -> None:
-    if reason := restart_skip_reason(database):
-        pytest.skip(reason)
+def test_restart_during_claims_loses_nothing_acknowledged(outage: Outage, unique: str) -> None:
     coupon = f"{unique}-c"
     cfg = ServiceConfig(pool_min=2, pool_timeout=1.0, application_name=f"svc-{unique}")
     acked: list[str] = []
     failed = 0
-    with CouponService.connect(database.url, cfg) as svc:
+    with CouponService.connect(outage.url, cfg) as svc:
         svc.create(coupon, 500)
-        with DatabaseRestart(database, delay_s=0.2, down_s=0.8) as r:
+        with outage.restart(delay_s=0.2, down_s=0.8) as r:
             deadline = time.monotonic() + 20
             i = 0
             while time.monotonic() < deadline and not (
@@ -51,7 +53,7 @@ def test_restart_during_claims_loses_nothing_acknowledged(
         assert failed > 0, "the restart did not disturb a single claim"
         recovery = time_to_recover(lambda: svc.health()[0], timeout_s=30)
         assert recovery is not None
-    with psycopg.connect(database.url, autocommit=True) as conn:
+    with psycopg.connect(outage.url, autocommit=True) as conn:
         rows = {
             str(r[0])
             for r in conn.execute("SELECT user_id FROM claims WHERE coupon_name = %s", (coupon,))
@@ -61,3 +63,19 @@ def test_restart_during_claims_loses_nothing_acknowledged(
         ).fetchone()
     assert set(acked) <= rows  # nothing acknowledged is lost
     assert remaining == (500 - len(rows),)  # and nothing half-done
+
+
+@pytest.mark.slow
+def test_an_outage_whose_database_stayed_up_fails(
+    outage: Outage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planted stop that does nothing: the fixture does not let a test go on as if
+    the database were down."""
+    monkeypatch.setattr(outage.database, "stop", lambda mode="fast": None)
+    with pytest.raises(AssertionError, match="the database did not stop"):
+        outage.stop()
+    monkeypatch.undo()
+    outage.stop()
+    outage.start()
+    with psycopg.connect(outage.url, autocommit=True, connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
