@@ -20,10 +20,26 @@ from experiments.checks import (
     rows_equal,
 )
 from experiments.history import History
+from experiments.linearizability import MAX_CLOCK_UNCERTAINTY_MS
 from experiments.plans import Plan, mixed_plan, one_user_plan, stampede_plan
 from experiments.result import Verdict
+from experiments.spec import Range
 
-__all__ = ["LOCUST_SCENARIOS", "Driven", "driven"]
+__all__ = ["LOCUST_DEFAULTS", "LOCUST_RANGES", "LOCUST_SCENARIOS", "Driven", "driven"]
+
+#: What every Locust run takes beside its scenario's figures (``run_locust``'s keywords,
+#: ``-p`` of ``coupon-chaos locust``, the locust_stampede scenario's parameters).
+LOCUST_DEFAULTS: dict[str, Any] = {"max_clock_uncertainty_ms": MAX_CLOCK_UNCERTAINTY_MS}
+#: Widening the ops of two processes by +-u lets ops up to 2u apart be put in either
+#: order; a stampede of 100 users from 2 Locust workers over HTTP spans 120-250 ms here
+#: (2026-12-07, 2 cores): past 100 ms a bound could excuse a whole stampede's order and
+#: the check would test nothing. 0 takes no widening at all (any measured uncertainty:
+#: unknown).
+LOCUST_RANGES: dict[str, Range] = {
+    "max_clock_uncertainty_ms": Range(
+        0, 100, "ms; past 100 a widening could reorder a whole stampede"
+    )
+}
 
 
 @dataclass(frozen=True)
