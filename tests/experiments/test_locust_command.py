@@ -22,7 +22,7 @@ from tests.experiments.test_cli_errors import ENTRY
 
 chaos = pytest.mark.chaos
 
-RANGE = "0 <= value <= 100 (ms; past 100 a widening could reorder a whole stampede)"
+RANGE = "0 <= value <= 100 (ms; past 100 a widening could excuse much of a stampede's order)"
 
 
 def _cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

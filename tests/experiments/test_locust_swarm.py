@@ -32,6 +32,7 @@ def _stampede(
     seed: int,
     users: int,
     worker_env: dict[int, dict[str, str]] | None = None,
+    run_timeout_s: float = 60.0,
 ) -> Result:
     """zero_stock_stampede from 2 Locust worker processes: the run every test here plants in."""
     return run_locust(
@@ -42,6 +43,7 @@ def _stampede(
         out_dir=out,
         users=users,
         worker_env=worker_env,
+        run_timeout_s=run_timeout_s,
     )
 
 
@@ -227,9 +229,10 @@ def test_a_swarm_that_never_stampedes_is_no_experiment(db_url: str, tmp_path: Pa
     collided is drawn again, then reported as no experiment, never green."""
     from experiments.pipeline import ATTEMPTS
 
-    result = _stampede(
-        db_url, tmp_path, seed=17, users=20, worker_env={0: {SERIAL_ENV: "1"}, 1: {SERIAL_ENV: "1"}}
-    )
+    # Every attempt within the run bound: on a loaded machine (load 16 on 2 cores) three
+    # serial attempts took the default 60 s and the fourth was never drawn.
+    serial = {0: {SERIAL_ENV: "1"}, 1: {SERIAL_ENV: "1"}}
+    result = _stampede(db_url, tmp_path, seed=17, users=20, worker_env=serial, run_timeout_s=300.0)
     collided = result.verdict("stampede_collided")
     assert collided.passed is False, collided.detail
     assert collided.detail.startswith("not a stampede: peak"), collided.detail
