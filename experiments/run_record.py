@@ -1,11 +1,14 @@
 """A run's record: its start (the seed drawn and printed, a prefix, the clock) and its Result.
 
+A run of the results folder (a suite run, a Locust run) is named by ``new_run_id``.
+
 Every experiment begins with ``start_run`` and ends with ``lab_result``, whose params
 open with ``common_params`` (the database URL masked: params land in reports).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,7 +19,23 @@ from experiments.history import History
 from experiments.plans import draw_seed
 from experiments.result import Result, Verdict
 
-__all__ = ["RunStart", "announce", "common_params", "lab_result", "run_prefix", "start_run"]
+__all__ = [
+    "RunStart",
+    "announce",
+    "common_params",
+    "lab_result",
+    "new_run_id",
+    "run_prefix",
+    "start_run",
+]
+
+
+def new_run_id(started_at: datetime) -> str:
+    """A results folder's name for a run begun at ``started_at``: ``20261129T081500Z-ab12``.
+
+    Its start time first, so runs sort by name (``compare.list_runs`` reads them so).
+    """
+    return f"{started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
 
 
 def run_prefix(scenario: str) -> str:

@@ -462,11 +462,14 @@ SPECS["locust_stampede"] = Spec(
     "A Locust master releases 100 users, spread over 2 Locust worker processes, at one "
     "agreed instant on a coupon with stock 1, over HTTP against the lab's server: exactly "
     "one claim succeeds and the 99 others are told the coupon is out of stock; every "
-    "planned op comes back once; the workers' histories, merged on the master's clock "
-    "with every op widened by its worker's measured clock uncertainty, fit one real-time "
-    "order.",
+    "planned op comes back once; the workers' histories, merged on the master's clock, "
+    "fit one real-time order, where ops of different worker processes are widened by "
+    "their clocks' measured uncertainty and one process's own ops keep their order "
+    "exactly (one clock); an uncertainty past max_clock_uncertainty_ms makes that "
+    "verdict unknown, never a pass.",
     "two winners, a planned op lost or doubled in the merge, a worker lost, a worker whose "
-    "clock could not be measured, or a merged history no real-time order explains.",
+    "clock could not be measured or is past its bound, or a merged history no real-time "
+    "order explains.",
     (
         'clocks = result.summary["clocks"]\n'
         'measured = [name for name, c in clocks.items() if c["offset_ms"] is not None]\n'

@@ -15,7 +15,7 @@ library with gevent): the lab starts Locust as separate processes running
 
 from __future__ import annotations
 
-from experiments.locust._catalog import LOCUST_SCENARIOS, driven
+from experiments.locust._catalog import LOCUST_DEFAULTS, LOCUST_RANGES, LOCUST_SCENARIOS, driven
 from experiments.locust._clocks import ClockEstimate, combine, estimate
 from experiments.locust._experiment import locust_stats, run_locust, save_locust_reports
 from experiments.locust._merge import PLACEMENTS, WorkerReport, merge, peak_overlap
@@ -24,6 +24,8 @@ from experiments.locust._swarm import SwarmError, SwarmRun, join_swarm, parse_ho
 
 __all__ = [
     "DIE_ENV",
+    "LOCUST_DEFAULTS",
+    "LOCUST_RANGES",
     "LOCUST_SCENARIOS",
     "PLACEMENTS",
     "SERIAL_ENV",

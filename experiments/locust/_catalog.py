@@ -20,10 +20,27 @@ from experiments.checks import (
     rows_equal,
 )
 from experiments.history import History
+from experiments.linearizability import MAX_CLOCK_UNCERTAINTY_MS
 from experiments.plans import Plan, mixed_plan, one_user_plan, stampede_plan
 from experiments.result import Verdict
+from experiments.spec import Range
 
-__all__ = ["LOCUST_SCENARIOS", "Driven", "driven"]
+__all__ = ["LOCUST_DEFAULTS", "LOCUST_RANGES", "LOCUST_SCENARIOS", "Driven", "driven"]
+
+#: What every Locust run takes beside its scenario's figures (``run_locust``'s keywords,
+#: ``-p`` of ``coupon-chaos locust``, the locust_stampede scenario's parameters).
+LOCUST_DEFAULTS: dict[str, Any] = {"max_clock_uncertainty_ms": MAX_CLOCK_UNCERTAINTY_MS}
+#: Widening the ops of two processes by +-u lets ops up to 2u apart be put in either
+#: order. A stampede of 100 users from 2 Locust workers over HTTP lasts 0.34-0.87 s of
+#: load wall here (10 seeds, 2026-12-07, a loaded 2-core machine) and its widening was
+#: 0.17-0.28 ms: past 100 ms (200 ms either way) a bound could excuse the order of a
+#: fifth to a half of a stampede and the check would test little. 0 takes no widening
+#: at all (any measured uncertainty: unknown).
+LOCUST_RANGES: dict[str, Range] = {
+    "max_clock_uncertainty_ms": Range(
+        0, 100, "ms; past 100 a widening could excuse much of a stampede's order"
+    )
+}
 
 
 @dataclass(frozen=True)

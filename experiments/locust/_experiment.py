@@ -22,7 +22,7 @@ from typing import Any
 
 from experiments.checks import FinalState, stampede_collided
 from experiments.errors import SpecError
-from experiments.history import History, Op
+from experiments.history import History, Op, collision
 from experiments.lab import latency_quantiles
 from experiments.linearizability import (
     CHECK_NAME,
@@ -30,7 +30,7 @@ from experiments.linearizability import (
     MAX_CLOCK_UNCERTAINTY_MS,
     check_linearizable,
 )
-from experiments.locust._catalog import driven
+from experiments.locust._catalog import LOCUST_RANGES, driven
 from experiments.locust._merge import (
     LOST,
     PLACEMENTS,
@@ -163,18 +163,22 @@ def run_locust(
     ``database_url`` or ``DATABASE_URL``, read for the final-state checks).
     ``name`` is the result's scenario name (the scenario's own by default).
     ``max_clock_uncertainty_ms`` bounds a worker process's clock uncertainty: past it
-    the linearizability verdict is unknown (``MAX_CLOCK_UNCERTAINTY_MS`` says why).
+    the linearizability verdict is unknown (``MAX_CLOCK_UNCERTAINTY_MS`` says why); a
+    value outside ``LOCUST_RANGES`` is a ``SpecError`` before any work.
     """
     which = driven(scenario)
     unknown = set(params) - set(which.defaults)
     if unknown:
         raise SpecError(f"{scenario}: unknown parameter(s) {sorted(unknown)}")
-    if isinstance(max_clock_uncertainty_ms, bool) or not (
-        isinstance(max_clock_uncertainty_ms, int | float) and max_clock_uncertainty_ms >= 0
+    if isinstance(max_clock_uncertainty_ms, bool) or not isinstance(
+        max_clock_uncertainty_ms, int | float
     ):
         raise SpecError(
-            f"max_clock_uncertainty_ms must be a number >= 0, not {max_clock_uncertainty_ms!r}"
+            f"max_clock_uncertainty_ms must be a number, not {max_clock_uncertainty_ms!r}"
         )
+    LOCUST_RANGES["max_clock_uncertainty_ms"].check(
+        "max_clock_uncertainty_ms", max_clock_uncertainty_ms
+    )
     figures = {**which.defaults, **params}
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="locust-"))
     spec = RunSpec(
@@ -252,7 +256,7 @@ def run_locust(
         for p in PLACEMENTS:
             clock_checks[p] = check_linearizable(placed[p], LINEARIZABLE_TIME_LIMIT_S).to_dict()
         r.figures["clock_checks"] = clock_checks
-        r.figures.update(_load_figures(r.history, swarms[0]))
+        r.figures.update(_load_figures(r.history, swarms[0], r.plan.workers))
         r.figures["max_clock_uncertainty_ms"] = r.max_clock_uncertainty_ms
         return verdicts
 
@@ -268,8 +272,11 @@ def run_locust(
     )
 
 
-def _load_figures(corrected: History, swarm: SwarmRun) -> dict[str, Any]:
-    load = [o for o in corrected.ops if o.phase != "setup" and o.message not in (LOST, UNREPORTED)]
+def _load_figures(corrected: History, swarm: SwarmRun, workers: int) -> dict[str, Any]:
+    """The load's figures, over every worker process's ops (the pipeline's own count the
+    ops of the ``load`` phase, which a Locust run has none of: its phases name processes)."""
+    every = [o for o in corrected.ops if o.phase != "setup"]
+    load = [o for o in every if o.message not in (LOST, UNREPORTED)]
     clocks = {}
     for r in swarm.reports:
         clock = r.clock()
@@ -287,7 +294,8 @@ def _load_figures(corrected: History, swarm: SwarmRun) -> dict[str, Any]:
     firsts = [min(o.invoke_ns for o in ops) for ops in by_process.values() if ops]
     wall = (max(o.complete_ns for o in load) - min(o.invoke_ns for o in load)) / 1e9 if load else 0
     return {
-        "ops": len(corrected.ops),
+        # The load's ops (as the pipeline counts them: the setup aside), lost ones included.
+        "ops": len(every),
         "processes": len(swarm.reports),
         # On the master's clock (offsets corrected, not widened): how together the
         # release was, over every user and over the processes' first ops.
@@ -295,11 +303,14 @@ def _load_figures(corrected: History, swarm: SwarmRun) -> dict[str, Any]:
         "process_start_spread_ms": _round((max(firsts) - min(firsts)) / 1e6 if firsts else None),
         "peak_overlap": peak_overlap(load),
         "peak_overlap_by_process": {k: peak_overlap(v) for k, v in sorted(by_process.items())},
+        # Peak in flight and the overlap with the winner, as stampede_collided judges them.
+        **collision(every, workers),
         "widening_ms": _round(max(widening) / 1e6 if widening else None),
         "clocks": clocks,
         "wall_s": round(wall, 4),
         "throughput_ops_s": round(len(load) / wall, 1) if wall > 0 else None,
         "latency": latency_quantiles(load),
+        "latency_ok": latency_quantiles([o for o in load if o.result == "ok"]),
         "locust_stats": locust_stats(swarm.stats),
         "locust_html": str(swarm.html) if swarm.html else None,
         "locust_dir": str(swarm.out_dir),

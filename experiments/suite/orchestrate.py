@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from experiments.run_record import new_run_id
 from experiments.suite import record
 from experiments.suite.discover import (
     NOTEBOOKS_DIR,
@@ -79,7 +80,7 @@ def run_suite(
         raise ValueError(f"nothing to run in {notebooks_dir} for layers {', '.join(layers)}")
     if on_plan is not None:
         on_plan(run_seed, planned)
-    run_id = f"{started_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+    run_id = new_run_id(started_at)
     # Absolute: notebooks run with their own folder as working directory.
     out = Path(out).resolve()
     run_dir = out / run_id
