@@ -95,4 +95,6 @@ def test_a_mutant_strategy_works_in_a_scenario_without_an_install_call(db_url: s
         cwd=ROOT,
     )
     assert bad.returncode == 1
-    assert "unknown mutant strategy 'mutant:nope'; have mutant:lost_update" in bad.stderr
+    # Refused by the spec, before any work, naming the mutants among the choices.
+    assert "SpecError: unknown strategy 'mutant:nope'; choose from advisory," in bad.stderr
+    assert "mutant:lost_update" in bad.stderr.splitlines()[-1]
