@@ -58,8 +58,16 @@ __all__ = [
 REAL_STRATEGIES: tuple[str, ...] = tuple(
     name for name in STRATEGIES if name in available_strategies()
 )
-#: Scenarios that bring their own database (a restart must not stop the shared one).
-OWN_DATABASE = frozenset({"database_restart"})
+#: What a scenario needs that makes it bring its own database: a restart must not stop
+#: the shared one, and a replicated cluster is started by the scenario itself (given
+#: a URL, failover wants the user's failover command and stale_reads refuses to run).
+_OWN_DATABASE_NEEDS = frozenset({"database_process", "cluster"})
+#: Scenarios that bring their own database (by what they declare they need).
+OWN_DATABASE = frozenset(
+    name
+    for name, scenario in scenarios.SCENARIOS.items()
+    if _OWN_DATABASE_NEEDS & set(scenario.needs)
+)
 #: Parameters a sweep sets itself: ``-p`` may not.
 _RESERVED = frozenset({"seed", "layer", "strategy", "database_url"})
 #: How often the lock-wait sampler looks (see experiments.waits).

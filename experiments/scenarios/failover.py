@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
@@ -31,9 +31,6 @@ from experiments.replica_checks import (
 from experiments.result import Result, Verdict
 from experiments.scenarios._replicated import link_through
 from experiments.spec import RunSpec, SpecError
-
-if TYPE_CHECKING:
-    pass
 
 NAME = "failover"
 TITLE = "Failover of a replicated PostgreSQL"
@@ -243,20 +240,31 @@ def _configuration(mode: str, cut_link: bool, how: str) -> str:
 
 
 def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
-    """An unsafe configuration: the loss is the expected finding, and it excuses only
-    what it explains (``findings.scope``: the explained failures are marked, not hidden).
-
-    The evidence is the acknowledged claims the survivor lacks. ``claims_match_history``
-    and ``linearizable`` are excused only when, with those claims erased from the
-    history (the claims, and their users in the reads that saw them), they pass; every other failure, and every unknown, stands. In their
-    place one check, ``loss_caught``, passes when every claim named lost was
-    acknowledged by the old primary (a row there) and is absent from the new one.
-    """
+    """An unsafe configuration: the loss is the expected finding (``judge_loss``)."""
     assert r.state is not None
-    lost = lost_acknowledged_claims(r.history, r.state)
+    kept, findings = judge_loss(r.history, r.state, verdicts)
+    r.figures["findings"] = findings
+    r.figures["unsafe"] = True
+    return kept
+
+
+def judge_loss(
+    history: History, state: FinalState, verdicts: list[Verdict]
+) -> tuple[list[Verdict], dict[str, Any]]:
+    """The verdicts of an unsafe configuration's run, and its findings by check name.
+
+    The loss is the expected finding, and it excuses only what it explains
+    (``findings.scope``: the explained failures are marked, not hidden). The evidence
+    is the acknowledged claims the survivor lacks. ``claims_match_history`` and
+    ``linearizable`` are excused only when, with those claims erased from the history
+    (the claims, and their users in the reads that saw them), they pass; every other
+    failure, and every unknown, stands. Beside them one check, ``loss_caught``, passes
+    when every claim named lost was acknowledged by the old primary (a row there) and
+    is absent from the new one.
+    """
+    lost = lost_acknowledged_claims(history, state)
     # The lost claims taken out, and their traces in the reads the old primary served.
-    unsure = without(r.history, lost, "erase")
-    state = r.state
+    unsure = without(history, lost, "erase")
     kept, findings = scope(
         verdicts,
         finding=f"asynchronous replication lost {len(lost)} acknowledged claims",
@@ -268,8 +276,6 @@ def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
         },
     )
     evidence = next(v for v in verdicts if v.name == "lost_claims_on_old_primary")
-    r.figures["findings"] = findings
-    r.figures["unsafe"] = True
     return [
         *kept,
         Verdict(
@@ -283,7 +289,7 @@ def _as_findings(r: Run, verdicts: list[Verdict]) -> list[Verdict]:
             {"lost_count": len(lost), "findings": sorted(findings)},
         ),
         _no_command(),
-    ]
+    ], findings
 
 
 def _safe(r: Run, verdicts: list[Verdict]) -> list[Verdict]:

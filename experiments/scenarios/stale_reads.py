@@ -32,7 +32,8 @@ DESCRIPTION = (
     "lab proves stale reads by counting (a read missing a claim acknowledged before "
     "it began) and the linearizability check must flag every run that had one, with "
     "a two-op witness; reads on the primary stay linearizable. With mode="
-    "'remote_apply' a claim is acknowledged only once the standby applied it."
+    "'remote_apply' a claim is acknowledged only once the standby applied it: a safe "
+    "configuration, where a stale read is no finding but fails the run."
 )
 DEFAULTS: dict[str, Any] = {
     "mode": "async",
@@ -107,28 +108,54 @@ def run(spec: RunSpec) -> Result:
             cluster_mode=mode,
             through=through,
             read_from_standby=read_from == "standby",
-            judge=lambda r, verdicts: _judge(r, verdicts, read_from, lag_s),
+            judge=lambda r, verdicts: _judge(r, verdicts, mode, read_from, lag_s),
         ),
     )
 
 
-def _judge(r: Run, verdicts: list[Verdict], read_from: str, lag_s: float) -> list[Verdict]:
-    """Reads on a standby: stale reads are a finding, and the lab must catch each run's.
+def unsafe(mode: str, read_from: str) -> bool:
+    """Reads on a standby may be stale unless a commit waits for the standby to apply it
+    (``remote_apply``); reads on the primary never are."""
+    return read_from == "standby" and mode != "remote_apply"
 
+
+def _judge(
+    r: Run, verdicts: list[Verdict], mode: str, read_from: str, lag_s: float
+) -> list[Verdict]:
+    kept, figures = judge_reads(r.history, dict(r.plan.setup), verdicts, mode, read_from, lag_s)
+    r.figures.update(figures)
+    return kept
+
+
+def judge_reads(
+    history: History,
+    amounts: dict[str, int],
+    verdicts: list[Verdict],
+    mode: str,
+    read_from: str,
+    lag_s: float,
+) -> tuple[list[Verdict], dict[str, Any]]:
+    """The verdicts of a run, and its figures (the findings among them).
+
+    Reads on a standby that may lag (``unsafe``): stale reads are a finding, and the
+    lab must catch each run's.
     The finding's evidence is the stale reads themselves (``stale_reads``'s witness
     ops). ``linearizable`` is excused only when, with those reads taken out, the
     history is linearizable again; any other failure, and any unknown, stands.
     ``stale_reads_caught`` passes when the linearizability check flagged every run in
-    which stale reads occurred. Reads on the primary keep every check as it is.
+    which stale reads occurred. A safe configuration (reads on the primary, or on a
+    standby under ``remote_apply``) keeps every check as it is: a stale read fails it.
+    ``amounts`` are what each coupon was created with: the plan's.
     """
     stale = next(v for v in verdicts if v.name == "stale_reads")
     lin = next(v for v in verdicts if v.name == CHECK_NAME)
     observed = int(stale.figures.get("stale", 0))
-    amounts = dict(r.plan.setup)  # what each coupon was created with: the plan's
-    stale_ids = {s["read_op_id"] for s in stale_reads(r.history, amounts)}
-    r.figures["stale_reads"] = observed
-    r.figures["witness_op_ids"] = stale.figures.get("witness_op_ids", [])
-    r.figures["linearizable"] = lin.passed
+    stale_ids = {s["read_op_id"] for s in stale_reads(history, amounts)}
+    figures: dict[str, Any] = {
+        "stale_reads": observed,
+        "witness_op_ids": stale.figures.get("witness_op_ids", []),
+        "linearizable": lin.passed,
+    }
     caught = observed == 0 or lin.passed is False
     verdicts = [
         *verdicts,
@@ -145,10 +172,10 @@ def _judge(r: Run, verdicts: list[Verdict], read_from: str, lag_s: float) -> lis
             {"stale": observed, "linearizable": lin.passed},
         ),
     ]
-    if read_from != "standby":
-        return verdicts
-    evidence = [o for o in r.history.ops if o.op_id in stale_ids]
-    reads_out = without(r.history, evidence, "drop")
+    if not unsafe(mode, read_from):
+        return verdicts, figures
+    evidence = [o for o in history.ops if o.op_id in stale_ids]
+    reads_out = without(history, evidence, "drop")
     kept, findings = scope(
         verdicts,
         finding=f"a standby {lag_s}s behind served {len(evidence)} stale reads",
@@ -160,5 +187,5 @@ def _judge(r: Run, verdicts: list[Verdict], read_from: str, lag_s: float) -> lis
             )
         },
     )
-    r.figures["findings"] = findings
-    return kept
+    figures["findings"] = findings
+    return kept, figures

@@ -21,7 +21,7 @@ from experiments import scenarios
 from experiments.checks import read_state
 from experiments.lab import NO_DATABASE, LabError, open_lab
 from experiments.scenarios import CATALOG, FAULTS, SCENARIOS
-from tests.experiments.test_contract import CATCHES, caught_for_its_rule
+from tests.experiments.test_contract import CATCHES, WHY, caught_for_its_rule
 from tests.wrong_server import serve_wrong
 
 pytestmark = pytest.mark.chaos
@@ -314,18 +314,35 @@ STRICT_RULES = (
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("with_database", [True, False], ids=["with-db", "without-db"])
 @pytest.mark.parametrize("variant", STRICT_RULES)
 def test_each_strict_rule_is_caught_through_the_run_command(
-    variant: str, db_url: str, tmp_path: Path
+    variant: str, with_database: bool, db_url: str, tmp_path: Path
 ) -> None:
     scenario, _ = CATCHES[variant]  # the command runs the scenario's own figures
+    database = ["--database-url", db_url, "--cleanup"] if with_database else []
     with serve_wrong(db_url, variant) as url:
         done = _run_cli(
-            "run", scenario, "--target", url, "--seed", "11", "--out", str(tmp_path), timeout=600
+            "run",
+            scenario,
+            "--target",
+            url,
+            *database,
+            "--seed",
+            "11",
+            "--out",
+            str(tmp_path),
+            timeout=600,
         )
     assert done.returncode != 0, done.stdout + done.stderr
     summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
     (job,) = summary["scenarios"]
     assert job["passed"] is False
     checks = {c["name"]: c for c in job["checks"]}
-    assert checks["contract_kept"]["passed"] is False, checks["contract_kept"]
+    kept = checks["contract_kept"]
+    assert kept["passed"] is False, kept
+    # Caught for the rule the server breaks: its answers named by why they broke it.
+    assert WHY[variant] in kept["detail"], kept["detail"]
+    # The tables are read with the target's database, and only then.
+    tables = [checks[name] for name in TABLE_CHECKS]
+    assert all(bool(c.get("skipped")) is not with_database for c in tables), tables
