@@ -52,6 +52,18 @@ def claims_match_history(history: History, state: FinalState) -> Verdict:
         return Verdict(
             "claims_match_history", False, f"acknowledged claims without a row: {lost[:5]}", figures
         )
+    # And the reverse: a row must belong to a claim that succeeded or may have. A row of
+    # a user no such claim names is a phantom the counts alone can hide in the slack of
+    # the indeterminate claims (a lost claim made unknown beside a phantom: 0 + 1 >= 1).
+    could = {(o.user, o.coupon) for o in claims if o.result == "ok" or o.result in INDETERMINATE}
+    phantoms = sorted(f"{u} on {c}" for _, u, c in state.claims if (u, c) not in could)
+    if phantoms:
+        return Verdict(
+            "claims_match_history",
+            False,
+            f"claim rows no successful or indeterminate claim explains: {phantoms[:5]}",
+            {**figures, "phantom_rows": len(phantoms)},
+        )
     return Verdict("claims_match_history", passed, detail, figures)
 
 

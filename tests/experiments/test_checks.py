@@ -105,6 +105,20 @@ def test_claims_match_history_with_indeterminate_ops() -> None:
     assert checks.claims_match_history(h, three).passed is False
 
 
+def test_a_phantom_row_is_not_hidden_in_the_slack_of_an_unknown_claim() -> None:
+    # r25's case: a lost claim made unknown (a finding's re-check) beside a row of a
+    # user no claim names: 0 ok + 1 unknown >= 1 row passed on counts alone.
+    h = hist(op(1, "claim", "unknown"))
+    phantom = state({f"{P}-a": (2, 1)}, [(1, "u9", f"{P}-a")])
+    v = checks.claims_match_history(h, phantom)
+    assert v.passed is False
+    assert "u9 on" in v.detail
+    assert v.figures["phantom_rows"] == 1
+    # The row the unknown claim may have made is explained.
+    own = state({f"{P}-a": (2, 1)}, [(1, "u1", f"{P}-a")])
+    assert checks.claims_match_history(h, own).passed is True
+
+
 def test_statuses_allowed() -> None:
     good = hist(
         op(1, "create", "ok", status=201),
