@@ -103,6 +103,8 @@ class ProxySchedule:
                 else "the timetable never began (stopped while it waited for its baseline)"
             )
             return Verdict(SCHEDULE_NAME, False, f"{why}; {said}", figures)
+        if self.begin_when is not None:
+            said = f"began on its baseline; {said}"
         return Verdict(SCHEDULE_NAME, as_planned, said, figures)
 
     def _begin(self) -> bool:
