@@ -127,6 +127,28 @@ _POOL_REFUSALS: tuple[type[BaseException], ...] = (
 )
 
 
+# PostgreSQL's XX000 (internal_error) is a bug or corruption, a 500, with one exception:
+# ``new multixact has more than one updating member`` (multixact.c,
+# MultiXactIdCreateFromMembers) is a race in the server, not in this service. An UPDATE
+# of a row whose xmax is a multixact (the claim's foreign key took FOR KEY SHARE on the
+# coupon while another transaction updated it) finds that updater aborted in pg_xact and
+# goes ahead, while MultiXactIdExpand keeps it as a member because it is still in the
+# ProcArray (an aborting transaction, a serialization failure or a terminated backend,
+# leaves the ProcArray after its abort is recorded): two updating members, and the
+# statement fails. Seen under SERIALIZABLE (DESIGN.md's field notes: 64 workers, and
+# pgbench too; issue 26: connection_drop terminating backends mid-claim). The failing
+# transaction is rolled back and nothing of it stays: a refusal (503), never a 500 nor
+# an unknown outcome.
+_MULTIXACT_RACE = "new multixact has more than one updating member"
+
+
+def _server_race(err: psycopg.Error) -> bool:
+    """PostgreSQL refused a statement for a race of its own (rolled back, transient)."""
+    return isinstance(err, pg_errors.InternalError_) and (
+        err.diag.message_primary or ""
+    ).startswith(_MULTIXACT_RACE)
+
+
 def _writable(conn: Conn) -> None:
     """The pool's check for a read-write URL: refuse a connection to a standby.
 
@@ -409,6 +431,11 @@ class CouponService:
             raise Unavailable() from err
         except psycopg.Error as err:
             outcome = "answered"
+            if _server_race(err):
+                log.warning("the database refused a statement for a race of its own: %s", err)
+                raise Unavailable(
+                    "service unavailable: the database refused a concurrent update"
+                ) from err
             log.exception("unexpected database error")
             raise InternalError() from err
         finally:

@@ -88,7 +88,7 @@ CHECKS: dict[str, str] = {
     "waiters_succeed_after_release": "claims that waited on the lock succeeded after it",
     "latency_applied": "the proxy's latency showed in the ops' latency",
     "reset_cut_connections": "the proxy's reset cut live connections and the ops that met it",
-    "schedule_ran": "the proxy went through every planned phase, each for its planned time",
+    "schedule_ran": "the proxy began on its baseline and went through every planned phase, each for its planned time",
     "throttle_applied": "ops in the throttle phase were slower by the proxy's pace",
     "stall_held": "ops met the stall and none completed while it held",
     "nemesis_ran": "the nemesis did what the plan says",

@@ -90,7 +90,10 @@ def run(spec: RunSpec) -> Result:
         Step("reset", reset_s),
     ]
 
-    def judge(history: History, p: TcpProxy, cut: set[str]) -> tuple[dict[str, Any], list[Verdict]]:
+    def judge(
+        history: History, sched: ProxySchedule, cut: set[str]
+    ) -> tuple[dict[str, Any], list[Verdict]]:
+        p = sched.proxy
         load = [o for o in history.ops if o.phase not in (None, "setup")]
         lat = {
             ph: sorted(o.latency_ns / 1e6 for o in load if o.phase == ph and o.result == "ok")
@@ -124,7 +127,7 @@ def run(spec: RunSpec) -> Result:
         return figures, [
             results_within(history, "claim", {"ok", *cut}),
             results_within(history, "get", {"ok", *cut}),
-            _schedule_ran(p, steps),
+            sched.ran_as_planned(),
             Verdict(
                 "latency_applied",
                 slowed,
@@ -169,7 +172,7 @@ def run(spec: RunSpec) -> Result:
     def expect(history: History, state: FinalState, fr: Run) -> list[Verdict]:
         # Between client and server a cut request's effect is unknown: it may have landed.
         cut = {"unavailable", "unknown"} if target is not None else {"unavailable"}
-        found, verdicts = judge(history, proxies[-1], cut)
+        found, verdicts = judge(history, schedules[-1], cut)
         fr.figures.update(found)
         ws = proxies[-1].windows.windows
         end = max((w.end_ns for w in ws), default=None)
@@ -207,27 +210,6 @@ STALL_GRACE_S = 0.1
 
 def _median(values: list[float]) -> float | None:
     return values[len(values) // 2] if values else None
-
-
-def _schedule_ran(p: TcpProxy, steps: list[Step]) -> Verdict:
-    """The timetable as planned: every fault phase in order, each about as long as planned."""
-    planned = [(s.phase, s.duration_s) for s in steps if s.phase != "pass"]
-    got = [(w.phase, round(w.duration_s, 3)) for w in p.windows.windows]
-    ok = (
-        [ph for ph, _ in got] == [ph for ph, _ in planned]
-        and all(
-            d >= want * 0.9 and d <= want + 1.0
-            for (_, d), (_, want) in zip(got, planned, strict=True)
-        )
-        if len(got) == len(planned)
-        else False
-    )
-    return Verdict(
-        "schedule_ran",
-        ok,
-        f"proxy phases {got} (planned {planned})",
-        {"windows": got, "planned": planned},
-    )
 
 
 def _ok_load_ops(history: History) -> int:

@@ -25,7 +25,7 @@ from experiments.faults.processes import WorkerKiller
 from experiments.faults.proxy import TcpProxy
 from experiments.faults.schedule import ProxySchedule
 from experiments.result import Result
-from experiments.scenarios import SCENARIOS
+from experiments.scenarios import SCENARIOS, network_faults
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -125,6 +125,24 @@ def test_network_faults_fails_when_the_schedule_is_cut_short(
     monkeypatch.setattr(ProxySchedule, "_run", short)
     result = _run("network_faults", db_url)
     assert result.verdict("schedule_ran").passed is False
+    assert result.status == "FAIL"
+
+
+def test_network_faults_fails_when_its_baseline_never_came(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old code: ``begun_on_time`` was recorded and no verdict read it: a timetable that
+    gave up waiting for its baseline and started anyway ran every phase, and the run
+    passed (the only failed check here is the one that now reads it)."""
+    monkeypatch.setattr(network_faults, "_ok_load_ops", lambda history: 0)
+    monkeypatch.setattr(network_faults, "BASELINE_WITHIN_S", 0.5)
+    result = _run("network_faults", db_url)
+    assert _failed(result) == ["schedule_ran"]
+    ran = result.verdict("schedule_ran")
+    assert "baseline never came" in ran.detail
+    assert ran.figures["begun_on_time"] is False
+    # Every phase ran in order: what the old schedule_ran compared, and passed.
+    assert [ph for ph, _ in ran.figures["windows"]] == [ph for ph, _ in ran.figures["planned"]]
     assert result.status == "FAIL"
 
 
