@@ -88,3 +88,33 @@ def test_kills_cut_claims_needs_a_claim_in_flight_at_each_kill() -> None:
     assert v.figures["cut_per_kill"] == [1, 0]
     # Fewer kills than planned is no experiment either.
     assert kills_cut_claims(history, cut_one, 2).passed is False
+
+
+def test_rolling_restart_fails_on_any_request_lost_in_its_window() -> None:
+    """Hand-made: the group promises a rolling restart loses no request. A 503 or a cut
+    connection (unknown) inside the rolling window fails the verdict (the old check
+    passed both: it failed on a 500 only, and printed the goal as MISSED); one inside a
+    kill window is the kill's; a rolling restart no op overlapped tested nothing."""
+    from experiments.faults.window import Window
+    from experiments.history import Op
+    from experiments.scenarios.process_crash import rolling_restart_verdict
+
+    kill = [Window("process", "kill", 100, 200)]
+    roll = [Window("process", "rolling", 500, 900)]
+
+    def op(i: int, start: int, end: int, result: str) -> Op:
+        return Op(i, 0, "claim", "c", user=f"u{i}", invoke_ns=start, complete_ns=end, result=result)
+
+    clean = [op(0, 510, 520, "ok"), op(1, 150, 160, "unknown"), op(2, 600, 610, "no_stock")]
+    v = rolling_restart_verdict(clean, kill, roll, 0.4)
+    assert v.passed, v.detail
+    assert v.figures["ops"] == 2
+    for lost in ("unavailable", "unknown", "server_error"):
+        v = rolling_restart_verdict([*clean, op(3, 700, 720, lost)], kill, roll, 0.4)
+        assert not v.passed, lost
+        assert v.figures["failed_op_ids"] == [3]
+    # An op both windows overlap failed for the kill: not the rolling restart's.
+    both = [*clean, op(4, 190, 510, "unknown")]
+    assert rolling_restart_verdict(both, kill, roll, 0.4).passed
+    assert not rolling_restart_verdict([op(1, 150, 160, "unknown")], kill, roll, 0.4).passed
+    assert not rolling_restart_verdict(clean, kill, roll, None).passed
