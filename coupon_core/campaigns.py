@@ -24,8 +24,9 @@ not order them. The implementations (``IMPLEMENTATIONS``):
                 (campaign, user_id) refuses the second, at every level (recommended)
 
 Every implementation retries a serialization failure or deadlock (40001 / 40P01, which
-REPEATABLE READ and SERIALIZABLE raise) up to ``max_retries`` times; past that the claim
-is ``Unavailable``. The named presets (``CAMPAIGN_STRATEGIES``): ``naive`` and
+REPEATABLE READ and SERIALIZABLE raise) until a deadline, as the ``serializable`` claim
+strategy does (``strategies.retry_conflicts``); past it the claim is ``Unavailable``.
+The named presets (``CAMPAIGN_STRATEGIES``): ``naive`` and
 ``naive_rc`` (READ COMMITTED), ``naive_rr`` (REPEATABLE READ), ``serializable`` (naive
 at SERIALIZABLE), ``naive_serializable`` (the same with no retry: a conflict is a 503),
 ``lock`` and ``constraint`` (READ COMMITTED).
@@ -34,8 +35,6 @@ at SERIALIZABLE), ``naive_serializable`` (the same with no retry: a conflict is 
 from __future__ import annotations
 
 import json
-import random
-import time
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -46,9 +45,16 @@ from coupon_core.errors import (
     CampaignClaimed,
     CouponNotFound,
     NoStock,
-    Unavailable,
 )
-from coupon_core.strategies import Conn, Cursor, FaultHook, RetryCount, kept_cursor
+from coupon_core.strategies import (
+    CONTENTION_BUDGET_S,
+    Conn,
+    Cursor,
+    FaultHook,
+    RetryCount,
+    kept_cursor,
+    retry_conflicts,
+)
 from coupon_core.validation import choose
 
 __all__ = [
@@ -152,7 +158,8 @@ class CampaignClaim:
     name: str
     implementation: Implementation
     isolation: str = "read_committed"
-    max_retries: int = 30
+    #: How long conflicts are retried (``strategies.retry_conflicts``); 0: not at all.
+    budget_s: float = CONTENTION_BUDGET_S
     backoff_s: float = 0.002
     retries: RetryCount = field(default_factory=RetryCount, compare=False, repr=False)
 
@@ -164,28 +171,23 @@ class CampaignClaim:
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
         cur = kept_cursor(conn)
         level = check_level(self.isolation)
-        for attempt in range(self.max_retries + 1):
-            try:
-                with conn.transaction():
-                    # First statement of the transaction: the level must be set before
-                    # any read (SET TRANSACTION takes no snapshot).
-                    cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
-                    if self.implementation == "lock":
-                        _lock(cur, user_id, coupon_name)
-                    check_and_take(
-                        cur,
-                        user_id,
-                        coupon_name,
-                        fault,
-                        take_slot=self.implementation == "constraint",
-                    )
-                return
-            except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
-                if attempt == self.max_retries:
-                    raise Unavailable("service unavailable: too much contention") from err
-                self.retries.add()
-                # Jittered, capped exponential backoff, as the claim strategy's.
-                time.sleep(random.uniform(0, min(0.05, self.backoff_s * 2**attempt)))
+
+        def once() -> None:
+            with conn.transaction():
+                # First statement of the transaction: the level must be set before
+                # any read (SET TRANSACTION takes no snapshot).
+                cur.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+                if self.implementation == "lock":
+                    _lock(cur, user_id, coupon_name)
+                check_and_take(
+                    cur,
+                    user_id,
+                    coupon_name,
+                    fault,
+                    take_slot=self.implementation == "constraint",
+                )
+
+        retry_conflicts(conn, once, self.budget_s, self.backoff_s, self.retries)
 
 
 def _lock(cur: Cursor, user_id: str, coupon_name: str) -> None:
@@ -207,7 +209,7 @@ CAMPAIGN_STRATEGIES: dict[str, CampaignStrategy] = {
         CampaignClaim("naive", "naive"),
         CampaignClaim("naive_rc", "naive"),
         CampaignClaim("naive_rr", "naive", "repeatable_read"),
-        CampaignClaim("naive_serializable", "naive", "serializable", max_retries=0),
+        CampaignClaim("naive_serializable", "naive", "serializable", budget_s=0.0),
         CampaignClaim("serializable", "naive", "serializable"),
         CampaignClaim("lock", "lock"),
         CampaignClaim("constraint", "constraint"),

@@ -320,31 +320,49 @@ class Serializable:
 
     def claim(self, conn: Conn, user_id: str, coupon_name: str, fault: FaultHook | None) -> None:
         cur = kept_cursor(conn)
-        started = time.monotonic()
-        deadline: float | None = None
-        attempt = 0
-        while True:
-            try:
-                with conn.transaction():
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                    row = cur.execute(
-                        "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon_name,)
-                    ).fetchone()
-                    _check_and_take(cur, row, user_id, coupon_name, fault)
-                return
-            except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
-                if deadline is None:
-                    statement = statement_budget_s(conn)
-                    budget = self.budget_s if statement is None else min(self.budget_s, statement)
-                    deadline = started + budget
-                # Jittered exponential backoff, capped: spreads the retries of a
-                # stampede so that each round lets someone commit.
-                pause = random.uniform(0, min(0.05, self.backoff_s * 2 ** min(attempt, 16)))
-                if time.monotonic() + pause >= deadline:
-                    raise Unavailable("service unavailable: too much contention") from err
-                self.retries.add()
-                attempt += 1
-                time.sleep(pause)
+
+        def once() -> None:
+            with conn.transaction():
+                cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                row = cur.execute(
+                    "SELECT remaining_amount FROM coupons WHERE name = %s", (coupon_name,)
+                ).fetchone()
+                _check_and_take(cur, row, user_id, coupon_name, fault)
+
+        retry_conflicts(conn, once, self.budget_s, self.backoff_s, self.retries)
+
+
+def retry_conflicts(
+    conn: Conn, once: Callable[[], None], budget_s: float, backoff_s: float, retries: RetryCount
+) -> None:
+    """Run ``once`` (one whole transaction) again on a serialization failure or deadlock
+    (40001 / 40P01) until a deadline, then ``Unavailable`` (a 503).
+
+    The deadline is time, not a count: ``budget_s`` from the first try, or the session's
+    statement_timeout if that is shorter (a service that promises no statement runs longer
+    than that refuses a contended claim within the same bound). ``budget_s`` 0: no retry,
+    the first conflict is refused. Every strategy that retries conflicts retries here.
+    """
+    started = time.monotonic()
+    deadline: float | None = None
+    attempt = 0
+    while True:
+        try:
+            once()
+            return
+        except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as err:
+            if deadline is None:
+                statement = statement_budget_s(conn)
+                budget = budget_s if statement is None else min(budget_s, statement)
+                deadline = started + budget
+            # Jittered exponential backoff, capped: spreads the retries of a
+            # stampede so that each round lets someone commit.
+            pause = random.uniform(0, min(0.05, backoff_s * 2 ** min(attempt, 16)))
+            if time.monotonic() + pause >= deadline:
+                raise Unavailable("service unavailable: too much contention") from err
+            retries.add()
+            attempt += 1
+            time.sleep(pause)
 
 
 STRATEGIES: dict[str, ClaimStrategy] = {

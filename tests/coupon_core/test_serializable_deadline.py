@@ -141,3 +141,31 @@ def test_statement_budget_is_the_sessions_statement_timeout(db_url: str) -> None
         assert statement_budget_s(conn) == 1.5  # read once per kept connection
     with psycopg.connect(db_url, autocommit=True) as plain:
         assert statement_budget_s(plain) is None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "claimed"), [("serializable", True), ("naive_serializable", False)]
+)
+def test_a_campaign_claim_retries_conflicts_by_the_same_deadline(
+    db_url: str,
+    unique: str,
+    other: psycopg.Connection[tuple[object, ...]],
+    strategy: str,
+    claimed: bool,
+) -> None:
+    """The campaign claims retry through the same mechanism: 40 conflicting tries (past the
+    30 they had) are claimed at SERIALIZABLE; ``naive_serializable`` (no retry) refuses the
+    first conflict with ``Unavailable`` and changes nothing."""
+    coupon = f"{unique}-camp"
+    with CouponService.connect(
+        db_url, campaign_strategy=strategy, application_name=f"dl-{unique}", pool_max=2
+    ) as svc:
+        svc.create(coupon, 5, campaign=f"{unique}-c")
+        svc.fault, seen = conflicting(other, coupon, tries=40)
+        if claimed:
+            svc.claim("u1", coupon)
+        else:
+            with pytest.raises(Unavailable, match="too much contention"):
+                svc.claim("u1", coupon)
+    assert seen[0] == (41 if claimed else 1)
+    assert rows(other, coupon) == ((4, 1) if claimed else (5, 0))
