@@ -39,7 +39,6 @@ from experiments.checks import FinalState, like_prefix, read_state
 from experiments.checks_leaks import pool_idle
 from experiments.clients import Client, HttpClient, ServiceClient
 from experiments.errors import LabError
-from experiments.figures import latency_quantiles
 from experiments.history import History, Op
 from experiments.plans import Plan
 from experiments.run_record import announce, common_params, run_prefix
@@ -64,7 +63,6 @@ __all__ = [
     "common_params",
     "delete_run_rows",
     "http_target",
-    "latency_quantiles",
     "open_lab",
     "run_prefix",
 ]

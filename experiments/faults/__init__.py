@@ -11,6 +11,7 @@ was active (``experiments.faults.window``) so ops can be labelled with a phase.
     proxy      a loopback TCP proxy: latency, throttling, resets, stalls
     cancel     cancel statements in flight (server side, or psycopg's cancel)
     partial    fail a claim between its insert and its decrement
+    threaded   start, stop and ``with`` for a fault working on a thread of its own
     replication  a replicated cluster: kill the primary, switch over, cut or delay
                the replication link, or run a user's own failover command
 """

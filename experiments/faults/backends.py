@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from experiments.faults.threaded import ThreadedFault
 from experiments.faults.window import Windows
 
 __all__ = [
@@ -70,7 +71,7 @@ def terminate_backends(
 
 
 @dataclass
-class BackendKiller:
+class BackendKiller(ThreadedFault):
     """Terminates the service's backends every ``interval_s`` (± seeded jitter) during a load.
 
     Bounded: at most ``max_kills`` rounds and ``max_duration_s`` seconds; ``stop()``
@@ -100,24 +101,12 @@ class BackendKiller:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> BackendKiller:
-        self._thread = threading.Thread(target=self._loop, name="nemesis-backend-kill", daemon=True)
-        self._thread.start()
-        return self
+    THREAD = "nemesis-backend-kill"
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.max_duration_s + 10)
-        self.windows.close_all()
+    def _join_s(self) -> float:
+        return self.max_duration_s + 10
 
-    def __enter__(self) -> BackendKiller:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
+    def _run(self) -> None:
         try:
             self._rounds()
         finally:

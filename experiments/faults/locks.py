@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import psycopg_pool
@@ -37,24 +37,22 @@ class RowLockHolder(HeldFault):
     windows: Windows = field(default_factory=lambda: Windows("row_lock_held"))
     holder_pid: int | None = None
     found: bool = False
-    _release: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _held: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     error: BaseException | None = None
 
-    def start(self, timeout: float = 10.0) -> RowLockHolder:
-        self._thread = threading.Thread(target=self._hold, name="nemesis-row-lock", daemon=True)
-        self._thread.start()
+    THREAD = "nemesis-row-lock"
+
+    def start(self, timeout: float = 10.0) -> Self:
+        super().start()
         if not self._held.wait(timeout):
             raise RuntimeError(f"row lock on {self.coupon!r} not taken within {timeout}s")
         if self.error is not None:
             raise RuntimeError(f"row lock on {self.coupon!r} failed: {self.error}") from self.error
         return self
 
-    def __enter__(self) -> RowLockHolder:
-        return self.start()
-
-    def _hold(self) -> None:
+    def _run(self) -> None:
         try:
             with (
                 psycopg.connect(
@@ -70,7 +68,7 @@ class RowLockHolder(HeldFault):
                 self.holder_pid = int(str(row[0])) if row is not None else None
                 self.windows.open("held")
                 self._held.set()
-                self._release.wait(self.hold_s)
+                self._stop.wait(self.hold_s)
                 # Close the window before the ROLLBACK goes out, not after it returns:
                 # a waiter runs the moment the server drops the lock, and may finish
                 # before this thread is scheduled again. The window is then exactly

@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import psycopg_pool
 
 from experiments.faults.held import HeldFault
+from experiments.faults.threaded import ThreadedFault
 from experiments.faults.window import Windows
 from experiments.history import Op
 from experiments.result import Verdict
@@ -36,22 +37,20 @@ class PoolHog(HeldFault):
     windows: Windows = field(default_factory=lambda: Windows("pool_exhausted"))
     held: int = 0
     error: BaseException | None = None
-    _release: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _ready: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> PoolHog:
-        self._thread = threading.Thread(target=self._hold, name="nemesis-pool-hog", daemon=True)
-        self._thread.start()
+    THREAD = "nemesis-pool-hog"
+
+    def start(self) -> Self:
+        super().start()
         self._ready.wait(self.acquire_timeout_s + 5)
         if self.error is not None:
             raise RuntimeError(f"could not take {self.count} pool connections: {self.error}")
         return self
 
-    def __enter__(self) -> PoolHog:
-        return self.start()
-
-    def _hold(self) -> None:
+    def _run(self) -> None:
         try:
             with ExitStack() as stack:
                 for _ in range(self.count):
@@ -59,7 +58,7 @@ class PoolHog(HeldFault):
                     self.held += 1
                 with self.windows.active("exhausted"):
                     self._ready.set()
-                    self._release.wait(self.hold_s)
+                    self._stop.wait(self.hold_s)
         except BaseException as err:  # reported by start()
             self.error = err
         finally:
@@ -67,7 +66,7 @@ class PoolHog(HeldFault):
 
 
 @dataclass
-class PoolWatch:
+class PoolWatch(ThreadedFault):
     """Samples a pool's stats every ``interval_s`` while a load runs (an observer, not a fault).
 
     A load with far more callers than connections can exhaust a pool by itself: a
@@ -87,20 +86,15 @@ class PoolWatch:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> PoolWatch:
-        self._thread = threading.Thread(target=self._loop, name="nemesis-pool-watch", daemon=True)
-        self._thread.start()
-        return self
+    THREAD = "nemesis-pool-watch"
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def _join_s(self) -> float:
+        return 10.0
 
     def no_idle_during(self, start_ns: int, end_ns: int) -> bool:
         return any(start_ns <= t <= end_ns and idle == 0 for t, idle, _ in self.samples)
 
-    def _loop(self) -> None:
+    def _run(self) -> None:
         deadline = time.monotonic() + self.max_duration_s
         while len(self.samples) < self.max_samples and time.monotonic() < deadline:
             st = self.stats()

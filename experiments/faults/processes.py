@@ -19,13 +19,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import psycopg
 
 from coupon_core.workers import WORKER_HEADER, ServerGroup
 from experiments.faults.backends import NEMESIS_APP
+from experiments.faults.threaded import ThreadedFault
 from experiments.faults.window import Windows
 
 __all__ = ["KillRecord", "WorkerKiller"]
@@ -94,7 +95,7 @@ def _busy_count(conn: psycopg.Connection[Any], name: str) -> int:
 
 
 @dataclass
-class WorkerKiller:
+class WorkerKiller(ThreadedFault):
     """SIGKILLs ``kills`` workers of ``group`` one after another, at seeded times.
 
     Before each kill it waits ``first_s`` (the first) or ``gap_s`` after the previous
@@ -121,28 +122,19 @@ class WorkerKiller:
     rolling_s: float | None = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    _abort: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> WorkerKiller:
+    THREAD = "nemesis-worker-kill"
+
+    def start(self) -> Self:
         if not self.group.supervised:
             raise ValueError("WorkerKiller needs a supervised ServerGroup (it would not come back)")
-        self._thread = threading.Thread(target=self._run, name="nemesis-worker-kill", daemon=True)
-        self._thread.start()
-        return self
+        return super().start()
 
-    def stop(self) -> None:
-        self._abort.set()
-        if self._thread is not None:
-            # Each step is bounded by bound_s; a rolling restart by the group's stop bound.
-            self._thread.join(timeout=(self.kills * 3 + 2) * self.bound_s)
-        self.windows.close_all()
-
-    def __enter__(self) -> WorkerKiller:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _join_s(self) -> float:
+        # Each step is bounded by bound_s; a rolling restart by the group's stop bound.
+        return (self.kills * 3 + 2) * self.bound_s
 
     def _run(self) -> None:
         rng = random.Random(self.seed)
@@ -152,13 +144,11 @@ class WorkerKiller:
             ) as conn:
                 for i in range(self.kills):
                     base = self.first_s if i == 0 else self.gap_s
-                    if self._abort.wait(
-                        max(0.0, base + rng.uniform(-self.jitter_s, self.jitter_s))
-                    ):
+                    if self._stop.wait(max(0.0, base + rng.uniform(-self.jitter_s, self.jitter_s))):
                         return
                     pids = sorted(self.group.pids)
                     self.records.append(self._kill(conn, rng.choice(pids)))
-                if self.rolling and not self._abort.wait(
+                if self.rolling and not self._stop.wait(
                     max(0.0, self.gap_s + rng.uniform(-self.jitter_s, self.jitter_s))
                 ):
                     self.windows.open("rolling")
@@ -181,7 +171,7 @@ class WorkerKiller:
         # nothing and tests nothing. Bounded; the scenario judges whether it cut a claim.
         t0 = time.monotonic()
         busy = 0
-        while time.monotonic() - t0 < self.bound_s and not self._abort.is_set():
+        while time.monotonic() - t0 < self.bound_s and not self._stop.is_set():
             busy = _busy_count(conn, name)
             if busy > 0:
                 break
@@ -216,7 +206,7 @@ class WorkerKiller:
         """GET /health on fresh connections until the replacement answers 200."""
         probes = 0
         deadline = time.monotonic() + self.bound_s
-        while time.monotonic() < deadline and not self._abort.is_set():
+        while time.monotonic() < deadline and not self._stop.is_set():
             probes += 1
             try:
                 # A new connection each time: the kernel spreads them over the listeners.

@@ -20,10 +20,11 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Self
+from typing import Literal
 
 from coupon_core.cluster import Node, ReplicatedCluster
 from experiments.faults.proxy import TcpProxy
+from experiments.faults.threaded import ThreadedFault
 from experiments.faults.window import Windows
 
 __all__ = ["Failover", "FailoverCommand", "HowDown", "ReplicationLag", "ReplicationLinks"]
@@ -105,11 +106,12 @@ class ReplicationLag:
         self.windows.close_all()
 
 
-class _OneShot:
+class _OneShot(ThreadedFault):
     """A fault fired once, ``delay_s`` after ``start()``, on a thread of its own.
 
     ``wait()`` until it is done; an error it raised is kept in ``error``; its windows
-    are closed when it ends. Subclasses (dataclasses) give the fields and ``_fire``.
+    are closed when it ends. Subclasses (dataclasses) give the fields, ``_fire`` and
+    ``stop()``: a one-shot is not cut short, its ``stop()`` waits for it.
     """
 
     delay_s: float
@@ -118,18 +120,10 @@ class _OneShot:
     _thread: threading.Thread | None
     _done: threading.Event
 
-    def start(self) -> Self:
-        self._thread = threading.Thread(target=self._run, name="nemesis-failover", daemon=True)
-        self._thread.start()
-        return self
+    THREAD = "nemesis-failover"
 
     def wait(self, timeout: float = 120.0) -> bool:
         return self._done.wait(timeout)
-
-    def _join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
-        self.windows.close_all()
 
     def _fire(self) -> None:
         raise NotImplementedError

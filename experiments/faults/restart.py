@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coupon_core.database import DatabaseHandle, EmbeddedPostgres
+from experiments.faults.threaded import ThreadedFault
 from experiments.faults.window import Windows
 
 __all__ = ["DatabaseRestart", "restart_skip_reason", "time_to_recover"]
@@ -39,7 +40,7 @@ def time_to_recover(
 
 
 @dataclass
-class DatabaseRestart:
+class DatabaseRestart(ThreadedFault):
     """After ``delay_s``, stop the database (``mode``), keep it down ``down_s``, start it again.
 
     Runs in its own thread so a load can go on meanwhile; ``stop()`` waits for the
@@ -56,7 +57,7 @@ class DatabaseRestart:
     started_s: float | None = None  # how long pg_ctl start took, until it accepted connections
     error: BaseException | None = None
     _thread: threading.Thread | None = field(default=None, repr=False)
-    _abort: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
@@ -64,31 +65,22 @@ class DatabaseRestart:
         if reason is not None:
             raise RuntimeError(reason)
 
-    def start(self) -> DatabaseRestart:
-        self._thread = threading.Thread(target=self._run, name="nemesis-restart", daemon=True)
-        self._thread.start()
-        return self
+    THREAD = "nemesis-restart"
 
     def wait(self, timeout: float = 120.0) -> bool:
         return self._done.wait(timeout)
 
     def stop(self) -> None:
-        self._abort.set()
-        if self._thread is not None:
-            self._thread.join(timeout=180)
-        self.windows.close_all()
+        super().stop()
         if self.error is not None:
             raise RuntimeError(f"database restart failed: {self.error}") from self.error
 
-    def __enter__(self) -> DatabaseRestart:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _join_s(self) -> float:
+        return 180.0
 
     def _run(self) -> None:
         try:
-            if self._abort.wait(self.delay_s):
+            if self._stop.wait(self.delay_s):
                 return
             self.windows.open("down")
             t0 = time.monotonic()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.faults.proxy import PhaseName, TcpProxy
+from experiments.faults.threaded import ThreadedFault
 from experiments.faults.window import Windows
 from experiments.result import Verdict
 
@@ -28,7 +29,7 @@ class Step:
 
 
 @dataclass
-class ProxySchedule:
+class ProxySchedule(ThreadedFault):
     """Switches ``proxy`` through ``steps`` in order, then back to ``pass``.
 
     Bounded by the sum of the durations; ``stop()`` ends it early and always leaves
@@ -48,29 +49,24 @@ class ProxySchedule:
     begin_within_s: float = 10.0
     begun_on_time: bool | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    _abort: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     #: The timetable as given, which ``ran_as_planned`` compares with what ran.
     planned: tuple[Step, ...] = field(init=False)
+    #: The proxy's own windows: its phases are the schedule's steps.
+    windows: Windows = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.planned = tuple(self.steps)
+        self.windows = self.proxy.windows
 
-    @property
-    def windows(self) -> Windows:
-        return self.proxy.windows
+    THREAD = "nemesis-proxy-schedule"
 
-    def start(self) -> ProxySchedule:
-        self._thread = threading.Thread(
-            target=self._run, name="nemesis-proxy-schedule", daemon=True
-        )
-        self._thread.start()
-        return self
+    def _join_s(self) -> float:
+        return self.bound_s + 10
 
-    def stop(self) -> None:
-        self._abort.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.bound_s + 10)
+    def _ended(self) -> None:
+        # Its windows are the proxy's: going back to ``pass`` closes the last one.
         self.proxy.set_phase("pass")
 
     @property
@@ -114,8 +110,8 @@ class ProxySchedule:
         while not self.begin_when():
             if time.monotonic() >= end:
                 self.begun_on_time = False
-                return not self._abort.is_set()
-            if self._abort.wait(0.01):
+                return not self._stop.is_set()
+            if self._stop.wait(0.01):
                 return False
         self.begun_on_time = True
         return True
@@ -126,7 +122,7 @@ class ProxySchedule:
                 return
             for step in self.steps:
                 self.proxy.set_phase(step.phase, **step.params)
-                if self._abort.wait(step.duration_s):
+                if self._stop.wait(step.duration_s):
                     return
         finally:
             self.proxy.set_phase("pass")

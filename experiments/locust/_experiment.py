@@ -22,8 +22,8 @@ from typing import Any
 
 from experiments.checks import FinalState, stampede_collided
 from experiments.errors import SpecError
+from experiments.figures import latency_quantiles
 from experiments.history import History, Op, collision
-from experiments.lab import latency_quantiles
 from experiments.linearizability import (
     CHECK_NAME,
     LINEARIZABLE_TIME_LIMIT_S,

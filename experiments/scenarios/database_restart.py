@@ -9,8 +9,8 @@ from experiments.checks import FinalState, Shared, results_within
 from experiments.faults.loads import claim_stream_plan
 from experiments.faults.recovery import SERVES_AGAIN_S, claims_recovered
 from experiments.faults.restart import DatabaseRestart, restart_skip_reason
+from experiments.figures import latency_quantiles
 from experiments.history import History
-from experiments.lab import latency_quantiles
 from experiments.pipeline import Nemesis, Run, Workload
 from experiments.pipeline import run as run_pipeline
 from experiments.result import Result, Verdict

@@ -10,6 +10,7 @@ from experiments.checks import FinalState, Shared
 from experiments.faults.cancel import cancel_backends
 from experiments.faults.loads import FAULT_COMMON, claim_stream_plan
 from experiments.faults.locks import RowLockHolder, held_lock_verdicts
+from experiments.faults.threaded import ThreadedFault
 from experiments.faults.window import Windows
 from experiments.history import History
 from experiments.pipeline import Nemesis, Run, Workload
@@ -50,7 +51,7 @@ CHECKS: tuple[str, ...] = (
 )
 
 
-class _CancelOnce:
+class _CancelOnce(ThreadedFault):
     """``delay_s`` in, cancel the service's statements waiting on a lock, once.
 
     Once there is one to cancel: on a loaded machine (or over HTTP) the claims may not
@@ -60,25 +61,22 @@ class _CancelOnce:
     left to cancel, and ``waiters_cancelled`` fails).
     """
 
+    THREAD = "nemesis-cancel-once"
+
     def __init__(self, fr: Run, delay_s: float, give_up_s: float) -> None:
         self.fr, self.delay_s, self.give_up_s = fr, delay_s, give_up_s
         self.windows = Windows("lock_wait_cancel")
         self.cancelled: list[int] = []
         self.looks = 0
-        self._abort = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="nemesis-cancel-once", daemon=True)
+        self._stop = threading.Event()
+        self._thread = None
 
-    def start(self) -> object:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._abort.set()
-        self._thread.join(timeout=10)
+    def _join_s(self) -> float:
+        return 10.0
 
     def _run(self) -> None:
         end = time.monotonic() + self.give_up_s
-        if self._abort.wait(self.delay_s):
+        if self._stop.wait(self.delay_s):
             return
         with self.windows.active("cancel"):
             while True:
@@ -86,7 +84,7 @@ class _CancelOnce:
                 self.cancelled = cancel_backends(
                     self.fr.database_url, self.fr.application_name, waiting_only=True
                 )
-                if self.cancelled or time.monotonic() >= end or self._abort.wait(0.02):
+                if self.cancelled or time.monotonic() >= end or self._stop.wait(0.02):
                     return
 
 
