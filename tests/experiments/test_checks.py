@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -11,6 +12,8 @@ from experiments import checks
 from experiments.checks import FinalState, read_state
 from experiments.history import History, Op
 from experiments.result import Verdict
+from tests import histories
+from tests.histories import history
 
 P = "run1"
 
@@ -23,29 +26,9 @@ def op(
     coupon: str = f"{P}-a",
     user: str | None = "u1",
     t: tuple[int, int] = (0, 1),
-    status: int | None = None,
-    message: str | None = None,
-    value: dict[str, object] | None = None,
-    amount: int | None = None,
+    **fields: Any,
 ) -> Op:
-    return Op(
-        op_id=op_id,
-        worker=0,
-        kind=kind,  # type: ignore[arg-type]
-        coupon=coupon,
-        user=user,
-        amount=amount,
-        invoke_ns=t[0],
-        complete_ns=t[1],
-        result=result,  # type: ignore[arg-type]
-        http_status=status,
-        message=message,
-        value=value,
-    )
-
-
-def hist(*ops: Op) -> History:
-    return History(ops=list(ops), origin_ns=0)
+    return histories.op(op_id, kind, *t, result, user, coupon=coupon, worker=0, unit=1, **fields)
 
 
 def state(coupons: dict[str, tuple[int, int]], claims: list[tuple[int, str, str]]) -> FinalState:
@@ -82,7 +65,7 @@ def test_no_negative_stock() -> None:
 
 
 def test_claims_match_history_exact_without_indeterminate_ops() -> None:
-    h = hist(op(1, "claim", "ok"), op(2, "claim", "no_stock", user="u2"))
+    h = history(op(1, "claim", "ok"), op(2, "claim", "no_stock", user="u2"))
     assert checks.claims_match_history(h, GOOD).passed is True
     # One ok claim, no row: an acknowledged claim was lost.
     lost = checks.claims_match_history(h, state({f"{P}-a": (2, 2)}, []))
@@ -93,7 +76,7 @@ def test_claims_match_history_exact_without_indeterminate_ops() -> None:
 
 
 def test_claims_match_history_with_indeterminate_ops() -> None:
-    h = hist(op(1, "claim", "ok"), op(2, "claim", "unknown", user="u2"))
+    h = history(op(1, "claim", "ok"), op(2, "claim", "unknown", user="u2"))
     one_row = checks.claims_match_history(h, GOOD)
     assert one_row.passed is True
     two = state({f"{P}-a": (3, 1)}, [(1, "u1", f"{P}-a"), (2, "u2", f"{P}-a")])
@@ -108,7 +91,7 @@ def test_claims_match_history_with_indeterminate_ops() -> None:
 def test_a_phantom_row_is_not_hidden_in_the_slack_of_an_unknown_claim() -> None:
     # r25's case: a lost claim made unknown (a finding's re-check) beside a row of a
     # user no claim names: 0 ok + 1 unknown >= 1 row passed on counts alone.
-    h = hist(op(1, "claim", "unknown"))
+    h = history(op(1, "claim", "unknown"))
     phantom = state({f"{P}-a": (2, 1)}, [(1, "u9", f"{P}-a")])
     v = checks.claims_match_history(h, phantom)
     assert v.passed is False
@@ -120,23 +103,25 @@ def test_a_phantom_row_is_not_hidden_in_the_slack_of_an_unknown_claim() -> None:
 
 
 def test_statuses_allowed() -> None:
-    good = hist(
+    good = history(
         op(1, "create", "ok", status=201),
         op(2, "claim", "no_stock", status=400),
         op(3, "get", "not_found", status=404),
         op(4, "claim", "ok"),
     )
     assert checks.statuses_allowed(good).passed is True
-    assert checks.statuses_allowed(hist(op(1, "get", "already_claimed"))).passed is False
-    assert checks.statuses_allowed(hist(op(1, "create", "ok", status=200))).passed is False
-    assert checks.statuses_allowed(hist(op(1, "claim", "invalid", status=422))).passed is False
+    assert checks.statuses_allowed(history(op(1, "get", "already_claimed"))).passed is False
+    assert checks.statuses_allowed(history(op(1, "create", "ok", status=200))).passed is False
+    assert checks.statuses_allowed(history(op(1, "claim", "invalid", status=422))).passed is False
 
 
 def test_no_server_errors() -> None:
-    assert checks.no_server_errors(hist(op(1, "claim", "ok", status=200))).passed is True
-    assert checks.no_server_errors(hist(op(1, "claim", "server_error", status=500))).passed is False
-    assert checks.no_server_errors(hist(op(1, "claim", "server_error"))).passed is False
-    busy = hist(op(1, "claim", "unavailable", status=503))
+    assert checks.no_server_errors(history(op(1, "claim", "ok", status=200))).passed is True
+    assert (
+        checks.no_server_errors(history(op(1, "claim", "server_error", status=500))).passed is False
+    )
+    assert checks.no_server_errors(history(op(1, "claim", "server_error"))).passed is False
+    busy = history(op(1, "claim", "unavailable", status=503))
     assert checks.no_server_errors(busy).passed is False
     assert checks.no_server_errors(busy, allow_unavailable=True).passed is True
 
@@ -151,7 +136,7 @@ def test_no_server_errors() -> None:
     ],
 )
 def test_no_driver_text_fails_on_driver_text(message: str) -> None:
-    h = hist(op(1, "claim", "already_claimed", status=409, message=message))
+    h = history(op(1, "claim", "already_claimed", status=409, message=message))
     assert checks.no_driver_text(h).passed is False
 
 
@@ -165,25 +150,26 @@ def test_no_driver_text_passes_on_the_contract_messages() -> None:
         "invalid request: name is required",
         "service unavailable",
     ]
-    h = hist(*(op(i, "claim", "invalid", message=m) for i, m in enumerate(messages)))
+    h = history(*(op(i, "claim", "invalid", message=m) for i, m in enumerate(messages)))
     assert checks.no_driver_text(h).passed is True
 
 
 def test_no_timeouts() -> None:
-    assert checks.no_timeouts(hist(op(1, "claim", "ok"))).passed is True
+    assert checks.no_timeouts(history(op(1, "claim", "ok"))).passed is True
     assert (
-        checks.no_timeouts(hist(op(1, "claim", "unknown", message="ReadTimeout"))).passed is False
+        checks.no_timeouts(history(op(1, "claim", "unknown", message="ReadTimeout"))).passed
+        is False
     )
 
 
 def test_expected_counts_exact() -> None:
-    h = hist(op(1, "claim", "ok"), *(op(i, "claim", "no_stock") for i in range(2, 5)))
+    h = history(op(1, "claim", "ok"), *(op(i, "claim", "no_stock") for i in range(2, 5)))
     assert checks.expected_counts(h, "claim", {"ok": 1, "no_stock": 3}).passed is True
     assert checks.expected_counts(h, "claim", {"ok": 1, "no_stock": 2}).passed is False
-    extra = hist(op(1, "claim", "ok"), op(2, "claim", "no_stock"), op(3, "claim", "invalid"))
+    extra = history(op(1, "claim", "ok"), op(2, "claim", "no_stock"), op(3, "claim", "invalid"))
     assert checks.expected_counts(extra, "claim", {"ok": 1, "no_stock": 1}).passed is False
     # Filtering by coupon: another coupon's ops do not count.
-    other = hist(op(1, "claim", "ok"), op(2, "claim", "ok", coupon=f"{P}-b"))
+    other = history(op(1, "claim", "ok"), op(2, "claim", "ok", coupon=f"{P}-b"))
     assert checks.expected_counts(other, "claim", {"ok": 1}, coupons=[f"{P}-a"]).passed is True
 
 
@@ -195,7 +181,7 @@ def test_conservation_takes_the_amount_from_the_acknowledged_create() -> None:
     """
     created = op(0, "create", "ok", user=None, amount=5)
     rewritten = state({f"{P}-a": (50, 49)}, [(1, "u1", f"{P}-a")])
-    h = hist(created, op(1, "claim", "ok"))
+    h = history(created, op(1, "claim", "ok"))
     assert checks.conservation(rewritten).passed is True  # the table alone: bent
     v = checks.conservation(rewritten, h)
     assert v.passed is False
@@ -210,22 +196,22 @@ def test_conservation_takes_the_amount_from_the_acknowledged_create() -> None:
 
 
 def test_conservation_names_rows_and_creates_the_history_does_not_explain() -> None:
-    h = hist(op(0, "create", "ok", user=None, amount=5, coupon=f"{P}-b"))
+    h = history(op(0, "create", "ok", user=None, amount=5, coupon=f"{P}-b"))
     # A row no create made, and an acknowledged create with no row.
     v = checks.conservation(state({f"{P}-a": (2, 2)}, []), h)
     assert v.passed is False
     assert "no create in the history made" in v.detail
     assert f"{P}-b: created (acknowledged) but no row" in v.detail
     # A create whose answer was lost may have made the coupon, with its amount.
-    maybe = hist(op(0, "create", "unknown", user=None, amount=2))
+    maybe = history(op(0, "create", "unknown", user=None, amount=2))
     assert checks.conservation(state({f"{P}-a": (2, 2)}, []), maybe).passed is True
     assert checks.conservation(state({f"{P}-a": (3, 3)}, []), maybe).passed is False
-    refused = hist(op(0, "create", "coupon_exists", user=None, amount=2))
+    refused = history(op(0, "create", "coupon_exists", user=None, amount=2))
     assert checks.conservation(state({f"{P}-a": (2, 2)}, []), refused).passed is False
 
 
 def test_created_amounts() -> None:
-    h = hist(
+    h = history(
         op(0, "create", "ok", user=None, amount=5),
         op(1, "create", "coupon_exists", user=None, amount=7),
         op(2, "create", "unknown", user=None, amount=9, coupon=f"{P}-b"),
@@ -253,7 +239,7 @@ def test_remaining_and_rows() -> None:
 
 
 def test_results_within_and_at_least() -> None:
-    h = hist(op(1, "claim", "ok"), op(2, "claim", "not_found"))
+    h = history(op(1, "claim", "ok"), op(2, "claim", "not_found"))
     assert checks.results_within(h, "claim", ("ok", "not_found")).passed is True
     assert checks.results_within(h, "claim", ("ok",)).passed is False
     assert checks.at_least(h, "claim", "not_found", 1, name="nf").passed is True
@@ -262,15 +248,15 @@ def test_results_within_and_at_least() -> None:
 
 def test_gets_consistent() -> None:
     good = {"amount": 3, "remaining_amount": 1, "claimed_by": ["a", "b"]}
-    assert checks.gets_consistent(hist(op(1, "get", "ok", value=good))).passed is True
+    assert checks.gets_consistent(history(op(1, "get", "ok", value=good))).passed is True
     torn = {"amount": 3, "remaining_amount": 2, "claimed_by": ["a", "b"]}
-    assert checks.gets_consistent(hist(op(1, "get", "ok", value=torn))).passed is False
-    assert checks.gets_consistent(hist(op(1, "get", "ok", value=None))).passed is False
+    assert checks.gets_consistent(history(op(1, "get", "ok", value=torn))).passed is False
+    assert checks.gets_consistent(history(op(1, "get", "ok", value=None))).passed is False
 
 
 # Creates and claims of one name: create 10 wins over [100, 200] ns.
 def _interleaved(*extra: Op) -> History:
-    return hist(
+    return history(
         op(10, "create", "ok", user=None, t=(100, 200)),
         op(11, "create", "coupon_exists", user=None, t=(110, 250)),
         *extra,
@@ -282,7 +268,7 @@ def test_no_success_before_create() -> None:
     assert checks.no_success_before_create(good, f"{P}-a").passed is True
     bad = _interleaved(op(1, "claim", "ok", t=(10, 90)))
     assert checks.no_success_before_create(bad, f"{P}-a").passed is False
-    no_winner = hist(op(1, "claim", "ok", t=(10, 90)))
+    no_winner = history(op(1, "claim", "ok", t=(10, 90)))
     assert checks.no_success_before_create(no_winner, f"{P}-a").passed is False
 
 
@@ -297,7 +283,7 @@ def test_no_not_found_after_create() -> None:
 
 def test_two_winning_creates_fail_the_order_checks_with_that_reason() -> None:
     """A history the contract cannot produce is a failure, not a crash into unknown."""
-    h = hist(op(1, "create", "ok", t=(1, 2)), op(2, "create", "ok", t=(3, 4)))
+    h = history(op(1, "create", "ok", t=(1, 2)), op(2, "create", "ok", t=(3, 4)))
     for check in (checks.no_success_before_create, checks.no_not_found_after_create):
         v = check(h, f"{P}-a")
         assert v.passed is False, v.detail
@@ -319,12 +305,12 @@ def test_a_crashing_check_is_unknown_never_a_pass() -> None:
 
 
 def test_always_on_passes_and_fails() -> None:
-    h = hist(op(0, "create", "ok", user=None, amount=2), op(1, "claim", "ok", status=200))
+    h = history(op(0, "create", "ok", user=None, amount=2), op(1, "claim", "ok", status=200))
     assert all(v.passed is True for v in checks.always_on(h, GOOD))
     names = [v.name for v in checks.always_on(h, GOOD)]
     assert "conservation" in names
     assert "no_timeouts" in names
-    bad = checks.always_on(hist(op(1, "claim", "unknown")), GOOD)
+    bad = checks.always_on(history(op(1, "claim", "unknown")), GOOD)
     assert any(v.passed is False for v in bad)
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from experiments import suite
 from experiments.commands.run import strategy_choices
 from experiments.mutants import MUTANTS
 from experiments.sweep import REAL_STRATEGIES as SWEEP_STRATEGIES
+from tests.entry import ENTRY, cli, tree
 
 # Subprocesses and database starts, seconds each: out of `make unit`, in `make test`.
 pytestmark = pytest.mark.slow
@@ -38,23 +37,11 @@ MUTANT_SCENARIOS = ", ".join(catalog.SCENARIOS)
 MUTANT_NAMES = ", ".join(m.name for m in MUTANTS)
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).parent / "coupon-chaos"
-ENTRY = str(SCRIPT) if SCRIPT.exists() else (shutil.which("coupon-chaos") or str(SCRIPT))
 NOT_A_URL = "--database-url: not a PostgreSQL URL (expected postgresql://user@host:port/dbname)"
 
 
-def _tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
 def _cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    environ["COUPON_CHAOS_HOME"] = str(folder / ".home-unused")
-    environ["COUPON_CHAOS_RESULTS"] = str(folder / "results")
-    environ.update(env)
-    return subprocess.run(
-        [ENTRY, *args], capture_output=True, text=True, timeout=120, env=environ, cwd=folder
-    )
+    return cli(folder, *args, timeout=120, home=".home-unused", **env)
 
 
 @pytest.fixture
@@ -351,13 +338,13 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
 def test_bad_input_is_one_line_before_any_work(
     folder: Path, args: list[str], env: dict[str, str], code: int, line: str
 ) -> None:
-    before = _tree(folder)
+    before = tree(folder)
     r = _cli(folder, *args, **env)
     line = line.replace("{results}", str(folder / "results"))
     assert (r.returncode, r.stderr) == (code, line + "\n")
     assert r.stdout == ""
     assert "hunter2" not in r.stderr
-    assert _tree(folder) == before, "a refused command wrote something"
+    assert tree(folder) == before, "a refused command wrote something"
 
 
 @pytest.mark.skipif(
@@ -365,7 +352,7 @@ def test_bad_input_is_one_line_before_any_work(
     reason="testcontainers is installed: --database docker would start a container",
 )
 def test_the_docker_path_without_its_extra_is_one_line(folder: Path) -> None:
-    before = _tree(folder)
+    before = tree(folder)
     r = _cli(folder, "run", "flash_sale", "--database", "docker")
     assert (r.returncode, r.stdout, r.stderr) == (
         1,
@@ -373,7 +360,7 @@ def test_the_docker_path_without_its_extra_is_one_line(folder: Path) -> None:
         "coupon-chaos: cannot start the database: testcontainers is not installed:"
         " pip install '.[docker]'\n",
     )
-    assert _tree(folder) == before
+    assert tree(folder) == before
 
 
 def test_debug_is_accepted_before_and_after_the_command(folder: Path) -> None:
@@ -431,7 +418,7 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_its_traceback(folder: P
 
 
 def test_a_bare_run_prints_usage_and_runs_nothing(folder: Path) -> None:
-    before = _tree(folder)
+    before = tree(folder)
     r = _cli(folder, "run")
     lines = r.stderr.splitlines()
     assert r.returncode == 2
@@ -440,7 +427,7 @@ def test_a_bare_run_prints_usage_and_runs_nothing(folder: Path) -> None:
     assert (
         lines[-1] == "coupon-chaos run: give SCENARIO names, all (every notebook) or --group GROUP"
     )
-    assert _tree(folder) == before
+    assert tree(folder) == before
 
 
 def test_sweep_takes_every_strategy_run_serve_bench_and_mutants_take(folder: Path) -> None:

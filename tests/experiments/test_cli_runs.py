@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.experiments.test_cli_errors import ENTRY
+from tests.entry import cli
 
 pytestmark = pytest.mark.chaos
 
@@ -19,12 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    # The results folder is the project's unless told: these runs keep theirs in folder.
-    env["COUPON_CHAOS_RESULTS"] = str(folder / "results")
-    return subprocess.run(
-        [ENTRY, *args], capture_output=True, text=True, timeout=600, env=env, cwd=folder
-    )
+    return cli(folder, *args, timeout=600)
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:

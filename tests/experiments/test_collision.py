@@ -10,21 +10,13 @@ import pytest
 from experiments.checks import stampede_collided
 from experiments.history import History, Op, collision, peak_in_flight, winner_overlap
 from experiments.result import Result, Verdict
+from tests.histories import op
 
 
 def _claim(op_id: int, t: tuple[int, int], result: str = "no_stock") -> Op:
-    return Op(
-        op_id=op_id,
-        worker=op_id,
-        kind="claim",
-        coupon="c",
-        user=f"u{op_id}",
-        # Monotonic times are never 0 (0 marks an op that never ran): shift them.
-        invoke_ns=1000 + t[0],
-        complete_ns=1000 + t[1],
-        result=result,  # type: ignore[arg-type]
-        phase="load",
-    )
+    # Monotonic times are never 0 (0 marks an op that never ran): shift them.
+    t0, t1 = 1000 + t[0], 1000 + t[1]
+    return op(op_id, "claim", t0, t1, result, f"u{op_id}", phase="load", unit=1)
 
 
 def test_a_real_stampede_has_everyone_in_flight_with_the_winner() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from experiments import compare
 from experiments.cli import main
-from tests.experiments.test_cli_errors import ENTRY
+from tests.entry import ENTRY
 
 
 def _job(name: str, layer: str, passed: bool, ok: int, p50: float, ops_s: float) -> dict[str, Any]:

@@ -16,37 +16,21 @@ import pytest
 
 from experiments import figures, report
 from experiments.figures import load_figures
-from experiments.history import History, Op
+from experiments.history import History
 from experiments.result import Result, Verdict
 from experiments.runner import RunReport
-
-MS = 1_000_000
+from tests.histories import history, op, setup_create
 
 
 def _flash_sale_history() -> History:
     """A setup create of 1 ms, then 5 ok claims (20..24 ms) and 45 no_stock (100..144 ms)."""
-    ops = [
-        Op(
-            -1,
-            -1,
-            "create",
-            "c",
-            amount=5,
-            invoke_ns=0,
-            complete_ns=1 * MS,
-            result="ok",
-            phase="setup",
-        ),
-    ]
+    ops = [setup_create(amount=5, t1=1)]
     for i in range(50):
         ok = i < 5
         latency = (20 + i) if ok else (100 + i)
-        ops.append(
-            Op(i, i, "claim", "c", user=f"u{i}", invoke_ns=2 * MS,
-               complete_ns=(2 + latency) * MS, result="ok" if ok else "no_stock",
-               phase="load")
-        )  # fmt: skip
-    return History(ops=ops, origin_ns=0)
+        result = "ok" if ok else "no_stock"
+        ops.append(op(i, "claim", 2, 2 + latency, result, f"u{i}", phase="load"))
+    return history(*ops)
 
 
 def _result(history: History, verdicts: list[Verdict] | None = None) -> Result:

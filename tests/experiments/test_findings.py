@@ -8,11 +8,12 @@ run moved every failure to "findings" and passed; each FAIL and unknown below pa
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from experiments.checks import FinalState, always_on
 from experiments.findings import scope, without
-from experiments.history import History, Op, ResultKind
+from experiments.history import History, Op
 from experiments.linearizability import CHECK_NAME, check_linearizable, started_ops
 from experiments.replica_checks import (
     lost_acknowledged_claims,
@@ -23,34 +24,13 @@ from experiments.replica_checks import (
 from experiments.result import Verdict, status_of
 from experiments.scenarios.failover import judge_loss
 from experiments.scenarios.stale_reads import judge_reads, unsafe
+from tests import histories
 
-MS = 1_000_000
 C = "c-1"  # the run's coupon; the prefix "c-" is the run's
 
 
-def op(
-    op_id: int,
-    kind: str,
-    t0: int,
-    t1: int,
-    result: ResultKind = "ok",
-    user: str | None = None,
-    value: dict[str, Any] | None = None,
-    amount: int | None = None,
-) -> Op:
-    return Op(
-        op_id=op_id,
-        worker=op_id,
-        kind=kind,  # type: ignore[arg-type]
-        coupon=C,
-        user=user,
-        amount=amount,
-        invoke_ns=t0 * MS,
-        complete_ns=t1 * MS,
-        result=result,
-        value=value,
-        phase="setup" if kind == "create" else "load",
-    )
+# Every op but the setup create runs in the load phase.
+op = partial(histories.op, coupon=C, phase="load")
 
 
 def read(op_id: int, t0: int, t1: int, claimed: list[str], amount: int = 3) -> Op:
@@ -59,7 +39,7 @@ def read(op_id: int, t0: int, t1: int, claimed: list[str], amount: int = 3) -> O
 
 
 def history(*ops: Op) -> History:
-    return History(ops=[op(0, "create", 0, 1, amount=3), *ops], origin_ns=0)
+    return histories.history(op(0, "create", 0, 1, amount=3, phase="setup"), *ops)
 
 
 def state(*users: str, amount: int = 3) -> FinalState:

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from experiments.history import History, Op
+from experiments.history import History
 from experiments.suite_html import index_html
 from experiments.suite_report import JobReport, SuiteReport
+from tests.histories import history, op, setup_create
 
 WIDTH, HEIGHT = 1366, 768
-MS = 1_000_000
 _FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -88,13 +88,11 @@ def _chromium() -> str:
 
 
 def _history(n_ok: int, n_refused: int) -> History:
-    ops = [Op(-1, -1, "create", "c", amount=n_ok, complete_ns=MS, result="ok", phase="setup")]
-    ops += [
-        Op(i, i, "claim", "c", user=f"u{i}", invoke_ns=2 * MS, complete_ns=(3 + i) * MS,
-           result="ok" if i < n_ok else "no_stock", phase="load")
+    claims = [
+        op(i, "claim", 2, 3 + i, "ok" if i < n_ok else "no_stock", f"u{i}", phase="load")
         for i in range(n_ok + n_refused)
-    ]  # fmt: skip
-    return History(ops=ops, origin_ns=0)
+    ]
+    return history(setup_create(amount=n_ok, t1=1), *claims)
 
 
 def _job(run_dir: Path, name: str, layer: str, status: str) -> JobReport:

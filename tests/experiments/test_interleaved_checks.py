@@ -8,27 +8,20 @@ from experiments.scenarios.interleaved_create_claim import (
     claims_after_create_succeed,
     final_stock_within_plan,
 )
+from tests.histories import history, op
 
 C = "p-new"
 
 
 def _op(op_id: int, kind: str, result: str, t: tuple[int, int]) -> Op:
-    return Op(
-        op_id=op_id,
-        worker=op_id,
-        kind=kind,  # type: ignore[arg-type]
-        coupon=C,
-        user=f"u{op_id}" if kind == "claim" else None,
-        amount=10 if kind == "create" else None,
-        invoke_ns=t[0],
-        complete_ns=t[1],
-        result=result,  # type: ignore[arg-type]
-    )
+    user = f"u{op_id}" if kind == "claim" else None
+    amount = 10 if kind == "create" else None
+    return op(op_id, kind, *t, result, user, coupon=C, amount=amount, unit=1)
 
 
 def _history(*claims: Op) -> History:
     # The winning create runs over [100, 200].
-    return History(ops=[_op(0, "create", "ok", (100, 200)), *claims], origin_ns=0)
+    return history(_op(0, "create", "ok", (100, 200)), *claims)
 
 
 def _state(remaining: int) -> FinalState:

@@ -13,6 +13,7 @@ from experiments.linearizability import (
     check_linearizable,
     simulate_history,
 )
+from tests.histories import MS, history, op, setup_create
 
 
 class _Builder:
@@ -34,20 +35,19 @@ class _Builder:
         coupon: str = "c",
     ) -> int:
         op_id = len(self.history)
-        self.history.append(
-            Op(
-                op_id,
-                op_id,
-                kind,
-                coupon,
-                user=user,
-                amount=amount,
-                invoke_ns=start * 1000,
-                complete_ns=end * 1000,
-                result=result,
-                value=value,
-            )
+        timed = op(
+            op_id,
+            kind,
+            start,
+            end,
+            result,
+            user,
+            coupon=coupon,
+            amount=amount,
+            value=value,
+            unit=1000,
         )
+        self.history.append(timed)
         return op_id
 
     def create(self, start: int, end: int, result: ResultKind = "ok", amount: int = 1) -> int:
@@ -410,22 +410,15 @@ def test_a_read_listing_a_claimant_twice_fails() -> None:
 
 # -- ops of one process keep their order: one clock (issue 25, point 2) -------------------
 
-MS = 1_000_000
-
 
 def _clocked(*ops: tuple[str, str, int, int, ResultKind, str | None]) -> History:
     """A setup create of stock 1 on the master's clock, then ``(phase, kind, invoke ms,
     complete ms, result, user)`` ops on the processes' clocks (offsets corrected)."""
-    history = History(origin_ns=0)
-    history.append(
-        Op(-1, -1, "create", "c", amount=1, invoke_ns=0, complete_ns=5 * MS, result="ok")
-    )
-    history.ops[0].phase = "setup"
-    for i, (phase, kind, start, end, result, user) in enumerate(ops):
-        op = Op(i, i, kind, "c", user=user, invoke_ns=start * MS, complete_ns=end * MS)  # type: ignore[arg-type]
-        op.result, op.phase = result, phase
-        history.append(op)
-    return history
+    timed = [
+        op(i, kind, t0, t1, result, user, phase=phase)
+        for i, (phase, kind, t0, t1, result, user) in enumerate(ops)
+    ]
+    return history(setup_create(), *timed)
 
 
 def _widened(history: History, clocks: dict[str, int]) -> History:

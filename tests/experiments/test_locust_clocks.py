@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from experiments.history import History, Op, ResultKind
+from experiments.history import History, ResultKind
 from experiments.linearizability import (
     LINEARIZABLE_TIME_LIMIT_S,
     MAX_CLOCK_UNCERTAINTY_MS,
@@ -20,6 +20,7 @@ from experiments.locust._clocks import Sample
 from experiments.locust._merge import process_clocks
 from experiments.plans import Plan, PlannedOp
 from experiments.result import Verdict
+from tests.histories import MS, history, setup_create
 
 
 def _round_trip(offset: int, there: int, back: int, at: int = 1_000_000) -> tuple[int, int, int]:
@@ -74,7 +75,6 @@ def test_a_step_between_before_and_after_is_covered() -> None:
 # past the bound. ``_old_way`` is the check the Locust path ran before: every op
 # widened by its worker's uncertainty, one interval each, no bound.
 
-MS = 1_000_000
 _Timed = tuple[str, float, float, ResultKind]  # user, invoke ms, complete ms, result
 
 
@@ -108,9 +108,7 @@ def _run(
             ops.append(op)
         reports.append(WorkerReport(index, f"n{index}", 1, [index], ops, before, after, done=True))
     plan = Plan(0, "m", len(workers), tuple(planned), setup=((coupon, stock),))
-    create = Op(-1, -1, "create", coupon, amount=stock, invoke_ns=0, complete_ns=5 * MS)
-    create.result, create.phase = "ok", "setup"
-    return reports, plan, History(ops=[create], origin_ns=0)
+    return reports, plan, history(setup_create(coupon, stock))
 
 
 def _copy(setup: History) -> History:

@@ -9,7 +9,6 @@ is a declared parameter that reaches the check.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 
 from experiments.errors import SpecError
 from experiments.locust import run_locust
-from tests.experiments.test_cli_errors import ENTRY
+from tests.entry import cli, tree
 
 chaos = pytest.mark.chaos
 
@@ -26,22 +25,12 @@ RANGE = "0 <= value <= 100 (ms; past 100 a widening could excuse much of a stamp
 
 
 def _cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    environ["COUPON_CHAOS_HOME"] = str(folder / ".home")
-    environ["COUPON_CHAOS_RESULTS"] = str(folder / "results")
-    environ.update(env)
-    return subprocess.run(
-        [ENTRY, *args], capture_output=True, text=True, timeout=600, env=environ, cwd=folder
-    )
+    return cli(folder, *args, timeout=600, home=".home", **env)
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     return loaded
-
-
-def _tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
 @pytest.mark.parametrize(
@@ -91,7 +80,7 @@ def test_refused_before_any_work(tmp_path: Path, args: list[str], line: str) -> 
     assert done.stderr.splitlines() == [line]
     assert done.stdout == ""
     assert not (tmp_path / "results").exists()
-    assert _tree(tmp_path) <= {".home"}
+    assert tree(tmp_path) <= {".home"}
 
 
 def test_run_locust_refuses_a_bound_past_its_range_before_any_work(tmp_path: Path) -> None:
@@ -138,7 +127,7 @@ def test_two_locust_runs_keep_both_and_runs_open_compare_read_them(
     assert lines[-1].endswith(f" s; report: {a / 'index.html'}")
     stem = a / "data" / "flash_sale-http"
     for name in ("result.json", "history.jsonl", "locust.html", "locust-stats.json"):
-        assert (stem / f"flash_sale-http.{name}").is_file(), sorted(_tree(a))
+        assert (stem / f"flash_sale-http.{name}").is_file(), sorted(tree(a))
     assert (a / "index.html").is_file()
     page = (a / "flash_sale-http.html").read_text(encoding="utf-8")
     assert "data/flash_sale-http/flash_sale-http.locust.html" in page

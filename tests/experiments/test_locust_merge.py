@@ -7,15 +7,12 @@ from experiments.linearizability import check_linearizable
 from experiments.locust import WorkerReport, merge, peak_overlap
 from experiments.locust._merge import LOST, UNREPORTED, phase_of, process_clocks, start_spread_ms
 from experiments.plans import stampede_plan
-
-MS = 1_000_000
+from tests.histories import MS, history, setup_create
 
 
 def _setup(coupon: str) -> History:
     # The lab creates the coupon (on the master's clock) before the workers start.
-    op = Op(-1, -1, "create", coupon, amount=1, invoke_ns=0, complete_ns=5 * MS, result="ok")
-    op.phase = "setup"
-    return History(ops=[op], origin_ns=0)
+    return history(setup_create(coupon))
 
 
 def _sync(offset: int, rtt: int = 2 * MS) -> list[tuple[int, int, int]]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from experiments.checks import FinalState
-from experiments.history import History, Op, ResultKind
+from experiments.history import Op
 from experiments.linearizability import check_linearizable
 from experiments.replica_checks import (
     lost_acknowledged_claims,
@@ -15,43 +13,13 @@ from experiments.replica_checks import (
     stale_reads_observed,
     unavailability,
 )
-
-MS = 1_000_000
-
-
-def op(
-    op_id: int,
-    kind: str,
-    t0: int,
-    t1: int,
-    result: ResultKind = "ok",
-    user: str | None = None,
-    coupon: str = "c",
-    value: dict[str, Any] | None = None,
-    amount: int | None = None,
-) -> Op:
-    return Op(
-        op_id=op_id,
-        worker=op_id,
-        kind=kind,  # type: ignore[arg-type]
-        coupon=coupon,
-        user=user,
-        amount=amount,
-        invoke_ns=t0 * MS,
-        complete_ns=t1 * MS,
-        result=result,
-        value=value,
-    )
+from tests.histories import MS, history, op
 
 
 def state(*claims: tuple[str, str], stock: int = 10) -> FinalState:
     s = FinalState(prefix="c", coupons={"c": (stock, stock - len(claims))})
     s.claims = [(i, u, c) for i, (u, c) in enumerate(claims, 1)]
     return s
-
-
-def history(*ops: Op) -> History:
-    return History(ops=list(ops), origin_ns=0)
 
 
 def read(op_id: int, t0: int, t1: int, claimed: list[str], stock: int = 10) -> Op:

@@ -11,46 +11,24 @@ from matplotlib.colors import to_hex, to_rgba
 from matplotlib.patches import Rectangle
 
 from experiments import report
-from experiments.history import History, Op, ResultKind
+from experiments.history import History
 from experiments.result import Result, Verdict
-
-MS = 1_000_000
-
-
-def _op(
-    op_id: int,
-    worker: int,
-    start_ms: float,
-    latency_ms: float,
-    result: ResultKind,
-    kind: str = "claim",
-    phase: str | None = None,
-) -> Op:
-    return Op(
-        op_id=op_id,
-        worker=worker,
-        kind=kind,  # type: ignore[arg-type]
-        coupon="c",
-        invoke_ns=int(start_ms * MS),
-        complete_ns=int((start_ms + latency_ms) * MS),
-        result=result,
-        phase=phase,
-    )
+from tests import histories
 
 
 @pytest.fixture
 def history() -> History:
     """1 create ok, 1 create coupon_exists; claims: 2 ok, 5 no_stock; 2 gets ok."""
-    ops = [
-        _op(0, 0, 0, 1, "ok", kind="create"),
-        _op(1, 1, 0, 2, "coupon_exists", kind="create"),
-        _op(2, 0, 2, 3, "ok"),
-        _op(3, 1, 3, 7, "ok", phase="fault"),
-        *(_op(4 + i, 2 + i, 5, 10 + i, "no_stock", phase="fault") for i in range(5)),
-        _op(9, 0, 20, 4, "ok", kind="get"),
-        _op(10, 1, 21, 5, "ok", kind="get"),
-    ]
-    return History(ops=ops, origin_ns=0)
+    op = histories.op
+    return histories.history(
+        op(0, "create", 0, 1, worker=0),
+        op(1, "create", 0, 2, "coupon_exists", worker=1),
+        op(2, "claim", 2, 5, worker=0),
+        op(3, "claim", 3, 10, worker=1, phase="fault"),
+        *(op(4 + i, "claim", 5, 15 + i, "no_stock", worker=2 + i, phase="fault") for i in range(5)),
+        op(9, "get", 20, 24, worker=0),
+        op(10, "get", 21, 26, worker=1),
+    )
 
 
 @pytest.fixture
@@ -132,7 +110,7 @@ def test_latency_ecdf_by_phase_groups_by_label(history: History) -> None:
 
 def test_rolling_stats_count_ops_completed_in_each_window() -> None:
     # One op completes every 100 ms with latency i ms; a 250 ms window holds 3 (or fewer).
-    ops = [_op(i, 0, i * 100 - i, i, "ok") for i in range(1, 11)]
+    ops = [histories.op(i, "claim", i * 100 - i, i * 100, worker=0) for i in range(1, 11)]
     stats = report.rolling_stats(History(ops=ops, origin_ns=0), window_s=0.25)
     assert list(stats["n"]) == [1, 2, 3, 3, 3, 3, 3, 3, 3, 3]
     assert np.allclose(stats["ops_per_s"], stats["n"] / 0.25)

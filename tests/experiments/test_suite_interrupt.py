@@ -14,7 +14,7 @@ from typing import Any
 import nbformat as _nbformat
 import pytest
 
-from tests.experiments.test_cli_errors import ENTRY
+from tests.entry import ENTRY
 from tests.procs import children
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
