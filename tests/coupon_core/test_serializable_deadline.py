@@ -143,6 +143,29 @@ def test_statement_budget_is_the_sessions_statement_timeout(db_url: str) -> None
         assert statement_budget_s(plain) is None
 
 
+def refused(
+    other: psycopg.Connection[tuple[object, ...]], tries: int
+) -> tuple[Callable[[str], None], list[int]]:
+    """A fault hook that fails the first ``tries`` tries of a claim with a serialization
+    failure raised by PostgreSQL itself (on ``other``), at the claim's ``after_insert``.
+
+    A campaign claim locks its coupon row first, so the conflicting update of
+    ``conflicting`` would wait for the claim that waits for it; the server's own 40001
+    raised at the same point is what a lost SSI conflict looks like to the claim."""
+    seen = [0]
+
+    def hook(point: str) -> None:
+        if point != "after_insert":
+            return
+        seen[0] += 1
+        if seen[0] <= tries:
+            other.execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'planted conflict' USING ERRCODE = '40001'; END $$"
+            )
+
+    return hook, seen
+
+
 @pytest.mark.parametrize(
     ("strategy", "claimed"), [("serializable", True), ("naive_serializable", False)]
 )
@@ -161,7 +184,7 @@ def test_a_campaign_claim_retries_conflicts_by_the_same_deadline(
         db_url, campaign_strategy=strategy, application_name=f"dl-{unique}", pool_max=2
     ) as svc:
         svc.create(coupon, 5, campaign=f"{unique}-c")
-        svc.fault, seen = conflicting(other, coupon, tries=40)
+        svc.fault, seen = refused(other, tries=40)
         if claimed:
             svc.claim("u1", coupon)
         else:
