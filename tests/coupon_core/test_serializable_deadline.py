@@ -23,6 +23,7 @@ from coupon_core.strategies import (
     Serializable,
     statement_budget_s,
 )
+from tests.tables import stock_and_claims
 
 
 @pytest.fixture
@@ -51,19 +52,6 @@ def conflicting(
     return hook, seen
 
 
-def rows(other: psycopg.Connection[tuple[object, ...]], coupon: str) -> tuple[int, int]:
-    row = other.execute(
-        "SELECT remaining_amount, (SELECT count(*) FROM claims WHERE coupon_name = %s)::int"
-        " FROM coupons WHERE name = %s",
-        (coupon, coupon),
-    ).fetchone()
-    assert row is not None
-    remaining, claims = row
-    assert isinstance(remaining, int)
-    assert isinstance(claims, int)
-    return remaining, claims
-
-
 def test_contention_past_thirty_tries_but_within_the_deadline_is_claimed(
     db_url: str, unique: str, other: psycopg.Connection[tuple[object, ...]]
 ) -> None:
@@ -83,7 +71,7 @@ def test_contention_past_thirty_tries_but_within_the_deadline_is_claimed(
     assert seen[0] == 41  # 40 tries refused, the 41st claimed
     assert counter.value - before >= 40  # the lab's retries counter still counts them
     assert took < CONTENTION_BUDGET_S
-    assert rows(other, coupon) == (4, 1)
+    assert stock_and_claims(other, coupon) == (4, 1)
 
 
 def test_contention_past_the_statement_timeout_is_refused_within_it(
@@ -107,7 +95,7 @@ def test_contention_past_the_statement_timeout_is_refused_within_it(
         took = time.monotonic() - t0
     assert 0.3 <= took <= 0.4 + 1.0, took
     assert seen[0] > 1  # it did retry before the deadline
-    assert rows(other, coupon) == (5, 0)  # nothing of the refused claim stays
+    assert stock_and_claims(other, coupon) == (5, 0)  # nothing of the refused claim stays
 
 
 def test_contention_past_the_strategy_budget_is_refused_in_bounded_time(
@@ -129,7 +117,7 @@ def test_contention_past_the_strategy_budget_is_refused_in_bounded_time(
     assert 0.2 <= took <= 0.3 + 1.0, took
     assert seen[0] > 1
     assert strategy.retries.value == seen[0] - 1  # every try but the refused last
-    assert rows(other, coupon) == (5, 0)
+    assert stock_and_claims(other, coupon) == (5, 0)
 
 
 def test_statement_budget_is_the_sessions_statement_timeout(db_url: str) -> None:
@@ -191,4 +179,4 @@ def test_a_campaign_claim_retries_conflicts_by_the_same_deadline(
             with pytest.raises(Unavailable, match="too much contention"):
                 svc.claim("u1", coupon)
     assert seen[0] == (41 if claimed else 1)
-    assert rows(other, coupon) == ((4, 1) if claimed else (5, 0))
+    assert stock_and_claims(other, coupon) == ((4, 1) if claimed else (5, 0))

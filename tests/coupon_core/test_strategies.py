@@ -17,6 +17,7 @@ from coupon_core import CouponService, available_strategies, get_strategy
 from coupon_core.errors import AlreadyClaimed, CouponNotFound
 from coupon_core.strategies import ClaimConnection
 from tests.procs import stampede
+from tests.tables import stock_and_claims
 
 WAIT_S = 60.0
 
@@ -95,17 +96,6 @@ def test_strategy_names() -> None:
 # -- row_lock_pipelined: the failure paths of pipeline mode ------------------------------
 
 
-def _counts(url: str, coupon: str) -> tuple[int, int]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT remaining_amount, (SELECT count(*) FROM claims WHERE coupon_name = %s)::int"
-            " FROM coupons WHERE name = %s",
-            (coupon, coupon),
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def _new_coupon(url: str, name: str, amount: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
@@ -146,11 +136,11 @@ def test_pipelined_exception_between_insert_and_decrement_commits_nothing(
             strategy.claim(conn, "u1", coupon, fault)
         assert seen == [(True, 0)]
         assert conn.info.transaction_status == TransactionStatus.IDLE
-        assert _counts(db_url, coupon) == (5, 0)
+        assert stock_and_claims(db_url, coupon) == (5, 0)
         strategy.claim(conn, "u1", coupon, None)  # the connection claims again, cleanly
     finally:
         conn.close()
-    assert _counts(db_url, coupon) == (4, 1)
+    assert stock_and_claims(db_url, coupon) == (4, 1)
 
 
 def test_pipelined_database_error_in_the_batch_leaves_the_connection_idle(
@@ -181,7 +171,7 @@ def test_pipelined_database_error_in_the_batch_leaves_the_connection_idle(
             assert conn.info.transaction_status == TransactionStatus.IDLE
     finally:
         conn.close()
-    assert _counts(db_url, coupon) == (4, 1)
+    assert stock_and_claims(db_url, coupon) == (4, 1)
 
 
 def _turns(trace: str) -> int:
@@ -211,7 +201,7 @@ def test_pipelined_uses_two_round_trips_where_row_lock_uses_six(
         turns[name] = _turns(log.read_text())
     # row_lock: BEGIN, SELECT ... FOR UPDATE, the check, INSERT, UPDATE, COMMIT.
     assert turns == {"row_lock": 6, "row_lock_pipelined": 2}
-    assert _counts(db_url, coupon) == (8, 2)
+    assert stock_and_claims(db_url, coupon) == (8, 2)
 
 
 def test_serializable_counts_a_retry_after_a_concurrent_update(db_url: str, unique: str) -> None:

@@ -15,17 +15,7 @@ import pytest
 
 from coupon_core.errors import Unavailable
 from tests.fix_backends import Backends
-
-
-def _state(url: str, coupon: str) -> tuple[int, int]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT remaining_amount, (SELECT count(*) FROM claims WHERE coupon_name = %s)"
-            " FROM coupons WHERE name = %s",
-            (coupon, coupon),
-        ).fetchone()
-    assert row is not None
-    return int(str(row[0])), int(str(row[1]))
+from tests.tables import stock_and_claims
 
 
 def test_terminate_removes_the_service_backends(
@@ -53,7 +43,7 @@ def test_terminate_removes_the_service_backends(
                 time.sleep(0.05)
         svc.claim("u1", f"{unique}-c")
         assert failures <= 3
-        assert _state(db_url, f"{unique}-c") == (2, 1)
+        assert stock_and_claims(db_url, f"{unique}-c") == (2, 1)
 
 
 def test_kill_while_a_claim_holds_the_row_lock_leaves_no_partial_claim(
@@ -67,7 +57,7 @@ def test_kill_while_a_claim_holds_the_row_lock_leaves_no_partial_claim(
         assert kill.killed == kill.paused
         assert isinstance(kill.error, Unavailable)
         # The insert died with its transaction: stock untouched, no claim row.
-        assert _state(db_url, coupon) == (5, 0)
+        assert stock_and_claims(db_url, coupon) == (5, 0)
 
 
 def test_killer_is_bounded_and_records_windows(backends: Backends) -> None:
@@ -94,7 +84,7 @@ def test_pause_kill_on_other_strategies(
         kill = backends.kill_mid_claim(svc, "victim", coupon)
         assert kill.killed
         assert isinstance(kill.error, Unavailable)
-        assert _state(db_url, coupon) == (2, 0)
+        assert stock_and_claims(db_url, coupon) == (2, 0)
 
 
 def test_a_round_waits_for_a_backend_to_kill(backends: Backends, db_url: str) -> None:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from coupon_core import CouponService, ServiceConfig
 from coupon_core.errors import Unavailable
 from experiments.faults import FailAfterInsert, InjectedFault
-
-
-def _counts(url: str, coupon: str) -> tuple[int, int]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT remaining_amount, (SELECT count(*) FROM claims WHERE coupon_name = %s)"
-            " FROM coupons WHERE name = %s",
-            (coupon, coupon),
-        ).fetchone()
-    assert row is not None
-    return int(str(row[0])), int(str(row[1]))
+from tests.tables import stock_and_claims
 
 
 @pytest.mark.parametrize("strategy", ["row_lock", "advisory", "serializable", "row_lock_pipelined"])
@@ -45,7 +34,7 @@ def test_every_second_claim_fails_and_leaves_nothing(
     assert ok == [0, 2, 4, 6, 8]
     assert unavailable == [1, 3, 5, 7, 9]
     # Five inserts were made and rolled back: exactly the five acknowledged claims remain.
-    assert _counts(db_url, coupon) == (15, 5)
+    assert stock_and_claims(db_url, coupon) == (15, 5)
 
 
 def test_atomic_has_no_point_between_insert_and_decrement(db_url: str, unique: str) -> None:
@@ -56,7 +45,7 @@ def test_atomic_has_no_point_between_insert_and_decrement(db_url: str, unique: s
         svc.fault = hook
         svc.claim("u", coupon)
     assert hook.reached == 0
-    assert _counts(db_url, coupon) == (2, 1)
+    assert stock_and_claims(db_url, coupon) == (2, 1)
 
 
 def test_seeded_rate_is_reproducible() -> None:
