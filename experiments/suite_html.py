@@ -473,7 +473,7 @@ def index_html(suite: SuiteReport) -> str:
 <h1>Coupon chaos lab · run {esc(suite.run_id)}</h1>
 <div class="banner {badge}">
 <p class="big"><span class="tag {badge}">{esc(verdict)}</span>
-{n_pass} of {len(suite.jobs)} notebooks passed{f", {n_skipped} skipped (not run)" if n_skipped else ""}{checks_skipped}</p>
+{n_pass} of {len(suite.jobs)} {suite.jobs_are} passed{f", {n_skipped} skipped (not run)" if n_skipped else ""}{checks_skipped}</p>
 {stopped}
 {f"<p>Failed: {failed_links}</p>" if failed_links else ""}
 {_previous_link(suite)}

@@ -156,6 +156,9 @@ class SuiteReport:
     previous: str | None = None
     #: The signal that stopped the run (``SIGTERM``, ``SIGINT``); None for a whole run.
     interrupted: str | None = None
+    #: What its jobs are, as the index counts them: notebooks (a suite), or runs recorded
+    #: from their Result (``suite.record.record_result``: a Locust run has no notebook).
+    jobs_are: str = "notebooks"
 
     @property
     def passed(self) -> bool:

@@ -127,6 +127,7 @@ def record_result(
         started_at=started_at,
         duration_s=duration_s,
         jobs=[job],
+        jobs_are="runs",
         rerun=rerun,
         database=database,
     )
